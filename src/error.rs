@@ -1,0 +1,105 @@
+//! The one error type of percolate.
+//!
+//! Every provider maps its backend failures onto these kinds at the boundary, so callers can
+//! write the same retry and reporting logic whatever backend they compiled in:
+//! - [`Error::Invalid`]: the input was rejected before anything reached storage; do not retry.
+//! - [`Error::NotFound`] / [`Error::AlreadyExists`]: the record or tenant is absent / present.
+//! - [`Error::Conflict`]: a concurrent writer won; retrying the whole transaction may succeed.
+//! - [`Error::FormatVersion`] / [`Error::Corrupt`]: stored bytes this build cannot or must not
+//!   decode; never silently returned as data.
+//! - [`Error::Backend`]: the storage backend failed (I/O, connection, server error).
+
+use std::fmt;
+
+/// The result type of every fallible percolate operation.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in percolate.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The input was rejected before it reached storage.
+    #[error("invalid {what}: {reason}")]
+    Invalid {
+        /// The argument or field that was wrong, e.g. `"tenant id"` or `"embedding"`.
+        what: &'static str,
+        /// Why it was rejected.
+        reason: String,
+    },
+    /// The record or tenant does not exist (in this tenant).
+    #[error("{what} not found: {id}")]
+    NotFound {
+        /// The kind of thing that was looked up, e.g. `"resource"`.
+        what: &'static str,
+        /// Its id.
+        id: String,
+    },
+    /// A record or tenant with this id already exists.
+    #[error("{what} already exists: {id}")]
+    AlreadyExists {
+        /// The kind of thing, e.g. `"tenant"`.
+        what: &'static str,
+        /// Its id.
+        id: String,
+    },
+    /// A concurrent writer changed what this operation read or wrote; retrying may succeed.
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// Stored data was written in a format version this build does not read.
+    #[error("unsupported format version {found} in {what} (this build reads {expected})")]
+    FormatVersion {
+        /// What held the version byte.
+        what: &'static str,
+        /// The version found.
+        found: u8,
+        /// The version this build reads.
+        expected: u8,
+    },
+    /// Stored bytes failed to decode: the store is damaged or was written by something else.
+    #[error("corrupt {what}: {reason}")]
+    Corrupt {
+        /// What failed to decode.
+        what: &'static str,
+        /// Why.
+        reason: String,
+    },
+    /// A key is missing or wrong, or sealed data failed authentication.
+    #[error("crypto: {0}")]
+    Crypto(String),
+    /// The storage backend failed.
+    #[error("{provider} backend error")]
+    Backend {
+        /// The provider's [`crate::Provider::NAME`].
+        provider: &'static str,
+        /// The backend's own error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync + 'static>,
+    },
+}
+
+impl Error {
+    /// An [`Error::Invalid`] for `what`, with a reason.
+    pub fn invalid(what: &'static str, reason: impl fmt::Display) -> Self {
+        Error::Invalid { what, reason: reason.to_string() }
+    }
+
+    /// An [`Error::NotFound`] for `what` with the given id.
+    pub fn not_found(what: &'static str, id: impl fmt::Display) -> Self {
+        Error::NotFound { what, id: id.to_string() }
+    }
+
+    /// An [`Error::AlreadyExists`] for `what` with the given id.
+    pub fn already_exists(what: &'static str, id: impl fmt::Display) -> Self {
+        Error::AlreadyExists { what, id: id.to_string() }
+    }
+
+    /// An [`Error::Corrupt`] for `what`, with a reason.
+    pub fn corrupt(what: &'static str, reason: impl fmt::Display) -> Self {
+        Error::Corrupt { what, reason: reason.to_string() }
+    }
+
+    /// Whether retrying the operation (or the whole transaction) may succeed.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Error::Conflict(_))
+    }
+}

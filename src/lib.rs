@@ -1,0 +1,44 @@
+//! # percolate
+//!
+//! A storage engine for agent memory. It stores REM data for one tenant at a time:
+//! **R**esources (content, metadata, an embedding), **E**ntities (typed nodes) joined by edges,
+//! and **M**oments (time-ranged events), and serves what agents ask of it: get/put, batch
+//! ingest, k-nearest vector search with metadata filters, graph traversal to depth N, time-range
+//! scans and transactions.
+//!
+//! The backend is a [`Provider`] chosen at compile time: [`rocks::RocksProvider`] (feature
+//! `rocksdb`, the default: embedded, a directory per tenant). [`MemoryEngine<P>`] is generic
+//! over it, with no dynamic dispatch.
+//!
+//! ```
+//! # #[cfg(feature = "rocksdb")]
+//! # tokio::runtime::Runtime::new().unwrap().block_on(async {
+//! use percolate::rocks::{RocksConfig, RocksProvider};
+//! use percolate::{MemoryEngine, NewEdge, NewEntity, TenantConfig, TenantId, TraverseQuery};
+//!
+//! let dir = tempfile::tempdir()?;
+//! let engine = MemoryEngine::new(RocksProvider::open(RocksConfig::new(dir.path()))?);
+//! let tenant = engine.create_tenant(&TenantId::new("acme")?, TenantConfig::default()).await?;
+//! let ada = tenant.create_entity(NewEntity::new("Ada Lovelace", "person")).await?;
+//! let engine_ = tenant.create_entity(NewEntity::new("Analytical Engine", "machine")).await?;
+//! tenant.create_edge(NewEdge::new(ada.id, engine_.id, "wrote_about")).await?;
+//! let reached = tenant.traverse(&TraverseQuery::new(ada.id, 2)).await?;
+//! assert_eq!(reached[0].entity, engine_.id);
+//! # Ok::<(), percolate::Error>(())
+//! # }).unwrap();
+//! ```
+
+mod engine;
+mod error;
+pub mod model;
+mod provider;
+
+#[cfg(feature = "rocksdb")]
+pub mod rocks;
+
+pub use engine::{
+    EngineTxn, MAX_BATCH, MAX_CONTENT_BYTES, MAX_NAME_BYTES, MemoryEngine, TenantHandle,
+};
+pub use error::{Error, Result};
+pub use model::*;
+pub use provider::{Capabilities, Provider, Txn, VectorIndexKind};

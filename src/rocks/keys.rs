@@ -1,0 +1,205 @@
+//! Every RocksDB key layout, built and parsed here and nowhere else.
+//!
+//! | column family  | key                                                              | value             |
+//! |----------------|------------------------------------------------------------------|-------------------|
+//! | `meta`         | ASCII name (`format_version`, `config`, `moment_span`)           | see `codec`       |
+//! | `resources`    | resource id (16)                                                 | resource          |
+//! | `embeddings`   | resource id (16)                                                 | embedding         |
+//! | `entities`     | entity id (16)                                                   | entity            |
+//! | `entity_names` | word (UTF-8, no NUL), `0x00`, entity id (16)                     | empty             |
+//! | `edges`        | edge id (16)                                                     | edge              |
+//! | `adjacency`    | entity (16), direction (1), relation length (u16), relation, other entity (16), edge id (16) | empty |
+//! | `moments`      | moment id (16)                                                   | moment            |
+//! | `moment_time`  | start (8), moment id (16)                                        | end (8)           |
+//!
+//! Integers are big-endian; timestamps are `i64` with the sign bit flipped so byte order is
+//! numeric order. Ids are UUIDv7, so byte order is creation order. The adjacency key puts the
+//! entity and direction first (one prefix scan per node and direction), then the length-prefixed
+//! relation (one seek per relation filter). Name words are NUL-terminated rather than
+//! length-prefixed: that keeps every word that starts with a query word under one key prefix,
+//! which is what prefix search needs; words never contain NUL (they are alphanumeric).
+
+use crate::model::{EdgeId, EntityId, Timestamp};
+
+/// `meta` key of the format version byte.
+pub(crate) const META_FORMAT_VERSION: &[u8] = b"format_version";
+/// `meta` key of the tenant configuration.
+pub(crate) const META_CONFIG: &[u8] = b"config";
+/// `meta` key of the longest moment duration ever written (an upper bound).
+pub(crate) const META_MOMENT_SPAN: &[u8] = b"moment_span";
+
+/// Which side of an edge an adjacency entry describes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Side {
+    /// The entity is the edge's `from`.
+    Out = 0,
+    /// The entity is the edge's `to`.
+    In = 1,
+}
+
+impl Side {
+    pub(crate) fn opposite(self) -> Side {
+        match self {
+            Side::Out => Side::In,
+            Side::In => Side::Out,
+        }
+    }
+}
+
+/// An adjacency entry, parsed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Adjacent<'k> {
+    pub(crate) side: Side,
+    pub(crate) relation: &'k [u8],
+    pub(crate) other: EntityId,
+    pub(crate) edge: EdgeId,
+}
+
+/// The adjacency key of `entity`'s `side` of `edge`.
+pub(crate) fn adjacency(
+    entity: EntityId,
+    side: Side,
+    relation: &str,
+    other: EntityId,
+    edge: EdgeId,
+) -> Vec<u8> {
+    // Relations are at most MAX_NAME_BYTES (1024) long: validated by the engine.
+    let relation_len = u16::try_from(relation.len()).unwrap_or(u16::MAX);
+    let mut key = Vec::with_capacity(16 + 1 + 2 + relation.len() + 32);
+    key.extend_from_slice(entity.as_bytes());
+    key.push(side as u8);
+    key.extend_from_slice(&relation_len.to_be_bytes());
+    key.extend_from_slice(relation.as_bytes());
+    key.extend_from_slice(other.as_bytes());
+    key.extend_from_slice(edge.as_bytes());
+    key
+}
+
+/// The prefix of every adjacency key of `entity`'s `side`.
+pub(crate) fn adjacency_prefix(entity: EntityId, side: Side) -> [u8; 17] {
+    let mut key = [0u8; 17];
+    key[..16].copy_from_slice(entity.as_bytes());
+    key[16] = side as u8;
+    key
+}
+
+/// The prefix of the adjacency keys of `entity`'s `side` with this relation.
+pub(crate) fn adjacency_relation_prefix(entity: EntityId, side: Side, relation: &str) -> Vec<u8> {
+    let relation_len = u16::try_from(relation.len()).unwrap_or(u16::MAX);
+    let mut key = Vec::with_capacity(19 + relation.len());
+    key.extend_from_slice(&adjacency_prefix(entity, side));
+    key.extend_from_slice(&relation_len.to_be_bytes());
+    key.extend_from_slice(relation.as_bytes());
+    key
+}
+
+/// Parses an adjacency key; `None` if it is not one.
+pub(crate) fn parse_adjacency(key: &[u8]) -> Option<Adjacent<'_>> {
+    let side = match *key.get(16)? {
+        0 => Side::Out,
+        1 => Side::In,
+        _ => return None,
+    };
+    let relation_len = u16::from_be_bytes(key.get(17..19)?.try_into().ok()?) as usize;
+    let relation = key.get(19..19 + relation_len)?;
+    let rest = key.get(19 + relation_len..)?;
+    if rest.len() != 32 {
+        return None;
+    }
+    Some(Adjacent {
+        side,
+        relation,
+        other: EntityId::from_bytes(rest[..16].try_into().ok()?),
+        edge: EdgeId::from_bytes(rest[16..].try_into().ok()?),
+    })
+}
+
+/// The entity-name key of `word` for `entity`.
+pub(crate) fn entity_name(word: &str, entity: EntityId) -> Vec<u8> {
+    let mut key = Vec::with_capacity(word.len() + 17);
+    key.extend_from_slice(word.as_bytes());
+    key.push(0);
+    key.extend_from_slice(entity.as_bytes());
+    key
+}
+
+/// The entity of an entity-name key; `None` if it is not one.
+pub(crate) fn parse_entity_name(key: &[u8]) -> Option<EntityId> {
+    let split = key.len().checked_sub(17)?;
+    if key[split] != 0 {
+        return None;
+    }
+    Some(EntityId::from_bytes(key[split + 1..].try_into().ok()?))
+}
+
+/// A timestamp as 8 bytes whose byte order is time order.
+pub(crate) fn time(t: Timestamp) -> [u8; 8] {
+    ((t.as_micros() as u64) ^ (1 << 63)).to_be_bytes()
+}
+
+/// The inverse of [`time`].
+pub(crate) fn parse_time(bytes: &[u8]) -> Option<Timestamp> {
+    let raw = u64::from_be_bytes(bytes.try_into().ok()?);
+    Some(Timestamp::from_micros((raw ^ (1 << 63)) as i64))
+}
+
+/// The moment-time key of a moment starting at `start`.
+pub(crate) fn moment_time(start: Timestamp, moment: &[u8; 16]) -> [u8; 24] {
+    let mut key = [0u8; 24];
+    key[..8].copy_from_slice(&time(start));
+    key[8..].copy_from_slice(moment);
+    key
+}
+
+/// The start and moment id of a moment-time key.
+pub(crate) fn parse_moment_time(key: &[u8]) -> Option<(Timestamp, [u8; 16])> {
+    if key.len() != 24 {
+        return None;
+    }
+    Some((parse_time(&key[..8])?, key[8..].try_into().ok()?))
+}
+
+/// The smallest key greater than every key that starts with `prefix`, or `None` when there is
+/// none (the prefix is all `0xff`): the exclusive upper bound of a prefix scan.
+pub(crate) fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last != u8::MAX {
+            end.push(last + 1);
+            return Some(end);
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn adjacency_keys_round_trip() {
+        let (a, b, e) = (EntityId::new(), EntityId::new(), EdgeId::new());
+        let key = adjacency(a, Side::In, "knows", b, e);
+        let parsed = parse_adjacency(&key).unwrap();
+        assert_eq!(parsed, Adjacent { side: Side::In, relation: b"knows", other: b, edge: e });
+        assert!(key.starts_with(&adjacency_relation_prefix(a, Side::In, "knows")));
+        assert!(!key.starts_with(&adjacency_relation_prefix(a, Side::In, "know")));
+        assert!(parse_adjacency(&key[..key.len() - 1]).is_none());
+    }
+
+    #[test]
+    fn time_bytes_sort_like_time() {
+        let times = [i64::MIN, -5, -1, 0, 1, 7, i64::MAX].map(Timestamp::from_micros);
+        for pair in times.windows(2) {
+            assert!(time(pair[0]) < time(pair[1]));
+            assert_eq!(parse_time(&time(pair[0])), Some(pair[0]));
+        }
+    }
+
+    #[test]
+    fn prefix_end_bounds_the_prefix() {
+        assert_eq!(prefix_end(b"ab"), Some(b"ac".to_vec()));
+        assert_eq!(prefix_end(&[1, 255]), Some(vec![2]));
+        assert_eq!(prefix_end(&[255, 255]), None);
+    }
+}

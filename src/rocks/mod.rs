@@ -1,0 +1,278 @@
+//! The embedded RocksDB provider: a database directory per tenant.
+//!
+//! Design decisions:
+//! - **A database per tenant** (`root/<tenant id>/`): tenants share nothing on disk, deleting a
+//!   tenant is deleting a directory, and a tenant's files can be moved or backed up alone.
+//!   [`tenants`] keeps a bounded cache of open databases so thousands of tenants do not exhaust
+//!   file handles, and shares one block cache among them.
+//! - **Optimistic transactions for every write** ([`store`]): each write, auto-commit or not,
+//!   is one atomic RocksDB batch whose read-for-update keys are validated at commit. Writers
+//!   never block each other; a lost race is [`crate::Error::Conflict`] (auto-commit calls retry
+//!   it themselves).
+//! - **Durability**: every write goes through the write-ahead log. By default the WAL is not
+//!   fsynced per write (a process crash loses nothing; a power loss may lose the last writes);
+//!   [`RocksConfig::sync_writes`] fsyncs every commit.
+//! - **Blocking**: point reads and writes take microseconds and run inline on the calling task;
+//!   scans whose cost grows with the tenant (vector search, entity search, export pages, time
+//!   ranges) run on tokio's blocking pool.
+
+mod cf;
+mod codec;
+mod graph;
+mod keys;
+mod query;
+mod store;
+mod tenants;
+mod txn;
+mod vector;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+pub use tenants::TenantDb;
+pub use txn::RocksTxn;
+
+use crate::error::{Error, Result};
+use crate::model::{
+    Direction, Edge, EdgeId, Entity, EntityId, EntityQuery, Moment, MomentId, Reached, Record,
+    RecordKind, Resource, ResourceId, ScoredResource, SearchQuery, TenantConfig, TenantId,
+    TimeRange, TraverseQuery,
+};
+use crate::provider::{Capabilities, Provider, VectorIndexKind};
+use store::View;
+use tenants::TenantCache;
+
+pub(crate) const NAME: &str = "rocksdb";
+
+/// Settings of the RocksDB provider.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct RocksConfig {
+    /// The directory holding one database directory per tenant.
+    pub root: PathBuf,
+    /// At most this many tenant databases stay open while idle.
+    pub open_tenants: usize,
+    /// RocksDB's `max_open_files` for each tenant database.
+    pub max_open_files_per_tenant: i32,
+    /// The block cache shared by every tenant, in bytes.
+    pub block_cache_bytes: usize,
+    /// The memtable size of each column family, in bytes.
+    pub write_buffer_bytes: usize,
+    /// Fsync the write-ahead log on every commit (survives power loss; slower writes).
+    pub sync_writes: bool,
+}
+
+impl RocksConfig {
+    /// Defaults for a store rooted at `root`.
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self {
+            root: root.into(),
+            open_tenants: 64,
+            max_open_files_per_tenant: 64,
+            block_cache_bytes: 64 << 20,
+            write_buffer_bytes: 16 << 20,
+            sync_writes: false,
+        }
+    }
+}
+
+/// The embedded RocksDB provider.
+pub struct RocksProvider {
+    tenants: TenantCache,
+}
+
+impl RocksProvider {
+    /// Opens (creating if needed) a store rooted at `config.root`.
+    ///
+    /// # Errors
+    /// [`Error::Backend`] if the root directory cannot be created.
+    pub fn open(config: RocksConfig) -> Result<Self> {
+        Ok(Self { tenants: TenantCache::new(config)? })
+    }
+
+    /// The root directory.
+    pub fn root(&self) -> &Path {
+        &self.tenants.config().root
+    }
+
+    /// Closes every tenant database that no handle holds.
+    pub fn close_idle(&self) {
+        self.tenants.close_idle();
+    }
+}
+
+/// Runs a scan on tokio's blocking pool when inside a runtime, inline otherwise.
+async fn blocking<T: Send + 'static>(
+    tenant: &Arc<TenantDb>,
+    op: impl FnOnce(&TenantDb) -> Result<T> + Send + 'static,
+) -> Result<T> {
+    let tenant = Arc::clone(tenant);
+    match tokio::runtime::Handle::try_current() {
+        Ok(runtime) => runtime
+            .spawn_blocking(move || op(&tenant))
+            .await
+            .map_err(|e| Error::Backend { provider: NAME, source: Box::new(e) })?,
+        Err(_) => op(&tenant),
+    }
+}
+
+impl Provider for RocksProvider {
+    type Tenant = Arc<TenantDb>;
+    type Txn<'p> = RocksTxn<'p>;
+    const NAME: &'static str = NAME;
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities { vector_index: VectorIndexKind::Exact, persistent: true }
+    }
+
+    async fn create_tenant(&self, id: &TenantId, config: &TenantConfig) -> Result<()> {
+        self.tenants.create(id, config)
+    }
+
+    async fn open_tenant(&self, id: &TenantId) -> Result<Self::Tenant> {
+        self.tenants.get(id)
+    }
+
+    async fn list_tenants(&self) -> Result<Vec<TenantId>> {
+        self.tenants.list()
+    }
+
+    async fn delete_tenant(&self, id: &TenantId) -> Result<()> {
+        self.tenants.delete(id)
+    }
+
+    fn tenant_id(tenant: &Self::Tenant) -> &TenantId {
+        &tenant.id
+    }
+
+    async fn tenant_config(&self, tenant: &Self::Tenant) -> Result<TenantConfig> {
+        Ok(tenant.config())
+    }
+
+    async fn fix_dimension(&self, tenant: &Self::Tenant, dimension: u32) -> Result<u32> {
+        tenant.fix_dimension(dimension)
+    }
+
+    async fn insert_resources(&self, tenant: &Self::Tenant, resources: &[Resource]) -> Result<()> {
+        tenant.write(|ops| resources.iter().try_for_each(|r| ops.insert_resource(r)))
+    }
+
+    async fn get_resource(&self, tenant: &Self::Tenant, id: ResourceId) -> Result<Resource> {
+        View::Db(tenant).resource(id)
+    }
+
+    async fn update_resource(
+        &self,
+        tenant: &Self::Tenant,
+        resource: &Resource,
+    ) -> Result<Resource> {
+        tenant.write(|ops| ops.update_resource(resource))
+    }
+
+    async fn delete_resource(&self, tenant: &Self::Tenant, id: ResourceId) -> Result<()> {
+        tenant.write(|ops| ops.delete_resource(id))
+    }
+
+    async fn insert_entity(&self, tenant: &Self::Tenant, entity: &Entity) -> Result<()> {
+        tenant.write(|ops| ops.insert_entity(entity))
+    }
+
+    async fn get_entity(&self, tenant: &Self::Tenant, id: EntityId) -> Result<Entity> {
+        View::Db(tenant).entity(id)
+    }
+
+    async fn update_entity(&self, tenant: &Self::Tenant, entity: &Entity) -> Result<Entity> {
+        tenant.write(|ops| ops.update_entity(entity))
+    }
+
+    async fn delete_entity(&self, tenant: &Self::Tenant, id: EntityId) -> Result<()> {
+        tenant.write(|ops| ops.delete_entity(id))
+    }
+
+    async fn insert_edge(&self, tenant: &Self::Tenant, edge: &Edge) -> Result<()> {
+        tenant.write(|ops| ops.insert_edge(edge))
+    }
+
+    async fn get_edge(&self, tenant: &Self::Tenant, id: EdgeId) -> Result<Edge> {
+        View::Db(tenant).edge(id)
+    }
+
+    async fn get_edges(
+        &self,
+        tenant: &Self::Tenant,
+        entity: EntityId,
+        direction: Direction,
+        relation: Option<&str>,
+    ) -> Result<Vec<Edge>> {
+        View::Db(tenant).edges(entity, direction, relation)
+    }
+
+    async fn delete_edge(&self, tenant: &Self::Tenant, id: EdgeId) -> Result<()> {
+        tenant.write(|ops| ops.delete_edge(id))
+    }
+
+    async fn insert_moment(&self, tenant: &Self::Tenant, moment: &Moment) -> Result<()> {
+        tenant.write(|ops| ops.insert_moment(moment))
+    }
+
+    async fn get_moment(&self, tenant: &Self::Tenant, id: MomentId) -> Result<Moment> {
+        View::Db(tenant).moment(id)
+    }
+
+    async fn update_moment(&self, tenant: &Self::Tenant, moment: &Moment) -> Result<Moment> {
+        tenant.write(|ops| ops.update_moment(moment))
+    }
+
+    async fn delete_moment(&self, tenant: &Self::Tenant, id: MomentId) -> Result<()> {
+        tenant.write(|ops| ops.delete_moment(id))
+    }
+
+    async fn search_resources(
+        &self,
+        tenant: &Self::Tenant,
+        query: &SearchQuery,
+    ) -> Result<Vec<ScoredResource>> {
+        let query = query.clone();
+        blocking(tenant, move |t| {
+            let metric = t.config().metric;
+            vector::exact_search(t, &query, metric)
+        })
+        .await
+    }
+
+    async fn search_entities(
+        &self,
+        tenant: &Self::Tenant,
+        query: &EntityQuery,
+    ) -> Result<Vec<Entity>> {
+        let query = query.clone();
+        blocking(tenant, move |t| query::search_entities(t, &query)).await
+    }
+
+    async fn traverse(&self, tenant: &Self::Tenant, query: &TraverseQuery) -> Result<Vec<Reached>> {
+        graph::traverse(tenant, query)
+    }
+
+    async fn moments_in_range(
+        &self,
+        tenant: &Self::Tenant,
+        range: &TimeRange,
+    ) -> Result<Vec<Moment>> {
+        let range = *range;
+        blocking(tenant, move |t| query::moments_in_range(t, &range)).await
+    }
+
+    async fn scan(
+        &self,
+        tenant: &Self::Tenant,
+        kind: RecordKind,
+        after: Option<uuid::Uuid>,
+        limit: usize,
+    ) -> Result<Vec<Record>> {
+        blocking(tenant, move |t| query::scan(t, kind, after, limit)).await
+    }
+
+    async fn begin<'p>(&'p self, tenant: &Self::Tenant) -> Result<RocksTxn<'p>> {
+        Ok(RocksTxn::begin(Arc::clone(tenant)))
+    }
+}

@@ -1,0 +1,387 @@
+//! Record reads and writes over a tenant database, shared by auto-commit calls and
+//! transactions.
+//!
+//! Every write runs inside a RocksDB optimistic transaction ([`Ops`]): its writes form one
+//! atomic batch, its reads see its own writes, and the keys it reads "for update" are checked at
+//! commit, so a concurrent commit that changed them makes this one fail with
+//! [`Error::Conflict`]. Reads outside transactions go straight to the database ([`View::Db`]).
+//!
+//! Invariants kept here:
+//! - an edge exists iff its two adjacency entries exist (written and deleted together);
+//! - an edge's endpoints exist: inserting an edge reads both entities for update *and rewrites
+//!   them unchanged*, so an entity deletion racing with it conflicts whichever commits first
+//!   (a read alone would not be seen by the deleting transaction's validation);
+//! - an entity's name words are in `entity_names` iff the entity is stored with that name;
+//! - a moment's `moment_time` entry matches its stored start and end.
+
+use rocksdb::{
+    DBAccess, DBPinnableSlice, DBRawIteratorWithThreadMode, OptimisticTransactionDB, ReadOptions,
+    Transaction,
+};
+
+use super::cf::{
+    CF_ADJACENCY, CF_EDGES, CF_EMBEDDINGS, CF_ENTITIES, CF_ENTITY_NAMES, CF_MOMENT_TIME,
+    CF_MOMENTS, CF_RESOURCES,
+};
+use super::codec;
+use super::keys::{self, Side};
+use super::tenants::TenantDb;
+use crate::error::{Error, Result};
+use crate::model::{
+    Direction, Edge, EdgeId, Entity, EntityId, Moment, MomentId, Resource, ResourceId, words,
+};
+
+/// Maps a RocksDB error at the boundary: `Busy`/`TryAgain` (a lost optimistic validation) is a
+/// conflict, anything else a backend failure.
+pub(crate) fn map_rocks_error(error: rocksdb::Error) -> Error {
+    match error.kind() {
+        rocksdb::ErrorKind::Busy | rocksdb::ErrorKind::TryAgain => {
+            Error::Conflict(error.into_string())
+        }
+        _ => Error::Backend { provider: super::NAME, source: Box::new(error) },
+    }
+}
+
+type RocksTxn<'a> = Transaction<'a, OptimisticTransactionDB>;
+
+/// Where reads go: the database's latest state, or a transaction (which sees its own writes).
+#[derive(Clone, Copy)]
+pub(crate) enum View<'a> {
+    Db(&'a TenantDb),
+    Txn(&'a TenantDb, &'a RocksTxn<'a>),
+}
+
+impl<'a> View<'a> {
+    pub(crate) fn tenant(&self) -> &'a TenantDb {
+        match self {
+            View::Db(tenant) | View::Txn(tenant, _) => tenant,
+        }
+    }
+
+    pub(crate) fn get(&self, cf: &'static str, key: &[u8]) -> Result<Option<DBPinnableSlice<'a>>> {
+        let handle = self.tenant().cf(cf)?;
+        match self {
+            View::Db(tenant) => tenant.db.get_pinned_cf(handle, key),
+            View::Txn(_, txn) => txn.get_pinned_cf(handle, key),
+        }
+        .map_err(map_rocks_error)
+    }
+
+    /// Reads a key and, in a transaction, makes the commit fail if someone else changes it.
+    pub(crate) fn get_for_update(
+        &self,
+        cf: &'static str,
+        key: &[u8],
+    ) -> Result<Option<DBPinnableSlice<'a>>> {
+        let handle = self.tenant().cf(cf)?;
+        match self {
+            View::Db(tenant) => tenant.db.get_pinned_cf(handle, key),
+            View::Txn(_, txn) => txn.get_pinned_for_update_cf(handle, key, true),
+        }
+        .map_err(map_rocks_error)
+    }
+
+    /// Calls `visit` on every key-value in `[lower, upper)` in key order while it returns true.
+    pub(crate) fn scan(
+        &self,
+        cf: &'static str,
+        lower: &[u8],
+        upper: Option<Vec<u8>>,
+        visit: impl FnMut(&[u8], &[u8]) -> Result<bool>,
+    ) -> Result<()> {
+        let handle = self.tenant().cf(cf)?;
+        let mut options = ReadOptions::default();
+        if let Some(upper) = upper {
+            options.set_iterate_upper_bound(upper);
+        }
+        match self {
+            View::Db(tenant) => drive(tenant.db.raw_iterator_cf_opt(handle, options), lower, visit),
+            View::Txn(_, txn) => drive(txn.raw_iterator_cf_opt(handle, options), lower, visit),
+        }
+    }
+
+    /// [`View::scan`] over every key that starts with `prefix`.
+    pub(crate) fn scan_prefix(
+        &self,
+        cf: &'static str,
+        prefix: &[u8],
+        visit: impl FnMut(&[u8], &[u8]) -> Result<bool>,
+    ) -> Result<()> {
+        self.scan(cf, prefix, keys::prefix_end(prefix), visit)
+    }
+
+    pub(crate) fn resource(&self, id: ResourceId) -> Result<Resource> {
+        let bytes = self
+            .get(CF_RESOURCES, id.as_bytes())?
+            .ok_or_else(|| Error::not_found("resource", id))?;
+        let mut resource = codec::decode_resource(id, &bytes)?;
+        if let Some(embedding) = self.get(CF_EMBEDDINGS, id.as_bytes())? {
+            resource.embedding = Some(codec::decode_embedding(&embedding)?);
+        }
+        Ok(resource)
+    }
+
+    pub(crate) fn entity(&self, id: EntityId) -> Result<Entity> {
+        let bytes =
+            self.get(CF_ENTITIES, id.as_bytes())?.ok_or_else(|| Error::not_found("entity", id))?;
+        codec::decode_entity(id, &bytes)
+    }
+
+    pub(crate) fn edge(&self, id: EdgeId) -> Result<Edge> {
+        let bytes =
+            self.get(CF_EDGES, id.as_bytes())?.ok_or_else(|| Error::not_found("edge", id))?;
+        codec::decode_edge(id, &bytes)
+    }
+
+    pub(crate) fn moment(&self, id: MomentId) -> Result<Moment> {
+        let bytes =
+            self.get(CF_MOMENTS, id.as_bytes())?.ok_or_else(|| Error::not_found("moment", id))?;
+        codec::decode_moment(id, &bytes)
+    }
+
+    /// The edges of `entity` in `direction`, optionally of one relation, by edge id.
+    pub(crate) fn edges(
+        &self,
+        entity: EntityId,
+        direction: Direction,
+        relation: Option<&str>,
+    ) -> Result<Vec<Edge>> {
+        if self.get(CF_ENTITIES, entity.as_bytes())?.is_none() {
+            return Err(Error::not_found("entity", entity));
+        }
+        let mut ids = Vec::new();
+        for side in sides(direction) {
+            let prefix = match relation {
+                Some(relation) => keys::adjacency_relation_prefix(entity, *side, relation),
+                None => keys::adjacency_prefix(entity, *side).to_vec(),
+            };
+            self.scan_prefix(CF_ADJACENCY, &prefix, |key, _| {
+                let adjacent = keys::parse_adjacency(key)
+                    .ok_or_else(|| Error::corrupt("adjacency key", "bad layout"))?;
+                ids.push(adjacent.edge);
+                Ok(true)
+            })?;
+        }
+        // A self-loop is listed on both sides.
+        ids.sort_unstable();
+        ids.dedup();
+        ids.into_iter().map(|id| self.edge(id)).collect()
+    }
+}
+
+/// The adjacency sides a direction covers.
+pub(crate) fn sides(direction: Direction) -> &'static [Side] {
+    match direction {
+        Direction::Out => &[Side::Out],
+        Direction::In => &[Side::In],
+        Direction::Both => &[Side::Out, Side::In],
+    }
+}
+
+fn drive<D: DBAccess>(
+    mut iterator: DBRawIteratorWithThreadMode<'_, D>,
+    lower: &[u8],
+    mut visit: impl FnMut(&[u8], &[u8]) -> Result<bool>,
+) -> Result<()> {
+    iterator.seek(lower);
+    while let (Some(key), Some(value)) = (iterator.key(), iterator.value()) {
+        if !visit(key, value)? {
+            return Ok(());
+        }
+        iterator.next();
+    }
+    iterator.status().map_err(map_rocks_error)
+}
+
+/// The writes of one transaction.
+pub(crate) struct Ops<'a> {
+    pub(crate) tenant: &'a TenantDb,
+    pub(crate) txn: &'a RocksTxn<'a>,
+}
+
+impl<'a> Ops<'a> {
+    pub(crate) fn view(&self) -> View<'a> {
+        View::Txn(self.tenant, self.txn)
+    }
+
+    fn put(&self, cf: &'static str, key: &[u8], value: &[u8]) -> Result<()> {
+        self.txn.put_cf(self.tenant.cf(cf)?, key, value).map_err(map_rocks_error)
+    }
+
+    fn delete(&self, cf: &'static str, key: &[u8]) -> Result<()> {
+        self.txn.delete_cf(self.tenant.cf(cf)?, key).map_err(map_rocks_error)
+    }
+
+    /// The stored value of `key`, read for update; `NotFound` naming `what` if absent.
+    fn existing(&self, cf: &'static str, what: &'static str, id: &[u8; 16]) -> Result<Vec<u8>> {
+        match self.view().get_for_update(cf, id)? {
+            Some(bytes) => Ok(bytes.to_vec()),
+            None => Err(Error::not_found(what, uuid::Uuid::from_bytes(*id))),
+        }
+    }
+
+    fn absent(&self, cf: &'static str, what: &'static str, id: &[u8; 16]) -> Result<()> {
+        match self.view().get_for_update(cf, id)? {
+            Some(_) => Err(Error::already_exists(what, uuid::Uuid::from_bytes(*id))),
+            None => Ok(()),
+        }
+    }
+
+    pub(crate) fn insert_resource(&self, resource: &Resource) -> Result<()> {
+        let key = resource.id.as_bytes();
+        self.absent(CF_RESOURCES, "resource", key)?;
+        self.put(CF_RESOURCES, key, &codec::encode_resource(resource))?;
+        if let Some(embedding) = &resource.embedding {
+            self.put(CF_EMBEDDINGS, key, &codec::encode_embedding(embedding))?;
+        }
+        Ok(())
+    }
+
+    pub(crate) fn update_resource(&self, resource: &Resource) -> Result<Resource> {
+        let key = resource.id.as_bytes();
+        let old =
+            codec::decode_resource(resource.id, &self.existing(CF_RESOURCES, "resource", key)?)?;
+        let stored = Resource { created_at: old.created_at, ..resource.clone() };
+        self.put(CF_RESOURCES, key, &codec::encode_resource(&stored))?;
+        match &stored.embedding {
+            Some(embedding) => self.put(CF_EMBEDDINGS, key, &codec::encode_embedding(embedding))?,
+            None => self.delete(CF_EMBEDDINGS, key)?,
+        }
+        Ok(stored)
+    }
+
+    pub(crate) fn delete_resource(&self, id: ResourceId) -> Result<()> {
+        self.existing(CF_RESOURCES, "resource", id.as_bytes())?;
+        self.delete(CF_RESOURCES, id.as_bytes())?;
+        self.delete(CF_EMBEDDINGS, id.as_bytes())
+    }
+
+    fn put_names(&self, entity: &Entity) -> Result<()> {
+        for word in words(&entity.name) {
+            self.put(CF_ENTITY_NAMES, &keys::entity_name(&word, entity.id), &[])?;
+        }
+        Ok(())
+    }
+
+    fn delete_names(&self, entity: &Entity) -> Result<()> {
+        for word in words(&entity.name) {
+            self.delete(CF_ENTITY_NAMES, &keys::entity_name(&word, entity.id))?;
+        }
+        Ok(())
+    }
+
+    pub(crate) fn insert_entity(&self, entity: &Entity) -> Result<()> {
+        let key = entity.id.as_bytes();
+        self.absent(CF_ENTITIES, "entity", key)?;
+        self.put(CF_ENTITIES, key, &codec::encode_entity(entity))?;
+        self.put_names(entity)
+    }
+
+    pub(crate) fn update_entity(&self, entity: &Entity) -> Result<Entity> {
+        let key = entity.id.as_bytes();
+        let old = codec::decode_entity(entity.id, &self.existing(CF_ENTITIES, "entity", key)?)?;
+        let stored = Entity { created_at: old.created_at, ..entity.clone() };
+        self.delete_names(&old)?;
+        self.put(CF_ENTITIES, key, &codec::encode_entity(&stored))?;
+        self.put_names(&stored)?;
+        Ok(stored)
+    }
+
+    pub(crate) fn delete_entity(&self, id: EntityId) -> Result<()> {
+        let old = codec::decode_entity(id, &self.existing(CF_ENTITIES, "entity", id.as_bytes())?)?;
+        let mut adjacency = Vec::new();
+        for side in [Side::Out, Side::In] {
+            self.view().scan_prefix(
+                CF_ADJACENCY,
+                &keys::adjacency_prefix(id, side),
+                |key, _| {
+                    adjacency.push(key.to_vec());
+                    Ok(true)
+                },
+            )?;
+        }
+        for key in adjacency {
+            let adjacent = keys::parse_adjacency(&key)
+                .ok_or_else(|| Error::corrupt("adjacency key", "bad layout"))?;
+            let relation = std::str::from_utf8(adjacent.relation)
+                .map_err(|e| Error::corrupt("adjacency key", e))?;
+            self.delete(CF_EDGES, adjacent.edge.as_bytes())?;
+            self.delete(CF_ADJACENCY, &key)?;
+            self.delete(
+                CF_ADJACENCY,
+                &keys::adjacency(
+                    adjacent.other,
+                    adjacent.side.opposite(),
+                    relation,
+                    id,
+                    adjacent.edge,
+                ),
+            )?;
+        }
+        self.delete_names(&old)?;
+        self.delete(CF_ENTITIES, id.as_bytes())
+    }
+
+    pub(crate) fn insert_edge(&self, edge: &Edge) -> Result<()> {
+        self.absent(CF_EDGES, "edge", edge.id.as_bytes())?;
+        let ends: &[EntityId] =
+            if edge.from == edge.to { &[edge.from] } else { &[edge.from, edge.to] };
+        for end in ends {
+            // Rewriting the endpoint unchanged makes a concurrent delete of it conflict.
+            let bytes = self.existing(CF_ENTITIES, "entity", end.as_bytes())?;
+            self.put(CF_ENTITIES, end.as_bytes(), &bytes)?;
+        }
+        self.put(CF_EDGES, edge.id.as_bytes(), &codec::encode_edge(edge))?;
+        self.put(
+            CF_ADJACENCY,
+            &keys::adjacency(edge.from, Side::Out, &edge.relation, edge.to, edge.id),
+            &[],
+        )?;
+        self.put(
+            CF_ADJACENCY,
+            &keys::adjacency(edge.to, Side::In, &edge.relation, edge.from, edge.id),
+            &[],
+        )
+    }
+
+    pub(crate) fn delete_edge(&self, id: EdgeId) -> Result<()> {
+        let edge = codec::decode_edge(id, &self.existing(CF_EDGES, "edge", id.as_bytes())?)?;
+        self.delete(CF_EDGES, id.as_bytes())?;
+        self.delete(
+            CF_ADJACENCY,
+            &keys::adjacency(edge.from, Side::Out, &edge.relation, edge.to, id),
+        )?;
+        self.delete(
+            CF_ADJACENCY,
+            &keys::adjacency(edge.to, Side::In, &edge.relation, edge.from, id),
+        )
+    }
+
+    fn put_moment(&self, moment: &Moment) -> Result<()> {
+        let span = moment.end.as_micros().saturating_sub(moment.start.as_micros());
+        self.tenant.widen_moment_span(span)?;
+        let key = moment.id.as_bytes();
+        self.put(CF_MOMENTS, key, &codec::encode_moment(moment))?;
+        self.put(CF_MOMENT_TIME, &keys::moment_time(moment.start, key), &keys::time(moment.end))
+    }
+
+    pub(crate) fn insert_moment(&self, moment: &Moment) -> Result<()> {
+        self.absent(CF_MOMENTS, "moment", moment.id.as_bytes())?;
+        self.put_moment(moment)
+    }
+
+    pub(crate) fn update_moment(&self, moment: &Moment) -> Result<Moment> {
+        let key = moment.id.as_bytes();
+        let old = codec::decode_moment(moment.id, &self.existing(CF_MOMENTS, "moment", key)?)?;
+        self.delete(CF_MOMENT_TIME, &keys::moment_time(old.start, key))?;
+        self.put_moment(moment)?;
+        Ok(moment.clone())
+    }
+
+    pub(crate) fn delete_moment(&self, id: MomentId) -> Result<()> {
+        let key = id.as_bytes();
+        let old = codec::decode_moment(id, &self.existing(CF_MOMENTS, "moment", key)?)?;
+        self.delete(CF_MOMENT_TIME, &keys::moment_time(old.start, key))?;
+        self.delete(CF_MOMENTS, key)
+    }
+}

@@ -1,0 +1,336 @@
+//! Tenant databases: where they live, how they are opened, and the bounded cache of open ones.
+//!
+//! Each tenant is its own RocksDB database in `root/<tenant id>/`: the only place a tenant id
+//! becomes a path is [`tenant_dir`]. A [`TenantId`] is lowercase ASCII letters, digits, `-` and
+//! `_`, so the directory name is the id itself, one spelling per tenant on every file system.
+//!
+//! Open databases hold file handles and memory, so the cache keeps at most `capacity` of them,
+//! closing the least recently used one that nobody else holds. A database in use (a
+//! [`crate::TenantHandle`] holds it) is never closed under its user; the cache may then exceed
+//! its capacity until handles are dropped. Tenant creation builds the database in a staging
+//! directory and renames it into place, so a crash never leaves a half-created tenant.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+
+use parking_lot::Mutex;
+use rocksdb::{
+    BlockBasedOptions, Cache, ColumnFamily, ColumnFamilyDescriptor, DBCompressionType,
+    OptimisticTransactionDB, OptimisticTransactionOptions, Options, WriteOptions,
+};
+
+use super::RocksConfig;
+use super::cf;
+use super::codec;
+use super::keys;
+use super::store::{Ops, map_rocks_error};
+use crate::error::{Error, Result};
+use crate::model::{TenantConfig, TenantId};
+
+/// How often an auto-commit write is retried after losing an optimistic conflict.
+const AUTO_COMMIT_ATTEMPTS: usize = 16;
+
+/// The directory of a tenant's database.
+pub(crate) fn tenant_dir(root: &Path, id: &TenantId) -> PathBuf {
+    root.join(id.as_str())
+}
+
+/// One open tenant database.
+pub struct TenantDb {
+    pub(crate) id: TenantId,
+    pub(crate) db: OptimisticTransactionDB,
+    config: Mutex<TenantConfig>,
+    /// The longest `end - start` of any moment written, in microseconds: an upper bound that
+    /// lets a time-range query start its scan at `range.start - span`.
+    moment_span: AtomicI64,
+    write_options: WriteOptions,
+}
+
+impl TenantDb {
+    /// The handle of a column family listed in [`cf::ALL`].
+    pub(crate) fn cf(&self, name: &'static str) -> Result<&ColumnFamily> {
+        self.db.cf_handle(name).ok_or_else(|| {
+            Error::corrupt("tenant database", format!("column family {name} missing"))
+        })
+    }
+
+    pub(crate) fn config(&self) -> TenantConfig {
+        *self.config.lock()
+    }
+
+    pub(crate) fn moment_span(&self) -> i64 {
+        self.moment_span.load(Ordering::Acquire)
+    }
+
+    /// Fixes the dimension unless it is fixed; returns the dimension in force.
+    pub(crate) fn fix_dimension(&self, dimension: u32) -> Result<u32> {
+        let mut config = self.config.lock();
+        if let Some(fixed) = config.dimension {
+            return Ok(fixed);
+        }
+        let updated = TenantConfig { dimension: Some(dimension), ..*config };
+        self.db
+            .put_cf_opt(
+                self.cf(cf::CF_META)?,
+                keys::META_CONFIG,
+                codec::encode_config(&updated),
+                &self.write_options,
+            )
+            .map_err(map_rocks_error)?;
+        *config = updated;
+        Ok(dimension)
+    }
+
+    /// Raises the stored moment span to at least `span`. Written before the moment itself, so
+    /// the stored span always bounds every committed moment; a span left too large by a
+    /// rolled-back write only widens scans, never hides a moment.
+    pub(crate) fn widen_moment_span(&self, span: i64) -> Result<()> {
+        if span <= self.moment_span() {
+            return Ok(());
+        }
+        let _guard = self.config.lock();
+        if span > self.moment_span() {
+            self.db
+                .put_cf_opt(
+                    self.cf(cf::CF_META)?,
+                    keys::META_MOMENT_SPAN,
+                    codec::encode_i64(span),
+                    &self.write_options,
+                )
+                .map_err(map_rocks_error)?;
+            self.moment_span.store(span, Ordering::Release);
+        }
+        Ok(())
+    }
+
+    /// A new optimistic transaction that validates against the snapshot taken at its start.
+    pub(crate) fn transaction(&self) -> rocksdb::Transaction<'_, OptimisticTransactionDB> {
+        let mut options = OptimisticTransactionOptions::default();
+        options.set_snapshot(true);
+        self.db.transaction_opt(&self.write_options, &options)
+    }
+
+    /// Runs `op` as one auto-commit transaction, retrying when a concurrent commit wins.
+    pub(crate) fn write<T>(&self, mut op: impl FnMut(&Ops<'_>) -> Result<T>) -> Result<T> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let txn = self.transaction();
+            let out = op(&Ops { tenant: self, txn: &txn })?;
+            match txn.commit().map_err(map_rocks_error) {
+                Ok(()) => return Ok(out),
+                Err(Error::Conflict(_)) if attempt < AUTO_COMMIT_ATTEMPTS => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+fn db_options(config: &RocksConfig, cache: &Cache, create: bool) -> Options {
+    let mut table = BlockBasedOptions::default();
+    table.set_block_cache(cache);
+    table.set_bloom_filter(10.0, false);
+    let mut options = Options::default();
+    options.create_if_missing(create);
+    options.create_missing_column_families(create);
+    options.set_block_based_table_factory(&table);
+    options.set_compression_type(DBCompressionType::Lz4);
+    options.set_max_open_files(config.max_open_files_per_tenant);
+    options.set_write_buffer_size(config.write_buffer_bytes);
+    options.set_keep_log_file_num(2);
+    // Every column family is flushed together, so the WAL never holds the only copy of one
+    // column family's half of an atomic batch after another's was flushed.
+    options.set_atomic_flush(true);
+    options
+}
+
+fn open_db(
+    config: &RocksConfig,
+    cache: &Cache,
+    dir: &Path,
+    create: bool,
+) -> Result<OptimisticTransactionDB> {
+    let options = db_options(config, cache, create);
+    let descriptors = cf::ALL
+        .iter()
+        .map(|name| ColumnFamilyDescriptor::new(*name, db_options(config, cache, create)));
+    OptimisticTransactionDB::open_cf_descriptors(&options, dir, descriptors)
+        .map_err(map_rocks_error)
+}
+
+fn load(id: TenantId, db: OptimisticTransactionDB, config: &RocksConfig) -> Result<TenantDb> {
+    let mut write_options = WriteOptions::default();
+    write_options.set_sync(config.sync_writes);
+    let meta = db
+        .cf_handle(cf::CF_META)
+        .ok_or_else(|| Error::corrupt("tenant database", "meta column family missing"))?;
+    let version = db.get_cf(meta, keys::META_FORMAT_VERSION).map_err(map_rocks_error)?;
+    match version.as_deref() {
+        Some([codec::FORMAT_VERSION]) => {}
+        Some([found]) => {
+            return Err(Error::FormatVersion {
+                what: "tenant database",
+                found: *found,
+                expected: codec::FORMAT_VERSION,
+            });
+        }
+        _ => return Err(Error::corrupt("tenant database", "no format version")),
+    }
+    let tenant_config = match db.get_cf(meta, keys::META_CONFIG).map_err(map_rocks_error)? {
+        Some(bytes) => codec::decode_config(&bytes)?,
+        None => return Err(Error::corrupt("tenant database", "no configuration")),
+    };
+    let span = match db.get_cf(meta, keys::META_MOMENT_SPAN).map_err(map_rocks_error)? {
+        Some(bytes) => codec::decode_i64("moment span", &bytes)?,
+        None => 0,
+    };
+    Ok(TenantDb {
+        id,
+        db,
+        config: Mutex::new(tenant_config),
+        moment_span: AtomicI64::new(span),
+        write_options,
+    })
+}
+
+struct Entry {
+    db: Arc<TenantDb>,
+    last_used: u64,
+}
+
+#[derive(Default)]
+struct Open {
+    entries: HashMap<TenantId, Entry>,
+    clock: u64,
+}
+
+/// The open tenant databases of one provider.
+pub(crate) struct TenantCache {
+    config: RocksConfig,
+    block_cache: Cache,
+    open: Mutex<Open>,
+}
+
+impl TenantCache {
+    pub(crate) fn new(config: RocksConfig) -> Result<Self> {
+        std::fs::create_dir_all(&config.root).map_err(|e| io_error(&config.root, e))?;
+        let block_cache = Cache::new_lru_cache(config.block_cache_bytes);
+        Ok(Self { config, block_cache, open: Mutex::new(Open::default()) })
+    }
+
+    pub(crate) fn config(&self) -> &RocksConfig {
+        &self.config
+    }
+
+    pub(crate) fn create(&self, id: &TenantId, tenant_config: &TenantConfig) -> Result<()> {
+        let open = self.open.lock();
+        let dir = tenant_dir(&self.config.root, id);
+        if open.entries.contains_key(id) || dir.exists() {
+            return Err(Error::already_exists("tenant", id));
+        }
+        // Build in a staging directory, then rename: the tenant appears whole or not at all.
+        let staging =
+            self.config.root.join(format!(".staging-{}-{}", id, uuid::Uuid::now_v7().simple()));
+        let result = (|| {
+            let db = open_db(&self.config, &self.block_cache, &staging, true)?;
+            let meta = db
+                .cf_handle(cf::CF_META)
+                .ok_or_else(|| Error::corrupt("tenant database", "meta column family missing"))?;
+            let mut batch = rocksdb::WriteBatchWithTransaction::<true>::default();
+            batch.put_cf(meta, keys::META_FORMAT_VERSION, [codec::FORMAT_VERSION]);
+            batch.put_cf(meta, keys::META_CONFIG, codec::encode_config(tenant_config));
+            let mut sync = WriteOptions::default();
+            sync.set_sync(true);
+            db.write_opt(batch, &sync).map_err(map_rocks_error)?;
+            drop(db);
+            std::fs::rename(&staging, &dir).map_err(|e| io_error(&dir, e))
+        })();
+        if result.is_err() {
+            let _ = std::fs::remove_dir_all(&staging);
+        }
+        drop(open);
+        result
+    }
+
+    pub(crate) fn get(&self, id: &TenantId) -> Result<Arc<TenantDb>> {
+        let mut open = self.open.lock();
+        open.clock += 1;
+        let now = open.clock;
+        if let Some(entry) = open.entries.get_mut(id) {
+            entry.last_used = now;
+            return Ok(Arc::clone(&entry.db));
+        }
+        let dir = tenant_dir(&self.config.root, id);
+        if !dir.is_dir() {
+            return Err(Error::not_found("tenant", id));
+        }
+        let db = open_db(&self.config, &self.block_cache, &dir, false)?;
+        let tenant = Arc::new(load(id.clone(), db, &self.config)?);
+        open.entries.insert(id.clone(), Entry { db: Arc::clone(&tenant), last_used: now });
+        self.evict(&mut open);
+        Ok(tenant)
+    }
+
+    /// Closes least recently used databases that nobody holds until within capacity.
+    fn evict(&self, open: &mut Open) {
+        while open.entries.len() > self.config.open_tenants {
+            let idle = open
+                .entries
+                .iter()
+                .filter(|(_, entry)| Arc::strong_count(&entry.db) == 1)
+                .min_by_key(|(_, entry)| entry.last_used)
+                .map(|(id, _)| id.clone());
+            match idle {
+                Some(id) => {
+                    open.entries.remove(&id);
+                }
+                None => break,
+            }
+        }
+    }
+
+    pub(crate) fn list(&self) -> Result<Vec<TenantId>> {
+        let root = &self.config.root;
+        let mut ids = Vec::new();
+        for entry in std::fs::read_dir(root).map_err(|e| io_error(root, e))? {
+            let entry = entry.map_err(|e| io_error(root, e))?;
+            let is_dir = entry.file_type().map(|t| t.is_dir()).unwrap_or(false);
+            if let (true, Some(name)) = (is_dir, entry.file_name().to_str())
+                && let Ok(id) = TenantId::new(name)
+            {
+                ids.push(id);
+            }
+        }
+        ids.sort();
+        Ok(ids)
+    }
+
+    pub(crate) fn delete(&self, id: &TenantId) -> Result<()> {
+        let mut open = self.open.lock();
+        let dir = tenant_dir(&self.config.root, id);
+        if let Some(entry) = open.entries.get(id) {
+            if Arc::strong_count(&entry.db) > 1 {
+                return Err(Error::Conflict(format!("tenant {id} is in use by open handles")));
+            }
+            open.entries.remove(id);
+        }
+        if !dir.is_dir() {
+            return Err(Error::not_found("tenant", id));
+        }
+        std::fs::remove_dir_all(&dir).map_err(|e| io_error(&dir, e))
+    }
+
+    /// Closes every database nobody holds.
+    pub(crate) fn close_idle(&self) {
+        self.open.lock().entries.retain(|_, entry| Arc::strong_count(&entry.db) > 1);
+    }
+}
+
+fn io_error(path: &Path, error: std::io::Error) -> Error {
+    Error::Backend {
+        provider: super::NAME,
+        source: Box::new(std::io::Error::new(error.kind(), format!("{}: {error}", path.display()))),
+    }
+}
