@@ -115,6 +115,21 @@ pub struct TenantHandle<P: Provider> {
     tenant: P::Tenant,
 }
 
+impl<P: Provider> std::fmt::Debug for TenantHandle<P> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TenantHandle")
+            .field("provider", &P::NAME)
+            .field("tenant", self.id())
+            .finish()
+    }
+}
+
+impl<P: Provider> std::fmt::Debug for MemoryEngine<P> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryEngine").field("provider", &P::NAME).finish()
+    }
+}
+
 impl<P: Provider> Clone for TenantHandle<P> {
     fn clone(&self) -> Self {
         Self { provider: Arc::clone(&self.provider), tenant: self.tenant.clone() }

@@ -36,6 +36,9 @@ mod provider;
 #[cfg(feature = "rocksdb")]
 pub mod rocks;
 
+#[cfg(feature = "postgres")]
+pub mod postgres;
+
 pub use engine::{
     EngineTxn, MAX_BATCH, MAX_CONTENT_BYTES, MAX_NAME_BYTES, MemoryEngine, TenantHandle,
 };
