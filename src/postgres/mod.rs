@@ -1,0 +1,648 @@
+//! The PostgreSQL provider: one shared server, a schema per tenant, forced row-level security,
+//! pgvector HNSW indexes.
+//!
+//! Design decisions:
+//! - **Two roles, two pools.** [`PgConfig::admin_url`] connects as the *owner* role, which runs
+//!   schema setup (tenant creation and deletion, fixing a dimension). [`PgConfig::url`] connects
+//!   as the *application* role, which runs every data query: it must not be a superuser, must not
+//!   have `BYPASSRLS` and owns nothing, so row-level security always applies to it. When
+//!   `admin_url` is `None` one role does both; row-level security is still `FORCE`d, but a
+//!   compromised application could then alter its own tables.
+//! - **Isolation by schema and by policy.** Each tenant's tables live in a schema named only by
+//!   [`tenant`] (collision-free, at most 63 bytes, quoted) and recorded in the registry
+//!   `percolate.tenants` (`schema` unique). Every table has `tenant_id`; RLS is enabled and
+//!   forced, and its policy checks `current_setting('app.current_tenant')` in `USING` and
+//!   `WITH CHECK`. Every transaction sets it with `set_config(.., true)`, which lasts until the
+//!   transaction ends, never a session-level `SET` that would leak to the next user of a pooled
+//!   connection.
+//! - **Transactions.** Each auto-commit operation is one `READ COMMITTED` transaction whose row
+//!   locks and foreign keys keep it atomic and consistent. [`PgTxn`] is optimistic (see [`txn`]).
+//!   A connection dropped inside a transaction never returns to the pool ([`conn`]).
+//! - **Vectors.** Embeddings live in an untyped `vector` column; fixing the dimension adds a
+//!   check constraint and an HNSW index on the typed expression with the tenant's metric
+//!   (`halfvec` between 2001 and 4000 dimensions; an exact scan above). Unfiltered searches use
+//!   the index with `hnsw.iterative_scan = strict_order` and `ef_search` of at least `k`;
+//!   filtered searches are exact: rows come in distance order from a scan and the
+//!   [`crate::Filter`] is evaluated in Rust before the top-k cut, so `k` results come back
+//!   whenever `k` resources match. Distances are recomputed with [`Metric::distance`], so they
+//!   are exactly the contract's (cosine `1 - cos`, squared L2, negative dot) on every provider.
+//! - **Values are bind parameters**; all SQL text is in [`sql`].
+
+mod conn;
+mod sql;
+mod store;
+pub mod tenant;
+mod txn;
+
+use std::sync::Arc;
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use tokio_postgres::NoTls;
+use uuid::Uuid;
+
+pub use txn::PgTxn;
+
+use crate::error::{Error, Result};
+use crate::model::{
+    Direction, Edge, EdgeId, Entity, EntityId, EntityQuery, Metric, Moment, MomentId, Reached,
+    Record, RecordKind, Resource, ResourceId, ScoredResource, SearchQuery, TenantConfig, TenantId,
+    TimeRange, TraverseQuery, words,
+};
+use crate::provider::{Capabilities, Provider, VectorIndexKind};
+use conn::{PgConn, is_unique_violation};
+use tenant::SchemaName;
+
+pub(crate) const NAME: &str = "postgres";
+
+/// Settings of the PostgreSQL provider.
+#[derive(Clone)]
+#[non_exhaustive]
+pub struct PgConfig {
+    /// The application role's connection URL (`postgres://user:password@host:port/db`).
+    pub url: String,
+    /// The owner role's connection URL, for schema setup; `None` uses `url` for both.
+    pub admin_url: Option<String>,
+    /// Connections in the application pool.
+    pub pool_size: usize,
+    /// Connections in the owner pool.
+    pub admin_pool_size: usize,
+}
+
+impl PgConfig {
+    /// Defaults for a server at `url`: a pool of 10, the same role for setup.
+    pub fn new(url: impl Into<String>) -> Self {
+        Self { url: url.into(), admin_url: None, pool_size: 10, admin_pool_size: 2 }
+    }
+
+    /// Schema setup runs as the role of `admin_url`.
+    pub fn with_admin_url(mut self, admin_url: impl Into<String>) -> Self {
+        self.admin_url = Some(admin_url.into());
+        self
+    }
+
+    /// An application pool of `size` connections.
+    pub fn with_pool_size(mut self, size: usize) -> Self {
+        self.pool_size = size;
+        self
+    }
+}
+
+impl std::fmt::Debug for PgConfig {
+    /// Never prints the URLs: they may hold passwords.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgConfig")
+            .field("pool_size", &self.pool_size)
+            .field("admin_pool_size", &self.admin_pool_size)
+            .finish_non_exhaustive()
+    }
+}
+
+struct Pooled {
+    pool: Pool,
+    /// `host:port`, for error messages (never the password).
+    address: String,
+}
+
+impl Pooled {
+    fn new(url: &str, size: usize) -> Result<Self> {
+        let config: tokio_postgres::Config =
+            url.parse().map_err(|e| Error::invalid("postgres url", e))?;
+        let hosts: Vec<String> = config
+            .get_hosts()
+            .iter()
+            .map(|h| match h {
+                tokio_postgres::config::Host::Tcp(name) => name.clone(),
+                tokio_postgres::config::Host::Unix(path) => path.display().to_string(),
+            })
+            .collect();
+        let ports = config.get_ports();
+        let address = format!(
+            "{}:{}",
+            hosts.first().map_or("localhost", String::as_str),
+            ports.first().copied().unwrap_or(5432)
+        );
+        let manager = Manager::from_config(
+            config,
+            NoTls,
+            ManagerConfig { recycling_method: RecyclingMethod::Clean },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(size.max(1))
+            .build()
+            .map_err(|e| Error::invalid("postgres pool", e))?;
+        Ok(Self { pool, address })
+    }
+
+    async fn get(&self) -> Result<PgConn> {
+        PgConn::get(&self.pool, &self.address).await
+    }
+}
+
+/// An opened tenant of the [`PgProvider`].
+#[derive(Clone, Debug)]
+pub struct PgTenant(Arc<TenantInner>);
+
+#[derive(Debug)]
+struct TenantInner {
+    id: TenantId,
+    schema: SchemaName,
+    metric: Metric,
+}
+
+/// The PostgreSQL provider. See the [module docs](self).
+pub struct PgProvider {
+    app: Pooled,
+    admin: Pooled,
+    app_role: String,
+}
+
+impl PgProvider {
+    /// Connects, creates the tenant registry if needed and grants the application role access
+    /// to it.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] for a malformed URL; [`Error::Backend`] naming the server address if
+    /// it cannot be reached or refuses the setup.
+    pub async fn connect(config: PgConfig) -> Result<Self> {
+        let app = Pooled::new(&config.url, config.pool_size)?;
+        let admin = match &config.admin_url {
+            Some(url) => Pooled::new(url, config.admin_pool_size)?,
+            None => Pooled::new(&config.url, config.admin_pool_size)?,
+        };
+        let app_role: String = {
+            let conn = app.get().await?;
+            let row = conn.query_opt(sql::CURRENT_USER, &[]).await?;
+            row.and_then(|r| r.try_get(0).ok())
+                .ok_or_else(|| Error::corrupt("current_user", "no row"))?
+        };
+        let conn = admin.get().await?;
+        // Concurrent first connections may race to create the registry; retry once.
+        let mut result = conn.batch(sql::CREATE_REGISTRY).await;
+        if result.is_err() {
+            result = conn.batch(sql::CREATE_REGISTRY).await;
+        }
+        result?;
+        conn.batch(&sql::grant_registry(&app_role)).await?;
+        Ok(Self { app, admin, app_role })
+    }
+
+    /// The role data queries run as.
+    pub fn app_role(&self) -> &str {
+        &self.app_role
+    }
+
+    /// One auto-commit transaction with the tenant set.
+    async fn auto(&self, tenant: &PgTenant) -> Result<PgConn> {
+        let mut conn = self.app.get().await?;
+        conn.begin(sql::BEGIN_READ_COMMITTED, tenant.0.id.as_str()).await?;
+        Ok(conn)
+    }
+
+    async fn registry_row(&self, id: &TenantId) -> Result<Option<(String, Option<u32>, Metric)>> {
+        let conn = self.app.get().await?;
+        let row = conn.query_opt(sql::SELECT_TENANT, &[&id.as_str()]).await?;
+        row.map(|row| decode_registry(&row)).transpose()
+    }
+}
+
+fn decode_registry(row: &tokio_postgres::Row) -> Result<(String, Option<u32>, Metric)> {
+    let bad = |e: tokio_postgres::Error| Error::corrupt("tenant registry", e);
+    let schema: String = row.try_get(0).map_err(bad)?;
+    let dimension: Option<i32> = row.try_get(1).map_err(bad)?;
+    let metric: String = row.try_get(2).map_err(bad)?;
+    let dimension = dimension
+        .map(|d| u32::try_from(d).map_err(|e| Error::corrupt("tenant dimension", e)))
+        .transpose()?;
+    let metric = metric.parse().map_err(|_| Error::corrupt("tenant metric", metric))?;
+    Ok((schema, dimension, metric))
+}
+
+fn dimension_param(dimension: Option<u32>) -> Result<Option<i32>> {
+    dimension.map(|d| i32::try_from(d).map_err(|e| Error::invalid("dimension", e))).transpose()
+}
+
+fn not_found_or<T>(what: &'static str, id: impl std::fmt::Display) -> impl FnOnce(Option<T>) -> Result<T> {
+    move |found| found.ok_or_else(|| Error::not_found(what, id))
+}
+
+fn missing(what: &'static str, id: impl std::fmt::Display) -> impl FnOnce(bool) -> Result<()> {
+    move |existed| if existed { Ok(()) } else { Err(Error::not_found(what, id)) }
+}
+
+impl Provider for PgProvider {
+    type Tenant = PgTenant;
+    type Txn<'p> = PgTxn<'p>;
+    const NAME: &'static str = NAME;
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities { vector_index: VectorIndexKind::Hnsw, persistent: true }
+    }
+
+    async fn create_tenant(&self, id: &TenantId, config: &TenantConfig) -> Result<()> {
+        let schema = SchemaName::of(id);
+        let mut conn = self.admin.get().await?;
+        conn.begin(sql::BEGIN_READ_COMMITTED, id.as_str()).await?;
+        let result = async {
+            conn.execute(
+                sql::INSERT_TENANT,
+                &[
+                    &id.as_str(),
+                    &schema.as_str(),
+                    &dimension_param(config.dimension)?,
+                    &config.metric.as_str(),
+                ],
+            )
+            .await
+            .map_err(|e| {
+                if is_unique_violation(&e) {
+                    match conn::violating_key(&e) {
+                        Some(key) if key == schema.as_str() => Error::Conflict(format!(
+                            "schema {} is registered to another tenant",
+                            schema.as_str()
+                        )),
+                        _ => Error::already_exists("tenant", id),
+                    }
+                } else {
+                    e
+                }
+            })?;
+            conn.batch(&sql::create_schema(&schema, &self.app_role)).await?;
+            if let Some(dimension) = config.dimension {
+                conn.batch(&sql::fix_dimension(&schema, dimension, config.metric)).await?;
+            }
+            Ok(())
+        }
+        .await;
+        conn.finish(result).await.map_err(|e| {
+            if is_unique_violation(&e) { Error::already_exists("tenant", id) } else { e }
+        })
+    }
+
+    async fn open_tenant(&self, id: &TenantId) -> Result<PgTenant> {
+        let (schema, _, metric) =
+            self.registry_row(id).await?.ok_or_else(|| Error::not_found("tenant", id))?;
+        let expected = SchemaName::of(id);
+        if schema != expected.as_str() {
+            return Err(Error::corrupt("tenant registry", format!("schema {schema} for {id}")));
+        }
+        Ok(PgTenant(Arc::new(TenantInner { id: id.clone(), schema: expected, metric })))
+    }
+
+    async fn list_tenants(&self) -> Result<Vec<TenantId>> {
+        let conn = self.app.get().await?;
+        let rows = conn.query(sql::LIST_TENANTS, &[]).await?;
+        rows.iter()
+            .map(|row| {
+                let id: String = row.try_get(0).map_err(|e| Error::corrupt("tenant registry", e))?;
+                TenantId::new(id)
+            })
+            .collect()
+    }
+
+    async fn delete_tenant(&self, id: &TenantId) -> Result<()> {
+        let mut conn = self.admin.get().await?;
+        conn.begin(sql::BEGIN_READ_COMMITTED, id.as_str()).await?;
+        let result = async {
+            let row = conn.query_opt(sql::DELETE_TENANT, &[&id.as_str()]).await?;
+            if row.is_none() {
+                return Err(Error::not_found("tenant", id));
+            }
+            conn.batch(&sql::drop_schema(&SchemaName::of(id))).await
+        }
+        .await;
+        conn.finish(result).await
+    }
+
+    fn tenant_id(tenant: &PgTenant) -> &TenantId {
+        &tenant.0.id
+    }
+
+    async fn tenant_config(&self, tenant: &PgTenant) -> Result<TenantConfig> {
+        let (_, dimension, metric) = self
+            .registry_row(&tenant.0.id)
+            .await?
+            .ok_or_else(|| Error::not_found("tenant", &tenant.0.id))?;
+        Ok(TenantConfig { dimension, metric })
+    }
+
+    async fn fix_dimension(&self, tenant: &PgTenant, dimension: u32) -> Result<u32> {
+        let mut conn = self.admin.get().await?;
+        conn.begin(sql::BEGIN_READ_COMMITTED, tenant.0.id.as_str()).await?;
+        let result = async {
+            let row = conn
+                .query_opt(sql::SELECT_TENANT_FOR_UPDATE, &[&tenant.0.id.as_str()])
+                .await?
+                .ok_or_else(|| Error::not_found("tenant", &tenant.0.id))?;
+            let (_, fixed, metric) = decode_registry(&row)?;
+            if let Some(fixed) = fixed {
+                return Ok(fixed);
+            }
+            conn.batch(&sql::fix_dimension(&tenant.0.schema, dimension, metric)).await?;
+            conn.execute(
+                sql::UPDATE_TENANT_DIMENSION,
+                &[&tenant.0.id.as_str(), &dimension_param(Some(dimension))?],
+            )
+            .await?;
+            Ok(dimension)
+        }
+        .await;
+        conn.finish(result).await
+    }
+
+    async fn insert_resources(&self, tenant: &PgTenant, resources: &[Resource]) -> Result<()> {
+        let conn = self.auto(tenant).await?;
+        let result = store::insert_resources(&conn, &tenant.0.schema, resources).await;
+        conn.finish(result).await
+    }
+
+    async fn get_resource(&self, tenant: &PgTenant, id: ResourceId) -> Result<Resource> {
+        let conn = self.auto(tenant).await?;
+        let result = store::get_resource(&conn, &tenant.0.schema, id).await;
+        conn.finish(result).await.and_then(not_found_or("resource", id))
+    }
+
+    async fn update_resource(&self, tenant: &PgTenant, resource: &Resource) -> Result<Resource> {
+        let conn = self.auto(tenant).await?;
+        let result = store::update_resource(&conn, &tenant.0.schema, resource).await;
+        conn.finish(result).await.and_then(not_found_or("resource", resource.id))
+    }
+
+    async fn delete_resource(&self, tenant: &PgTenant, id: ResourceId) -> Result<()> {
+        let conn = self.auto(tenant).await?;
+        let result = store::delete_resource(&conn, &tenant.0.schema, id).await;
+        conn.finish(result).await.and_then(missing("resource", id))
+    }
+
+    async fn insert_entity(&self, tenant: &PgTenant, entity: &Entity) -> Result<()> {
+        let conn = self.auto(tenant).await?;
+        let result = store::insert_entity(&conn, &tenant.0.schema, entity).await;
+        conn.finish(result).await
+    }
+
+    async fn get_entity(&self, tenant: &PgTenant, id: EntityId) -> Result<Entity> {
+        let conn = self.auto(tenant).await?;
+        let result = store::get_entity(&conn, &tenant.0.schema, id).await;
+        conn.finish(result).await.and_then(not_found_or("entity", id))
+    }
+
+    async fn update_entity(&self, tenant: &PgTenant, entity: &Entity) -> Result<Entity> {
+        let conn = self.auto(tenant).await?;
+        let result = store::update_entity(&conn, &tenant.0.schema, entity).await;
+        conn.finish(result).await.and_then(not_found_or("entity", entity.id))
+    }
+
+    async fn delete_entity(&self, tenant: &PgTenant, id: EntityId) -> Result<()> {
+        let conn = self.auto(tenant).await?;
+        let result = store::delete_entity(&conn, &tenant.0.schema, id).await;
+        conn.finish(result).await.and_then(missing("entity", id))
+    }
+
+    async fn insert_edge(&self, tenant: &PgTenant, edge: &Edge) -> Result<()> {
+        let conn = self.auto(tenant).await?;
+        let result = store::insert_edge(&conn, &tenant.0.schema, edge).await;
+        conn.finish(result).await
+    }
+
+    async fn get_edge(&self, tenant: &PgTenant, id: EdgeId) -> Result<Edge> {
+        let conn = self.auto(tenant).await?;
+        let result = store::get_edge(&conn, &tenant.0.schema, id).await;
+        conn.finish(result).await.and_then(not_found_or("edge", id))
+    }
+
+    async fn get_edges(
+        &self,
+        tenant: &PgTenant,
+        entity: EntityId,
+        direction: Direction,
+        relation: Option<&str>,
+    ) -> Result<Vec<Edge>> {
+        let conn = self.auto(tenant).await?;
+        let result = async {
+            if !store::entity_exists(&conn, &tenant.0.schema, entity).await? {
+                return Err(Error::not_found("entity", entity));
+            }
+            store::get_edges(&conn, &tenant.0.schema, entity, direction, relation).await
+        }
+        .await;
+        conn.finish(result).await
+    }
+
+    async fn delete_edge(&self, tenant: &PgTenant, id: EdgeId) -> Result<()> {
+        let conn = self.auto(tenant).await?;
+        let result = store::delete_edge(&conn, &tenant.0.schema, id).await;
+        conn.finish(result).await.and_then(missing("edge", id))
+    }
+
+    async fn insert_moment(&self, tenant: &PgTenant, moment: &Moment) -> Result<()> {
+        let conn = self.auto(tenant).await?;
+        let result = store::insert_moment(&conn, &tenant.0.schema, moment).await;
+        conn.finish(result).await
+    }
+
+    async fn get_moment(&self, tenant: &PgTenant, id: MomentId) -> Result<Moment> {
+        let conn = self.auto(tenant).await?;
+        let result = store::get_moment(&conn, &tenant.0.schema, id).await;
+        conn.finish(result).await.and_then(not_found_or("moment", id))
+    }
+
+    async fn update_moment(&self, tenant: &PgTenant, moment: &Moment) -> Result<Moment> {
+        let conn = self.auto(tenant).await?;
+        let result = store::update_moment(&conn, &tenant.0.schema, moment).await;
+        conn.finish(result).await.and_then(missing("moment", moment.id)).map(|()| moment.clone())
+    }
+
+    async fn delete_moment(&self, tenant: &PgTenant, id: MomentId) -> Result<()> {
+        let conn = self.auto(tenant).await?;
+        let result = store::delete_moment(&conn, &tenant.0.schema, id).await;
+        conn.finish(result).await.and_then(missing("moment", id))
+    }
+
+    async fn search_resources(
+        &self,
+        tenant: &PgTenant,
+        query: &SearchQuery,
+    ) -> Result<Vec<ScoredResource>> {
+        let Some(dimension) = self.tenant_config(tenant).await?.dimension else {
+            return Ok(Vec::new());
+        };
+        let conn = self.auto(tenant).await?;
+        let result = search(&conn, tenant, dimension, query).await;
+        conn.finish(result).await
+    }
+
+    async fn search_entities(&self, tenant: &PgTenant, query: &EntityQuery) -> Result<Vec<Entity>> {
+        let conn = self.auto(tenant).await?;
+        let result = async {
+            // Without a property filter the database applies the limit; with one, the filter
+            // runs here, so every name match is fetched and cut after filtering.
+            let limit = match query.properties {
+                None => i64::try_from(query.limit).unwrap_or(i64::MAX),
+                Some(_) => i64::MAX,
+            };
+            let rows = conn
+                .query(
+                    &sql::search_entities(&tenant.0.schema),
+                    &[&query.kind, &words(&query.text), &limit],
+                )
+                .await?;
+            let mut found = Vec::new();
+            for row in &rows {
+                let entity = store::entity_from_row(row)?;
+                if query.properties.as_ref().is_none_or(|f| f.matches(&entity.properties)) {
+                    found.push(entity);
+                    if found.len() >= query.limit {
+                        break;
+                    }
+                }
+            }
+            Ok(found)
+        }
+        .await;
+        conn.finish(result).await
+    }
+
+    async fn traverse(&self, tenant: &PgTenant, query: &TraverseQuery) -> Result<Vec<Reached>> {
+        let conn = self.auto(tenant).await?;
+        let result = async {
+            if !store::entity_exists(&conn, &tenant.0.schema, query.start).await? {
+                return Err(Error::not_found("entity", query.start));
+            }
+            let (out, incoming) = store::sides(query.direction);
+            let with_relations = !query.relations.is_empty();
+            let relations = with_relations.then_some(&query.relations);
+            let depth = i32::try_from(query.depth).map_err(|e| Error::invalid("depth", e))?;
+            let rows = conn
+                .query(
+                    &sql::traverse(&tenant.0.schema, out, incoming, with_relations),
+                    &[&query.start.as_uuid(), &depth, &relations],
+                )
+                .await?;
+            rows.iter()
+                .map(|row| {
+                    let bad = |e| Error::corrupt("traversal row", e);
+                    let id: Uuid = row.try_get(0).map_err(bad)?;
+                    let depth: i64 = row.try_get(1).map_err(bad)?;
+                    Ok(Reached {
+                        entity: EntityId::from(id),
+                        depth: u32::try_from(depth).map_err(|e| Error::corrupt("depth", e))?,
+                    })
+                })
+                .collect()
+        }
+        .await;
+        conn.finish(result).await
+    }
+
+    async fn moments_in_range(&self, tenant: &PgTenant, range: &TimeRange) -> Result<Vec<Moment>> {
+        let conn = self.auto(tenant).await?;
+        let result = async {
+            let rows = conn
+                .query(
+                    &sql::moments_in_range(&tenant.0.schema),
+                    &[&range.start_or_min().as_micros(), &range.end_or_max().as_micros()],
+                )
+                .await?;
+            rows.iter().map(store::moment_from_row).collect()
+        }
+        .await;
+        conn.finish(result).await
+    }
+
+    async fn scan(
+        &self,
+        tenant: &PgTenant,
+        kind: RecordKind,
+        after: Option<Uuid>,
+        limit: usize,
+    ) -> Result<Vec<Record>> {
+        let table = match kind {
+            RecordKind::Resource => sql::ScanTable::Resources,
+            RecordKind::Entity => sql::ScanTable::Entities,
+            RecordKind::Edge => sql::ScanTable::Edges,
+            RecordKind::Moment => sql::ScanTable::Moments,
+        };
+        let conn = self.auto(tenant).await?;
+        let result = async {
+            let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+            let rows = conn.query(&sql::scan(&tenant.0.schema, table), &[&after, &limit]).await?;
+            rows.iter()
+                .map(|row| {
+                    Ok(match kind {
+                        RecordKind::Resource => Record::Resource(store::resource_from_row(row)?),
+                        RecordKind::Entity => Record::Entity(store::entity_from_row(row)?),
+                        RecordKind::Edge => Record::Edge(store::edge_from_row(row)?),
+                        RecordKind::Moment => Record::Moment(store::moment_from_row(row)?),
+                    })
+                })
+                .collect()
+        }
+        .await;
+        conn.finish(result).await
+    }
+
+    async fn begin<'p>(&'p self, tenant: &PgTenant) -> Result<PgTxn<'p>> {
+        let conn = self.app.get().await?;
+        PgTxn::begin(conn, tenant.clone()).await
+    }
+}
+
+/// Vector search inside an auto-commit transaction (see the module docs).
+async fn search(
+    conn: &PgConn,
+    tenant: &PgTenant,
+    dimension: u32,
+    query: &SearchQuery,
+) -> Result<Vec<ScoredResource>> {
+    let vector = pgvector::Vector::from(query.vector.clone());
+    let statement = sql::search_resources(&tenant.0.schema, dimension, tenant.0.metric);
+    let k = query.k;
+    let mut hits = Vec::with_capacity(k);
+    match &query.filter {
+        None => {
+            let ef_search = k.clamp(40, 1000).to_string();
+            conn.query(sql::SET_LOCAL, &[&"hnsw.ef_search", &ef_search]).await?;
+            conn.query(sql::SET_LOCAL, &[&"hnsw.iterative_scan", &"strict_order"]).await?;
+            let limit = i64::try_from(k).unwrap_or(i64::MAX);
+            for row in conn.query(&statement, &[&vector, &limit]).await? {
+                hits.push(store::resource_from_row(&row)?);
+            }
+        }
+        Some(filter) => {
+            // Exact: no index scan, so rows come in true distance order. The window grows
+            // until `k` rows match or the table is exhausted.
+            conn.query(sql::SET_LOCAL, &[&"enable_indexscan", &"off"]).await?;
+            let mut window = k.saturating_mul(4).max(64);
+            loop {
+                let limit = i64::try_from(window).unwrap_or(i64::MAX);
+                let rows = conn.query(&statement, &[&vector, &limit]).await?;
+                hits.clear();
+                for row in &rows {
+                    let resource = store::resource_from_row(row)?;
+                    if filter.matches(&resource.metadata) {
+                        hits.push(resource);
+                        if hits.len() == k {
+                            break;
+                        }
+                    }
+                }
+                if hits.len() == k || rows.len() < window {
+                    break;
+                }
+                window = window.saturating_mul(4);
+            }
+        }
+    }
+    let metric = tenant.0.metric;
+    let mut scored: Vec<ScoredResource> = hits
+        .into_iter()
+        .filter_map(|resource| {
+            let distance = metric.distance(&query.vector, resource.embedding.as_deref()?);
+            Some(ScoredResource { resource, distance })
+        })
+        .collect();
+    scored.sort_by(|a, b| {
+        a.distance.total_cmp(&b.distance).then_with(|| a.resource.id.cmp(&b.resource.id))
+    });
+    scored.truncate(k);
+    Ok(scored)
+}

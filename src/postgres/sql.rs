@@ -1,0 +1,434 @@
+//! Every SQL statement of the PostgreSQL provider.
+//!
+//! Statements that touch a tenant's tables are built from its [`SchemaName`] (which displays as
+//! a quoted identifier made only by [`super::tenant`]) and, for vector search, its dimension and
+//! metric (numbers and fixed operator names). Every value is a bind parameter: no text from a
+//! caller is ever spliced into SQL.
+//!
+//! Times are stored as `bigint` microseconds since the epoch, exactly as [`crate::Timestamp`]
+//! holds them: a round trip is lossless over the whole range, including the open range bounds
+//! `Timestamp::MIN`/`MAX` that `timestamptz` cannot represent.
+
+use super::tenant::{SchemaName, quote_identifier};
+use crate::model::Metric;
+
+/// The tenant each transaction runs as; read by every row-level security policy.
+pub(crate) const SET_TENANT: &str = "SELECT set_config('app.current_tenant', $1, true)";
+/// Begins an auto-commit operation: one short transaction.
+pub(crate) const BEGIN_READ_COMMITTED: &str = "BEGIN ISOLATION LEVEL READ COMMITTED";
+/// Begins a [`super::PgTxn`]: its reads see one snapshot, and a concurrent commit of a row it
+/// writes makes its own commit fail with a serialization failure.
+pub(crate) const BEGIN_REPEATABLE_READ: &str = "BEGIN ISOLATION LEVEL REPEATABLE READ";
+/// Commits.
+pub(crate) const COMMIT: &str = "COMMIT";
+/// Rolls back.
+pub(crate) const ROLLBACK: &str = "ROLLBACK";
+/// The role the application pool connects as.
+pub(crate) const CURRENT_USER: &str = "SELECT current_user::text";
+/// Sets an HNSW search parameter for the current transaction only.
+pub(crate) const SET_LOCAL: &str = "SELECT set_config($1, $2, true)";
+
+/// The registry of tenants, shared by all; created by the owner role.
+pub(crate) const CREATE_REGISTRY: &str = "
+CREATE SCHEMA IF NOT EXISTS percolate;
+CREATE TABLE IF NOT EXISTS percolate.tenants (
+    id text PRIMARY KEY,
+    schema text NOT NULL UNIQUE,
+    dimension integer,
+    metric text NOT NULL
+);";
+
+/// Lets the application role read the registry (and nothing else in it).
+pub(crate) fn grant_registry(app_role: &str) -> String {
+    let app = quote_identifier(app_role);
+    format!(
+        "GRANT USAGE ON SCHEMA percolate TO {app};
+         GRANT SELECT ON percolate.tenants TO {app};"
+    )
+}
+
+/// Registers a tenant: `$1` id, `$2` schema, `$3` dimension, `$4` metric.
+pub(crate) const INSERT_TENANT: &str =
+    "INSERT INTO percolate.tenants (id, schema, dimension, metric) VALUES ($1, $2, $3, $4)";
+/// A tenant's registry row: schema, dimension, metric.
+pub(crate) const SELECT_TENANT: &str =
+    "SELECT schema, dimension, metric FROM percolate.tenants WHERE id = $1";
+/// A tenant's registry row, locked for fixing its dimension.
+pub(crate) const SELECT_TENANT_FOR_UPDATE: &str =
+    "SELECT schema, dimension, metric FROM percolate.tenants WHERE id = $1 FOR UPDATE";
+/// Records a tenant's dimension.
+pub(crate) const UPDATE_TENANT_DIMENSION: &str =
+    "UPDATE percolate.tenants SET dimension = $2 WHERE id = $1";
+/// Every tenant id, sorted by bytes.
+pub(crate) const LIST_TENANTS: &str = "SELECT id FROM percolate.tenants ORDER BY id COLLATE \"C\"";
+/// Unregisters a tenant, returning its schema.
+pub(crate) const DELETE_TENANT: &str = "DELETE FROM percolate.tenants WHERE id = $1 RETURNING schema";
+
+/// Drops a tenant's schema and everything in it.
+pub(crate) fn drop_schema(schema: &SchemaName) -> String {
+    format!("DROP SCHEMA IF EXISTS {schema} CASCADE")
+}
+
+const TABLES: [&str; 4] = ["resources", "entities", "edges", "moments"];
+
+/// Creates a tenant's schema, tables, indexes and row-level security, and grants the
+/// application role data access (no DDL, no ownership).
+pub(crate) fn create_schema(schema: &SchemaName, app_role: &str) -> String {
+    let s = schema;
+    // Every row names its tenant; the default comes from the transaction's setting and the
+    // policy's WITH CHECK refuses any other value.
+    let tenant = "tenant_id text NOT NULL DEFAULT current_setting('app.current_tenant', true)";
+    let mut sql = format!(
+        "CREATE SCHEMA {s};
+        REVOKE ALL ON SCHEMA {s} FROM PUBLIC;
+        CREATE TABLE {s}.resources (
+            {tenant},
+            id uuid PRIMARY KEY,
+            uri text,
+            content text NOT NULL,
+            metadata jsonb NOT NULL,
+            embedding vector,
+            created_at bigint NOT NULL,
+            updated_at bigint NOT NULL
+        );
+        CREATE TABLE {s}.entities (
+            {tenant},
+            id uuid PRIMARY KEY,
+            name text NOT NULL,
+            kind text NOT NULL,
+            words text[] NOT NULL,
+            properties jsonb NOT NULL,
+            created_at bigint NOT NULL,
+            updated_at bigint NOT NULL
+        );
+        CREATE INDEX entities_name ON {s}.entities (name COLLATE \"C\", id);
+        CREATE INDEX entities_words ON {s}.entities USING gin (words);
+        CREATE TABLE {s}.edges (
+            {tenant},
+            id uuid PRIMARY KEY,
+            from_id uuid NOT NULL REFERENCES {s}.entities (id) ON DELETE CASCADE,
+            to_id uuid NOT NULL REFERENCES {s}.entities (id) ON DELETE CASCADE,
+            relation text NOT NULL,
+            weight real NOT NULL,
+            properties jsonb NOT NULL,
+            created_at bigint NOT NULL
+        );
+        CREATE INDEX edges_from ON {s}.edges (from_id, relation, to_id);
+        CREATE INDEX edges_to ON {s}.edges (to_id, relation, from_id);
+        CREATE TABLE {s}.moments (
+            {tenant},
+            id uuid PRIMARY KEY,
+            start_at bigint NOT NULL,
+            end_at bigint NOT NULL CHECK (end_at >= start_at),
+            kind text NOT NULL,
+            content text NOT NULL,
+            entities uuid[] NOT NULL,
+            metadata jsonb NOT NULL
+        );
+        CREATE INDEX moments_start ON {s}.moments (start_at, id);
+        CREATE INDEX moments_end ON {s}.moments (end_at);
+        "
+    );
+    let app = quote_identifier(app_role);
+    sql.push_str(&format!("GRANT USAGE ON SCHEMA {s} TO {app};\n"));
+    for table in TABLES {
+        sql.push_str(&format!(
+            "ALTER TABLE {s}.{table} ENABLE ROW LEVEL SECURITY;
+            ALTER TABLE {s}.{table} FORCE ROW LEVEL SECURITY;
+            CREATE POLICY tenant_isolation ON {s}.{table}
+                USING (tenant_id = current_setting('app.current_tenant'))
+                WITH CHECK (tenant_id = current_setting('app.current_tenant'));
+            GRANT SELECT, INSERT, UPDATE, DELETE ON {s}.{table} TO {app};
+            "
+        ));
+    }
+    sql
+}
+
+/// How embeddings of a dimension are indexed: pgvector's HNSW takes `vector` up to 2000
+/// dimensions and `halfvec` up to 4000; beyond that search is an exact scan.
+fn index_cast(dimension: u32) -> Option<(&'static str, &'static str)> {
+    match dimension {
+        0..=2000 => Some(("vector", "vector")),
+        2001..=4000 => Some(("halfvec", "halfvec")),
+        _ => None,
+    }
+}
+
+fn operator(metric: Metric) -> &'static str {
+    match metric {
+        Metric::Cosine => "<=>",
+        Metric::L2 => "<->",
+        Metric::Dot => "<#>",
+    }
+}
+
+fn ops_suffix(metric: Metric) -> &'static str {
+    match metric {
+        Metric::Cosine => "cosine_ops",
+        Metric::L2 => "l2_ops",
+        Metric::Dot => "ip_ops",
+    }
+}
+
+/// Fixes the dimension of a tenant's embeddings: a check constraint plus the HNSW index.
+///
+/// The column itself stays an untyped `vector`: changing its type would change the result
+/// type of statements already prepared on pooled connections. The index is on the typed
+/// expression, and searches order by the same expression so the planner can use it.
+pub(crate) fn fix_dimension(schema: &SchemaName, dimension: u32, metric: Metric) -> String {
+    let s = schema;
+    let mut sql = format!(
+        "ALTER TABLE {s}.resources ADD CONSTRAINT resources_dimension
+            CHECK (embedding IS NULL OR vector_dims(embedding) = {dimension});\n"
+    );
+    if let Some((cast, ops)) = index_cast(dimension) {
+        let ops = format!("{ops}_{}", ops_suffix(metric));
+        sql.push_str(&format!(
+            "CREATE INDEX resources_embedding ON {s}.resources
+                USING hnsw ((embedding::{cast}({dimension})) {ops});"
+        ));
+    }
+    sql
+}
+
+/// The distance expression a search orders by: the indexed expression against `$1`.
+fn distance_expression(dimension: u32, metric: Metric) -> String {
+    let op = operator(metric);
+    match index_cast(dimension) {
+        Some((cast, _)) => format!(
+            "(embedding::{cast}({dimension}) {op} ($1::vector)::{cast}({dimension}))"
+        ),
+        None => format!("(embedding {op} $1::vector)"),
+    }
+}
+
+const RESOURCE_COLUMNS: &str = "id, uri, content, metadata, embedding, created_at, updated_at";
+const ENTITY_COLUMNS: &str = "id, name, kind, properties, created_at, updated_at";
+const EDGE_COLUMNS: &str = "id, from_id, to_id, relation, weight, properties, created_at";
+const MOMENT_COLUMNS: &str = "id, start_at, end_at, kind, content, entities, metadata";
+
+/// The nearest resources with an embedding: `$1` the query vector, `$2` the limit. Rows come
+/// ordered by the database's distance, then id.
+pub(crate) fn search_resources(schema: &SchemaName, dimension: u32, metric: Metric) -> String {
+    let distance = distance_expression(dimension, metric);
+    format!(
+        "SELECT {RESOURCE_COLUMNS} FROM {schema}.resources
+         WHERE embedding IS NOT NULL
+         ORDER BY {distance}, id LIMIT $2"
+    )
+}
+
+/// Inserts a batch of resources from parallel arrays in one statement.
+pub(crate) fn insert_resources(schema: &SchemaName) -> String {
+    format!(
+        "INSERT INTO {schema}.resources ({RESOURCE_COLUMNS})
+         SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::jsonb[], $5::vector[],
+                              $6::bigint[], $7::bigint[])"
+    )
+}
+
+/// Inserts one resource.
+pub(crate) fn insert_resource(schema: &SchemaName) -> String {
+    format!(
+        "INSERT INTO {schema}.resources ({RESOURCE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)"
+    )
+}
+
+/// One resource by id.
+pub(crate) fn select_resource(schema: &SchemaName) -> String {
+    format!("SELECT {RESOURCE_COLUMNS} FROM {schema}.resources WHERE id = $1")
+}
+
+/// Replaces a resource's fields, keeping `created_at`; returns the kept `created_at`.
+pub(crate) fn update_resource(schema: &SchemaName) -> String {
+    format!(
+        "UPDATE {schema}.resources
+         SET uri = $2, content = $3, metadata = $4, embedding = $5, updated_at = $6
+         WHERE id = $1 RETURNING created_at"
+    )
+}
+
+/// Deletes a resource.
+pub(crate) fn delete_resource(schema: &SchemaName) -> String {
+    format!("DELETE FROM {schema}.resources WHERE id = $1")
+}
+
+/// Inserts an entity with its name words.
+pub(crate) fn insert_entity(schema: &SchemaName) -> String {
+    format!(
+        "INSERT INTO {schema}.entities (id, name, kind, words, properties, created_at, updated_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)"
+    )
+}
+
+/// One entity by id.
+pub(crate) fn select_entity(schema: &SchemaName) -> String {
+    format!("SELECT {ENTITY_COLUMNS} FROM {schema}.entities WHERE id = $1")
+}
+
+/// Whether an entity exists.
+pub(crate) fn entity_exists(schema: &SchemaName) -> String {
+    format!("SELECT 1 FROM {schema}.entities WHERE id = $1")
+}
+
+/// Locks the endpoints of a new edge so a concurrent delete of either waits or conflicts.
+pub(crate) fn lock_entities(schema: &SchemaName) -> String {
+    format!("SELECT id FROM {schema}.entities WHERE id = ANY($1) FOR KEY SHARE")
+}
+
+/// Replaces an entity's fields, keeping `created_at`; returns it.
+pub(crate) fn update_entity(schema: &SchemaName) -> String {
+    format!(
+        "UPDATE {schema}.entities
+         SET name = $2, kind = $3, words = $4, properties = $5, updated_at = $6
+         WHERE id = $1 RETURNING created_at"
+    )
+}
+
+/// Deletes an entity; its edges go with it (`ON DELETE CASCADE`).
+pub(crate) fn delete_entity(schema: &SchemaName) -> String {
+    format!("DELETE FROM {schema}.entities WHERE id = $1")
+}
+
+/// Entities whose name words cover every word of `$2` by prefix, optionally of kind `$1`,
+/// ordered by name bytes then id, at most `$3`.
+pub(crate) fn search_entities(schema: &SchemaName) -> String {
+    format!(
+        "SELECT {ENTITY_COLUMNS} FROM {schema}.entities e
+         WHERE ($1::text IS NULL OR e.kind = $1)
+           AND NOT EXISTS (
+               SELECT 1 FROM unnest($2::text[]) AS q(word)
+               WHERE NOT EXISTS (
+                   SELECT 1 FROM unnest(e.words) AS w(word) WHERE starts_with(w.word, q.word)))
+         ORDER BY e.name COLLATE \"C\", e.id
+         LIMIT $3"
+    )
+}
+
+/// Inserts an edge.
+pub(crate) fn insert_edge(schema: &SchemaName) -> String {
+    format!(
+        "INSERT INTO {schema}.edges ({EDGE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)"
+    )
+}
+
+/// One edge by id.
+pub(crate) fn select_edge(schema: &SchemaName) -> String {
+    format!("SELECT {EDGE_COLUMNS} FROM {schema}.edges WHERE id = $1")
+}
+
+/// The edges of entity `$1` on the chosen sides, optionally only of relation `$2`, by id.
+/// A self-loop is one row, so it is listed once.
+pub(crate) fn select_edges(schema: &SchemaName, out: bool, incoming: bool) -> String {
+    let side = match (out, incoming) {
+        (true, false) => "from_id = $1",
+        (false, true) => "to_id = $1",
+        _ => "(from_id = $1 OR to_id = $1)",
+    };
+    format!(
+        "SELECT {EDGE_COLUMNS} FROM {schema}.edges
+         WHERE {side} AND ($2::text IS NULL OR relation = $2)
+         ORDER BY id"
+    )
+}
+
+/// Deletes an edge.
+pub(crate) fn delete_edge(schema: &SchemaName) -> String {
+    format!("DELETE FROM {schema}.edges WHERE id = $1")
+}
+
+/// Breadth-first traversal from `$1` up to depth `$2`, following edges on the chosen sides
+/// (only relations in `$3` when `with_relations`). `UNION` drops repeated `(entity, depth)`
+/// pairs and the depth bound ends the recursion, so cycles terminate; each entity is returned
+/// once at its fewest hops, the start excluded, ordered by depth then id.
+pub(crate) fn traverse(
+    schema: &SchemaName,
+    out: bool,
+    incoming: bool,
+    with_relations: bool,
+) -> String {
+    let relation = if with_relations { " AND e.relation = ANY($3::text[])" } else { "" };
+    let mut steps = Vec::new();
+    if out {
+        steps.push(format!(
+            "SELECT e.to_id AS next FROM {schema}.edges e WHERE e.from_id = w.id{relation}"
+        ));
+    }
+    if incoming {
+        steps.push(format!(
+            "SELECT e.from_id AS next FROM {schema}.edges e WHERE e.to_id = w.id{relation}"
+        ));
+    }
+    let steps = steps.join(" UNION ALL ");
+    let unused = if with_relations { "" } else { " AND $3::text[] IS NULL" };
+    format!(
+        "WITH RECURSIVE walk(id, depth) AS (
+             SELECT $1::uuid, 0
+             UNION
+             SELECT n.next, w.depth + 1
+             FROM walk w CROSS JOIN LATERAL ({steps}) n
+             WHERE w.depth < $2{unused}
+         )
+         SELECT id, min(depth)::bigint AS depth FROM walk WHERE id <> $1
+         GROUP BY id ORDER BY 2, 1"
+    )
+}
+
+/// Inserts a moment.
+pub(crate) fn insert_moment(schema: &SchemaName) -> String {
+    format!(
+        "INSERT INTO {schema}.moments ({MOMENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)"
+    )
+}
+
+/// One moment by id.
+pub(crate) fn select_moment(schema: &SchemaName) -> String {
+    format!("SELECT {MOMENT_COLUMNS} FROM {schema}.moments WHERE id = $1")
+}
+
+/// Replaces a moment.
+pub(crate) fn update_moment(schema: &SchemaName) -> String {
+    format!(
+        "UPDATE {schema}.moments
+         SET start_at = $2, end_at = $3, kind = $4, content = $5, entities = $6, metadata = $7
+         WHERE id = $1"
+    )
+}
+
+/// Deletes a moment.
+pub(crate) fn delete_moment(schema: &SchemaName) -> String {
+    format!("DELETE FROM {schema}.moments WHERE id = $1")
+}
+
+/// Moments overlapping the closed range [`$1`, `$2`], by start then id.
+pub(crate) fn moments_in_range(schema: &SchemaName) -> String {
+    format!(
+        "SELECT {MOMENT_COLUMNS} FROM {schema}.moments
+         WHERE start_at <= $2 AND end_at >= $1
+         ORDER BY start_at, id"
+    )
+}
+
+/// A keyset page of a table: ids after `$1` (all when null), at most `$2`, in id order.
+pub(crate) fn scan(schema: &SchemaName, table: ScanTable) -> String {
+    let (columns, name) = match table {
+        ScanTable::Resources => (RESOURCE_COLUMNS, "resources"),
+        ScanTable::Entities => (ENTITY_COLUMNS, "entities"),
+        ScanTable::Edges => (EDGE_COLUMNS, "edges"),
+        ScanTable::Moments => (MOMENT_COLUMNS, "moments"),
+    };
+    format!(
+        "SELECT {columns} FROM {schema}.{name}
+         WHERE ($1::uuid IS NULL OR id > $1) ORDER BY id LIMIT $2"
+    )
+}
+
+/// The table a [`scan`] pages through.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum ScanTable {
+    Resources,
+    Entities,
+    Edges,
+    Moments,
+}

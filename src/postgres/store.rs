@@ -1,0 +1,382 @@
+//! Record reads and writes on a connection that is inside a transaction with the tenant set.
+//!
+//! Shared by auto-commit operations (run immediately, each in its own transaction) and by
+//! [`super::PgTxn`] (which replays its writes through these at commit).
+
+use pgvector::Vector;
+use tokio_postgres::Row;
+use tokio_postgres::types::Json;
+use uuid::Uuid;
+
+use super::conn::{PgConn, is_foreign_key_violation, is_unique_violation, violating_key};
+use super::sql;
+use super::tenant::SchemaName;
+use crate::error::{Error, Result};
+use crate::model::{
+    Direction, Edge, EdgeId, Entity, EntityId, EntityIds, Metadata, Moment, MomentId, Resource,
+    ResourceId, Timestamp, words,
+};
+
+fn corrupt(what: &'static str) -> impl FnOnce(tokio_postgres::Error) -> Error {
+    move |e| Error::corrupt(what, e)
+}
+
+pub(crate) fn resource_from_row(row: &Row) -> Result<Resource> {
+    let c = corrupt("resource row");
+    let decode = || -> std::result::Result<Resource, tokio_postgres::Error> {
+        let embedding: Option<Vector> = row.try_get(4)?;
+        Ok(Resource {
+            id: ResourceId::from(row.try_get::<_, Uuid>(0)?),
+            uri: row.try_get(1)?,
+            content: row.try_get(2)?,
+            metadata: row.try_get::<_, Json<Metadata>>(3)?.0,
+            embedding: embedding.map(|v| v.to_vec()),
+            created_at: Timestamp::from_micros(row.try_get(5)?),
+            updated_at: Timestamp::from_micros(row.try_get(6)?),
+        })
+    };
+    decode().map_err(c)
+}
+
+pub(crate) fn entity_from_row(row: &Row) -> Result<Entity> {
+    let decode = || -> std::result::Result<Entity, tokio_postgres::Error> {
+        Ok(Entity {
+            id: EntityId::from(row.try_get::<_, Uuid>(0)?),
+            name: row.try_get(1)?,
+            kind: row.try_get(2)?,
+            properties: row.try_get::<_, Json<Metadata>>(3)?.0,
+            created_at: Timestamp::from_micros(row.try_get(4)?),
+            updated_at: Timestamp::from_micros(row.try_get(5)?),
+        })
+    };
+    decode().map_err(corrupt("entity row"))
+}
+
+pub(crate) fn edge_from_row(row: &Row) -> Result<Edge> {
+    let decode = || -> std::result::Result<Edge, tokio_postgres::Error> {
+        Ok(Edge {
+            id: EdgeId::from(row.try_get::<_, Uuid>(0)?),
+            from: EntityId::from(row.try_get::<_, Uuid>(1)?),
+            to: EntityId::from(row.try_get::<_, Uuid>(2)?),
+            relation: row.try_get(3)?,
+            weight: row.try_get(4)?,
+            properties: row.try_get::<_, Json<Metadata>>(5)?.0,
+            created_at: Timestamp::from_micros(row.try_get(6)?),
+        })
+    };
+    decode().map_err(corrupt("edge row"))
+}
+
+pub(crate) fn moment_from_row(row: &Row) -> Result<Moment> {
+    let decode = || -> std::result::Result<Moment, tokio_postgres::Error> {
+        let entities: Vec<Uuid> = row.try_get(5)?;
+        Ok(Moment {
+            id: MomentId::from(row.try_get::<_, Uuid>(0)?),
+            start: Timestamp::from_micros(row.try_get(1)?),
+            end: Timestamp::from_micros(row.try_get(2)?),
+            kind: row.try_get(3)?,
+            content: row.try_get(4)?,
+            entities: entities.into_iter().map(EntityId::from).collect::<EntityIds>(),
+            metadata: row.try_get::<_, Json<Metadata>>(6)?.0,
+        })
+    };
+    decode().map_err(corrupt("moment row"))
+}
+
+/// Maps a failed insert: a unique violation means the id is taken.
+fn insert_error(what: &'static str, id: impl ToString) -> impl FnOnce(Error) -> Error {
+    move |e| {
+        if is_unique_violation(&e) {
+            Error::already_exists(what, violating_key(&e).unwrap_or_else(|| id.to_string()))
+        } else {
+            e
+        }
+    }
+}
+
+pub(crate) async fn insert_resources(
+    conn: &PgConn,
+    schema: &SchemaName,
+    resources: &[Resource],
+) -> Result<()> {
+    if resources.is_empty() {
+        return Ok(());
+    }
+    let mut ids = Vec::with_capacity(resources.len());
+    let mut uris = Vec::with_capacity(resources.len());
+    let mut contents = Vec::with_capacity(resources.len());
+    let mut metadata = Vec::with_capacity(resources.len());
+    let mut embeddings = Vec::with_capacity(resources.len());
+    let mut created = Vec::with_capacity(resources.len());
+    let mut updated = Vec::with_capacity(resources.len());
+    for r in resources {
+        ids.push(r.id.as_uuid());
+        uris.push(r.uri.as_deref());
+        contents.push(r.content.as_str());
+        metadata.push(Json(&r.metadata));
+        embeddings.push(r.embedding.clone().map(Vector::from));
+        created.push(r.created_at.as_micros());
+        updated.push(r.updated_at.as_micros());
+    }
+    let first = resources[0].id;
+    conn.execute(
+        &sql::insert_resources(schema),
+        &[&ids, &uris, &contents, &metadata, &embeddings, &created, &updated],
+    )
+    .await
+    .map(drop)
+    .map_err(insert_error("resource", first))
+}
+
+pub(crate) async fn insert_resource(
+    conn: &PgConn,
+    schema: &SchemaName,
+    r: &Resource,
+) -> Result<()> {
+    let embedding = r.embedding.clone().map(Vector::from);
+    conn.execute(
+        &sql::insert_resource(schema),
+        &[
+            &r.id.as_uuid(),
+            &r.uri,
+            &r.content,
+            &Json(&r.metadata),
+            &embedding,
+            &r.created_at.as_micros(),
+            &r.updated_at.as_micros(),
+        ],
+    )
+    .await
+    .map(drop)
+    .map_err(insert_error("resource", r.id))
+}
+
+pub(crate) async fn get_resource(
+    conn: &PgConn,
+    schema: &SchemaName,
+    id: ResourceId,
+) -> Result<Option<Resource>> {
+    conn.query_opt(&sql::select_resource(schema), &[&id.as_uuid()])
+        .await?
+        .as_ref()
+        .map(resource_from_row)
+        .transpose()
+}
+
+/// Replaces a resource, keeping `created_at`; `None` when it does not exist.
+pub(crate) async fn update_resource(
+    conn: &PgConn,
+    schema: &SchemaName,
+    r: &Resource,
+) -> Result<Option<Resource>> {
+    let embedding = r.embedding.clone().map(Vector::from);
+    let row = conn
+        .query_opt(
+            &sql::update_resource(schema),
+            &[
+                &r.id.as_uuid(),
+                &r.uri,
+                &r.content,
+                &Json(&r.metadata),
+                &embedding,
+                &r.updated_at.as_micros(),
+            ],
+        )
+        .await?;
+    row.map(|row| {
+        let created: i64 = row.try_get(0).map_err(|e| Error::corrupt("resource row", e))?;
+        Ok(Resource { created_at: Timestamp::from_micros(created), ..r.clone() })
+    })
+    .transpose()
+}
+
+/// Deletes a resource; whether it existed.
+pub(crate) async fn delete_resource(
+    conn: &PgConn,
+    schema: &SchemaName,
+    id: ResourceId,
+) -> Result<bool> {
+    Ok(conn.execute(&sql::delete_resource(schema), &[&id.as_uuid()]).await? > 0)
+}
+
+pub(crate) async fn insert_entity(conn: &PgConn, schema: &SchemaName, e: &Entity) -> Result<()> {
+    conn.execute(
+        &sql::insert_entity(schema),
+        &[
+            &e.id.as_uuid(),
+            &e.name,
+            &e.kind,
+            &words(&e.name),
+            &Json(&e.properties),
+            &e.created_at.as_micros(),
+            &e.updated_at.as_micros(),
+        ],
+    )
+    .await
+    .map(drop)
+    .map_err(insert_error("entity", e.id))
+}
+
+pub(crate) async fn get_entity(
+    conn: &PgConn,
+    schema: &SchemaName,
+    id: EntityId,
+) -> Result<Option<Entity>> {
+    conn.query_opt(&sql::select_entity(schema), &[&id.as_uuid()])
+        .await?
+        .as_ref()
+        .map(entity_from_row)
+        .transpose()
+}
+
+pub(crate) async fn entity_exists(conn: &PgConn, schema: &SchemaName, id: EntityId) -> Result<bool> {
+    Ok(conn.query_opt(&sql::entity_exists(schema), &[&id.as_uuid()]).await?.is_some())
+}
+
+pub(crate) async fn update_entity(
+    conn: &PgConn,
+    schema: &SchemaName,
+    e: &Entity,
+) -> Result<Option<Entity>> {
+    let row = conn
+        .query_opt(
+            &sql::update_entity(schema),
+            &[
+                &e.id.as_uuid(),
+                &e.name,
+                &e.kind,
+                &words(&e.name),
+                &Json(&e.properties),
+                &e.updated_at.as_micros(),
+            ],
+        )
+        .await?;
+    row.map(|row| {
+        let created: i64 = row.try_get(0).map_err(|e| Error::corrupt("entity row", e))?;
+        Ok(Entity { created_at: Timestamp::from_micros(created), ..e.clone() })
+    })
+    .transpose()
+}
+
+pub(crate) async fn delete_entity(conn: &PgConn, schema: &SchemaName, id: EntityId) -> Result<bool> {
+    Ok(conn.execute(&sql::delete_entity(schema), &[&id.as_uuid()]).await? > 0)
+}
+
+/// Inserts an edge after locking its endpoints (`FOR KEY SHARE`): a concurrent delete of an
+/// endpoint then either waits for this transaction or fails it with a serialization failure,
+/// and a missing endpoint is reported as [`Error::NotFound`] naming it.
+pub(crate) async fn insert_edge(conn: &PgConn, schema: &SchemaName, edge: &Edge) -> Result<()> {
+    let ends = [edge.from.as_uuid(), edge.to.as_uuid()];
+    let found = conn.query(&sql::lock_entities(schema), &[&&ends[..]]).await?;
+    let found: Vec<Uuid> = found.iter().filter_map(|row| row.try_get(0).ok()).collect();
+    for end in [edge.from, edge.to] {
+        if !found.contains(&end.as_uuid()) {
+            return Err(Error::not_found("entity", end));
+        }
+    }
+    conn.execute(
+        &sql::insert_edge(schema),
+        &[
+            &edge.id.as_uuid(),
+            &edge.from.as_uuid(),
+            &edge.to.as_uuid(),
+            &edge.relation,
+            &edge.weight,
+            &Json(&edge.properties),
+            &edge.created_at.as_micros(),
+        ],
+    )
+    .await
+    .map(drop)
+    .map_err(|e| {
+        if is_foreign_key_violation(&e) {
+            Error::Conflict(format!("an endpoint of edge {} was deleted concurrently", edge.id))
+        } else {
+            insert_error("edge", edge.id)(e)
+        }
+    })
+}
+
+pub(crate) async fn get_edge(conn: &PgConn, schema: &SchemaName, id: EdgeId) -> Result<Option<Edge>> {
+    conn.query_opt(&sql::select_edge(schema), &[&id.as_uuid()])
+        .await?
+        .as_ref()
+        .map(edge_from_row)
+        .transpose()
+}
+
+/// The stored edges of `entity` (which the caller checked exists), by id.
+pub(crate) async fn get_edges(
+    conn: &PgConn,
+    schema: &SchemaName,
+    entity: EntityId,
+    direction: Direction,
+    relation: Option<&str>,
+) -> Result<Vec<Edge>> {
+    let (out, incoming) = sides(direction);
+    conn.query(&sql::select_edges(schema, out, incoming), &[&entity.as_uuid(), &relation])
+        .await?
+        .iter()
+        .map(edge_from_row)
+        .collect()
+}
+
+pub(crate) fn sides(direction: Direction) -> (bool, bool) {
+    match direction {
+        Direction::Out => (true, false),
+        Direction::In => (false, true),
+        Direction::Both => (true, true),
+    }
+}
+
+pub(crate) async fn delete_edge(conn: &PgConn, schema: &SchemaName, id: EdgeId) -> Result<bool> {
+    Ok(conn.execute(&sql::delete_edge(schema), &[&id.as_uuid()]).await? > 0)
+}
+
+fn moment_params(m: &Moment) -> (Uuid, i64, i64, Vec<Uuid>) {
+    (
+        m.id.as_uuid(),
+        m.start.as_micros(),
+        m.end.as_micros(),
+        m.entities.iter().map(EntityId::as_uuid).collect(),
+    )
+}
+
+pub(crate) async fn insert_moment(conn: &PgConn, schema: &SchemaName, m: &Moment) -> Result<()> {
+    let (id, start, end, entities) = moment_params(m);
+    conn.execute(
+        &sql::insert_moment(schema),
+        &[&id, &start, &end, &m.kind, &m.content, &entities, &Json(&m.metadata)],
+    )
+    .await
+    .map(drop)
+    .map_err(insert_error("moment", m.id))
+}
+
+pub(crate) async fn get_moment(
+    conn: &PgConn,
+    schema: &SchemaName,
+    id: MomentId,
+) -> Result<Option<Moment>> {
+    conn.query_opt(&sql::select_moment(schema), &[&id.as_uuid()])
+        .await?
+        .as_ref()
+        .map(moment_from_row)
+        .transpose()
+}
+
+/// Replaces a moment; whether it existed.
+pub(crate) async fn update_moment(conn: &PgConn, schema: &SchemaName, m: &Moment) -> Result<bool> {
+    let (id, start, end, entities) = moment_params(m);
+    let changed = conn
+        .execute(
+            &sql::update_moment(schema),
+            &[&id, &start, &end, &m.kind, &m.content, &entities, &Json(&m.metadata)],
+        )
+        .await?;
+    Ok(changed > 0)
+}
+
+pub(crate) async fn delete_moment(conn: &PgConn, schema: &SchemaName, id: MomentId) -> Result<bool> {
+    Ok(conn.execute(&sql::delete_moment(schema), &[&id.as_uuid()]).await? > 0)
+}
