@@ -99,7 +99,11 @@ CREATE DATABASE percolate OWNER percolate_owner;
 SQL
 psql_as -U postgres -d percolate <<'SQL'
 CREATE EXTENSION IF NOT EXISTS vector;
-REVOKE ALL ON SCHEMA public FROM PUBLIC;
+-- The extension's types live in public: everyone may use them, nobody but the owner may
+-- create anything there (the PostgreSQL 15+ default, stated here so it cannot drift).
+REVOKE CREATE ON SCHEMA public FROM PUBLIC;
+GRANT USAGE ON SCHEMA public TO percolate_app;
+REVOKE CREATE, TEMPORARY ON DATABASE percolate FROM PUBLIC;
 GRANT CONNECT ON DATABASE percolate TO percolate_app;
 SQL
 
