@@ -35,7 +35,7 @@ pub const MAX_BATCH: usize = 100_000;
 /// use percolate::{MemoryEngine, NewResource, SearchQuery, TenantConfig, TenantId};
 /// use percolate::rocks::{RocksConfig, RocksProvider};
 ///
-/// let dir = tempfile::tempdir()?;
+/// let dir = tempfile::tempdir().expect("temp dir");
 /// let engine = MemoryEngine::new(RocksProvider::open(RocksConfig::new(dir.path()))?);
 /// let acme = engine.create_tenant(&TenantId::new("acme")?, TenantConfig::default()).await?;
 /// acme.create_resource(NewResource::new("hello").with_embedding(vec![1.0, 0.0])).await?;
@@ -155,27 +155,41 @@ impl<P: Provider> TenantHandle<P> {
         self.provider.tenant_config(&self.tenant).await
     }
 
-    async fn check_embedding(&self, embedding: Option<&[f32]>) -> Result<()> {
-        let Some(embedding) = embedding else { return Ok(()) };
-        check_vector("embedding", embedding)?;
-        let config = self.provider.tenant_config(&self.tenant).await?;
-        let dimension = match config.dimension {
-            Some(dimension) => dimension,
-            // Bounded by MAX_DIMENSION above, so the cast is lossless.
-            None => self.provider.fix_dimension(&self.tenant, embedding.len() as u32).await?,
-        };
-        if embedding.len() != dimension as usize {
-            return Err(Error::invalid(
-                "embedding",
-                format!("dimension {} but the tenant's is {dimension}", embedding.len()),
-            ));
+    /// The tenant's dimension after `embedding` is accounted for: fixed by the tenant's
+    /// configuration, by an earlier embedding, or now by this one.
+    async fn dimension_for(&self, known: Option<u32>, embedding: &[f32]) -> Result<u32> {
+        match known {
+            Some(dimension) => Ok(dimension),
+            None => match self.provider.tenant_config(&self.tenant).await?.dimension {
+                Some(dimension) => Ok(dimension),
+                // Bounded by MAX_DIMENSION (checked first), so the cast is lossless.
+                None => self.provider.fix_dimension(&self.tenant, embedding.len() as u32).await,
+            },
+        }
+    }
+
+    /// Validates resources; looks the tenant's dimension up once for the whole slice.
+    async fn check_resources(&self, resources: &[Resource]) -> Result<()> {
+        let mut dimension = None;
+        for (index, resource) in resources.iter().enumerate() {
+            let located = |e| if resources.len() > 1 { at_index(e, index) } else { e };
+            check_resource_fields(resource).map_err(located)?;
+            let Some(embedding) = resource.embedding.as_deref() else { continue };
+            check_vector("embedding", embedding).map_err(located)?;
+            let fixed = self.dimension_for(dimension, embedding).await?;
+            dimension = Some(fixed);
+            if embedding.len() != fixed as usize {
+                return Err(located(Error::invalid(
+                    "embedding",
+                    format!("dimension {} but the tenant's is {fixed}", embedding.len()),
+                )));
+            }
         }
         Ok(())
     }
 
     async fn check_resource(&self, resource: &Resource) -> Result<()> {
-        check_resource_fields(resource)?;
-        self.check_embedding(resource.embedding.as_deref()).await
+        self.check_resources(std::slice::from_ref(resource)).await
     }
 
     /// Creates a resource; returns it with its id and timestamps.
@@ -185,7 +199,7 @@ impl<P: Provider> TenantHandle<P> {
     pub async fn create_resource(&self, new: NewResource) -> Result<Resource> {
         let resource = resource_from(new, Timestamp::now());
         self.check_resource(&resource).await?;
-        self.provider.insert_resources(&self.tenant, std::slice::from_ref(&resource)).await?;
+        self.provider.create_resources(&self.tenant, std::slice::from_ref(&resource)).await?;
         Ok(resource)
     }
 
@@ -198,10 +212,8 @@ impl<P: Provider> TenantHandle<P> {
         let now = Timestamp::now();
         let resources: Vec<Resource> =
             batch.into_iter().map(|new| resource_from(new, now)).collect();
-        for (index, resource) in resources.iter().enumerate() {
-            self.check_resource(resource).await.map_err(|e| at_index(e, index))?;
-        }
-        self.provider.insert_resources(&self.tenant, &resources).await?;
+        self.check_resources(&resources).await?;
+        self.provider.create_resources(&self.tenant, &resources).await?;
         Ok(resources)
     }
 
@@ -212,9 +224,7 @@ impl<P: Provider> TenantHandle<P> {
     /// [`Error::Invalid`] for bad fields; [`Error::AlreadyExists`] if an id is taken.
     pub async fn insert_resources(&self, resources: &[Resource]) -> Result<()> {
         check_batch_len(resources.len())?;
-        for (index, resource) in resources.iter().enumerate() {
-            self.check_resource(resource).await.map_err(|e| at_index(e, index))?;
-        }
+        self.check_resources(resources).await?;
         self.provider.insert_resources(&self.tenant, resources).await
     }
 
@@ -776,10 +786,9 @@ fn check_content(what: &'static str, value: &str) -> Result<()> {
 }
 
 fn check_metadata(what: &'static str, metadata: &Metadata) -> Result<()> {
-    // The encoded size bounds what one record may cost; serde_json already bounds nesting.
-    let size = serde_json::to_vec(metadata).map_err(|e| Error::invalid(what, e))?.len();
-    if size > MAX_CONTENT_BYTES {
-        return Err(Error::invalid(what, format!("{size} bytes, at most {MAX_CONTENT_BYTES}")));
+    // Keys become filter paths; an empty key could never be addressed.
+    if metadata.keys().any(String::is_empty) {
+        return Err(Error::invalid(what, "empty key"));
     }
     Ok(())
 }

@@ -16,7 +16,7 @@
 //! use percolate::rocks::{RocksConfig, RocksProvider};
 //! use percolate::{MemoryEngine, NewEdge, NewEntity, TenantConfig, TenantId, TraverseQuery};
 //!
-//! let dir = tempfile::tempdir()?;
+//! let dir = tempfile::tempdir().expect("temp dir");
 //! let engine = MemoryEngine::new(RocksProvider::open(RocksConfig::new(dir.path()))?);
 //! let tenant = engine.create_tenant(&TenantId::new("acme")?, TenantConfig::default()).await?;
 //! let ada = tenant.create_entity(NewEntity::new("Ada Lovelace", "person")).await?;
@@ -28,6 +28,7 @@
 //! # }).unwrap();
 //! ```
 
+pub mod dataset;
 mod engine;
 mod error;
 pub mod model;

@@ -141,6 +141,19 @@ pub trait Provider: Send + Sync + Sized + 'static {
         tenant: &Self::Tenant,
         resources: &[Resource],
     ) -> impl Future<Output = Result<()>> + Send;
+    /// Inserts resources whose ids the engine has just generated (fresh UUIDv7s, which no
+    /// stored record can have), atomically. A provider may skip the existence checks of
+    /// [`Provider::insert_resources`] here; by default it does not.
+    ///
+    /// # Errors
+    /// [`Error::Backend`](crate::Error::Backend) on storage failure.
+    fn create_resources(
+        &self,
+        tenant: &Self::Tenant,
+        resources: &[Resource],
+    ) -> impl Future<Output = Result<()>> + Send {
+        self.insert_resources(tenant, resources)
+    }
     /// The resource with this id, embedding included.
     ///
     /// # Errors

@@ -154,7 +154,11 @@ impl Provider for RocksProvider {
     }
 
     async fn insert_resources(&self, tenant: &Self::Tenant, resources: &[Resource]) -> Result<()> {
-        tenant.write(|ops| resources.iter().try_for_each(|r| ops.insert_resource(r)))
+        tenant.write(|ops| ops.insert_resources(resources))
+    }
+
+    async fn create_resources(&self, tenant: &Self::Tenant, resources: &[Resource]) -> Result<()> {
+        tenant.write_fresh_resources(resources)
     }
 
     async fn get_resource(&self, tenant: &Self::Tenant, id: ResourceId) -> Result<Resource> {

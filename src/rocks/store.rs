@@ -228,11 +228,34 @@ impl<'a> Ops<'a> {
     }
 
     pub(crate) fn insert_resource(&self, resource: &Resource) -> Result<()> {
-        let key = resource.id.as_bytes();
-        self.absent(CF_RESOURCES, "resource", key)?;
-        self.put(CF_RESOURCES, key, &codec::encode_resource(resource))?;
-        if let Some(embedding) = &resource.embedding {
-            self.put(CF_EMBEDDINGS, key, &codec::encode_embedding(embedding))?;
+        self.insert_resources(std::slice::from_ref(resource))
+    }
+
+    /// Inserts resources. Existence is checked with one batched read rather than a
+    /// read-for-update per key: the optimistic transaction already fails at commit if any key
+    /// it writes was written by someone else after it began, and the batched read catches
+    /// every key written before.
+    pub(crate) fn insert_resources(&self, resources: &[Resource]) -> Result<()> {
+        let cf = self.tenant.cf(CF_RESOURCES)?;
+        let existing = self.txn.multi_get_cf(resources.iter().map(|r| (cf, r.id.as_bytes())));
+        for (resource, found) in resources.iter().zip(existing) {
+            if found.map_err(map_rocks_error)?.is_some() {
+                return Err(Error::already_exists("resource", resource.id));
+            }
+        }
+        let embeddings = self.tenant.cf(CF_EMBEDDINGS)?;
+        let mut seen = std::collections::HashSet::with_capacity(resources.len());
+        for resource in resources {
+            let key = resource.id.as_bytes();
+            if !seen.insert(key) {
+                return Err(Error::already_exists("resource", resource.id));
+            }
+            self.txn.put_cf(cf, key, codec::encode_resource(resource)).map_err(map_rocks_error)?;
+            if let Some(embedding) = &resource.embedding {
+                self.txn
+                    .put_cf(embeddings, key, codec::encode_embedding(embedding))
+                    .map_err(map_rocks_error)?;
+            }
         }
         Ok(())
     }

@@ -27,7 +27,7 @@ use super::codec;
 use super::keys;
 use super::store::{Ops, map_rocks_error};
 use crate::error::{Error, Result};
-use crate::model::{TenantConfig, TenantId};
+use crate::model::{Resource, TenantConfig, TenantId};
 
 /// How often an auto-commit write is retried after losing an optimistic conflict.
 const AUTO_COMMIT_ATTEMPTS: usize = 16;
@@ -110,6 +110,23 @@ impl TenantDb {
         let mut options = OptimisticTransactionOptions::default();
         options.set_snapshot(true);
         self.db.transaction_opt(&self.write_options, &options)
+    }
+
+    /// Writes resources with engine-generated ids in one atomic batch, without a transaction:
+    /// a fresh UUIDv7 cannot collide with a stored key, so there is nothing to check, and
+    /// transactions that touch the same keys still see this write when they validate.
+    pub(crate) fn write_fresh_resources(&self, resources: &[Resource]) -> Result<()> {
+        let records = self.cf(cf::CF_RESOURCES)?;
+        let embeddings = self.cf(cf::CF_EMBEDDINGS)?;
+        let mut batch = rocksdb::WriteBatchWithTransaction::<true>::default();
+        for resource in resources {
+            let key = resource.id.as_bytes();
+            batch.put_cf(records, key, codec::encode_resource(resource));
+            if let Some(embedding) = &resource.embedding {
+                batch.put_cf(embeddings, key, codec::encode_embedding(embedding));
+            }
+        }
+        self.db.write_opt(batch, &self.write_options).map_err(map_rocks_error)
     }
 
     /// Runs `op` as one auto-commit transaction, retrying when a concurrent commit wins.

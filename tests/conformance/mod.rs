@@ -137,13 +137,13 @@ fn ensure_eq<T: PartialEq + std::fmt::Debug>(left: T, right: T, message: &str) -
 }
 
 fn expect_err<T: std::fmt::Debug>(result: Result<T>, kind: &str) -> Result<()> {
-    let matched = match (&result, kind) {
-        (Err(Error::Invalid { .. }), "invalid") => true,
-        (Err(Error::NotFound { .. }), "not_found") => true,
-        (Err(Error::AlreadyExists { .. }), "already_exists") => true,
-        (Err(Error::Conflict(_)), "conflict") => true,
-        _ => false,
-    };
+    let matched = matches!(
+        (&result, kind),
+        (Err(Error::Invalid { .. }), "invalid")
+            | (Err(Error::NotFound { .. }), "not_found")
+            | (Err(Error::AlreadyExists { .. }), "already_exists")
+            | (Err(Error::Conflict(_)), "conflict")
+    );
     ensure(matched, format!("expected {kind}, got {result:?}"))
 }
 
