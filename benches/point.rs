@@ -12,12 +12,9 @@ use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use percolate::{NewResource, Provider, ResourceId, TenantConfig, TenantHandle, TenantId};
 
 fn small(i: usize) -> NewResource {
-    let mut resource = NewResource::new(format!(
-        "note {i}: the agent remembered something worth keeping"
-    ));
-    resource
-        .metadata
-        .insert("source".into(), serde_json::json!("bench"));
+    let mut resource =
+        NewResource::new(format!("note {i}: the agent remembered something worth keeping"));
+    resource.metadata.insert("source".into(), serde_json::json!("bench"));
     resource.metadata.insert("i".into(), serde_json::json!(i));
     resource
 }
@@ -64,10 +61,7 @@ fn point_benches<P: Provider>(c: &mut Criterion, provider: &str, tenant: &Tenant
     group.bench_function("batch_1000", |b| {
         b.iter_batched(
             || (0..1000).map(small).collect::<Vec<_>>(),
-            |batch| {
-                rt.block_on(tenant.batch_create_resources(batch))
-                    .expect("batch")
-            },
+            |batch| rt.block_on(tenant.batch_create_resources(batch)).expect("batch"),
             BatchSize::PerIteration,
         )
     });
@@ -78,10 +72,7 @@ fn point_benches<P: Provider>(c: &mut Criterion, provider: &str, tenant: &Tenant
     group.bench_function("batch_1000_embeddings_384", |b| {
         b.iter_batched(
             || (0..1000).map(|i| embedded(i, 384)).collect::<Vec<_>>(),
-            |batch| {
-                rt.block_on(tenant.batch_create_resources(batch))
-                    .expect("batch")
-            },
+            |batch| rt.block_on(tenant.batch_create_resources(batch)).expect("batch"),
             BatchSize::PerIteration,
         )
     });
@@ -89,8 +80,7 @@ fn point_benches<P: Provider>(c: &mut Criterion, provider: &str, tenant: &Tenant
 
     println!("\nlatency profile ({provider}, single calls):");
     common::latency_profile(&format!("{provider} get"), 100_000, |k| {
-        rt.block_on(tenant.get_resource(ids[(k * 7919) % ids.len()]))
-            .expect("get");
+        rt.block_on(tenant.get_resource(ids[(k * 7919) % ids.len()])).expect("get");
     });
     common::latency_profile(&format!("{provider} put"), 50_000, |k| {
         rt.block_on(tenant.create_resource(small(k))).expect("put");
@@ -101,9 +91,8 @@ fn point_benches<P: Provider>(c: &mut Criterion, provider: &str, tenant: &Tenant
         rt.block_on(tenant.batch_create_resources(batches.next().unwrap_or_default()))
             .expect("batch");
     });
-    let batches: Vec<Vec<NewResource>> = (0..40)
-        .map(|_| (0..1000).map(|i| embedded(i, 384)).collect())
-        .collect();
+    let batches: Vec<Vec<NewResource>> =
+        (0..40).map(|_| (0..1000).map(|i| embedded(i, 384)).collect()).collect();
     let mut batches = batches.into_iter();
     common::latency_profile(&format!("{provider} batch_1000_embeddings_384"), 30, |_| {
         rt.block_on(tenant.batch_create_resources(batches.next().unwrap_or_default()))
@@ -115,10 +104,9 @@ fn rocks(c: &mut Criterion) {
     let (_dir, engine) = common::rocks_engine();
     let rt = common::runtime();
     let tenant = rt
-        .block_on(engine.create_tenant(
-            &TenantId::new("bench").expect("id"),
-            TenantConfig::default(),
-        ))
+        .block_on(
+            engine.create_tenant(&TenantId::new("bench").expect("id"), TenantConfig::default()),
+        )
         .expect("tenant");
     point_benches(c, "rocksdb", &tenant);
 }

@@ -37,13 +37,9 @@ fn load_graph<P: Provider>(
             }
         }
         for (k, &(from, to)) in edges.iter().enumerate() {
-            txn.create_edge(NewEdge::new(
-                ids[from as usize],
-                ids[to as usize],
-                "related",
-            ))
-            .await
-            .expect("edge");
+            txn.create_edge(NewEdge::new(ids[from as usize], ids[to as usize], "related"))
+                .await
+                .expect("edge");
             if k % 1000 == 999 {
                 txn.commit().await.expect("commit");
                 txn = tenant.begin().await.expect("begin");
@@ -70,17 +66,12 @@ fn traverse_benches<P: Provider>(
         .expect("tenant");
     let ids = load_graph(&rt, &tenant, n, edges);
     // Start from nodes that have out-edges, chosen by a fixed stride for reproducibility.
-    let starts: Vec<EntityId> = edges
-        .iter()
-        .step_by((edges.len() / 1000).max(1))
-        .map(|(f, _)| ids[*f as usize])
-        .collect();
+    let starts: Vec<EntityId> =
+        edges.iter().step_by((edges.len() / 1000).max(1)).map(|(f, _)| ids[*f as usize]).collect();
     let mut reached_total = 0usize;
     for start in &starts {
-        reached_total += rt
-            .block_on(tenant.traverse(&TraverseQuery::new(*start, 3)))
-            .expect("traverse")
-            .len();
+        reached_total +=
+            rt.block_on(tenant.traverse(&TraverseQuery::new(*start, 3))).expect("traverse").len();
     }
     println!(
         "{label}: {n} entities, {} edges, depth-3 reaches {:.1} entities on average",
@@ -91,8 +82,7 @@ fn traverse_benches<P: Provider>(
     c.bench_function(&format!("{label}/traverse_depth3_out"), |b| {
         b.iter(|| {
             i = (i + 1) % starts.len();
-            rt.block_on(tenant.traverse(&TraverseQuery::new(starts[i], 3)))
-                .expect("traverse")
+            rt.block_on(tenant.traverse(&TraverseQuery::new(starts[i], 3))).expect("traverse")
         })
     });
     let mut j = 0;
@@ -122,13 +112,7 @@ fn rocks(c: &mut Criterion) {
         ),
     }
     let synthetic = Dataset::synthetic(20_000, 0, 1, 10, 42);
-    traverse_benches(
-        c,
-        "rocksdb/powerlaw",
-        &engine,
-        synthetic.len(),
-        &synthetic.edges,
-    );
+    traverse_benches(c, "rocksdb/powerlaw", &engine, synthetic.len(), &synthetic.edges);
 }
 
 criterion_group!(benches, rocks);

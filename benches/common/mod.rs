@@ -19,11 +19,9 @@ pub fn rocks_engine() -> (tempfile::TempDir, MemoryEngine<RocksProvider>) {
 /// The dataset named by `PERCOLATE_DATASET`, else `../shared/data/wordnet-minilm-dev` beside
 /// the crate, else `None`.
 pub fn real_dataset() -> Option<Dataset> {
-    let dir = std::env::var_os("PERCOLATE_DATASET")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data/wordnet-minilm-dev")
-        });
+    let dir = std::env::var_os("PERCOLATE_DATASET").map(PathBuf::from).unwrap_or_else(|| {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data/wordnet-minilm-dev")
+    });
     if !dir.join("base.fbin").exists() {
         return None;
     }
@@ -39,10 +37,7 @@ pub fn real_dataset() -> Option<Dataset> {
 /// A current-thread runtime: point operations of the RocksDB provider complete inline, so
 /// `block_on` measures the operation and not scheduling.
 pub fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime")
+    tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime")
 }
 
 /// Times `op` `samples` times one call at a time and prints p50, p99 and throughput.

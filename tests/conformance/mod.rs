@@ -111,9 +111,7 @@ fn fresh_id() -> TenantId {
 }
 
 async fn tenant<H: Harness>(h: &H) -> Result<TenantHandle<H::P>> {
-    h.engine()
-        .create_tenant(&fresh_id(), TenantConfig::default())
-        .await
+    h.engine().create_tenant(&fresh_id(), TenantConfig::default()).await
 }
 
 async fn tenant_with<H: Harness>(h: &H, config: TenantConfig) -> Result<TenantHandle<H::P>> {
@@ -125,11 +123,7 @@ fn meta(value: serde_json::Value) -> Metadata {
 }
 
 fn ensure(condition: bool, message: impl std::fmt::Display) -> Result<()> {
-    if condition {
-        Ok(())
-    } else {
-        Err(Error::invalid("assertion", message.to_string()))
-    }
+    if condition { Ok(()) } else { Err(Error::invalid("assertion", message.to_string())) }
 }
 
 fn ensure_eq<T: PartialEq + std::fmt::Debug>(left: T, right: T, message: &str) -> Result<()> {
@@ -166,22 +160,14 @@ fn vector(seed: u64, dimension: usize) -> Vec<f32> {
 
 /// Brute-force distance, computed here in f64 independently of the library.
 fn brute_distance(metric: Metric, a: &[f32], b: &[f32]) -> f64 {
-    let dot: f64 = a
-        .iter()
-        .zip(b)
-        .map(|(x, y)| f64::from(*x) * f64::from(*y))
-        .sum();
+    let dot: f64 = a.iter().zip(b).map(|(x, y)| f64::from(*x) * f64::from(*y)).sum();
     match metric {
         Metric::Cosine => {
             let na: f64 = a.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
             let nb: f64 = b.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
             1.0 - dot / (na * nb)
         }
-        Metric::L2 => a
-            .iter()
-            .zip(b)
-            .map(|(x, y)| (f64::from(*x) - f64::from(*y)).powi(2))
-            .sum(),
+        Metric::L2 => a.iter().zip(b).map(|(x, y)| (f64::from(*x) - f64::from(*y)).powi(2)).sum(),
         Metric::Dot => -dot,
     }
 }
@@ -194,11 +180,7 @@ fn brute_top_k(
 ) -> Vec<percolate::ResourceId> {
     let mut scored: Vec<(f64, percolate::ResourceId)> = items
         .iter()
-        .filter_map(|r| {
-            r.embedding
-                .as_ref()
-                .map(|e| (brute_distance(metric, e, query), r.id))
-        })
+        .filter_map(|r| r.embedding.as_ref().map(|e| (brute_distance(metric, e, query), r.id)))
         .collect();
     scored.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
     scored.into_iter().take(k).map(|(_, id)| id).collect()
@@ -208,11 +190,7 @@ async fn search_ids<P: Provider>(
     t: &TenantHandle<P>,
     query: &SearchQuery,
 ) -> Result<Vec<percolate::ResourceId>> {
-    Ok(t.search_resources(query)
-        .await?
-        .into_iter()
-        .map(|hit| hit.resource.id)
-        .collect())
+    Ok(t.search_resources(query).await?.into_iter().map(|hit| hit.resource.id).collect())
 }
 
 fn reached_ids(reached: &[Reached]) -> Vec<(EntityId, u32)> {
@@ -224,87 +202,48 @@ fn reached_ids(reached: &[Reached]) -> Vec<(EntityId, u32)> {
 
 pub async fn tenant_lifecycle_create_open_list_delete<H: Harness>(h: &mut H) -> Result<()> {
     let id = fresh_id();
-    let t = h
-        .engine()
-        .create_tenant(&id, TenantConfig::default())
-        .await?;
+    let t = h.engine().create_tenant(&id, TenantConfig::default()).await?;
     ensure_eq(t.id(), &id, "handle id")?;
     let r = t.create_resource(NewResource::new("x")).await?;
     drop(t);
     ensure(h.engine().list_tenants().await?.contains(&id), "listed")?;
     let again = h.engine().tenant(&id).await?;
-    ensure_eq(
-        again.get_resource(r.id).await?.content,
-        "x".to_owned(),
-        "reopened tenant content",
-    )?;
+    ensure_eq(again.get_resource(r.id).await?.content, "x".to_owned(), "reopened tenant content")?;
     drop(again);
     h.engine().delete_tenant(&id).await?;
-    ensure(
-        !h.engine().list_tenants().await?.contains(&id),
-        "not listed after delete",
-    )?;
+    ensure(!h.engine().list_tenants().await?.contains(&id), "not listed after delete")?;
     expect_err(h.engine().tenant(&id).await, "not_found")?;
     expect_err(h.engine().delete_tenant(&id).await, "not_found")
 }
 
 pub async fn creating_an_existing_tenant_fails<H: Harness>(h: &mut H) -> Result<()> {
     let id = fresh_id();
-    drop(
-        h.engine()
-            .create_tenant(&id, TenantConfig::default())
-            .await?,
-    );
-    expect_err(
-        h.engine().create_tenant(&id, TenantConfig::default()).await,
-        "already_exists",
-    )
+    drop(h.engine().create_tenant(&id, TenantConfig::default()).await?);
+    expect_err(h.engine().create_tenant(&id, TenantConfig::default()).await, "already_exists")
 }
 
 pub async fn opening_a_missing_tenant_is_not_found<H: Harness>(h: &mut H) -> Result<()> {
     expect_err(h.engine().tenant(&fresh_id()).await, "not_found")?;
-    for bad in [
-        "",
-        "../x",
-        "..",
-        "A",
-        "Acme",
-        "acme/../b",
-        "ünïcode",
-        "a b",
-        "a\0b",
-        &"a".repeat(300),
-    ] {
+    for bad in
+        ["", "../x", "..", "A", "Acme", "acme/../b", "ünïcode", "a b", "a\0b", &"a".repeat(300)]
+    {
         expect_err(TenantId::new(bad), "invalid")?;
         let parsed: std::result::Result<TenantId, _> = serde_json::from_value(json!(bad));
-        ensure(
-            parsed.is_err(),
-            format!("{bad:?} deserialized as a tenant id"),
-        )?;
+        ensure(parsed.is_err(), format!("{bad:?} deserialized as a tenant id"))?;
     }
     Ok(())
 }
 
 pub async fn deleted_tenant_comes_back_empty<H: Harness>(h: &mut H) -> Result<()> {
     let id = fresh_id();
-    let t = h
-        .engine()
-        .create_tenant(&id, TenantConfig::default())
-        .await?;
-    let r = t
-        .create_resource(NewResource::new("old").with_embedding(vec![1.0, 0.0]))
-        .await?;
+    let t = h.engine().create_tenant(&id, TenantConfig::default()).await?;
+    let r = t.create_resource(NewResource::new("old").with_embedding(vec![1.0, 0.0])).await?;
     drop(t);
     h.engine().delete_tenant(&id).await?;
-    let t = h
-        .engine()
-        .create_tenant(&id, TenantConfig::default())
-        .await?;
+    let t = h.engine().create_tenant(&id, TenantConfig::default()).await?;
     expect_err(t.get_resource(r.id).await, "not_found")?;
     ensure(
-        t.search_resources(&SearchQuery::new(vec![1.0, 0.0], 5))
-            .await?
-            .is_empty(),
+        t.search_resources(&SearchQuery::new(vec![1.0, 0.0], 5)).await?.is_empty(),
         "old vectors gone",
     )?;
     ensure_eq(t.config().await?.dimension, None, "dimension reset")
@@ -328,20 +267,14 @@ pub async fn resource_round_trips<H: Harness>(h: &mut H) -> Result<()> {
     ensure_eq(got.uri, new.uri, "uri")?;
     ensure_eq(got.embedding, new.embedding, "embedding bit-exact")?;
     let plain = t.create_resource(NewResource::new("no vector")).await?;
-    ensure_eq(
-        t.get_resource(plain.id).await?.embedding,
-        None,
-        "no embedding",
-    )
+    ensure_eq(t.get_resource(plain.id).await?.embedding, None, "no embedding")
 }
 
 pub async fn resource_update_keeps_created_at_and_replaces_fields<H: Harness>(
     h: &mut H,
 ) -> Result<()> {
     let t = tenant(h).await?;
-    let created = t
-        .create_resource(NewResource::new("v1").with_embedding(vec![1.0, 0.0]))
-        .await?;
+    let created = t.create_resource(NewResource::new("v1").with_embedding(vec![1.0, 0.0])).await?;
     let mut changed = created.clone();
     changed.content = "v2".into();
     changed.metadata = meta(json!({"v": 2}));
@@ -358,12 +291,8 @@ pub async fn resource_update_keeps_created_at_and_replaces_fields<H: Harness>(
 
 pub async fn resource_delete_removes_it_from_get_and_search<H: Harness>(h: &mut H) -> Result<()> {
     let t = tenant(h).await?;
-    let a = t
-        .create_resource(NewResource::new("a").with_embedding(vec![1.0, 0.0]))
-        .await?;
-    let b = t
-        .create_resource(NewResource::new("b").with_embedding(vec![0.0, 1.0]))
-        .await?;
+    let a = t.create_resource(NewResource::new("a").with_embedding(vec![1.0, 0.0])).await?;
+    let b = t.create_resource(NewResource::new("b").with_embedding(vec![0.0, 1.0])).await?;
     t.delete_resource(a.id).await?;
     expect_err(t.get_resource(a.id).await, "not_found")?;
     ensure_eq(
@@ -386,94 +315,59 @@ pub async fn non_finite_embeddings_are_rejected<H: Harness>(h: &mut H) -> Result
     let t = tenant(h).await?;
     for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
         expect_err(
-            t.create_resource(NewResource::new("x").with_embedding(vec![1.0, bad]))
-                .await,
+            t.create_resource(NewResource::new("x").with_embedding(vec![1.0, bad])).await,
             "invalid",
         )?;
     }
-    ensure(
-        t.scan(RecordKind::Resource, None, 10).await?.is_empty(),
-        "nothing written",
-    )?;
-    ensure_eq(
-        t.config().await?.dimension,
-        None,
-        "a rejected embedding fixes no dimension",
-    )
+    ensure(t.scan(RecordKind::Resource, None, 10).await?.is_empty(), "nothing written")?;
+    ensure_eq(t.config().await?.dimension, None, "a rejected embedding fixes no dimension")
 }
 
 pub async fn first_embedding_fixes_the_dimension<H: Harness>(h: &mut H) -> Result<()> {
     let t = tenant(h).await?;
-    t.create_resource(NewResource::new("a").with_embedding(vec![1.0, 2.0, 3.0]))
-        .await?;
+    t.create_resource(NewResource::new("a").with_embedding(vec![1.0, 2.0, 3.0])).await?;
     ensure_eq(t.config().await?.dimension, Some(3), "dimension fixed")?;
     expect_err(
-        t.create_resource(NewResource::new("b").with_embedding(vec![1.0, 2.0]))
-            .await,
+        t.create_resource(NewResource::new("b").with_embedding(vec![1.0, 2.0])).await,
         "invalid",
     )?;
     let mut r = t.create_resource(NewResource::new("c")).await?;
     r.embedding = Some(vec![1.0; 4]);
     expect_err(t.update_resource(r).await, "invalid")?;
-    expect_err(
-        t.search_resources(&SearchQuery::new(vec![1.0, 2.0], 1))
-            .await,
-        "invalid",
-    )
+    expect_err(t.search_resources(&SearchQuery::new(vec![1.0, 2.0], 1)).await, "invalid")
 }
 
 pub async fn configured_dimension_is_enforced<H: Harness>(h: &mut H) -> Result<()> {
-    let t = tenant_with(
-        h,
-        TenantConfig {
-            dimension: Some(4),
-            metric: Metric::Cosine,
-        },
-    )
-    .await?;
+    let t = tenant_with(h, TenantConfig { dimension: Some(4), metric: Metric::Cosine }).await?;
     expect_err(
-        t.create_resource(NewResource::new("a").with_embedding(vec![1.0, 2.0, 3.0]))
-            .await,
+        t.create_resource(NewResource::new("a").with_embedding(vec![1.0, 2.0, 3.0])).await,
         "invalid",
     )?;
-    t.create_resource(NewResource::new("b").with_embedding(vec![1.0, 2.0, 3.0, 4.0]))
-        .await?;
-    let bad = TenantConfig {
-        dimension: Some(0),
-        metric: Metric::Cosine,
-    };
+    t.create_resource(NewResource::new("b").with_embedding(vec![1.0, 2.0, 3.0, 4.0])).await?;
+    let bad = TenantConfig { dimension: Some(0), metric: Metric::Cosine };
     expect_err(h.engine().create_tenant(&fresh_id(), bad).await, "invalid")
 }
 
 pub async fn empty_and_oversized_embeddings_are_rejected<H: Harness>(h: &mut H) -> Result<()> {
     let t = tenant(h).await?;
+    expect_err(t.create_resource(NewResource::new("a").with_embedding(vec![])).await, "invalid")?;
     expect_err(
-        t.create_resource(NewResource::new("a").with_embedding(vec![]))
-            .await,
-        "invalid",
-    )?;
-    expect_err(
-        t.create_resource(NewResource::new("a").with_embedding(vec![0.5; 16_001]))
-            .await,
+        t.create_resource(NewResource::new("a").with_embedding(vec![0.5; 16_001])).await,
         "invalid",
     )
 }
 
 pub async fn batch_with_one_bad_resource_writes_nothing<H: Harness>(h: &mut H) -> Result<()> {
     let t = tenant(h).await?;
-    let mut batch: Vec<NewResource> = (0..10)
-        .map(|i| NewResource::new(format!("r{i}")).with_embedding(vector(i, 8)))
-        .collect();
+    let mut batch: Vec<NewResource> =
+        (0..10).map(|i| NewResource::new(format!("r{i}")).with_embedding(vector(i, 8))).collect();
     batch[7].embedding = Some(vec![f32::NAN; 8]);
     let error = t.batch_create_resources(batch).await;
     ensure(
         matches!(&error, Err(Error::Invalid { reason, .. }) if reason.contains("index 7")),
         format!("{error:?}"),
     )?;
-    ensure(
-        t.scan(RecordKind::Resource, None, 100).await?.is_empty(),
-        "nothing written",
-    )?;
+    ensure(t.scan(RecordKind::Resource, None, 100).await?.is_empty(), "nothing written")?;
     expect_err(t.batch_create_resources(Vec::new()).await, "invalid")
 }
 
@@ -481,18 +375,14 @@ pub async fn batch_resources_are_readable_and_searchable_on_return<H: Harness>(
     h: &mut H,
 ) -> Result<()> {
     let t = tenant(h).await?;
-    let batch: Vec<NewResource> = (0..500)
-        .map(|i| NewResource::new(format!("r{i}")).with_embedding(vector(i, 16)))
-        .collect();
+    let batch: Vec<NewResource> =
+        (0..500).map(|i| NewResource::new(format!("r{i}")).with_embedding(vector(i, 16))).collect();
     let created = t.batch_create_resources(batch).await?;
     ensure_eq(created.len(), 500, "count")?;
     for r in created.iter().step_by(50) {
         ensure_eq(&t.get_resource(r.id).await?, r, "readable")?;
-        let hits = search_ids(
-            &t,
-            &SearchQuery::new(r.embedding.clone().unwrap_or_default(), 1),
-        )
-        .await?;
+        let hits =
+            search_ids(&t, &SearchQuery::new(r.embedding.clone().unwrap_or_default(), 1)).await?;
         ensure_eq(hits, vec![r.id], "own vector is its nearest")?;
     }
     Ok(())
@@ -501,10 +391,7 @@ pub async fn batch_resources_are_readable_and_searchable_on_return<H: Harness>(
 pub async fn inserting_an_existing_id_fails<H: Harness>(h: &mut H) -> Result<()> {
     let t = tenant(h).await?;
     let r = t.create_resource(NewResource::new("a")).await?;
-    expect_err(
-        t.insert_resources(std::slice::from_ref(&r)).await,
-        "already_exists",
-    )?;
+    expect_err(t.insert_resources(std::slice::from_ref(&r)).await, "already_exists")?;
     let e = t.create_entity(NewEntity::new("e", "k")).await?;
     expect_err(t.insert_entity(&e).await, "already_exists")?;
     let m = t.create_moment(NewMoment::new(ts(1), ts(2), "m")).await?;
@@ -529,25 +416,14 @@ pub async fn entity_round_trips_and_updates<H: Harness>(h: &mut H) -> Result<()>
     ensure_eq(&t.get_entity(e.id).await?, &stored, "updated entity")?;
     let by_new_name = t.search_entities(&EntityQuery::new("augusta")).await?;
     ensure_eq(by_new_name.len(), 1, "found by new name")?;
-    ensure(
-        t.search_entities(&EntityQuery::new("lovelace"))
-            .await?
-            .is_empty(),
-        "old name forgotten",
-    )
+    ensure(t.search_entities(&EntityQuery::new("lovelace")).await?.is_empty(), "old name forgotten")
 }
 
 pub async fn entity_name_and_kind_must_not_be_empty<H: Harness>(h: &mut H) -> Result<()> {
     let t = tenant(h).await?;
-    expect_err(
-        t.create_entity(NewEntity::new("", "person")).await,
-        "invalid",
-    )?;
+    expect_err(t.create_entity(NewEntity::new("", "person")).await, "invalid")?;
     expect_err(t.create_entity(NewEntity::new("x", "")).await, "invalid")?;
-    ensure(
-        t.scan(RecordKind::Entity, None, 10).await?.is_empty(),
-        "nothing written",
-    )
+    ensure(t.scan(RecordKind::Entity, None, 10).await?.is_empty(), "nothing written")
 }
 
 pub async fn missing_entity_is_not_found_everywhere<H: Harness>(h: &mut H) -> Result<()> {
@@ -569,25 +445,10 @@ pub async fn edge_is_visible_from_both_ends<H: Harness>(h: &mut H) -> Result<()>
     new.properties = meta(json!({"since": 2020}));
     let edge = t.create_edge(new).await?;
     ensure_eq(&t.get_edge(edge.id).await?, &edge, "stored edge")?;
-    ensure_eq(
-        t.get_edges(a.id, Direction::Out, None).await?,
-        vec![edge.clone()],
-        "out of a",
-    )?;
-    ensure_eq(
-        t.get_edges(b.id, Direction::In, None).await?,
-        vec![edge.clone()],
-        "into b",
-    )?;
-    ensure(
-        t.get_edges(a.id, Direction::In, None).await?.is_empty(),
-        "nothing into a",
-    )?;
-    ensure_eq(
-        t.get_edges(b.id, Direction::Both, None).await?,
-        vec![edge],
-        "both of b",
-    )
+    ensure_eq(t.get_edges(a.id, Direction::Out, None).await?, vec![edge.clone()], "out of a")?;
+    ensure_eq(t.get_edges(b.id, Direction::In, None).await?, vec![edge.clone()], "into b")?;
+    ensure(t.get_edges(a.id, Direction::In, None).await?.is_empty(), "nothing into a")?;
+    ensure_eq(t.get_edges(b.id, Direction::Both, None).await?, vec![edge], "both of b")
 }
 
 pub async fn edge_to_a_missing_entity_is_rejected_and_not_written<H: Harness>(
@@ -595,24 +456,10 @@ pub async fn edge_to_a_missing_entity_is_rejected_and_not_written<H: Harness>(
 ) -> Result<()> {
     let t = tenant(h).await?;
     let a = t.create_entity(NewEntity::new("a", "k")).await?;
-    expect_err(
-        t.create_edge(NewEdge::new(a.id, EntityId::new(), "r"))
-            .await,
-        "not_found",
-    )?;
-    expect_err(
-        t.create_edge(NewEdge::new(EntityId::new(), a.id, "r"))
-            .await,
-        "not_found",
-    )?;
-    ensure(
-        t.get_edges(a.id, Direction::Both, None).await?.is_empty(),
-        "no edge written",
-    )?;
-    ensure(
-        t.scan(RecordKind::Edge, None, 10).await?.is_empty(),
-        "no edge record",
-    )
+    expect_err(t.create_edge(NewEdge::new(a.id, EntityId::new(), "r")).await, "not_found")?;
+    expect_err(t.create_edge(NewEdge::new(EntityId::new(), a.id, "r")).await, "not_found")?;
+    ensure(t.get_edges(a.id, Direction::Both, None).await?.is_empty(), "no edge written")?;
+    ensure(t.scan(RecordKind::Edge, None, 10).await?.is_empty(), "no edge record")
 }
 
 pub async fn edges_filter_by_relation<H: Harness>(h: &mut H) -> Result<()> {
@@ -644,15 +491,8 @@ pub async fn self_loop_is_listed_once<H: Harness>(h: &mut H) -> Result<()> {
     let t = tenant(h).await?;
     let a = t.create_entity(NewEntity::new("a", "k")).await?;
     let edge = t.create_edge(NewEdge::new(a.id, a.id, "self")).await?;
-    ensure_eq(
-        t.get_edges(a.id, Direction::Both, None).await?,
-        vec![edge.clone()],
-        "once",
-    )?;
-    ensure(
-        t.traverse(&TraverseQuery::new(a.id, 3)).await?.is_empty(),
-        "the start is not reached",
-    )?;
+    ensure_eq(t.get_edges(a.id, Direction::Both, None).await?, vec![edge.clone()], "once")?;
+    ensure(t.traverse(&TraverseQuery::new(a.id, 3)).await?.is_empty(), "the start is not reached")?;
     t.delete_entity(a.id).await?;
     expect_err(t.get_edge(edge.id).await, "not_found")
 }
@@ -665,18 +505,9 @@ pub async fn deleting_an_edge_removes_it_from_both_ends<H: Harness>(h: &mut H) -
     t.delete_edge(edge.id).await?;
     expect_err(t.get_edge(edge.id).await, "not_found")?;
     expect_err(t.delete_edge(edge.id).await, "not_found")?;
-    ensure(
-        t.get_edges(a.id, Direction::Both, None).await?.is_empty(),
-        "a clean",
-    )?;
-    ensure(
-        t.get_edges(b.id, Direction::Both, None).await?.is_empty(),
-        "b clean",
-    )?;
-    ensure(
-        t.traverse(&TraverseQuery::new(a.id, 2)).await?.is_empty(),
-        "untraversable",
-    )
+    ensure(t.get_edges(a.id, Direction::Both, None).await?.is_empty(), "a clean")?;
+    ensure(t.get_edges(b.id, Direction::Both, None).await?.is_empty(), "b clean")?;
+    ensure(t.traverse(&TraverseQuery::new(a.id, 2)).await?.is_empty(), "untraversable")
 }
 
 pub async fn deleting_an_entity_deletes_its_edges<H: Harness>(h: &mut H) -> Result<()> {
@@ -691,22 +522,10 @@ pub async fn deleting_an_entity_deletes_its_edges<H: Harness>(h: &mut H) -> Resu
     for edge in [ab.id, cb.id, bc.id] {
         expect_err(t.get_edge(edge).await, "not_found")?;
     }
-    ensure(
-        t.get_edges(a.id, Direction::Both, None).await?.is_empty(),
-        "a has no edges",
-    )?;
-    ensure(
-        t.get_edges(c.id, Direction::Both, None).await?.is_empty(),
-        "c has no edges",
-    )?;
-    ensure(
-        t.scan(RecordKind::Edge, None, 10).await?.is_empty(),
-        "no edge records left",
-    )?;
-    ensure(
-        t.search_entities(&EntityQuery::new("b")).await?.is_empty(),
-        "name index cleaned",
-    )
+    ensure(t.get_edges(a.id, Direction::Both, None).await?.is_empty(), "a has no edges")?;
+    ensure(t.get_edges(c.id, Direction::Both, None).await?.is_empty(), "c has no edges")?;
+    ensure(t.scan(RecordKind::Edge, None, 10).await?.is_empty(), "no edge records left")?;
+    ensure(t.search_entities(&EntityQuery::new("b")).await?.is_empty(), "name index cleaned")
 }
 
 pub async fn edge_weight_and_relation_are_validated<H: Harness>(h: &mut H) -> Result<()> {
@@ -716,11 +535,7 @@ pub async fn edge_weight_and_relation_are_validated<H: Harness>(h: &mut H) -> Re
     nan.weight = f32::NAN;
     expect_err(t.create_edge(nan).await, "invalid")?;
     expect_err(t.create_edge(NewEdge::new(a.id, a.id, "")).await, "invalid")?;
-    expect_err(
-        t.create_edge(NewEdge::new(a.id, a.id, "r".repeat(5000)))
-            .await,
-        "invalid",
-    )
+    expect_err(t.create_edge(NewEdge::new(a.id, a.id, "r".repeat(5000))).await, "invalid")
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -730,10 +545,7 @@ pub async fn edge_weight_and_relation_are_validated<H: Harness>(h: &mut H) -> Re
 async fn cyclic_graph<P: Provider>(t: &TenantHandle<P>) -> Result<HashMap<&'static str, EntityId>> {
     let mut ids = HashMap::new();
     for name in ["a", "b", "c", "d", "e", "x"] {
-        ids.insert(
-            name,
-            t.create_entity(NewEntity::new(name, "node")).await?.id,
-        );
+        ids.insert(name, t.create_entity(NewEntity::new(name, "node")).await?.id);
     }
     for (from, to, relation) in [
         ("a", "b", "next"),
@@ -743,8 +555,7 @@ async fn cyclic_graph<P: Provider>(t: &TenantHandle<P>) -> Result<HashMap<&'stat
         ("d", "e", "next"),
         ("a", "x", "knows"),
     ] {
-        t.create_edge(NewEdge::new(ids[from], ids[to], relation))
-            .await?;
+        t.create_edge(NewEdge::new(ids[from], ids[to], relation)).await?;
     }
     Ok(ids)
 }
@@ -774,71 +585,38 @@ pub async fn traversal_stops_at_its_depth<H: Harness>(h: &mut H) -> Result<()> {
     let t = tenant(h).await?;
     let ids = cyclic_graph(&t).await?;
     let reached = t.traverse(&TraverseQuery::new(ids["a"], 2)).await?;
-    ensure_eq(
-        reached_ids(&reached),
-        expected(&ids, &[("b", 1), ("x", 1), ("c", 2)]),
-        "depth 2",
-    )?;
+    ensure_eq(reached_ids(&reached), expected(&ids, &[("b", 1), ("x", 1), ("c", 2)]), "depth 2")?;
     let one = t.traverse(&TraverseQuery::new(ids["a"], 1)).await?;
-    ensure_eq(
-        reached_ids(&one),
-        expected(&ids, &[("b", 1), ("x", 1)]),
-        "depth 1",
-    )
+    ensure_eq(reached_ids(&one), expected(&ids, &[("b", 1), ("x", 1)]), "depth 1")
 }
 
 pub async fn traversal_follows_its_direction<H: Harness>(h: &mut H) -> Result<()> {
     let t = tenant(h).await?;
     let ids = cyclic_graph(&t).await?;
-    let incoming = t
-        .traverse(&TraverseQuery::new(ids["d"], 2).with_direction(Direction::In))
-        .await?;
-    ensure_eq(
-        reached_ids(&incoming),
-        expected(&ids, &[("c", 1), ("b", 2)]),
-        "in",
-    )?;
-    let both = t
-        .traverse(&TraverseQuery::new(ids["d"], 1).with_direction(Direction::Both))
-        .await?;
-    ensure_eq(
-        reached_ids(&both),
-        expected(&ids, &[("c", 1), ("e", 1)]),
-        "both",
-    )
+    let incoming =
+        t.traverse(&TraverseQuery::new(ids["d"], 2).with_direction(Direction::In)).await?;
+    ensure_eq(reached_ids(&incoming), expected(&ids, &[("c", 1), ("b", 2)]), "in")?;
+    let both = t.traverse(&TraverseQuery::new(ids["d"], 1).with_direction(Direction::Both)).await?;
+    ensure_eq(reached_ids(&both), expected(&ids, &[("c", 1), ("e", 1)]), "both")
 }
 
 pub async fn traversal_follows_only_its_relations<H: Harness>(h: &mut H) -> Result<()> {
     let t = tenant(h).await?;
     let ids = cyclic_graph(&t).await?;
-    let knows = t
-        .traverse(&TraverseQuery::new(ids["a"], 5).with_relations(["knows"]))
-        .await?;
+    let knows = t.traverse(&TraverseQuery::new(ids["a"], 5).with_relations(["knows"])).await?;
     ensure_eq(reached_ids(&knows), expected(&ids, &[("x", 1)]), "knows")?;
-    let next = t
-        .traverse(&TraverseQuery::new(ids["a"], 2).with_relations(["next", "missing"]))
-        .await?;
-    ensure_eq(
-        reached_ids(&next),
-        expected(&ids, &[("b", 1), ("c", 2)]),
-        "next",
-    )
+    let next =
+        t.traverse(&TraverseQuery::new(ids["a"], 2).with_relations(["next", "missing"])).await?;
+    ensure_eq(reached_ids(&next), expected(&ids, &[("b", 1), ("c", 2)]), "next")
 }
 
 pub async fn traversal_rejects_bad_input<H: Harness>(h: &mut H) -> Result<()> {
     let t = tenant(h).await?;
     let a = t.create_entity(NewEntity::new("a", "k")).await?;
-    expect_err(
-        t.traverse(&TraverseQuery::new(EntityId::new(), 2)).await,
-        "not_found",
-    )?;
+    expect_err(t.traverse(&TraverseQuery::new(EntityId::new(), 2)).await, "not_found")?;
     expect_err(t.traverse(&TraverseQuery::new(a.id, 0)).await, "invalid")?;
     expect_err(t.traverse(&TraverseQuery::new(a.id, 1000)).await, "invalid")?;
-    expect_err(
-        t.traverse(&TraverseQuery::new(a.id, 2).with_relations([""]))
-            .await,
-        "invalid",
-    )
+    expect_err(t.traverse(&TraverseQuery::new(a.id, 2).with_relations([""])).await, "invalid")
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -855,51 +633,28 @@ pub async fn moment_round_trips_updates_and_deletes<H: Harness>(h: &mut H) -> Re
     ensure_eq(&t.get_moment(m.id).await?, &m, "stored")?;
     let mut changed = m.clone();
     changed.content = "retro".into();
-    ensure_eq(
-        &t.update_moment(changed.clone()).await?,
-        &changed,
-        "updated",
-    )?;
+    ensure_eq(&t.update_moment(changed.clone()).await?, &changed, "updated")?;
     ensure_eq(&t.get_moment(m.id).await?, &changed, "stored update")?;
     t.delete_moment(m.id).await?;
     expect_err(t.get_moment(m.id).await, "not_found")?;
     expect_err(t.update_moment(changed).await, "not_found")?;
     expect_err(t.delete_moment(m.id).await, "not_found")?;
-    ensure(
-        t.moments_in_range(&TimeRange::all()).await?.is_empty(),
-        "time index cleaned",
-    )
+    ensure(t.moments_in_range(&TimeRange::all()).await?.is_empty(), "time index cleaned")
 }
 
 pub async fn moment_ending_before_it_starts_is_rejected<H: Harness>(h: &mut H) -> Result<()> {
     let t = tenant(h).await?;
-    expect_err(
-        t.create_moment(NewMoment::new(ts(10), ts(9), "m")).await,
-        "invalid",
-    )?;
-    expect_err(
-        t.create_moment(NewMoment::new(ts(1), ts(2), "")).await,
-        "invalid",
-    )?;
-    expect_err(
-        t.moments_in_range(&TimeRange::new(ts(5), ts(4))).await,
-        "invalid",
-    )?;
-    ensure(
-        t.scan(RecordKind::Moment, None, 10).await?.is_empty(),
-        "nothing written",
-    )
+    expect_err(t.create_moment(NewMoment::new(ts(10), ts(9), "m")).await, "invalid")?;
+    expect_err(t.create_moment(NewMoment::new(ts(1), ts(2), "")).await, "invalid")?;
+    expect_err(t.moments_in_range(&TimeRange::new(ts(5), ts(4))).await, "invalid")?;
+    ensure(t.scan(RecordKind::Moment, None, 10).await?.is_empty(), "nothing written")
 }
 
 async fn moments_ids<P: Provider>(
     t: &TenantHandle<P>,
     range: TimeRange,
 ) -> Result<Vec<percolate::MomentId>> {
-    Ok(t.moments_in_range(&range)
-        .await?
-        .into_iter()
-        .map(|m| m.id)
-        .collect())
+    Ok(t.moments_in_range(&range).await?.into_iter().map(|m| m.id).collect())
 }
 
 pub async fn moments_touching_the_range_are_included<H: Harness>(h: &mut H) -> Result<()> {
@@ -913,62 +668,33 @@ pub async fn moments_touching_the_range_are_included<H: Harness>(h: &mut H) -> R
         vec![before.id, instant.id, after.id],
         "touching",
     )?;
-    ensure_eq(
-        moments_ids(&t, TimeRange::new(ts(11), ts(19))).await?,
-        vec![],
-        "gap",
-    )?;
+    ensure_eq(moments_ids(&t, TimeRange::new(ts(11), ts(19))).await?, vec![], "gap")?;
     ensure_eq(
         moments_ids(&t, TimeRange::new(ts(20), ts(20))).await?,
         vec![instant.id, after.id],
         "instant range",
     )?;
-    ensure_eq(
-        moments_ids(&t, TimeRange::new(ts(35), ts(35))).await?,
-        vec![outside.id],
-        "inside",
-    )
+    ensure_eq(moments_ids(&t, TimeRange::new(ts(35), ts(35))).await?, vec![outside.id], "inside")
 }
 
 pub async fn moments_with_open_range_ends<H: Harness>(h: &mut H) -> Result<()> {
     let t = tenant(h).await?;
-    let early = t
-        .create_moment(NewMoment::new(ts(-50), ts(-40), "m"))
-        .await?;
+    let early = t.create_moment(NewMoment::new(ts(-50), ts(-40), "m")).await?;
     let late = t.create_moment(NewMoment::new(ts(40), ts(50), "m")).await?;
-    let until_zero = TimeRange {
-        start: None,
-        end: Some(ts(0)),
-    };
-    let from_zero = TimeRange {
-        start: Some(ts(0)),
-        end: None,
-    };
-    ensure_eq(
-        moments_ids(&t, until_zero).await?,
-        vec![early.id],
-        "open start",
-    )?;
+    let until_zero = TimeRange { start: None, end: Some(ts(0)) };
+    let from_zero = TimeRange { start: Some(ts(0)), end: None };
+    ensure_eq(moments_ids(&t, until_zero).await?, vec![early.id], "open start")?;
     ensure_eq(moments_ids(&t, from_zero).await?, vec![late.id], "open end")?;
-    ensure_eq(
-        moments_ids(&t, TimeRange::all()).await?,
-        vec![early.id, late.id],
-        "all, by start",
-    )
+    ensure_eq(moments_ids(&t, TimeRange::all()).await?, vec![early.id, late.id], "all, by start")
 }
 
 pub async fn long_moment_overlapping_a_later_range_is_found<H: Harness>(h: &mut H) -> Result<()> {
     let t = tenant(h).await?;
-    let long = t
-        .create_moment(NewMoment::new(ts(0), ts(1_000_000), "m"))
-        .await?;
+    let long = t.create_moment(NewMoment::new(ts(0), ts(1_000_000), "m")).await?;
     let mut short = Vec::new();
     for i in 0..20 {
-        short.push(
-            t.create_moment(NewMoment::new(ts(500_000 + i), ts(500_000 + i), "m"))
-                .await?
-                .id,
-        );
+        short
+            .push(t.create_moment(NewMoment::new(ts(500_000 + i), ts(500_000 + i), "m")).await?.id);
     }
     let found = moments_ids(&t, TimeRange::new(ts(999_999), ts(2_000_000))).await?;
     ensure_eq(found, vec![long.id], "long moment found far from its start")?;
@@ -983,11 +709,7 @@ pub async fn moment_update_moves_it_in_time<H: Harness>(h: &mut H) -> Result<()>
     moved.start = ts(100);
     moved.end = ts(110);
     t.update_moment(moved).await?;
-    ensure_eq(
-        moments_ids(&t, TimeRange::new(ts(0), ts(50))).await?,
-        vec![],
-        "gone from old time",
-    )?;
+    ensure_eq(moments_ids(&t, TimeRange::new(ts(0), ts(50))).await?, vec![], "gone from old time")?;
     ensure_eq(
         moments_ids(&t, TimeRange::new(ts(105), ts(105))).await?,
         vec![m.id],
@@ -1012,15 +734,9 @@ pub async fn exact_search_matches_brute_force<H: Harness>(h: &mut H) -> Result<(
         .await?;
     for q in 0..5 {
         let query = vector(10_000 + q, 24);
-        let hits = t
-            .search_resources(&SearchQuery::new(query.clone(), 10))
-            .await?;
+        let hits = t.search_resources(&SearchQuery::new(query.clone(), 10)).await?;
         let ids: Vec<_> = hits.iter().map(|hit| hit.resource.id).collect();
-        ensure_eq(
-            ids,
-            brute_top_k(Metric::Cosine, &created, &query, 10),
-            "top 10 = brute force",
-        )?;
+        ensure_eq(ids, brute_top_k(Metric::Cosine, &created, &query, 10), "top 10 = brute force")?;
         for hit in &hits {
             let expected = brute_distance(
                 Metric::Cosine,
@@ -1032,19 +748,10 @@ pub async fn exact_search_matches_brute_force<H: Harness>(h: &mut H) -> Result<(
                 format!("distance {} vs {expected}", hit.distance),
             )?;
         }
-        ensure(
-            hits.windows(2).all(|w| w[0].distance <= w[1].distance),
-            "nearest first",
-        )?;
+        ensure(hits.windows(2).all(|w| w[0].distance <= w[1].distance), "nearest first")?;
     }
-    let all = t
-        .search_resources(&SearchQuery::new(vector(1, 24), 1000))
-        .await?;
-    ensure_eq(
-        all.len(),
-        300,
-        "k larger than the tenant returns everything",
-    )
+    let all = t.search_resources(&SearchQuery::new(vector(1, 24), 1000)).await?;
+    ensure_eq(all.len(), 300, "k larger than the tenant returns everything")
 }
 
 pub async fn filter_is_applied_before_the_top_k_cut<H: Harness>(h: &mut H) -> Result<()> {
@@ -1058,84 +765,42 @@ pub async fn filter_is_applied_before_the_top_k_cut<H: Harness>(h: &mut H) -> Re
         .collect();
     let created = t.batch_create_resources(batch).await?;
     let filter = Filter::parse(&json!({"bucket": 7}))?;
-    let matching: Vec<Resource> = created
-        .iter()
-        .filter(|r| filter.matches(&r.metadata))
-        .cloned()
-        .collect();
+    let matching: Vec<Resource> =
+        created.iter().filter(|r| filter.matches(&r.metadata)).cloned().collect();
     ensure_eq(matching.len(), 8, "8 resources in bucket 7")?;
     let query = vector(999, 16);
-    let hits = search_ids(
-        &t,
-        &SearchQuery::new(query.clone(), 5).with_filter(filter.clone()),
-    )
-    .await?;
-    ensure_eq(
-        hits,
-        brute_top_k(Metric::Cosine, &matching, &query, 5),
-        "filtered top 5",
-    )?;
+    let hits =
+        search_ids(&t, &SearchQuery::new(query.clone(), 5).with_filter(filter.clone())).await?;
+    ensure_eq(hits, brute_top_k(Metric::Cosine, &matching, &query, 5), "filtered top 5")?;
     let all = search_ids(&t, &SearchQuery::new(query.clone(), 20).with_filter(filter)).await?;
     ensure_eq(all.len(), 8, "every match when k exceeds the matches")?;
     let none = Filter::parse(&json!({"bucket": 1000}))?;
     ensure(
-        search_ids(&t, &SearchQuery::new(query, 5).with_filter(none))
-            .await?
-            .is_empty(),
+        search_ids(&t, &SearchQuery::new(query, 5).with_filter(none)).await?.is_empty(),
         "no match, no hit",
     )
 }
 
 pub async fn search_rejects_bad_k_and_bad_vectors<H: Harness>(h: &mut H) -> Result<()> {
     let t = tenant(h).await?;
-    t.create_resource(NewResource::new("a").with_embedding(vec![1.0, 0.0]))
-        .await?;
-    expect_err(
-        t.search_resources(&SearchQuery::new(vec![1.0, 0.0], 0))
-            .await,
-        "invalid",
-    )?;
-    expect_err(
-        t.search_resources(&SearchQuery::new(vec![1.0, 0.0], 10_000_000))
-            .await,
-        "invalid",
-    )?;
-    expect_err(
-        t.search_resources(&SearchQuery::new(vec![f32::NAN, 0.0], 1))
-            .await,
-        "invalid",
-    )?;
-    expect_err(
-        t.search_resources(&SearchQuery::new(vec![1.0, 0.0, 0.0], 1))
-            .await,
-        "invalid",
-    )?;
-    expect_err(
-        t.search_resources(&SearchQuery::new(vec![], 1)).await,
-        "invalid",
-    )?;
+    t.create_resource(NewResource::new("a").with_embedding(vec![1.0, 0.0])).await?;
+    expect_err(t.search_resources(&SearchQuery::new(vec![1.0, 0.0], 0)).await, "invalid")?;
+    expect_err(t.search_resources(&SearchQuery::new(vec![1.0, 0.0], 10_000_000)).await, "invalid")?;
+    expect_err(t.search_resources(&SearchQuery::new(vec![f32::NAN, 0.0], 1)).await, "invalid")?;
+    expect_err(t.search_resources(&SearchQuery::new(vec![1.0, 0.0, 0.0], 1)).await, "invalid")?;
+    expect_err(t.search_resources(&SearchQuery::new(vec![], 1)).await, "invalid")?;
     expect_err(Filter::parse(&json!({"a": {"$regex": "x"}})), "invalid")
 }
 
 pub async fn search_uses_the_tenant_metric<H: Harness>(h: &mut H) -> Result<()> {
     for metric in [Metric::L2, Metric::Dot, Metric::Cosine] {
-        let t = tenant_with(
-            h,
-            TenantConfig {
-                dimension: None,
-                metric,
-            },
-        )
-        .await?;
+        let t = tenant_with(h, TenantConfig { dimension: None, metric }).await?;
         let created = t
             .batch_create_resources(
                 (0..100)
                     .map(|i| {
                         NewResource::new("r").with_embedding(
-                            vector(i, 8)
-                                .iter()
-                                .map(|x| x * (1.0 + (i % 7) as f32))
-                                .collect(),
+                            vector(i, 8).iter().map(|x| x * (1.0 + (i % 7) as f32)).collect(),
                         )
                     })
                     .collect(),
@@ -1143,23 +808,15 @@ pub async fn search_uses_the_tenant_metric<H: Harness>(h: &mut H) -> Result<()> 
             .await?;
         let query = vector(77_777, 8);
         let hits = search_ids(&t, &SearchQuery::new(query.clone(), 7)).await?;
-        ensure_eq(
-            hits,
-            brute_top_k(metric, &created, &query, 7),
-            metric.as_str(),
-        )?;
+        ensure_eq(hits, brute_top_k(metric, &created, &query, 7), metric.as_str())?;
     }
     Ok(())
 }
 
 pub async fn search_sees_updates_and_deletes<H: Harness>(h: &mut H) -> Result<()> {
     let t = tenant(h).await?;
-    let a = t
-        .create_resource(NewResource::new("a").with_embedding(vec![1.0, 0.0, 0.0]))
-        .await?;
-    let b = t
-        .create_resource(NewResource::new("b").with_embedding(vec![0.0, 1.0, 0.0]))
-        .await?;
+    let a = t.create_resource(NewResource::new("a").with_embedding(vec![1.0, 0.0, 0.0])).await?;
+    let b = t.create_resource(NewResource::new("b").with_embedding(vec![0.0, 1.0, 0.0])).await?;
     let mut moved = a.clone();
     moved.embedding = Some(vec![0.0, 0.0, 1.0]);
     t.update_resource(moved).await?;
@@ -1184,12 +841,7 @@ pub async fn search_sees_updates_and_deletes<H: Harness>(h: &mut H) -> Result<()
 pub async fn search_without_embeddings_is_empty<H: Harness>(h: &mut H) -> Result<()> {
     let t = tenant(h).await?;
     t.create_resource(NewResource::new("text only")).await?;
-    ensure(
-        t.search_resources(&SearchQuery::new(vec![1.0, 2.0], 3))
-            .await?
-            .is_empty(),
-        "empty",
-    )
+    ensure(t.search_resources(&SearchQuery::new(vec![1.0, 2.0], 3)).await?.is_empty(), "empty")
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1197,21 +849,11 @@ pub async fn search_without_embeddings_is_empty<H: Harness>(h: &mut H) -> Result
 
 pub async fn entity_search_matches_word_prefixes<H: Harness>(h: &mut H) -> Result<()> {
     let t = tenant(h).await?;
-    let ada = t
-        .create_entity(NewEntity::new("Ada Lovelace", "person"))
-        .await?;
-    let charles = t
-        .create_entity(NewEntity::new("Charles Babbage", "person"))
-        .await?;
-    let engine = t
-        .create_entity(NewEntity::new("Analytical Engine", "machine"))
-        .await?;
+    let ada = t.create_entity(NewEntity::new("Ada Lovelace", "person")).await?;
+    let charles = t.create_entity(NewEntity::new("Charles Babbage", "person")).await?;
+    let engine = t.create_entity(NewEntity::new("Analytical Engine", "machine")).await?;
     let names = |found: Vec<percolate::Entity>| found.into_iter().map(|e| e.id).collect::<Vec<_>>();
-    ensure_eq(
-        names(t.search_entities(&EntityQuery::new("love")).await?),
-        vec![ada.id],
-        "prefix",
-    )?;
+    ensure_eq(names(t.search_entities(&EntityQuery::new("love")).await?), vec![ada.id], "prefix")?;
     ensure_eq(
         names(t.search_entities(&EntityQuery::new("LOVELACE ada")).await?),
         vec![ada.id],
@@ -1234,11 +876,7 @@ pub async fn entity_search_matches_word_prefixes<H: Harness>(h: &mut H) -> Resul
     )?;
     let mut limited = EntityQuery::new("");
     limited.limit = 1;
-    ensure_eq(
-        names(t.search_entities(&limited).await?),
-        vec![ada.id],
-        "limit",
-    )?;
+    ensure_eq(names(t.search_entities(&limited).await?), vec![ada.id], "limit")?;
     limited.limit = 0;
     expect_err(t.search_entities(&limited).await, "invalid")
 }
@@ -1251,36 +889,18 @@ pub async fn entity_search_filters_kind_and_properties<H: Harness>(h: &mut H) ->
     let mut paris_tx = NewEntity::new("Paris", "city");
     paris_tx.properties = meta(json!({"country": "us"}));
     let texas = t.create_entity(paris_tx).await?;
-    let person = t
-        .create_entity(NewEntity::new("Paris Hilton", "person"))
-        .await?;
-    let cities = t
-        .search_entities(&EntityQuery::new("paris").with_kind("city"))
-        .await?;
-    ensure_eq(
-        cities.iter().map(|e| e.id).collect::<Vec<_>>(),
-        vec![city.id, texas.id],
-        "kind",
-    )?;
+    let person = t.create_entity(NewEntity::new("Paris Hilton", "person")).await?;
+    let cities = t.search_entities(&EntityQuery::new("paris").with_kind("city")).await?;
+    ensure_eq(cities.iter().map(|e| e.id).collect::<Vec<_>>(), vec![city.id, texas.id], "kind")?;
     let mut query = EntityQuery::new("paris");
     query.properties = Some(Filter::parse(&json!({"country": "us"}))?);
     ensure_eq(
-        t.search_entities(&query)
-            .await?
-            .into_iter()
-            .map(|e| e.id)
-            .collect::<Vec<_>>(),
+        t.search_entities(&query).await?.into_iter().map(|e| e.id).collect::<Vec<_>>(),
         vec![texas.id],
         "properties",
     )?;
-    let people = t
-        .search_entities(&EntityQuery::new("hilton").with_kind("person"))
-        .await?;
-    ensure_eq(
-        people.into_iter().map(|e| e.id).collect::<Vec<_>>(),
-        vec![person.id],
-        "person",
-    )
+    let people = t.search_entities(&EntityQuery::new("hilton").with_kind("person")).await?;
+    ensure_eq(people.into_iter().map(|e| e.id).collect::<Vec<_>>(), vec![person.id], "person")
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1289,17 +909,12 @@ pub async fn entity_search_filters_kind_and_properties<H: Harness>(h: &mut H) ->
 pub async fn tenants_are_isolated<H: Harness>(h: &mut H) -> Result<()> {
     let a = tenant(h).await?;
     let b = tenant(h).await?;
-    let r = a
-        .create_resource(NewResource::new("secret").with_embedding(vec![1.0, 0.0]))
-        .await?;
-    let x = a
-        .create_entity(NewEntity::new("Secret Person", "person"))
-        .await?;
+    let r = a.create_resource(NewResource::new("secret").with_embedding(vec![1.0, 0.0])).await?;
+    let x = a.create_entity(NewEntity::new("Secret Person", "person")).await?;
     let y = a.create_entity(NewEntity::new("Other", "person")).await?;
     let edge = a.create_edge(NewEdge::new(x.id, y.id, "knows")).await?;
     let m = a.create_moment(NewMoment::new(ts(1), ts(2), "m")).await?;
-    b.create_resource(NewResource::new("b's own").with_embedding(vec![0.0, 1.0]))
-        .await?;
+    b.create_resource(NewResource::new("b's own").with_embedding(vec![0.0, 1.0])).await?;
 
     expect_err(b.get_resource(r.id).await, "not_found")?;
     expect_err(b.update_resource(r.clone()).await, "not_found")?;
@@ -1310,47 +925,20 @@ pub async fn tenants_are_isolated<H: Harness>(h: &mut H) -> Result<()> {
     expect_err(b.get_edge(edge.id).await, "not_found")?;
     expect_err(b.delete_edge(edge.id).await, "not_found")?;
     expect_err(b.get_edges(x.id, Direction::Both, None).await, "not_found")?;
-    expect_err(
-        b.create_edge(NewEdge::new(x.id, y.id, "r")).await,
-        "not_found",
-    )?;
+    expect_err(b.create_edge(NewEdge::new(x.id, y.id, "r")).await, "not_found")?;
     expect_err(b.traverse(&TraverseQuery::new(x.id, 3)).await, "not_found")?;
     expect_err(b.get_moment(m.id).await, "not_found")?;
     expect_err(b.delete_moment(m.id).await, "not_found")?;
-    let hits = b
-        .search_resources(&SearchQuery::new(vec![1.0, 0.0], 10))
-        .await?;
-    ensure(
-        hits.iter().all(|hit| hit.resource.content == "b's own"),
-        "b's search sees only b",
-    )?;
-    ensure(
-        b.search_entities(&EntityQuery::new("secret"))
-            .await?
-            .is_empty(),
-        "entity search",
-    )?;
-    ensure(
-        b.moments_in_range(&TimeRange::all()).await?.is_empty(),
-        "moments",
-    )?;
-    ensure(
-        b.scan(RecordKind::Entity, None, 10).await?.is_empty(),
-        "scan",
-    )?;
+    let hits = b.search_resources(&SearchQuery::new(vec![1.0, 0.0], 10)).await?;
+    ensure(hits.iter().all(|hit| hit.resource.content == "b's own"), "b's search sees only b")?;
+    ensure(b.search_entities(&EntityQuery::new("secret")).await?.is_empty(), "entity search")?;
+    ensure(b.moments_in_range(&TimeRange::all()).await?.is_empty(), "moments")?;
+    ensure(b.scan(RecordKind::Entity, None, 10).await?.is_empty(), "scan")?;
     // B may store a record under A's id: it lives in B only, and A's record is untouched.
     b.insert_resources(std::slice::from_ref(&r)).await?;
     b.delete_resource(r.id).await?;
-    ensure_eq(
-        a.get_resource(r.id).await?.content,
-        "secret".to_owned(),
-        "a untouched",
-    )?;
-    ensure_eq(
-        a.get_edges(x.id, Direction::Out, None).await?.len(),
-        1,
-        "a's edge untouched",
-    )
+    ensure_eq(a.get_resource(r.id).await?.content, "secret".to_owned(), "a untouched")?;
+    ensure_eq(a.get_edges(x.id, Direction::Out, None).await?.len(), 1, "a's edge untouched")
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1359,25 +947,19 @@ pub async fn tenants_are_isolated<H: Harness>(h: &mut H) -> Result<()> {
 pub async fn transaction_writes_are_invisible_until_commit<H: Harness>(h: &mut H) -> Result<()> {
     let t = tenant(h).await?;
     let mut txn = t.begin().await?;
-    let r = txn
-        .create_resource(NewResource::new("pending").with_embedding(vec![1.0, 0.0]))
-        .await?;
+    let r = txn.create_resource(NewResource::new("pending").with_embedding(vec![1.0, 0.0])).await?;
     let e = txn.create_entity(NewEntity::new("pending", "k")).await?;
     expect_err(t.get_resource(r.id).await, "not_found")?;
     expect_err(t.get_entity(e.id).await, "not_found")?;
     ensure(
-        t.search_entities(&EntityQuery::new("pending"))
-            .await?
-            .is_empty(),
+        t.search_entities(&EntityQuery::new("pending")).await?.is_empty(),
         "not searchable yet",
     )?;
     txn.commit().await?;
     ensure_eq(t.get_resource(r.id).await?, r, "visible after commit")?;
     ensure_eq(t.get_entity(e.id).await?, e, "entity visible after commit")?;
     ensure_eq(
-        search_ids(&t, &SearchQuery::new(vec![1.0, 0.0], 1))
-            .await?
-            .len(),
+        search_ids(&t, &SearchQuery::new(vec![1.0, 0.0], 1)).await?.len(),
         1,
         "searchable after commit",
     )
@@ -1413,20 +995,12 @@ pub async fn transaction_reads_its_own_writes<H: Harness>(h: &mut H) -> Result<(
     let b = txn.create_entity(NewEntity::new("b", "k")).await?;
     let edge = txn.create_edge(NewEdge::new(a.id, b.id, "r")).await?;
     ensure_eq(txn.get_entity(a.id).await?, a.clone(), "own entity")?;
-    ensure_eq(
-        txn.get_edges(a.id, Direction::Out, None).await?,
-        vec![edge.clone()],
-        "own edge",
-    )?;
+    ensure_eq(txn.get_edges(a.id, Direction::Out, None).await?, vec![edge.clone()], "own edge")?;
     let r = txn.create_resource(NewResource::new("r")).await?;
     let mut changed = r.clone();
     changed.content = "r2".into();
     txn.update_resource(changed).await?;
-    ensure_eq(
-        txn.get_resource(r.id).await?.content,
-        "r2".to_owned(),
-        "own update",
-    )?;
+    ensure_eq(txn.get_resource(r.id).await?.content, "r2".to_owned(), "own update")?;
     let m = txn.create_moment(NewMoment::new(ts(1), ts(2), "m")).await?;
     ensure_eq(txn.get_moment(m.id).await?, m.clone(), "own moment")?;
     txn.delete_edge(edge.id).await?;
@@ -1458,11 +1032,7 @@ pub async fn concurrent_conflicting_commit_fails_with_conflict<H: Harness>(
         Err(e) => Err(e),
     };
     expect_err(outcome, "conflict")?;
-    ensure_eq(
-        t.get_entity(e.id).await?.name,
-        "first".to_owned(),
-        "first writer wins",
-    )
+    ensure_eq(t.get_entity(e.id).await?.name, "first".to_owned(), "first writer wins")
 }
 
 pub async fn edge_insert_racing_entity_delete_cannot_both_commit<H: Harness>(
@@ -1502,17 +1072,10 @@ pub async fn reopen_keeps_everything<H: Harness>(h: &mut H) -> Result<()> {
     let (r, a, b, edge, m) = {
         let t = h
             .engine()
-            .create_tenant(
-                &id,
-                TenantConfig {
-                    dimension: None,
-                    metric: Metric::L2,
-                },
-            )
+            .create_tenant(&id, TenantConfig { dimension: None, metric: Metric::L2 })
             .await?;
-        let r = t
-            .create_resource(NewResource::new("durable").with_embedding(vec![0.5, 0.25]))
-            .await?;
+        let r =
+            t.create_resource(NewResource::new("durable").with_embedding(vec![0.5, 0.25])).await?;
         let a = t.create_entity(NewEntity::new("Alpha", "k")).await?;
         let b = t.create_entity(NewEntity::new("Beta", "k")).await?;
         let edge = t.create_edge(NewEdge::new(a.id, b.id, "r")).await?;
@@ -1523,45 +1086,26 @@ pub async fn reopen_keeps_everything<H: Harness>(h: &mut H) -> Result<()> {
     let t = h.engine().tenant(&id).await?;
     ensure_eq(
         t.config().await?,
-        TenantConfig {
-            dimension: Some(2),
-            metric: Metric::L2,
-        },
+        TenantConfig { dimension: Some(2), metric: Metric::L2 },
         "config",
     )?;
     ensure_eq(t.get_resource(r.id).await?, r.clone(), "resource")?;
     ensure_eq(t.get_entity(a.id).await?, a.clone(), "entity")?;
-    ensure_eq(
-        t.get_edges(b.id, Direction::In, None).await?,
-        vec![edge],
-        "edge",
-    )?;
+    ensure_eq(t.get_edges(b.id, Direction::In, None).await?, vec![edge], "edge")?;
     ensure_eq(t.get_moment(m.id).await?, m.clone(), "moment")?;
     ensure_eq(
         moments_ids(&t, TimeRange::new(ts(400), ts(401))).await?,
         vec![m.id],
         "moment span survives",
     )?;
-    ensure_eq(
-        search_ids(&t, &SearchQuery::new(vec![0.5, 0.25], 1)).await?,
-        vec![r.id],
-        "search",
-    )?;
-    ensure_eq(
-        t.search_entities(&EntityQuery::new("alp")).await?.len(),
-        1,
-        "name index",
-    )?;
+    ensure_eq(search_ids(&t, &SearchQuery::new(vec![0.5, 0.25], 1)).await?, vec![r.id], "search")?;
+    ensure_eq(t.search_entities(&EntityQuery::new("alp")).await?.len(), 1, "name index")?;
     ensure_eq(
         reached_ids(&t.traverse(&TraverseQuery::new(a.id, 1)).await?),
         vec![(b.id, 1)],
         "traversal",
     )?;
-    expect_err(
-        t.create_resource(NewResource::new("x").with_embedding(vec![1.0]))
-            .await,
-        "invalid",
-    )
+    expect_err(t.create_resource(NewResource::new("x").with_embedding(vec![1.0])).await, "invalid")
 }
 
 pub async fn scan_pages_through_every_record<H: Harness>(h: &mut H) -> Result<()> {
@@ -1590,30 +1134,16 @@ pub async fn scan_pages_through_every_record<H: Harness>(h: &mut H) -> Result<()
     }
     let mut expected = created;
     expected.sort_by_key(|r| r.id);
-    ensure_eq(
-        seen,
-        expected,
-        "every resource once, in id order, with embeddings",
-    )?;
+    ensure_eq(seen, expected, "every resource once, in id order, with embeddings")?;
     expect_err(t.scan(RecordKind::Resource, None, 0).await, "invalid")
 }
 
 pub async fn oversized_fields_are_rejected<H: Harness>(h: &mut H) -> Result<()> {
     let t = tenant(h).await?;
-    expect_err(
-        t.create_entity(NewEntity::new("n".repeat(2000), "k")).await,
-        "invalid",
-    )?;
+    expect_err(t.create_entity(NewEntity::new("n".repeat(2000), "k")).await, "invalid")?;
     let mut r = NewResource::new("x");
     r.uri = Some("u".repeat(5000));
     expect_err(t.create_resource(r).await, "invalid")?;
-    expect_err(
-        t.create_resource(NewResource::new("c".repeat(17 << 20)))
-            .await,
-        "invalid",
-    )?;
-    expect_err(
-        t.search_entities(&EntityQuery::new("q".repeat(5000))).await,
-        "invalid",
-    )
+    expect_err(t.create_resource(NewResource::new("c".repeat(17 << 20))).await, "invalid")?;
+    expect_err(t.search_entities(&EntityQuery::new("q".repeat(5000))).await, "invalid")
 }
