@@ -49,6 +49,11 @@ impl PgConn {
         Ok(())
     }
 
+    /// Treats the connection as inside a transaction: it will not return to the pool.
+    pub(crate) fn mark_in_transaction(&mut self) {
+        self.in_transaction = true;
+    }
+
     /// Commits; on failure the transaction is gone and the error says why.
     pub(crate) async fn commit(&mut self) -> Result<()> {
         let result = self.client()?.batch_execute(sql::COMMIT).await.map_err(map_error);
@@ -85,7 +90,11 @@ impl PgConn {
     }
 
     /// Runs `sql` and returns its rows.
-    pub(crate) async fn query(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>> {
+    pub(crate) async fn query(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<Row>> {
         let statement = self.prepare(sql).await?;
         self.client()?.query(&statement, params).await.map_err(map_error)
     }
@@ -114,11 +123,11 @@ impl PgConn {
 
 impl Drop for PgConn {
     fn drop(&mut self) {
-        if self.in_transaction {
-            if let Some(object) = self.object.take() {
-                // Detached and dropped: the connection closes and the server rolls back.
-                drop(Object::take(object));
-            }
+        if self.in_transaction
+            && let Some(object) = self.object.take()
+        {
+            // Detached and dropped: the connection closes and the server rolls back.
+            drop(Object::take(object));
         }
     }
 }

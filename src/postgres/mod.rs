@@ -149,6 +149,18 @@ struct TenantInner {
     metric: Metric,
 }
 
+/// What [`PgProvider::probe_session`] found on a pooled connection.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SessionProbe {
+    /// The server process behind the connection.
+    pub backend_pid: i32,
+    /// `app.current_tenant` as the next statement would see it (empty when unset).
+    pub current_tenant: String,
+    /// Whether a transaction was open on the connection.
+    pub in_transaction: bool,
+}
+
 /// The PostgreSQL provider. See the [module docs](self).
 pub struct PgProvider {
     app: Pooled,
@@ -191,6 +203,31 @@ impl PgProvider {
         &self.app_role
     }
 
+    /// Takes a connection from the application pool, as the next operation would, and
+    /// reports what it carries. A diagnostic for isolation tests: the tenant setting must be
+    /// empty and no transaction open, whatever the previous user of the connection did.
+    ///
+    /// # Errors
+    /// [`Error::Backend`] if the server cannot be reached.
+    pub async fn probe_session(&self) -> Result<SessionProbe> {
+        let mut conn = self.app.get().await?;
+        let in_transaction = conn.batch(sql::PROBE_TRANSACTION).await.is_ok();
+        if in_transaction {
+            // Never hand this connection out again.
+            conn.mark_in_transaction();
+        }
+        let row = conn
+            .query_opt(sql::PROBE_SESSION, &[])
+            .await?
+            .ok_or_else(|| Error::corrupt("session probe", "no row"))?;
+        let bad = |e| Error::corrupt("session probe", e);
+        Ok(SessionProbe {
+            backend_pid: row.try_get(0).map_err(bad)?,
+            current_tenant: row.try_get(1).map_err(bad)?,
+            in_transaction,
+        })
+    }
+
     /// One auto-commit transaction with the tenant set.
     async fn auto(&self, tenant: &PgTenant) -> Result<PgConn> {
         let mut conn = self.app.get().await?;
@@ -221,7 +258,10 @@ fn dimension_param(dimension: Option<u32>) -> Result<Option<i32>> {
     dimension.map(|d| i32::try_from(d).map_err(|e| Error::invalid("dimension", e))).transpose()
 }
 
-fn not_found_or<T>(what: &'static str, id: impl std::fmt::Display) -> impl FnOnce(Option<T>) -> Result<T> {
+fn not_found_or<T>(
+    what: &'static str,
+    id: impl std::fmt::Display,
+) -> impl FnOnce(Option<T>) -> Result<T> {
     move |found| found.ok_or_else(|| Error::not_found(what, id))
 }
 
@@ -293,7 +333,8 @@ impl Provider for PgProvider {
         let rows = conn.query(sql::LIST_TENANTS, &[]).await?;
         rows.iter()
             .map(|row| {
-                let id: String = row.try_get(0).map_err(|e| Error::corrupt("tenant registry", e))?;
+                let id: String =
+                    row.try_get(0).map_err(|e| Error::corrupt("tenant registry", e))?;
                 TenantId::new(id)
             })
             .collect()

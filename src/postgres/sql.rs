@@ -25,6 +25,12 @@ pub(crate) const COMMIT: &str = "COMMIT";
 pub(crate) const ROLLBACK: &str = "ROLLBACK";
 /// The role the application pool connects as.
 pub(crate) const CURRENT_USER: &str = "SELECT current_user::text";
+/// What a pooled connection carries: its server process and the tenant setting the next
+/// statement would run with.
+pub(crate) const PROBE_SESSION: &str =
+    "SELECT pg_backend_pid(), coalesce(current_setting('app.current_tenant', true), '')";
+/// Succeeds only inside a transaction block: how a probe tells whether one is open.
+pub(crate) const PROBE_TRANSACTION: &str = "SAVEPOINT percolate_probe";
 /// Sets an HNSW search parameter for the current transaction only.
 pub(crate) const SET_LOCAL: &str = "SELECT set_config($1, $2, true)";
 
@@ -62,7 +68,8 @@ pub(crate) const UPDATE_TENANT_DIMENSION: &str =
 /// Every tenant id, sorted by bytes.
 pub(crate) const LIST_TENANTS: &str = "SELECT id FROM percolate.tenants ORDER BY id COLLATE \"C\"";
 /// Unregisters a tenant, returning its schema.
-pub(crate) const DELETE_TENANT: &str = "DELETE FROM percolate.tenants WHERE id = $1 RETURNING schema";
+pub(crate) const DELETE_TENANT: &str =
+    "DELETE FROM percolate.tenants WHERE id = $1 RETURNING schema";
 
 /// Drops a tenant's schema and everything in it.
 pub(crate) fn drop_schema(schema: &SchemaName) -> String {
@@ -196,9 +203,9 @@ pub(crate) fn fix_dimension(schema: &SchemaName, dimension: u32, metric: Metric)
 fn distance_expression(dimension: u32, metric: Metric) -> String {
     let op = operator(metric);
     match index_cast(dimension) {
-        Some((cast, _)) => format!(
-            "(embedding::{cast}({dimension}) {op} ($1::vector)::{cast}({dimension}))"
-        ),
+        Some((cast, _)) => {
+            format!("(embedding::{cast}({dimension}) {op} ($1::vector)::{cast}({dimension}))")
+        }
         None => format!("(embedding {op} $1::vector)"),
     }
 }
@@ -308,9 +315,7 @@ pub(crate) fn search_entities(schema: &SchemaName) -> String {
 
 /// Inserts an edge.
 pub(crate) fn insert_edge(schema: &SchemaName) -> String {
-    format!(
-        "INSERT INTO {schema}.edges ({EDGE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)"
-    )
+    format!("INSERT INTO {schema}.edges ({EDGE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)")
 }
 
 /// One edge by id.
@@ -377,9 +382,7 @@ pub(crate) fn traverse(
 
 /// Inserts a moment.
 pub(crate) fn insert_moment(schema: &SchemaName) -> String {
-    format!(
-        "INSERT INTO {schema}.moments ({MOMENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)"
-    )
+    format!("INSERT INTO {schema}.moments ({MOMENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)")
 }
 
 /// One moment by id.

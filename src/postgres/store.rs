@@ -229,7 +229,11 @@ pub(crate) async fn get_entity(
         .transpose()
 }
 
-pub(crate) async fn entity_exists(conn: &PgConn, schema: &SchemaName, id: EntityId) -> Result<bool> {
+pub(crate) async fn entity_exists(
+    conn: &PgConn,
+    schema: &SchemaName,
+    id: EntityId,
+) -> Result<bool> {
     Ok(conn.query_opt(&sql::entity_exists(schema), &[&id.as_uuid()]).await?.is_some())
 }
 
@@ -258,7 +262,11 @@ pub(crate) async fn update_entity(
     .transpose()
 }
 
-pub(crate) async fn delete_entity(conn: &PgConn, schema: &SchemaName, id: EntityId) -> Result<bool> {
+pub(crate) async fn delete_entity(
+    conn: &PgConn,
+    schema: &SchemaName,
+    id: EntityId,
+) -> Result<bool> {
     Ok(conn.execute(&sql::delete_entity(schema), &[&id.as_uuid()]).await? > 0)
 }
 
@@ -297,7 +305,11 @@ pub(crate) async fn insert_edge(conn: &PgConn, schema: &SchemaName, edge: &Edge)
     })
 }
 
-pub(crate) async fn get_edge(conn: &PgConn, schema: &SchemaName, id: EdgeId) -> Result<Option<Edge>> {
+pub(crate) async fn get_edge(
+    conn: &PgConn,
+    schema: &SchemaName,
+    id: EdgeId,
+) -> Result<Option<Edge>> {
     conn.query_opt(&sql::select_edge(schema), &[&id.as_uuid()])
         .await?
         .as_ref()
@@ -377,6 +389,10 @@ pub(crate) async fn update_moment(conn: &PgConn, schema: &SchemaName, m: &Moment
     Ok(changed > 0)
 }
 
-pub(crate) async fn delete_moment(conn: &PgConn, schema: &SchemaName, id: MomentId) -> Result<bool> {
+pub(crate) async fn delete_moment(
+    conn: &PgConn,
+    schema: &SchemaName,
+    id: MomentId,
+) -> Result<bool> {
     Ok(conn.execute(&sql::delete_moment(schema), &[&id.as_uuid()]).await? > 0)
 }

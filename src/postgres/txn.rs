@@ -104,19 +104,25 @@ impl PgTxn<'_> {
         let (conn, schema) = (&self.conn, self.schema());
         for write in &self.overlay.log {
             let applied = match write {
-                Write::InsertResource(r) => store::insert_resource(conn, schema, r).await.map(|()| true),
+                Write::InsertResource(r) => {
+                    store::insert_resource(conn, schema, r).await.map(|()| true)
+                }
                 Write::UpdateResource(r) => {
                     store::update_resource(conn, schema, r).await.map(|r| r.is_some())
                 }
                 Write::DeleteResource(id) => store::delete_resource(conn, schema, *id).await,
-                Write::InsertEntity(e) => store::insert_entity(conn, schema, e).await.map(|()| true),
+                Write::InsertEntity(e) => {
+                    store::insert_entity(conn, schema, e).await.map(|()| true)
+                }
                 Write::UpdateEntity(e) => {
                     store::update_entity(conn, schema, e).await.map(|e| e.is_some())
                 }
                 Write::DeleteEntity(id) => store::delete_entity(conn, schema, *id).await,
                 Write::InsertEdge(e) => store::insert_edge(conn, schema, e).await.map(|()| true),
                 Write::DeleteEdge(id) => store::delete_edge(conn, schema, *id).await,
-                Write::InsertMoment(m) => store::insert_moment(conn, schema, m).await.map(|()| true),
+                Write::InsertMoment(m) => {
+                    store::insert_moment(conn, schema, m).await.map(|()| true)
+                }
                 Write::UpdateMoment(m) => store::update_moment(conn, schema, m).await,
                 Write::DeleteMoment(id) => store::delete_moment(conn, schema, *id).await,
             };
@@ -152,8 +158,10 @@ impl Txn for PgTxn<'_> {
     }
 
     async fn update_resource(&mut self, resource: &Resource) -> Result<Resource> {
-        let old =
-            self.resource(resource.id).await?.ok_or_else(|| Error::not_found("resource", resource.id))?;
+        let old = self
+            .resource(resource.id)
+            .await?
+            .ok_or_else(|| Error::not_found("resource", resource.id))?;
         let stored = Resource { created_at: old.created_at, ..resource.clone() };
         self.overlay.resources.insert(stored.id, Some(stored.clone()));
         self.overlay.log.push(Write::UpdateResource(stored.clone()));
@@ -242,10 +250,17 @@ impl Txn for PgTxn<'_> {
         let (out, incoming) = store::sides(direction);
         let mut edges: Vec<Edge> =
             stored.into_iter().filter(|e| !self.overlay.edges.contains_key(&e.id)).collect();
-        edges.extend(self.overlay.edges.values().flatten().filter(|e| {
-            ((out && e.from == entity) || (incoming && e.to == entity))
-                && relation.is_none_or(|r| e.relation == r)
-        }).cloned());
+        edges.extend(
+            self.overlay
+                .edges
+                .values()
+                .flatten()
+                .filter(|e| {
+                    ((out && e.from == entity) || (incoming && e.to == entity))
+                        && relation.is_none_or(|r| e.relation == r)
+                })
+                .cloned(),
+        );
         edges.sort_unstable_by_key(|e| e.id);
         Ok(edges)
     }

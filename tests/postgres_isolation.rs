@@ -1,0 +1,378 @@
+//! Attacks on tenant isolation in the PostgreSQL provider (issue 4, item 7).
+//!
+//! Run through `scripts/with-postgres.sh`; without `PERCOLATE_TEST_POSTGRES_URL` every test
+//! fails rather than skips.
+#![cfg(feature = "postgres")]
+
+use percolate::postgres::tenant::SchemaName;
+use percolate::postgres::{PgConfig, PgProvider};
+use percolate::{
+    Direction, EntityQuery, Error, MemoryEngine, NewEdge, NewEntity, NewMoment, NewResource,
+    RecordKind, SearchQuery, TenantConfig, TenantHandle, TenantId, TimeRange, Timestamp,
+    TraverseQuery,
+};
+
+fn url(variable: &str) -> String {
+    std::env::var(variable).unwrap_or_else(|_| {
+        panic!(
+            "{variable} is not set: run these tests through scripts/with-postgres.sh (e.g. \
+             scripts/with-postgres.sh cargo test --release --features postgres --test \
+             postgres_isolation)"
+        )
+    })
+}
+
+fn config() -> PgConfig {
+    PgConfig::new(url("PERCOLATE_TEST_POSTGRES_URL"))
+        .with_admin_url(url("PERCOLATE_TEST_POSTGRES_ADMIN_URL"))
+}
+
+async fn engine(config: PgConfig) -> MemoryEngine<PgProvider> {
+    MemoryEngine::new(PgProvider::connect(config).await.expect("connect"))
+}
+
+fn fresh_id(prefix: &str) -> TenantId {
+    let uuid = uuid::Uuid::now_v7().simple().to_string();
+    TenantId::new(format!("{prefix}{}", &uuid[uuid.len() - 20..])).expect("valid tenant id")
+}
+
+async fn tenant(engine: &MemoryEngine<PgProvider>, prefix: &str) -> TenantHandle<PgProvider> {
+    engine.create_tenant(&fresh_id(prefix), TenantConfig::default()).await.expect("create tenant")
+}
+
+fn is_not_found<T: std::fmt::Debug>(result: percolate::Result<T>) -> bool {
+    matches!(result, Err(Error::NotFound { .. }))
+}
+
+/// A raw connection as the application role, for looking under the provider.
+async fn raw_app_client() -> tokio_postgres::Client {
+    let (client, connection) =
+        tokio_postgres::connect(&url("PERCOLATE_TEST_POSTGRES_URL"), tokio_postgres::NoTls)
+            .await
+            .expect("raw connect");
+    tokio::spawn(connection);
+    client
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tenant_a_cannot_read_change_or_delete_tenant_b_records_through_any_operation() {
+    let engine = engine(config()).await;
+    let a = tenant(&engine, "a").await;
+    let b = tenant(&engine, "b").await;
+    let resource = b
+        .create_resource(NewResource::new("b's secret").with_embedding(vec![1.0, 0.0, 0.0]))
+        .await
+        .expect("resource");
+    let x = b.create_entity(NewEntity::new("Bob Secret", "person")).await.expect("entity");
+    let y = b.create_entity(NewEntity::new("Bob Other", "person")).await.expect("entity");
+    let edge = b.create_edge(NewEdge::new(x.id, y.id, "knows")).await.expect("edge");
+    let moment = b
+        .create_moment(NewMoment::new(Timestamp::from_micros(0), Timestamp::from_micros(10), "m"))
+        .await
+        .expect("moment");
+    a.create_resource(NewResource::new("a's own").with_embedding(vec![1.0, 0.0, 0.0]))
+        .await
+        .expect("a resource");
+
+    // Reads.
+    assert!(is_not_found(a.get_resource(resource.id).await));
+    assert!(is_not_found(a.get_entity(x.id).await));
+    assert!(is_not_found(a.get_edge(edge.id).await));
+    assert!(is_not_found(a.get_moment(moment.id).await));
+    assert!(is_not_found(a.get_edges(x.id, Direction::Both, None).await));
+    assert!(is_not_found(a.traverse(&TraverseQuery::new(x.id, 3)).await));
+    let hits =
+        a.search_resources(&SearchQuery::new(vec![1.0, 0.0, 0.0], 10)).await.expect("search");
+    assert!(hits.iter().all(|h| h.resource.id != resource.id), "search leaked b's resource");
+    let found = a.search_entities(&EntityQuery::new("bob")).await.expect("entity search");
+    assert!(found.is_empty(), "entity search leaked {found:?}");
+    let moments = a.moments_in_range(&TimeRange::all()).await.expect("moments");
+    assert!(moments.is_empty(), "time range leaked {moments:?}");
+    for kind in RecordKind::ALL {
+        let page = a.scan(kind, None, 1000).await.expect("scan");
+        let leaked = page.iter().any(|r| match r {
+            percolate::Record::Resource(r) => r.id == resource.id,
+            percolate::Record::Entity(e) => e.id == x.id || e.id == y.id,
+            percolate::Record::Edge(e) => e.id == edge.id,
+            percolate::Record::Moment(m) => m.id == moment.id,
+        });
+        assert!(!leaked, "scan of {kind:?} leaked");
+    }
+
+    // Updates and deletes with b's ids.
+    assert!(is_not_found(a.update_resource(resource.clone()).await));
+    assert!(is_not_found(a.update_entity(x.clone()).await));
+    assert!(is_not_found(a.update_moment(moment.clone()).await));
+    assert!(is_not_found(a.delete_resource(resource.id).await));
+    assert!(is_not_found(a.delete_entity(x.id).await));
+    assert!(is_not_found(a.delete_edge(edge.id).await));
+    assert!(is_not_found(a.delete_moment(moment.id).await));
+    assert!(is_not_found(a.create_edge(NewEdge::new(x.id, y.id, "knows")).await));
+
+    // The same in a transaction.
+    let mut txn = a.begin().await.expect("begin");
+    assert!(is_not_found(txn.get_entity(x.id).await));
+    assert!(is_not_found(txn.update_entity(x.clone()).await));
+    assert!(is_not_found(txn.delete_entity(x.id).await));
+    assert!(is_not_found(txn.delete_edge(edge.id).await));
+    assert!(is_not_found(txn.create_edge(NewEdge::new(x.id, y.id, "knows")).await));
+    txn.commit().await.expect("commit");
+
+    // Inserting with b's ids lands in a, never in b.
+    let mut forged = resource.clone();
+    forged.content = "forged by a".to_owned();
+    a.insert_resources(std::slice::from_ref(&forged)).await.expect("insert with b's id into a");
+    let mut forged_entity = x.clone();
+    forged_entity.name = "Forged".to_owned();
+    a.insert_entity(&forged_entity).await.expect("insert entity with b's id into a");
+
+    // B is untouched.
+    assert_eq!(b.get_resource(resource.id).await.expect("b resource").content, "b's secret");
+    assert_eq!(b.get_entity(x.id).await.expect("b entity").name, "Bob Secret");
+    assert_eq!(b.get_edge(edge.id).await.expect("b edge"), edge);
+    assert_eq!(b.get_moment(moment.id).await.expect("b moment"), moment);
+    assert_eq!(b.get_edges(x.id, Direction::Out, None).await.expect("b edges"), vec![edge]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_tenant_ids_are_rejected_before_sql() {
+    let long_a = format!("{}a", "x".repeat(63));
+    let long_b = format!("{}b", "x".repeat(63));
+    let hostile = [
+        "x\"; drop schema public cascade; --",
+        "x'; drop table percolate.tenants; --",
+        "\"",
+        "'",
+        "a\\b",
+        "a\0b",
+        "Acme",
+        "ACME",
+        "acme ",
+        "a.b",
+        "public",
+        &long_a,
+        &long_b,
+        "",
+        "-a",
+    ];
+    let engine = engine(config()).await;
+    let before = engine.list_tenants().await.expect("list");
+    for id in hostile {
+        if id == "public" {
+            // A valid id that names a built-in schema: it must get its own schema anyway.
+            let tenant = TenantId::new(id).expect("valid");
+            assert_ne!(SchemaName::of(&tenant).as_str(), "public");
+            continue;
+        }
+        assert!(
+            matches!(TenantId::new(id), Err(Error::Invalid { .. })),
+            "{id:?} was accepted as a tenant id"
+        );
+        let parsed: Result<TenantId, _> = serde_json::from_value(serde_json::json!(id));
+        assert!(parsed.is_err(), "{id:?} deserialized as a tenant id");
+    }
+    // Valid ids that differ only where a naive mapping would merge them get different schemas.
+    let pairs = [("a-b", "a_b"), ("x-", "x_"), ("a--b", "a_-b")];
+    for (left, right) in pairs {
+        let (left, right) =
+            (TenantId::new(left).expect("valid"), TenantId::new(right).expect("valid"));
+        assert_ne!(SchemaName::of(&left), SchemaName::of(&right));
+    }
+    let max = "z".repeat(percolate::TENANT_ID_MAX_LEN);
+    let max_dash = format!("z{}", "-".repeat(percolate::TENANT_ID_MAX_LEN - 1));
+    for id in [max, max_dash] {
+        let id = TenantId::new(id).expect("valid");
+        assert!(SchemaName::of(&id).as_str().len() <= 63);
+        engine.create_tenant(&id, TenantConfig::default()).await.ok();
+        engine.tenant(&id).await.expect("longest ids work");
+        engine.delete_tenant(&id).await.expect("delete");
+    }
+    // Nothing was dropped by the attempts.
+    let after = engine.list_tenants().await.expect("list");
+    assert!(before.iter().all(|t| after.contains(t)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn application_role_is_not_privileged_and_owns_nothing() {
+    let engine = engine(config()).await;
+    let _tenant = tenant(&engine, "r").await;
+    let client = raw_app_client().await;
+    let row = client
+        .query_one(
+            "SELECT rolsuper, rolbypassrls, rolcreaterole, rolcreatedb FROM pg_roles \
+             WHERE rolname = current_user",
+            &[],
+        )
+        .await
+        .expect("role");
+    let flags: (bool, bool, bool, bool) = (row.get(0), row.get(1), row.get(2), row.get(3));
+    assert_eq!(flags, (false, false, false, false), "superuser, bypassrls, createrole, createdb");
+    let owned: i64 = client
+        .query_one(
+            "SELECT count(*) FROM pg_class c JOIN pg_roles r ON r.oid = c.relowner \
+             WHERE r.rolname = current_user",
+            &[],
+        )
+        .await
+        .expect("owned")
+        .get(0);
+    assert_eq!(owned, 0, "the application role owns relations");
+    // Every tenant table has RLS enabled and forced, with a policy.
+    let unprotected: i64 = client
+        .query_one(
+            "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE n.nspname LIKE 't\\_%' AND c.relkind = 'r' \
+               AND NOT (c.relrowsecurity AND c.relforcerowsecurity \
+                        AND EXISTS (SELECT 1 FROM pg_policy p WHERE p.polrelid = c.oid))",
+            &[],
+        )
+        .await
+        .expect("rls")
+        .get(0);
+    assert_eq!(unprotected, 0, "a tenant table lacks forced row-level security");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn row_level_security_hides_and_refuses_other_tenants_rows_at_the_database() {
+    let engine = engine(config()).await;
+    let b = tenant(&engine, "b").await;
+    let secret = b.create_entity(NewEntity::new("Secret", "thing")).await.expect("entity");
+    let schema = SchemaName::of(b.id());
+    let mut client = raw_app_client().await;
+    let select = format!("SELECT count(*) FROM {schema}.entities");
+
+    // No tenant set: the policy cannot even be evaluated (fails closed) or matches no row.
+    if let Ok(row) = client.query_one(&select, &[]).await {
+        assert_eq!(row.get::<_, i64>(0), 0);
+    }
+
+    // Set to another tenant: nothing visible, nothing changeable, nothing insertable as b.
+    let txn = client.transaction().await.expect("begin");
+    txn.query_one("SELECT set_config('app.current_tenant', 'someone-else', true)", &[])
+        .await
+        .expect("set");
+    let count: i64 = txn.query_one(&select, &[]).await.expect("select").get(0);
+    assert_eq!(count, 0);
+    let updated = txn
+        .execute(&format!("UPDATE {schema}.entities SET name = 'pwned'"), &[])
+        .await
+        .expect("update");
+    assert_eq!(updated, 0);
+    let deleted =
+        txn.execute(&format!("DELETE FROM {schema}.entities"), &[]).await.expect("delete");
+    assert_eq!(deleted, 0);
+    let forged = txn
+        .execute(
+            &format!(
+                "INSERT INTO {schema}.entities \
+                 (tenant_id, id, name, kind, words, properties, created_at, updated_at) \
+                 VALUES ($1, gen_random_uuid(), 'x', 'x', '{{}}', '{{}}', 0, 0)"
+            ),
+            &[&b.id().as_str()],
+        )
+        .await;
+    assert!(forged.is_err(), "WITH CHECK let a row for b in while set to another tenant");
+    drop(txn);
+
+    // The application role cannot switch RLS off or take the table.
+    for attack in [
+        format!("ALTER TABLE {schema}.entities DISABLE ROW LEVEL SECURITY"),
+        format!("ALTER TABLE {schema}.entities NO FORCE ROW LEVEL SECURITY"),
+        format!("DROP POLICY tenant_isolation ON {schema}.entities"),
+        "SET row_security = off".to_owned(),
+    ] {
+        let result = client.batch_execute(&attack).await;
+        if attack.starts_with("SET") {
+            // Allowed to set, but with row_security off a query that RLS would filter errors
+            // instead of bypassing the policy.
+            let leaked = client.query_one(&select, &[]).await;
+            assert!(leaked.is_err(), "row_security = off exposed rows");
+            client.batch_execute("RESET row_security").await.expect("reset");
+        } else {
+            assert!(result.is_err(), "{attack} succeeded");
+        }
+    }
+    assert_eq!(b.get_entity(secret.id).await.expect("still there").name, "Secret");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_transaction_leaves_nothing_for_the_next_user_of_a_one_connection_pool() {
+    let engine = engine(config().with_pool_size(1)).await;
+    let a = tenant(&engine, "a").await;
+    let b = tenant(&engine, "b").await;
+    let before = engine.provider().probe_session().await.expect("probe");
+
+    let mut txn = a.begin().await.expect("begin");
+    let entity = txn.create_entity(NewEntity::new("Half Written", "thing")).await.expect("write");
+    // The only connection is now inside a transaction with a's tenant set. Drop it mid-way.
+    drop(txn);
+
+    let probe = engine.provider().probe_session().await.expect("probe after drop");
+    assert!(!probe.in_transaction, "the pooled connection is still inside a transaction");
+    assert_eq!(probe.current_tenant, "", "a's tenant setting survived");
+    assert_ne!(probe.backend_pid, before.backend_pid, "the mid-transaction connection was reused");
+
+    // B runs on the pool's only connection and sees nothing of a's.
+    let mine = b.create_entity(NewEntity::new("Bee", "thing")).await.expect("b write");
+    assert!(is_not_found(b.get_entity(entity.id).await));
+    let listed = b.search_entities(&EntityQuery::new("")).await.expect("b search");
+    assert_eq!(listed.iter().map(|e| e.id).collect::<Vec<_>>(), vec![mine.id]);
+    // And a's write was rolled back.
+    assert!(is_not_found(a.get_entity(entity.id).await));
+
+    // A cancelled operation (its future dropped half-way) is no different.
+    let pending = a.create_entity(NewEntity::new("Cancelled", "thing"));
+    let _ = tokio::time::timeout(std::time::Duration::from_micros(1), pending).await;
+    let probe = engine.provider().probe_session().await.expect("probe after cancel");
+    assert!(!probe.in_transaction);
+    assert_eq!(probe.current_tenant, "");
+}
+
+/// What the next user of a connection sees of tenant `a` when it runs a query without setting
+/// any tenant, after `a`'s user set the tenant with `set_tenant`.
+async fn rows_leaked_to_next_user(
+    client: &tokio_postgres::Client,
+    schema: &SchemaName,
+    set_tenant: &str,
+    tenant: &str,
+) -> i64 {
+    client.batch_execute("BEGIN").await.expect("begin");
+    client.query(set_tenant, &[&tenant]).await.expect("set tenant");
+    client.batch_execute("COMMIT").await.expect("commit");
+    // The next user of the connection forgets to set its tenant.
+    client
+        .query_one(&format!("SELECT count(*) FROM {schema}.entities"), &[])
+        .await
+        .expect("next user's query")
+        .get(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn negative_control_a_session_level_set_leaks_where_set_config_local_does_not() {
+    let engine = engine(config()).await;
+    let a = tenant(&engine, "a").await;
+    a.create_entity(NewEntity::new("Visible Only To A", "thing")).await.expect("entity");
+    let schema = SchemaName::of(a.id());
+    let client = raw_app_client().await;
+
+    // What the provider does: transaction-local. The next user sees nothing.
+    let local = rows_leaked_to_next_user(
+        &client,
+        &schema,
+        "SELECT set_config('app.current_tenant', $1, true)",
+        a.id().as_str(),
+    )
+    .await;
+    assert_eq!(local, 0, "a transaction-local tenant setting leaked");
+
+    // The mistake the issue forbids: a session-level setting outlives the transaction, and the
+    // leak detector above catches it.
+    let session = rows_leaked_to_next_user(
+        &client,
+        &schema,
+        "SELECT set_config('app.current_tenant', $1, false)",
+        a.id().as_str(),
+    )
+    .await;
+    assert_eq!(session, 1, "the negative control did not detect the session-level leak");
+}
