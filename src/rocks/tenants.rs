@@ -313,8 +313,10 @@ impl TenantCache {
         let mut ids = Vec::new();
         for entry in std::fs::read_dir(root).map_err(|e| io_error(root, e))? {
             let entry = entry.map_err(|e| io_error(root, e))?;
-            let is_dir = entry.file_type().map(|t| t.is_dir()).unwrap_or(false);
-            if let (true, Some(name)) = (is_dir, entry.file_name().to_str())
+            // A tenant is a directory named by a valid id that holds a RocksDB database; staging
+            // directories (leading '.') and strays are not tenants.
+            let is_database = entry.path().join("CURRENT").is_file();
+            if let (true, Some(name)) = (is_database, entry.file_name().to_str())
                 && let Ok(id) = TenantId::new(name)
             {
                 ids.push(id);
