@@ -376,3 +376,22 @@ async fn negative_control_a_session_level_set_leaks_where_set_config_local_does_
     .await;
     assert_eq!(session, 1, "the negative control did not detect the session-level leak");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connection_failure_names_the_server_but_not_the_password() {
+    // Port 1 on loopback: nothing listens there.
+    let config = PgConfig::new("postgres://someone:hunter2-secret@127.0.0.1:1/percolate");
+    let error = match PgProvider::connect(config).await {
+        Ok(_) => panic!("connected to a closed port"),
+        Err(e) => e,
+    };
+    let mut chain = format!("{error} | {error:?}");
+    let mut source = std::error::Error::source(&error);
+    while let Some(cause) = source {
+        chain.push_str(&format!(" | {cause} | {cause:?}"));
+        source = cause.source();
+    }
+    assert!(matches!(error, Error::Backend { .. }), "{chain}");
+    assert!(chain.contains("127.0.0.1:1"), "the address is missing: {chain}");
+    assert!(!chain.contains("hunter2"), "the password leaked: {chain}");
+}

@@ -188,13 +188,20 @@ impl PgProvider {
                 .ok_or_else(|| Error::corrupt("current_user", "no row"))?
         };
         let conn = admin.get().await?;
-        // Concurrent first connections may race to create the registry; retry once.
-        let mut result = conn.batch(sql::CREATE_REGISTRY).await;
-        if result.is_err() {
-            result = conn.batch(sql::CREATE_REGISTRY).await;
+        // Providers connecting at once race on `CREATE ... IF NOT EXISTS` and on `GRANT`
+        // (PostgreSQL reports "tuple concurrently updated"); the loser retries.
+        let setup = format!("{}\n{}", sql::CREATE_REGISTRY, sql::grant_registry(&app_role));
+        let mut attempt = 0;
+        loop {
+            match conn.batch(&setup).await {
+                Ok(()) => break,
+                Err(_) if attempt < 5 => {
+                    attempt += 1;
+                    tokio::time::sleep(std::time::Duration::from_millis(20 * attempt)).await;
+                }
+                Err(e) => return Err(e),
+            }
         }
-        result?;
-        conn.batch(&sql::grant_registry(&app_role)).await?;
         Ok(Self { app, admin, app_role })
     }
 
