@@ -26,3 +26,9 @@ echo "== cargo clippy (all targets, warnings are errors)"
 cargo clippy "${cargo_flags[@]}" --all-targets -- -D warnings
 echo "== tests: unit, doc, RocksDB conformance"
 cargo test "${cargo_flags[@]}"
+
+echo "== PostgreSQL: clippy with the postgres feature, then both PostgreSQL suites against a real"
+echo "   server (PostgreSQL 18 + pgvector from PyPI, started and stopped by scripts/with-postgres.sh)"
+cargo clippy "${cargo_flags[@]}" --all-targets --features postgres -- -D warnings
+bash scripts/with-postgres.sh cargo test "${cargo_flags[@]}" --features postgres \
+  --test postgres --test postgres_isolation
