@@ -33,7 +33,14 @@ fn embedded(i: usize, dimension: usize) -> NewResource {
     )
 }
 
-fn point_benches<P: Provider>(c: &mut Criterion, provider: &str, tenant: &TenantHandle<P>) {
+/// `samples` scales the single-call latency profile: network round trips make a PostgreSQL
+/// call ~50x slower than an embedded one.
+fn point_benches<P: Provider>(
+    c: &mut Criterion,
+    provider: &str,
+    tenant: &TenantHandle<P>,
+    samples: usize,
+) {
     let rt = common::runtime();
     let ids: Vec<ResourceId> = rt
         .block_on(tenant.batch_create_resources((0..10_000).map(small).collect()))
@@ -79,10 +86,10 @@ fn point_benches<P: Provider>(c: &mut Criterion, provider: &str, tenant: &Tenant
     group.finish();
 
     println!("\nlatency profile ({provider}, single calls):");
-    common::latency_profile(&format!("{provider} get"), 100_000, |k| {
+    common::latency_profile(&format!("{provider} get"), samples, |k| {
         rt.block_on(tenant.get_resource(ids[(k * 7919) % ids.len()])).expect("get");
     });
-    common::latency_profile(&format!("{provider} put"), 50_000, |k| {
+    common::latency_profile(&format!("{provider} put"), samples / 2, |k| {
         rt.block_on(tenant.create_resource(small(k))).expect("put");
     });
     let batches: Vec<Vec<NewResource>> = (0..60).map(|_| (0..1000).map(small).collect()).collect();
@@ -108,8 +115,24 @@ fn rocks(c: &mut Criterion) {
             engine.create_tenant(&TenantId::new("bench").expect("id"), TenantConfig::default()),
         )
         .expect("tenant");
-    point_benches(c, "rocksdb", &tenant);
+    point_benches(c, "rocksdb", &tenant, 100_000);
 }
 
-criterion_group!(benches, rocks);
+#[cfg(feature = "postgres")]
+fn postgres(c: &mut Criterion) {
+    let rt = common::runtime();
+    let Some(engine) = common::postgres_engine(&rt) else {
+        println!("no PostgreSQL configured (run through scripts/with-postgres.sh): skipping");
+        return;
+    };
+    let tenant = rt
+        .block_on(engine.create_tenant(&common::bench_tenant("point"), TenantConfig::default()))
+        .expect("tenant");
+    point_benches(c, "postgres", &tenant, 5_000);
+}
+
+#[cfg(not(feature = "postgres"))]
+fn postgres(_: &mut Criterion) {}
+
+criterion_group!(benches, rocks, postgres);
 criterion_main!(benches);

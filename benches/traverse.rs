@@ -11,7 +11,7 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use percolate::dataset::Dataset;
 use percolate::{
     Direction, EntityId, MemoryEngine, NewEdge, NewEntity, Provider, TenantConfig, TenantHandle,
-    TenantId, TraverseQuery,
+    TraverseQuery,
 };
 
 /// Loads `n` entities and the edges among them, in transactions of 1000 writes.
@@ -59,10 +59,7 @@ fn traverse_benches<P: Provider>(
 ) {
     let rt = common::runtime();
     let tenant = rt
-        .block_on(engine.create_tenant(
-            &TenantId::new(label.replace('/', "-")).expect("id"),
-            TenantConfig::default(),
-        ))
+        .block_on(engine.create_tenant(&common::bench_tenant(label), TenantConfig::default()))
         .expect("tenant");
     let ids = load_graph(&rt, &tenant, n, edges);
     // Start from nodes that have out-edges, chosen by a fixed stride for reproducibility.
@@ -95,7 +92,7 @@ fn traverse_benches<P: Provider>(
             .expect("traverse")
         })
     });
-    common::latency_profile(&format!("{label} traverse depth 3 out"), 20_000, |k| {
+    common::latency_profile(&format!("{label} traverse depth 3 out"), 5_000, |k| {
         rt.block_on(tenant.traverse(&TraverseQuery::new(starts[k % starts.len()], 3)))
             .expect("traverse");
     });
@@ -115,5 +112,25 @@ fn rocks(c: &mut Criterion) {
     traverse_benches(c, "rocksdb/powerlaw", &engine, synthetic.len(), &synthetic.edges);
 }
 
-criterion_group!(benches, rocks);
+#[cfg(feature = "postgres")]
+fn postgres(c: &mut Criterion) {
+    let rt = common::runtime();
+    let Some(engine) = common::postgres_engine(&rt) else {
+        println!("no PostgreSQL configured (run through scripts/with-postgres.sh): skipping");
+        return;
+    };
+    match common::real_dataset() {
+        Some(data) if !data.edges.is_empty() => {
+            traverse_benches(c, "postgres/wordnet", &engine, data.len(), &data.edges)
+        }
+        _ => println!(
+            "no dataset with a graph found: skipping the WordNet bench (set PERCOLATE_DATASET)"
+        ),
+    }
+}
+
+#[cfg(not(feature = "postgres"))]
+fn postgres(_: &mut Criterion) {}
+
+criterion_group!(benches, rocks, postgres);
 criterion_main!(benches);

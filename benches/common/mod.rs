@@ -62,3 +62,32 @@ pub fn latency_profile(name: &str, samples: usize, mut op: impl FnMut(usize)) {
         samples as f64 / total.as_secs_f64()
     );
 }
+
+/// An engine on the PostgreSQL server named by `PERCOLATE_BENCH_POSTGRES_URL` or
+/// `PERCOLATE_TEST_POSTGRES_URL` (and the matching `*_ADMIN_URL`), as exported by
+/// `scripts/with-postgres.sh`; `None` when no server is configured.
+#[cfg(feature = "postgres")]
+pub fn postgres_engine(
+    rt: &tokio::runtime::Runtime,
+) -> Option<MemoryEngine<percolate::postgres::PgProvider>> {
+    use percolate::postgres::{PgConfig, PgProvider};
+    let var = |name: &str| {
+        std::env::var(format!("PERCOLATE_BENCH_{name}"))
+            .or_else(|_| std::env::var(format!("PERCOLATE_TEST_{name}")))
+            .ok()
+    };
+    let mut config = PgConfig::new(var("POSTGRES_URL")?);
+    if let Some(admin) = var("POSTGRES_ADMIN_URL") {
+        config = config.with_admin_url(admin);
+    }
+    Some(MemoryEngine::new(
+        rt.block_on(PgProvider::connect(config)).expect("connect to PostgreSQL"),
+    ))
+}
+
+/// A unique tenant id for one bench run, so reruns against one server never collide.
+pub fn bench_tenant(label: &str) -> percolate::TenantId {
+    let suffix = uuid::Uuid::now_v7().simple().to_string();
+    percolate::TenantId::new(format!("{}-{}", label.replace('/', "-"), &suffix[suffix.len() - 8..]))
+        .expect("valid tenant id")
+}
