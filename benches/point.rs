@@ -40,8 +40,8 @@ fn point_benches<P: Provider>(
     provider: &str,
     tenant: &TenantHandle<P>,
     samples: usize,
+    rt: &tokio::runtime::Runtime,
 ) {
-    let rt = common::runtime();
     let ids: Vec<ResourceId> = rt
         .block_on(tenant.batch_create_resources((0..10_000).map(small).collect()))
         .expect("seed")
@@ -115,12 +115,12 @@ fn rocks(c: &mut Criterion) {
             engine.create_tenant(&TenantId::new("bench").expect("id"), TenantConfig::default()),
         )
         .expect("tenant");
-    point_benches(c, "rocksdb", &tenant, 100_000);
+    point_benches(c, "rocksdb", &tenant, 100_000, &rt);
 }
 
 #[cfg(feature = "postgres")]
 fn postgres(c: &mut Criterion) {
-    let rt = common::runtime();
+    let rt = common::networked_runtime();
     let Some(engine) = common::postgres_engine(&rt) else {
         println!("no PostgreSQL configured (run through scripts/with-postgres.sh): skipping");
         return;
@@ -128,7 +128,7 @@ fn postgres(c: &mut Criterion) {
     let tenant = rt
         .block_on(engine.create_tenant(&common::bench_tenant("point"), TenantConfig::default()))
         .expect("tenant");
-    point_benches(c, "postgres", &tenant, 5_000);
+    point_benches(c, "postgres", &tenant, 5_000, &rt);
 }
 
 #[cfg(not(feature = "postgres"))]

@@ -56,12 +56,12 @@ fn traverse_benches<P: Provider>(
     engine: &MemoryEngine<P>,
     n: usize,
     edges: &[(u32, u32)],
+    rt: &tokio::runtime::Runtime,
 ) {
-    let rt = common::runtime();
     let tenant = rt
         .block_on(engine.create_tenant(&common::bench_tenant(label), TenantConfig::default()))
         .expect("tenant");
-    let ids = load_graph(&rt, &tenant, n, edges);
+    let ids = load_graph(rt, &tenant, n, edges);
     // Start from nodes that have out-edges, chosen by a fixed stride for reproducibility.
     let starts: Vec<EntityId> =
         edges.iter().step_by((edges.len() / 1000).max(1)).map(|(f, _)| ids[*f as usize]).collect();
@@ -100,28 +100,29 @@ fn traverse_benches<P: Provider>(
 
 fn rocks(c: &mut Criterion) {
     let (_dir, engine) = common::rocks_engine();
+    let rt = common::runtime();
     match common::real_dataset() {
         Some(data) if !data.edges.is_empty() => {
-            traverse_benches(c, "rocksdb/wordnet", &engine, data.len(), &data.edges)
+            traverse_benches(c, "rocksdb/wordnet", &engine, data.len(), &data.edges, &rt)
         }
         _ => println!(
             "no dataset with a graph found: skipping the WordNet bench (set PERCOLATE_DATASET)"
         ),
     }
     let synthetic = Dataset::synthetic(20_000, 0, 1, 10, 42);
-    traverse_benches(c, "rocksdb/powerlaw", &engine, synthetic.len(), &synthetic.edges);
+    traverse_benches(c, "rocksdb/powerlaw", &engine, synthetic.len(), &synthetic.edges, &rt);
 }
 
 #[cfg(feature = "postgres")]
 fn postgres(c: &mut Criterion) {
-    let rt = common::runtime();
+    let rt = common::networked_runtime();
     let Some(engine) = common::postgres_engine(&rt) else {
         println!("no PostgreSQL configured (run through scripts/with-postgres.sh): skipping");
         return;
     };
     match common::real_dataset() {
         Some(data) if !data.edges.is_empty() => {
-            traverse_benches(c, "postgres/wordnet", &engine, data.len(), &data.edges)
+            traverse_benches(c, "postgres/wordnet", &engine, data.len(), &data.edges, &rt)
         }
         _ => println!(
             "no dataset with a graph found: skipping the WordNet bench (set PERCOLATE_DATASET)"

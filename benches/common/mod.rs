@@ -34,6 +34,16 @@ pub fn real_dataset() -> Option<Dataset> {
     }
 }
 
+/// A runtime with one worker thread, for providers whose connections are background tasks
+/// (a current-thread runtime would run them only while something blocks on it).
+pub fn networked_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
 /// A current-thread runtime: point operations of the RocksDB provider complete inline, so
 /// `block_on` measures the operation and not scheduling.
 pub fn runtime() -> tokio::runtime::Runtime {
