@@ -120,11 +120,7 @@ fn rocks(c: &mut Criterion) {
 
 #[cfg(feature = "postgres")]
 fn postgres(c: &mut Criterion) {
-    let rt = common::networked_runtime();
-    let Some(engine) = common::postgres_engine(&rt) else {
-        println!("no PostgreSQL configured (run through scripts/with-postgres.sh): skipping");
-        return;
-    };
+    let Some((rt, engine)) = common::postgres_engine() else { return };
     let tenant = rt
         .block_on(engine.create_tenant(&common::bench_tenant("point"), TenantConfig::default()))
         .expect("tenant");

@@ -115,11 +115,7 @@ fn rocks(c: &mut Criterion) {
 
 #[cfg(feature = "postgres")]
 fn postgres(c: &mut Criterion) {
-    let rt = common::networked_runtime();
-    let Some(engine) = common::postgres_engine(&rt) else {
-        println!("no PostgreSQL configured (run through scripts/with-postgres.sh): skipping");
-        return;
-    };
+    let Some((rt, engine)) = common::postgres_engine() else { return };
     match common::real_dataset() {
         Some(data) if !data.edges.is_empty() => {
             traverse_benches(c, "postgres/wordnet", &engine, data.len(), &data.edges, &rt)

@@ -73,26 +73,31 @@ pub fn latency_profile(name: &str, samples: usize, mut op: impl FnMut(usize)) {
     );
 }
 
-/// An engine on the PostgreSQL server named by `PERCOLATE_BENCH_POSTGRES_URL` or
+/// A runtime and an engine on the PostgreSQL server named by `PERCOLATE_BENCH_POSTGRES_URL` or
 /// `PERCOLATE_TEST_POSTGRES_URL` (and the matching `*_ADMIN_URL`), as exported by
-/// `scripts/with-postgres.sh`; `None` when no server is configured.
+/// `scripts/with-postgres.sh`; `None`, saying so, when no server is configured. The runtime has
+/// a worker thread of its own, which keeps the connections' background tasks running.
 #[cfg(feature = "postgres")]
-pub fn postgres_engine(
-    rt: &tokio::runtime::Runtime,
-) -> Option<MemoryEngine<percolate::postgres::PgProvider>> {
+pub fn postgres_engine()
+-> Option<(tokio::runtime::Runtime, MemoryEngine<percolate::postgres::PgProvider>)> {
     use percolate::postgres::{PgConfig, PgProvider};
     let var = |name: &str| {
         std::env::var(format!("PERCOLATE_BENCH_{name}"))
             .or_else(|_| std::env::var(format!("PERCOLATE_TEST_{name}")))
             .ok()
     };
-    let mut config = PgConfig::new(var("POSTGRES_URL")?);
+    let Some(url) = var("POSTGRES_URL") else {
+        println!("no PostgreSQL configured (run through scripts/with-postgres.sh): skipping");
+        return None;
+    };
+    let mut config = PgConfig::new(url);
     if let Some(admin) = var("POSTGRES_ADMIN_URL") {
         config = config.with_admin_url(admin);
     }
-    Some(MemoryEngine::new(
-        rt.block_on(PgProvider::connect(config)).expect("connect to PostgreSQL"),
-    ))
+    let rt = networked_runtime();
+    let engine =
+        MemoryEngine::new(rt.block_on(PgProvider::connect(config)).expect("connect to PostgreSQL"));
+    Some((rt, engine))
 }
 
 /// A unique tenant id for one bench run, so reruns against one server never collide.
