@@ -7,16 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if ! command -v clang >/dev/null 2>&1 || ! ls /usr/lib/llvm-*/lib/libclang*.so* >/dev/null 2>&1; then
-  echo "== installing clang and libclang-dev (needed to build librocksdb-sys)"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq clang libclang-dev >/dev/null
-fi
-
-# librocksdb-sys takes over ten minutes to build cold on two cores: keep the target directory
-# outside the clone so every clone and CI run on this machine reuses it.
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/percolate/target}"
+source scripts/build-deps.sh
 # Everything builds in release: one build of RocksDB serves the tests, the benches and the CLI.
 cargo_flags=(--release --locked)
 
