@@ -147,6 +147,11 @@ impl<P: Provider> TenantHandle<P> {
         &self.provider
     }
 
+    /// The provider's opened tenant, for provider-specific calls (diagnostics, benches).
+    pub fn provider_tenant(&self) -> &P::Tenant {
+        &self.tenant
+    }
+
     /// The tenant's configuration.
     ///
     /// # Errors

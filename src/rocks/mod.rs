@@ -19,8 +19,10 @@
 mod cf;
 mod codec;
 mod graph;
+mod hnsw;
 mod keys;
 mod query;
+mod simd;
 mod store;
 mod tenants;
 mod txn;
@@ -29,6 +31,7 @@ mod vector;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+pub use hnsw::HnswParams;
 pub use tenants::TenantDb;
 pub use txn::RocksTxn;
 
@@ -60,6 +63,11 @@ pub struct RocksConfig {
     pub write_buffer_bytes: usize,
     /// Fsync the write-ahead log on every commit (survives power loss; slower writes).
     pub sync_writes: bool,
+    /// HNSW parameters of every tenant's vector index.
+    pub hnsw: HnswParams,
+    /// Tenants with at most this many embeddings are searched exactly (recall 1, and as fast
+    /// as the graph at that size).
+    pub exact_search_below: usize,
 }
 
 impl RocksConfig {
@@ -72,6 +80,8 @@ impl RocksConfig {
             block_cache_bytes: 64 << 20,
             write_buffer_bytes: 16 << 20,
             sync_writes: false,
+            hnsw: HnswParams::default(),
+            exact_search_below: 1024,
         }
     }
 }
@@ -99,6 +109,81 @@ impl RocksProvider {
     pub fn close_idle(&self) {
         self.tenants.close_idle();
     }
+
+    /// Blocks until every embedding of the tenant is in its HNSW graph (searches never need
+    /// this: pending embeddings are searched exactly). For benches and tests.
+    pub fn wait_for_index(tenant: &TenantDb) {
+        if let Some(index) = tenant.vector_index() {
+            index.wait_indexed();
+        }
+    }
+
+    /// Points in the tenant's HNSW graph, embeddings pending insertion, tombstones, and the
+    /// bytes the graph holds.
+    pub fn index_stats(tenant: &TenantDb) -> IndexStats {
+        match tenant.vector_index() {
+            Some(index) => {
+                let (graph, pending, tombstones) = index.stats();
+                IndexStats { graph, pending, tombstones, bytes: index.memory_bytes() }
+            }
+            None => IndexStats::default(),
+        }
+    }
+
+    /// A vector search with an explicit HNSW beam width, for benches that sweep it.
+    ///
+    /// # Errors
+    /// As [`Provider::search_resources`].
+    pub fn search_with_ef(
+        tenant: &TenantDb,
+        query: &SearchQuery,
+        ef: usize,
+    ) -> Result<Vec<ScoredResource>> {
+        search(tenant, query, Some(ef))
+    }
+}
+
+/// The state of a tenant's vector index.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct IndexStats {
+    /// Points in the graph, tombstones included.
+    pub graph: usize,
+    /// Embeddings searchable by exact scan while waiting for the graph.
+    pub pending: usize,
+    /// Deleted points still in the graph.
+    pub tombstones: usize,
+    /// Bytes held by the graph's vectors and links.
+    pub bytes: usize,
+}
+
+/// Vector search: the index finds ids and distances, the store supplies the records. A hit
+/// whose record vanished in between (a concurrent delete) is dropped.
+fn search(
+    tenant: &TenantDb,
+    query: &SearchQuery,
+    ef: Option<usize>,
+) -> Result<Vec<ScoredResource>> {
+    let Some(index) = tenant.vector_index() else { return Ok(Vec::new()) };
+    let hits = index.search(&query.vector, query.k, ef, query.filter.as_ref());
+    let view = View::Db(tenant);
+    let mut found = Vec::with_capacity(hits.len());
+    for hit in hits {
+        match view.resource(hit.id) {
+            Ok(resource) => found.push(ScoredResource { resource, distance: hit.distance }),
+            Err(Error::NotFound { .. }) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(found)
+}
+
+/// Runs CPU-bound work (a search) on the calling task without starving the runtime: on a
+/// multi-threaded runtime the worker hands its other tasks off first.
+fn cpu_bound<T>(op: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(op),
+        _ => op(),
+    }
 }
 
 /// Runs a scan on tokio's blocking pool when inside a runtime, inline otherwise.
@@ -122,7 +207,7 @@ impl Provider for RocksProvider {
     const NAME: &'static str = NAME;
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities { vector_index: VectorIndexKind::Exact, persistent: true }
+        Capabilities { vector_index: VectorIndexKind::Hnsw, persistent: true }
     }
 
     async fn create_tenant(&self, id: &TenantId, config: &TenantConfig) -> Result<()> {
@@ -236,12 +321,7 @@ impl Provider for RocksProvider {
         tenant: &Self::Tenant,
         query: &SearchQuery,
     ) -> Result<Vec<ScoredResource>> {
-        let query = query.clone();
-        blocking(tenant, move |t| {
-            let metric = t.config().metric;
-            vector::exact_search(t, &query, metric)
-        })
-        .await
+        cpu_bound(|| search(tenant, query, None))
     }
 
     async fn search_entities(

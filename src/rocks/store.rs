@@ -14,6 +14,9 @@
 //! - an entity's name words are in `entity_names` iff the entity is stored with that name;
 //! - a moment's `moment_time` entry matches its stored start and end.
 
+use std::cell::RefCell;
+use std::sync::Arc;
+
 use rocksdb::{
     DBAccess, DBPinnableSlice, DBRawIteratorWithThreadMode, OptimisticTransactionDB, ReadOptions,
     Transaction,
@@ -26,6 +29,7 @@ use super::cf::{
 use super::codec;
 use super::keys::{self, Side};
 use super::tenants::TenantDb;
+use super::vector::VectorChange;
 use crate::error::{Error, Result};
 use crate::model::{
     Direction, Edge, EdgeId, Entity, EntityId, Moment, MomentId, Resource, ResourceId, words,
@@ -197,6 +201,8 @@ fn drive<D: DBAccess>(
 pub(crate) struct Ops<'a> {
     pub(crate) tenant: &'a TenantDb,
     pub(crate) txn: &'a RocksTxn<'a>,
+    /// Embedding changes, applied to the vector index once the transaction commits.
+    pub(crate) changes: &'a RefCell<Vec<VectorChange>>,
 }
 
 impl<'a> Ops<'a> {
@@ -255,6 +261,7 @@ impl<'a> Ops<'a> {
                 self.txn
                     .put_cf(embeddings, key, codec::encode_embedding(embedding))
                     .map_err(map_rocks_error)?;
+                self.upserted(resource);
             }
         }
         Ok(())
@@ -267,8 +274,14 @@ impl<'a> Ops<'a> {
         let stored = Resource { created_at: old.created_at, ..resource.clone() };
         self.put(CF_RESOURCES, key, &codec::encode_resource(&stored))?;
         match &stored.embedding {
-            Some(embedding) => self.put(CF_EMBEDDINGS, key, &codec::encode_embedding(embedding))?,
-            None => self.delete(CF_EMBEDDINGS, key)?,
+            Some(embedding) => {
+                self.put(CF_EMBEDDINGS, key, &codec::encode_embedding(embedding))?;
+                self.upserted(&stored);
+            }
+            None => {
+                self.delete(CF_EMBEDDINGS, key)?;
+                self.changes.borrow_mut().push(VectorChange::Remove { id: stored.id });
+            }
         }
         Ok(stored)
     }
@@ -276,7 +289,19 @@ impl<'a> Ops<'a> {
     pub(crate) fn delete_resource(&self, id: ResourceId) -> Result<()> {
         self.existing(CF_RESOURCES, "resource", id.as_bytes())?;
         self.delete(CF_RESOURCES, id.as_bytes())?;
-        self.delete(CF_EMBEDDINGS, id.as_bytes())
+        self.delete(CF_EMBEDDINGS, id.as_bytes())?;
+        self.changes.borrow_mut().push(VectorChange::Remove { id });
+        Ok(())
+    }
+
+    fn upserted(&self, resource: &Resource) {
+        if let Some(embedding) = &resource.embedding {
+            self.changes.borrow_mut().push(VectorChange::Upsert {
+                id: resource.id,
+                vector: embedding.clone(),
+                metadata: Arc::new(resource.metadata.clone()),
+            });
+        }
     }
 
     fn put_names(&self, entity: &Entity) -> Result<()> {

@@ -10,10 +10,11 @@
 //! its capacity until handles are dropped. Tenant creation builds the database in a staging
 //! directory and renames it into place, so a crash never leaves a half-created tenant.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use parking_lot::Mutex;
 use rocksdb::{
@@ -25,7 +26,8 @@ use super::RocksConfig;
 use super::cf;
 use super::codec;
 use super::keys;
-use super::store::{Ops, map_rocks_error};
+use super::store::{Ops, View, map_rocks_error};
+use super::vector::{VectorChange, VectorIndex};
 use crate::error::{Error, Result};
 use crate::model::{Resource, TenantConfig, TenantId};
 
@@ -46,6 +48,10 @@ pub struct TenantDb {
     /// lets a time-range query start its scan at `range.start - span`.
     moment_span: AtomicI64,
     write_options: WriteOptions,
+    /// The vector index, once the tenant's dimension is known.
+    vectors: OnceLock<Arc<VectorIndex>>,
+    hnsw: super::HnswParams,
+    exact_search_below: usize,
 }
 
 impl TenantDb {
@@ -54,6 +60,62 @@ impl TenantDb {
         self.db.cf_handle(name).ok_or_else(|| {
             Error::corrupt("tenant database", format!("column family {name} missing"))
         })
+    }
+
+    /// The vector index; `None` while no dimension is fixed (so no embedding exists).
+    pub(crate) fn vector_index(&self) -> Option<&Arc<VectorIndex>> {
+        self.vectors.get()
+    }
+
+    fn ensure_vector_index(&self, dimension: u32) -> &Arc<VectorIndex> {
+        let metric = self.config.lock().metric;
+        self.vectors.get_or_init(|| {
+            VectorIndex::new(dimension as usize, metric, self.hnsw, self.exact_search_below)
+        })
+    }
+
+    /// Loads every stored embedding into the index (as pending points, which a background
+    /// thread inserts into the graph).
+    fn load_vectors(&self, dimension: u32) -> Result<()> {
+        let index = self.ensure_vector_index(dimension);
+        let view = View::Db(self);
+        let mut changes = Vec::new();
+        view.scan(cf::CF_EMBEDDINGS, &[], None, |key, value| {
+            let id = crate::model::ResourceId::from_bytes(
+                key.try_into().map_err(|_| Error::corrupt("embedding key", "not 16 bytes"))?,
+            );
+            let vector = codec::decode_embedding(value)?;
+            if vector.len() != dimension as usize {
+                return Err(Error::corrupt(
+                    "embedding",
+                    format!("dimension {} in a tenant of {dimension}", vector.len()),
+                ));
+            }
+            let metadata = match view.get(cf::CF_RESOURCES, key)? {
+                Some(bytes) => Arc::new(codec::decode_resource(id, &bytes)?.metadata),
+                None => return Err(Error::corrupt("embedding", format!("resource {id} missing"))),
+            };
+            changes.push(VectorChange::Upsert { id, vector, metadata });
+            Ok(true)
+        })?;
+        index.apply(changes);
+        Ok(())
+    }
+
+    /// Runs `commit` and then applies `changes` to the vector index, under the index's commit
+    /// lock so the index sees changes in commit order.
+    pub(crate) fn commit_with_vectors(
+        &self,
+        changes: Vec<VectorChange>,
+        commit: impl FnOnce() -> Result<()>,
+    ) -> Result<()> {
+        let Some(index) = (if changes.is_empty() { None } else { self.vectors.get() }) else {
+            return commit();
+        };
+        let _order = index.commit_lock.lock();
+        commit()?;
+        index.apply(changes);
+        Ok(())
     }
 
     pub(crate) fn config(&self) -> TenantConfig {
@@ -80,6 +142,8 @@ impl TenantDb {
             )
             .map_err(map_rocks_error)?;
         *config = updated;
+        drop(config);
+        self.ensure_vector_index(dimension);
         Ok(dimension)
     }
 
@@ -119,14 +183,22 @@ impl TenantDb {
         let records = self.cf(cf::CF_RESOURCES)?;
         let embeddings = self.cf(cf::CF_EMBEDDINGS)?;
         let mut batch = rocksdb::WriteBatchWithTransaction::<true>::default();
+        let mut changes = Vec::new();
         for resource in resources {
             let key = resource.id.as_bytes();
             batch.put_cf(records, key, codec::encode_resource(resource));
             if let Some(embedding) = &resource.embedding {
                 batch.put_cf(embeddings, key, codec::encode_embedding(embedding));
+                changes.push(VectorChange::Upsert {
+                    id: resource.id,
+                    vector: embedding.clone(),
+                    metadata: Arc::new(resource.metadata.clone()),
+                });
             }
         }
-        self.db.write_opt(batch, &self.write_options).map_err(map_rocks_error)
+        self.commit_with_vectors(changes, || {
+            self.db.write_opt(batch, &self.write_options).map_err(map_rocks_error)
+        })
     }
 
     /// Runs `op` as one auto-commit transaction, retrying when a concurrent commit wins.
@@ -135,8 +207,11 @@ impl TenantDb {
         loop {
             attempt += 1;
             let txn = self.transaction();
-            let out = op(&Ops { tenant: self, txn: &txn })?;
-            match txn.commit().map_err(map_rocks_error) {
+            let changes = RefCell::new(Vec::new());
+            let out = op(&Ops { tenant: self, txn: &txn, changes: &changes })?;
+            match self
+                .commit_with_vectors(changes.into_inner(), || txn.commit().map_err(map_rocks_error))
+            {
                 Ok(()) => return Ok(out),
                 Err(Error::Conflict(_)) if attempt < AUTO_COMMIT_ATTEMPTS => continue,
                 Err(e) => return Err(e),
@@ -203,13 +278,20 @@ fn load(id: TenantId, db: OptimisticTransactionDB, config: &RocksConfig) -> Resu
         Some(bytes) => codec::decode_i64("moment span", &bytes)?,
         None => 0,
     };
-    Ok(TenantDb {
+    let tenant = TenantDb {
         id,
         db,
         config: Mutex::new(tenant_config),
         moment_span: AtomicI64::new(span),
         write_options,
-    })
+        vectors: OnceLock::new(),
+        hnsw: config.hnsw,
+        exact_search_below: config.exact_search_below,
+    };
+    if let Some(dimension) = tenant_config.dimension {
+        tenant.load_vectors(dimension)?;
+    }
+    Ok(tenant)
 }
 
 struct Entry {

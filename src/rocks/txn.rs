@@ -6,6 +6,7 @@
 //! between threads. Dropping a `RocksTxn` destroys the RocksDB transaction, which discards its
 //! writes: rollback on drop.
 
+use std::cell::RefCell;
 use std::marker::PhantomData;
 use std::sync::Arc;
 
@@ -14,6 +15,7 @@ use rocksdb::{OptimisticTransactionDB, Transaction};
 use super::RocksProvider;
 use super::store::{Ops, View, map_rocks_error};
 use super::tenants::TenantDb;
+use super::vector::VectorChange;
 use crate::error::{Error, Result};
 use crate::model::{
     Direction, Edge, EdgeId, Entity, EntityId, Moment, MomentId, Resource, ResourceId,
@@ -34,6 +36,8 @@ self_cell::self_cell!(
 /// A transaction of the [`RocksProvider`].
 pub struct RocksTxn<'p> {
     cell: TxnCell,
+    /// Embedding changes made so far, applied to the vector index on commit.
+    changes: RefCell<Vec<VectorChange>>,
     _provider: PhantomData<&'p RocksProvider>,
 }
 
@@ -41,13 +45,14 @@ impl RocksTxn<'_> {
     pub(crate) fn begin(tenant: Arc<TenantDb>) -> Self {
         Self {
             cell: TxnCell::new(tenant, |tenant| Some(tenant.transaction())),
+            changes: RefCell::new(Vec::new()),
             _provider: PhantomData,
         }
     }
 
     fn with<T>(&self, op: impl FnOnce(&Ops<'_>) -> Result<T>) -> Result<T> {
         self.cell.with_dependent(|tenant, txn| match txn {
-            Some(txn) => op(&Ops { tenant, txn }),
+            Some(txn) => op(&Ops { tenant, txn, changes: &self.changes }),
             None => Err(finished()),
         })
     }
@@ -116,10 +121,13 @@ impl Txn for RocksTxn<'_> {
     }
     async fn commit(self) -> Result<()> {
         let mut cell = self.cell;
-        match cell.with_dependent_mut(|_, txn| txn.take().map(Transaction::commit)) {
-            Some(result) => result.map_err(map_rocks_error),
+        let changes = self.changes.into_inner();
+        cell.with_dependent_mut(|tenant, txn| match txn.take() {
+            Some(txn) => {
+                tenant.commit_with_vectors(changes, || txn.commit().map_err(map_rocks_error))
+            }
             None => Err(finished()),
-        }
+        })
     }
     async fn rollback(self) -> Result<()> {
         self.cell.with_dependent(|_, txn| match txn {

@@ -1,0 +1,466 @@
+//! An in-memory HNSW graph (Malkov & Yashunin), built for this engine.
+//!
+//! Why not `hnsw_rs`: the measurements on 100k real 384-d embeddings put `hnsw_rs`
+//! 0.3.5 at p50 ≈ 0.59 ms for recall@10 ≥ 0.95 against hnswlib's ≈ 0.20 ms, and switching its
+//! metric gained only ~15%: the cost is its layout (a vector per point behind `Arc`s, neighbour
+//! lists as vectors of structs, a fresh visited set per query), not the distance function.
+//! It also cannot delete. This graph is laid out for the cache and for deletes:
+//! - every vector in one contiguous arena (`dimension` floats per point), normalised at insert
+//!   under the cosine metric, so cosine distance is `1 - dot`;
+//! - level-0 neighbours in one flat `u32` array (`1 + m0` slots per point: count, then ids);
+//!   the few upper-level lists per point in a small side vector;
+//! - a reusable, generation-stamped visited set per search thread (no clearing, no allocation);
+//! - tombstones designed in: a deleted point stays in the graph as a waypoint (so the graph
+//!   stays connected) but never enters a result; the owner rebuilds when they pile up;
+//! - SIMD distances (`simd`).
+//!
+//! Neighbour selection uses the paper's heuristic (keep a candidate only if it is nearer to the
+//! new point than to every neighbour already kept), which keeps the graph navigable on
+//! clustered data. Search takes an `accept` predicate: rejected points are walked through but
+//! never returned, so filters apply inside the walk rather than after the top-k cut.
+
+use std::cell::RefCell;
+use std::cmp::{Ordering, Reverse};
+use std::collections::BinaryHeap;
+
+use super::simd;
+use crate::model::Metric;
+
+/// HNSW parameters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HnswParams {
+    /// Neighbours per point on upper levels (twice this on level 0).
+    pub m: usize,
+    /// Beam width while inserting.
+    pub ef_construction: usize,
+    /// Default beam width while searching (raised to `k` when smaller).
+    pub ef_search: usize,
+}
+
+impl Default for HnswParams {
+    fn default() -> Self {
+        Self { m: 16, ef_construction: 128, ef_search: 64 }
+    }
+}
+
+/// A point id and its distance to the query, ordered by distance then id.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct Scored {
+    pub(crate) distance: f32,
+    pub(crate) point: u32,
+}
+
+impl Eq for Scored {}
+impl PartialOrd for Scored {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Scored {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.distance.total_cmp(&other.distance).then(self.point.cmp(&other.point))
+    }
+}
+
+struct Visited {
+    marks: Vec<u32>,
+    generation: u32,
+}
+
+impl Visited {
+    fn reset(&mut self, points: usize) {
+        if self.marks.len() < points {
+            self.marks.resize(points, 0);
+        }
+        self.generation = self.generation.wrapping_add(1);
+        if self.generation == 0 {
+            self.marks.iter_mut().for_each(|m| *m = 0);
+            self.generation = 1;
+        }
+    }
+
+    /// Marks `point`; true if it was not marked in this generation.
+    #[inline]
+    fn insert(&mut self, point: u32) -> bool {
+        let slot = &mut self.marks[point as usize];
+        if *slot == self.generation {
+            false
+        } else {
+            *slot = self.generation;
+            true
+        }
+    }
+}
+
+thread_local! {
+    static VISITED: RefCell<Visited> = const { RefCell::new(Visited { marks: Vec::new(), generation: 0 }) };
+}
+
+/// The graph.
+pub(crate) struct Hnsw {
+    dimension: usize,
+    metric: Metric,
+    params: HnswParams,
+    m0: usize,
+    level_factor: f64,
+    vectors: Vec<f32>,
+    links0: Vec<u32>,
+    upper: Vec<Vec<u32>>,
+    levels: Vec<u8>,
+    deleted: Vec<bool>,
+    deleted_count: usize,
+    entry: Option<u32>,
+    max_level: usize,
+    rng: u64,
+}
+
+impl Hnsw {
+    pub(crate) fn new(dimension: usize, metric: Metric, params: HnswParams) -> Self {
+        let m = params.m.max(2);
+        Self {
+            dimension,
+            metric,
+            params: HnswParams { m, ..params },
+            m0: 2 * m,
+            level_factor: 1.0 / (m as f64).ln(),
+            vectors: Vec::new(),
+            links0: Vec::new(),
+            upper: Vec::new(),
+            levels: Vec::new(),
+            deleted: Vec::new(),
+            deleted_count: 0,
+            entry: None,
+            max_level: 0,
+            rng: 0x2545_F491_4F6C_DD1D,
+        }
+    }
+
+    /// Points in the graph, deleted ones included.
+    pub(crate) fn len(&self) -> usize {
+        self.levels.len()
+    }
+
+    /// Deleted points still in the graph.
+    pub(crate) fn deleted_count(&self) -> usize {
+        self.deleted_count
+    }
+
+    pub(crate) fn is_deleted(&self, point: u32) -> bool {
+        self.deleted.get(point as usize).copied().unwrap_or(true)
+    }
+
+    /// Bytes held, for memory accounting.
+    pub(crate) fn memory_bytes(&self) -> usize {
+        self.vectors.capacity() * 4
+            + self.links0.capacity() * 4
+            + self.upper.iter().map(|u| u.capacity() * 4 + 24).sum::<usize>()
+            + self.levels.capacity()
+            + self.deleted.capacity()
+    }
+
+    /// The query or point vector as stored: unit length under the cosine metric.
+    pub(crate) fn prepare(&self, vector: &[f32]) -> Vec<f32> {
+        let mut v = vector.to_vec();
+        if self.metric == Metric::Cosine {
+            let norm = simd::dot(&v, &v).sqrt();
+            if norm > 0.0 {
+                v.iter_mut().for_each(|x| *x /= norm);
+            }
+        }
+        v
+    }
+
+    #[inline]
+    fn vector(&self, point: u32) -> &[f32] {
+        let start = point as usize * self.dimension;
+        &self.vectors[start..start + self.dimension]
+    }
+
+    /// Distance between a prepared query and a point.
+    #[inline]
+    pub(crate) fn distance(&self, query: &[f32], point: u32) -> f32 {
+        let v = self.vector(point);
+        match self.metric {
+            Metric::Cosine => 1.0 - simd::dot(query, v),
+            Metric::Dot => -simd::dot(query, v),
+            Metric::L2 => simd::squared_l2(query, v),
+        }
+    }
+
+    #[inline]
+    fn neighbours(&self, point: u32, level: usize) -> &[u32] {
+        if level == 0 {
+            let start = point as usize * (self.m0 + 1);
+            let count = self.links0[start] as usize;
+            &self.links0[start + 1..start + 1 + count]
+        } else {
+            let m = self.params.m;
+            let list = &self.upper[point as usize];
+            let start = (level - 1) * (m + 1);
+            let count = list[start] as usize;
+            &list[start + 1..start + 1 + count]
+        }
+    }
+
+    fn set_neighbours(&mut self, point: u32, level: usize, neighbours: &[u32]) {
+        let (list, start, capacity) = if level == 0 {
+            (&mut self.links0, point as usize * (self.m0 + 1), self.m0)
+        } else {
+            let m = self.params.m;
+            (&mut self.upper[point as usize], (level - 1) * (m + 1), m)
+        };
+        let count = neighbours.len().min(capacity);
+        list[start] = count as u32;
+        list[start + 1..start + 1 + count].copy_from_slice(&neighbours[..count]);
+    }
+
+    fn random_level(&mut self) -> usize {
+        self.rng ^= self.rng << 13;
+        self.rng ^= self.rng >> 7;
+        self.rng ^= self.rng << 17;
+        let unit = ((self.rng >> 11) as f64 / (1u64 << 53) as f64).max(f64::MIN_POSITIVE);
+        ((-unit.ln() * self.level_factor) as usize).min(31)
+    }
+
+    /// Greedy descent on one upper level.
+    fn greedy(&self, query: &[f32], mut current: Scored, level: usize) -> Scored {
+        loop {
+            let mut improved = false;
+            for &n in self.neighbours(current.point, level) {
+                let d = self.distance(query, n);
+                if d < current.distance {
+                    current = Scored { distance: d, point: n };
+                    improved = true;
+                }
+            }
+            if !improved {
+                return current;
+            }
+        }
+    }
+
+    /// Beam search on one level from `entries`; returns up to `ef` accepted points, nearest
+    /// first. Rejected points are expanded but never returned.
+    fn search_level(
+        &self,
+        query: &[f32],
+        entries: &[Scored],
+        ef: usize,
+        level: usize,
+        mut accept: impl FnMut(u32) -> bool,
+    ) -> Vec<Scored> {
+        VISITED.with(|visited| {
+            let mut visited = visited.borrow_mut();
+            visited.reset(self.len());
+            let mut candidates: BinaryHeap<Reverse<Scored>> = BinaryHeap::with_capacity(ef * 2);
+            let mut results: BinaryHeap<Scored> = BinaryHeap::with_capacity(ef + 1);
+            for &entry in entries {
+                if visited.insert(entry.point) {
+                    candidates.push(Reverse(entry));
+                    if accept(entry.point) {
+                        results.push(entry);
+                    }
+                }
+            }
+            while results.len() > ef {
+                results.pop();
+            }
+            while let Some(Reverse(candidate)) = candidates.pop() {
+                if results.len() >= ef
+                    && results.peek().is_some_and(|worst| candidate.distance > worst.distance)
+                {
+                    break;
+                }
+                for &n in self.neighbours(candidate.point, level) {
+                    if !visited.insert(n) {
+                        continue;
+                    }
+                    let distance = self.distance(query, n);
+                    let bound = results.peek().map_or(f32::INFINITY, |w| w.distance);
+                    if results.len() < ef || distance < bound {
+                        let scored = Scored { distance, point: n };
+                        candidates.push(Reverse(scored));
+                        if accept(n) {
+                            results.push(scored);
+                            if results.len() > ef {
+                                results.pop();
+                            }
+                        }
+                    }
+                }
+            }
+            results.into_sorted_vec()
+        })
+    }
+
+    /// The paper's neighbour-selection heuristic over `candidates` (nearest first).
+    fn select(&self, candidates: &[Scored], limit: usize) -> Vec<u32> {
+        let mut kept: Vec<Scored> = Vec::with_capacity(limit);
+        for &candidate in candidates {
+            if kept.len() >= limit {
+                break;
+            }
+            let candidate_vector = self.vector(candidate.point);
+            let diverse = kept.iter().all(|k| {
+                let between = match self.metric {
+                    Metric::Cosine => 1.0 - simd::dot(candidate_vector, self.vector(k.point)),
+                    Metric::Dot => -simd::dot(candidate_vector, self.vector(k.point)),
+                    Metric::L2 => simd::squared_l2(candidate_vector, self.vector(k.point)),
+                };
+                candidate.distance < between
+            });
+            if diverse {
+                kept.push(candidate);
+            }
+        }
+        kept.into_iter().map(|s| s.point).collect()
+    }
+
+    /// Adds a point; returns its id (ids are dense, in insertion order).
+    pub(crate) fn insert(&mut self, vector: &[f32]) -> u32 {
+        let point = self.len() as u32;
+        let prepared = self.prepare(vector);
+        self.vectors.extend_from_slice(&prepared);
+        let level = self.random_level();
+        self.levels.push(level as u8);
+        self.deleted.push(false);
+        self.links0.extend(std::iter::repeat_n(0, self.m0 + 1));
+        self.upper.push(vec![0; level * (self.params.m + 1)]);
+        let Some(entry) = self.entry else {
+            self.entry = Some(point);
+            self.max_level = level;
+            return point;
+        };
+        let mut current = Scored { distance: self.distance(&prepared, entry), point: entry };
+        for l in (level + 1..=self.max_level).rev() {
+            current = self.greedy(&prepared, current, l);
+        }
+        let mut entries = vec![current];
+        for l in (0..=level.min(self.max_level)).rev() {
+            let found =
+                self.search_level(&prepared, &entries, self.params.ef_construction, l, |_| true);
+            let limit = if l == 0 { self.m0 } else { self.params.m };
+            let chosen = self.select(&found, self.params.m);
+            self.set_neighbours(point, l, &chosen);
+            for &n in &chosen {
+                let mut list: Vec<u32> = self.neighbours(n, l).to_vec();
+                if list.len() < limit {
+                    list.push(point);
+                    self.set_neighbours(n, l, &list);
+                } else {
+                    let base = self.vector(n).to_vec();
+                    let mut scored: Vec<Scored> = list
+                        .iter()
+                        .chain(std::iter::once(&point))
+                        .map(|&p| Scored { distance: self.distance(&base, p), point: p })
+                        .collect();
+                    scored.sort_unstable();
+                    let kept = self.select(&scored, limit);
+                    self.set_neighbours(n, l, &kept);
+                }
+            }
+            entries = found;
+        }
+        if level > self.max_level {
+            self.max_level = level;
+            self.entry = Some(point);
+        }
+        point
+    }
+
+    /// Tombstones a point: it stays a waypoint but is never returned again.
+    pub(crate) fn delete(&mut self, point: u32) {
+        if let Some(flag) = self.deleted.get_mut(point as usize)
+            && !*flag
+        {
+            *flag = true;
+            self.deleted_count += 1;
+        }
+    }
+
+    /// The `k` nearest live points that `accept` admits, nearest first, searching with beam
+    /// width `max(ef, k)`.
+    pub(crate) fn search(
+        &self,
+        query: &[f32],
+        k: usize,
+        ef: usize,
+        mut accept: impl FnMut(u32) -> bool,
+    ) -> Vec<Scored> {
+        let Some(entry) = self.entry else { return Vec::new() };
+        let prepared = self.prepare(query);
+        let mut current = Scored { distance: self.distance(&prepared, entry), point: entry };
+        for l in (1..=self.max_level).rev() {
+            current = self.greedy(&prepared, current, l);
+        }
+        let admit = |p: u32| !self.deleted[p as usize] && accept(p);
+        let mut found = self.search_level(&prepared, &[current], ef.max(k), 0, admit);
+        found.truncate(k);
+        found
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn data(n: usize, dimension: usize) -> Vec<Vec<f32>> {
+        let mut state = 0x1234_5678_9abc_def1u64;
+        (0..n)
+            .map(|_| {
+                (0..dimension)
+                    .map(|_| {
+                        state ^= state << 13;
+                        state ^= state >> 7;
+                        state ^= state << 17;
+                        (state >> 40) as f32 / (1u64 << 24) as f32 - 0.5
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+
+    fn recall(metric: Metric) -> f64 {
+        let points = data(3000, 32);
+        let mut graph = Hnsw::new(32, metric, HnswParams::default());
+        for p in &points {
+            graph.insert(p);
+        }
+        let queries = data(50, 32);
+        let mut hits = 0;
+        for q in &queries {
+            let prepared = graph.prepare(q);
+            let mut exact: Vec<Scored> = (0..points.len() as u32)
+                .map(|p| Scored { distance: graph.distance(&prepared, p), point: p })
+                .collect();
+            exact.sort_unstable();
+            let truth: Vec<u32> = exact[..10].iter().map(|s| s.point).collect();
+            let found = graph.search(q, 10, 64, |_| true);
+            hits += found.iter().filter(|s| truth.contains(&s.point)).count();
+        }
+        hits as f64 / (queries.len() * 10) as f64
+    }
+
+    #[test]
+    fn recall_is_high_under_every_metric() {
+        for metric in [Metric::Cosine, Metric::L2, Metric::Dot] {
+            let r = recall(metric);
+            assert!(r > 0.9, "{metric:?}: recall {r}");
+        }
+    }
+
+    #[test]
+    fn deleted_and_rejected_points_never_come_back() {
+        let points = data(500, 8);
+        let mut graph = Hnsw::new(8, Metric::L2, HnswParams::default());
+        for p in &points {
+            graph.insert(p);
+        }
+        for p in (0..500).step_by(2) {
+            graph.delete(p);
+        }
+        let found = graph.search(&points[0], 20, 64, |p| p % 3 != 0);
+        assert_eq!(found.len(), 20);
+        assert!(found.iter().all(|s| s.point % 2 == 1 && s.point % 3 != 0));
+    }
+}

@@ -1,0 +1,201 @@
+//! RocksDB-specific scenarios for the HNSW vector index: the graph path (small tenants are
+//! searched exactly, so these tests turn that off), tombstones, filters inside the walk,
+//! read-your-writes while the graph catches up, and rebuilding from the store on reopen.
+
+use std::collections::HashSet;
+
+use percolate::dataset::Dataset;
+use percolate::rocks::{RocksConfig, RocksProvider};
+use percolate::{
+    Filter, MemoryEngine, NewResource, Resource, ResourceId, SearchQuery, TenantConfig,
+    TenantHandle, TenantId,
+};
+use serde_json::json;
+
+const DIMENSION: usize = 32;
+
+fn engine(dir: &std::path::Path) -> MemoryEngine<RocksProvider> {
+    let mut config = RocksConfig::new(dir);
+    config.exact_search_below = 0;
+    MemoryEngine::new(RocksProvider::open(config).expect("open store"))
+}
+
+fn brute_force(
+    resources: &[Resource],
+    query: &[f32],
+    k: usize,
+    keep: impl Fn(&Resource) -> bool,
+) -> Vec<ResourceId> {
+    let norm = |v: &[f32]| v.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
+    let mut scored: Vec<(f64, ResourceId)> = resources
+        .iter()
+        .filter(|r| keep(r))
+        .filter_map(|r| {
+            let e = r.embedding.as_ref()?;
+            let dot: f64 = e.iter().zip(query).map(|(a, b)| f64::from(*a) * f64::from(*b)).sum();
+            Some((1.0 - dot / (norm(e) * norm(query)), r.id))
+        })
+        .collect();
+    scored.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+    scored.into_iter().take(k).map(|(_, id)| id).collect()
+}
+
+async fn load(
+    tenant: &TenantHandle<RocksProvider>,
+    data: &Dataset,
+) -> percolate::Result<Vec<Resource>> {
+    let mut created = Vec::new();
+    for chunk in (0..data.len()).collect::<Vec<_>>().chunks(500) {
+        let batch = chunk
+            .iter()
+            .map(|&i| {
+                NewResource::new(format!("r{i}"))
+                    .with_embedding(data.row(i).to_vec())
+                    .with_metadata(
+                        json!({"bucket": i % 100}).as_object().cloned().unwrap_or_default(),
+                    )
+            })
+            .collect();
+        created.extend(tenant.batch_create_resources(batch).await?);
+    }
+    Ok(created)
+}
+
+fn search_ids(hits: Vec<percolate::ScoredResource>) -> Vec<ResourceId> {
+    hits.into_iter().map(|h| h.resource.id).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graph_search_reaches_high_recall_and_never_returns_deleted_or_stale_vectors()
+-> percolate::Result<()> {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let engine = engine(dir.path());
+    let tenant = engine.create_tenant(&TenantId::new("graph")?, TenantConfig::default()).await?;
+    let data = Dataset::synthetic(3000, 40, DIMENSION, 0, 11);
+    let mut resources = load(&tenant, &data).await?;
+    RocksProvider::wait_for_index(tenant.provider_tenant());
+    let stats = RocksProvider::index_stats(tenant.provider_tenant());
+    assert_eq!((stats.graph, stats.pending), (3000, 0), "{stats:?}");
+
+    let mut hits = 0;
+    for q in 0..data.query_count() {
+        let query = data.query(q).to_vec();
+        let found =
+            search_ids(tenant.search_resources(&SearchQuery::new(query.clone(), 10)).await?);
+        let truth = brute_force(&resources, &query, 10, |_| true);
+        hits += found.iter().filter(|id| truth.contains(id)).count();
+    }
+    let recall = hits as f64 / (data.query_count() * 10) as f64;
+    assert!(recall >= 0.95, "recall@10 {recall}");
+
+    // Delete every third resource and move every fifth one: the graph keeps tombstones.
+    let mut deleted = HashSet::new();
+    for (i, resource) in resources.iter_mut().enumerate() {
+        if i % 3 == 0 {
+            tenant.delete_resource(resource.id).await?;
+            deleted.insert(resource.id);
+        } else if i % 5 == 0 {
+            let moved: Vec<f32> = resource
+                .embedding
+                .as_ref()
+                .map(|e| e.iter().map(|x| -x).collect())
+                .unwrap_or_default();
+            resource.embedding = Some(moved);
+            *resource = tenant.update_resource(resource.clone()).await?;
+        }
+    }
+    let live: Vec<Resource> =
+        resources.iter().filter(|r| !deleted.contains(&r.id)).cloned().collect();
+    for q in 0..10 {
+        let query = data.query(q).to_vec();
+        let found = tenant.search_resources(&SearchQuery::new(query.clone(), 10)).await?;
+        assert_eq!(found.len(), 10);
+        for hit in &found {
+            assert!(!deleted.contains(&hit.resource.id), "a deleted resource came back");
+            let stored =
+                live.iter().find(|r| r.id == hit.resource.id).and_then(|r| r.embedding.clone());
+            assert_eq!(hit.resource.embedding, stored, "hit carries the stored embedding");
+        }
+    }
+    // A moved resource is found at its new place, before and after the graph catches up.
+    let moved = live
+        .iter()
+        .enumerate()
+        .find(|(i, _)| i % 5 == 0)
+        .map(|(_, r)| r.clone())
+        .expect("a moved one");
+    let at_new_place = SearchQuery::new(moved.embedding.clone().unwrap_or_default(), 1);
+    assert_eq!(search_ids(tenant.search_resources(&at_new_place).await?), vec![moved.id]);
+    RocksProvider::wait_for_index(tenant.provider_tenant());
+    assert_eq!(search_ids(tenant.search_resources(&at_new_place).await?), vec![moved.id]);
+    let stats = RocksProvider::index_stats(tenant.provider_tenant());
+    assert!(stats.tombstones >= 1000, "{stats:?}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn selective_filters_still_return_k_results_in_brute_force_order() -> percolate::Result<()> {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let engine = engine(dir.path());
+    let tenant = engine.create_tenant(&TenantId::new("filters")?, TenantConfig::default()).await?;
+    let data = Dataset::synthetic(3000, 10, DIMENSION, 0, 5);
+    let resources = load(&tenant, &data).await?;
+    RocksProvider::wait_for_index(tenant.provider_tenant());
+    for (filter, expected_matches) in
+        [(json!({"bucket": 7}), 30), (json!({"bucket": {"$lt": 10}}), 300)]
+    {
+        let filter = Filter::parse(&filter)?;
+        let keep = |r: &Resource| filter.matches(&r.metadata);
+        assert_eq!(resources.iter().filter(|r| keep(r)).count(), expected_matches);
+        for q in 0..data.query_count() {
+            let query = data.query(q).to_vec();
+            let found = search_ids(
+                tenant
+                    .search_resources(
+                        &SearchQuery::new(query.clone(), 10).with_filter(filter.clone()),
+                    )
+                    .await?,
+            );
+            assert_eq!(found.len(), 10, "k results when k match");
+            let truth = brute_force(&resources, &query, 10, keep);
+            let overlap = found.iter().filter(|id| truth.contains(id)).count();
+            assert!(overlap >= 9, "filtered recall {overlap}/10");
+        }
+        // Asking for more than match returns every match.
+        let all = tenant
+            .search_resources(
+                &SearchQuery::new(data.query(0).to_vec(), 1000).with_filter(filter.clone()),
+            )
+            .await?;
+        assert_eq!(all.len(), expected_matches);
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_is_searchable_when_it_returns_and_the_index_is_rebuilt_on_reopen()
+-> percolate::Result<()> {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let id = TenantId::new("ryw")?;
+    let data = Dataset::synthetic(4000, 0, DIMENSION, 0, 3);
+    let resources = {
+        let engine = engine(dir.path());
+        let tenant = engine.create_tenant(&id, TenantConfig::default()).await?;
+        let resources = load(&tenant, &data).await?;
+        // No waiting for the graph: every resource is its own nearest neighbour right away.
+        for resource in resources.iter().step_by(97) {
+            let query = SearchQuery::new(resource.embedding.clone().unwrap_or_default(), 1);
+            assert_eq!(search_ids(tenant.search_resources(&query).await?), vec![resource.id]);
+        }
+        resources
+    };
+    let engine = engine(dir.path());
+    let tenant = engine.tenant(&id).await?;
+    let stats = RocksProvider::index_stats(tenant.provider_tenant());
+    assert_eq!(stats.graph + stats.pending, 4000, "every stored embedding is back: {stats:?}");
+    for resource in resources.iter().step_by(131) {
+        let query = SearchQuery::new(resource.embedding.clone().unwrap_or_default(), 1);
+        assert_eq!(search_ids(tenant.search_resources(&query).await?), vec![resource.id]);
+    }
+    Ok(())
+}
