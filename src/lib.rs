@@ -28,10 +28,12 @@
 //! # }).unwrap();
 //! ```
 
+pub mod config;
 pub mod dataset;
 mod engine;
 mod error;
 pub mod model;
+pub mod portable;
 mod provider;
 
 #[cfg(feature = "rocksdb")]

@@ -1,0 +1,315 @@
+//! Settings: which provider to use and where its data lives, from the environment and an
+//! optional TOML file.
+//!
+//! Design decisions:
+//! - **Layers, env last.** Defaults, then the TOML file (when given), then `PERCOLATE_*`
+//!   environment variables: a deployment can ship a file and override one value per process.
+//!   [`figment`] does the layering and the typed extraction; nothing is parsed by hand.
+//! - **Only the keys below are read from the environment** (`PERCOLATE_DATASET`,
+//!   `PERCOLATE_TEST_*` and the like belong to other tools and are ignored).
+//! - **Choosing a provider that was not compiled in is an error that names the Cargo feature**,
+//!   raised by [`Settings::check`], so a binary built without `postgres` never silently falls
+//!   back to RocksDB.
+//! - **No dynamic dispatch.** A binary that chooses the provider at run time matches on
+//!   [`Settings::storage_provider`] and calls one generic function per provider.
+//!
+//! | environment variable | TOML key | default |
+//! |---|---|---|
+//! | `PERCOLATE_STORAGE_PROVIDER` | `storage_provider` | `rocksdb` (`rocksdb` or `postgres`) |
+//! | `PERCOLATE_ROCKSDB_PATH` | `rocksdb_path` | `./data/percolate.db` |
+//! | `PERCOLATE_POSTGRES_URL` | `postgres_url` | none (required for `postgres`) |
+//! | `PERCOLATE_POSTGRES_ADMIN_URL` | `postgres_admin_url` | the `postgres_url` |
+//! | `PERCOLATE_POSTGRES_POOL_SIZE` | `postgres_pool_size` | `10` |
+//! | `PERCOLATE_MASTER_KEY_FILE` | `master_key_file` | none |
+//! | `PERCOLATE_MASTER_KEY` | `master_key` | none |
+//!
+//! ```
+//! use percolate::config::{ProviderKind, Settings};
+//!
+//! let settings = Settings::from_toml_str(
+//!     "storage_provider = \"rocksdb\"\nrocksdb_path = \"/tmp/memory\"\n",
+//! )?;
+//! assert_eq!(settings.storage_provider, ProviderKind::Rocksdb);
+//! assert_eq!(settings.postgres_pool_size, 10);
+//! # Ok::<(), percolate::Error>(())
+//! ```
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// The environment variables [`Settings::load`] reads, without their `PERCOLATE_` prefix.
+pub const ENV_KEYS: [&str; 7] = [
+    "storage_provider",
+    "rocksdb_path",
+    "postgres_url",
+    "postgres_admin_url",
+    "postgres_pool_size",
+    "master_key_file",
+    "master_key",
+];
+
+/// The prefix of every environment variable [`Settings::load`] reads.
+pub const ENV_PREFIX: &str = "PERCOLATE_";
+
+/// Which storage provider to use.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProviderKind {
+    /// The embedded RocksDB provider (Cargo feature `rocksdb`).
+    #[default]
+    Rocksdb,
+    /// The PostgreSQL + pgvector provider (Cargo feature `postgres`).
+    Postgres,
+}
+
+impl ProviderKind {
+    /// Its name in settings: `rocksdb` or `postgres`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProviderKind::Rocksdb => "rocksdb",
+            ProviderKind::Postgres => "postgres",
+        }
+    }
+
+    /// The Cargo feature that compiles it in (the same word).
+    pub fn feature(self) -> &'static str {
+        self.as_str()
+    }
+
+    /// Whether this build includes it.
+    pub fn is_compiled_in(self) -> bool {
+        match self {
+            ProviderKind::Rocksdb => cfg!(feature = "rocksdb"),
+            ProviderKind::Postgres => cfg!(feature = "postgres"),
+        }
+    }
+}
+
+impl fmt::Display for ProviderKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Everything percolate reads from its settings.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Settings {
+    /// Which provider stores the data.
+    pub storage_provider: ProviderKind,
+    /// The RocksDB root directory (a database per tenant below it).
+    pub rocksdb_path: PathBuf,
+    /// The PostgreSQL connection URL of the application role.
+    pub postgres_url: Option<String>,
+    /// The PostgreSQL connection URL of the schema owner role, when it differs.
+    pub postgres_admin_url: Option<String>,
+    /// The PostgreSQL connection pool size.
+    pub postgres_pool_size: usize,
+    /// A file holding the master key or a passphrase. Read and carried for the providers'
+    /// encryption at rest; no provider of this build encrypts yet.
+    pub master_key_file: Option<PathBuf>,
+    /// The master key or a passphrase itself (prefer [`Settings::master_key_file`]).
+    pub master_key: Option<String>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            storage_provider: ProviderKind::default(),
+            rocksdb_path: PathBuf::from("./data/percolate.db"),
+            postgres_url: None,
+            postgres_admin_url: None,
+            postgres_pool_size: 10,
+            master_key_file: None,
+            master_key: None,
+        }
+    }
+}
+
+// Connection URLs and keys carry secrets: never print them.
+impl fmt::Debug for Settings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let redacted = |set: bool| if set { "<set>" } else { "<unset>" };
+        f.debug_struct("Settings")
+            .field("storage_provider", &self.storage_provider)
+            .field("rocksdb_path", &self.rocksdb_path)
+            .field("postgres_url", &redacted(self.postgres_url.is_some()))
+            .field("postgres_admin_url", &redacted(self.postgres_admin_url.is_some()))
+            .field("postgres_pool_size", &self.postgres_pool_size)
+            .field("master_key_file", &self.master_key_file)
+            .field("master_key", &redacted(self.master_key.is_some()))
+            .finish()
+    }
+}
+
+impl Settings {
+    /// Defaults, then the TOML file `file` (when given; it must exist), then the `PERCOLATE_*`
+    /// environment variables; checked with [`Settings::check`].
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] (`what` = `"settings"`) for a missing or malformed file, a value of
+    /// the wrong type, or a provider that is not compiled in or lacks its URL.
+    pub fn load(file: Option<&Path>) -> Result<Self> {
+        let mut figment = Figment::from(Serialized::defaults(Settings::default()));
+        if let Some(file) = file {
+            // Toml::file skips a missing file silently; a file named on purpose must exist.
+            if !file.is_file() {
+                return Err(Error::invalid(
+                    "settings",
+                    format!("config file {} does not exist", file.display()),
+                ));
+            }
+            figment = figment.merge(Toml::file(file));
+        }
+        let env = Env::prefixed(ENV_PREFIX).only(&ENV_KEYS);
+        Self::extract(figment.merge(env))
+    }
+
+    /// Defaults overlaid with TOML text only (no environment); checked.
+    ///
+    /// # Errors
+    /// As [`Settings::load`].
+    pub fn from_toml_str(toml: &str) -> Result<Self> {
+        Self::extract(
+            Figment::from(Serialized::defaults(Settings::default())).merge(Toml::string(toml)),
+        )
+    }
+
+    fn extract(figment: Figment) -> Result<Self> {
+        let settings: Settings = figment.extract().map_err(|e| Error::invalid("settings", e))?;
+        settings.check()?;
+        Ok(settings)
+    }
+
+    /// Checks that the chosen provider is compiled in and has what it needs.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] naming the Cargo feature to enable, or the missing setting.
+    pub fn check(&self) -> Result<()> {
+        let kind = self.storage_provider;
+        if !kind.is_compiled_in() {
+            return Err(Error::invalid(
+                "settings",
+                format!(
+                    "storage provider {kind} is not compiled into this build: rebuild with \
+                     `--features {}`",
+                    kind.feature()
+                ),
+            ));
+        }
+        match kind {
+            ProviderKind::Rocksdb if self.rocksdb_path.as_os_str().is_empty() => {
+                Err(Error::invalid("settings", "rocksdb_path (PERCOLATE_ROCKSDB_PATH) is empty"))
+            }
+            ProviderKind::Postgres if self.postgres_url.as_deref().is_none_or(str::is_empty) => {
+                Err(Error::invalid(
+                    "settings",
+                    "storage provider postgres needs postgres_url (PERCOLATE_POSTGRES_URL)",
+                ))
+            }
+            ProviderKind::Postgres if self.postgres_pool_size == 0 => {
+                Err(Error::invalid("settings", "postgres_pool_size must be at least 1"))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// The RocksDB provider's configuration.
+    #[cfg(feature = "rocksdb")]
+    pub fn rocks_config(&self) -> crate::rocks::RocksConfig {
+        crate::rocks::RocksConfig::new(&self.rocksdb_path)
+    }
+
+    /// The PostgreSQL provider's configuration.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] if `postgres_url` is not set.
+    #[cfg(feature = "postgres")]
+    pub fn pg_config(&self) -> Result<crate::postgres::PgConfig> {
+        let url = self.postgres_url.as_deref().filter(|url| !url.is_empty()).ok_or_else(|| {
+            Error::invalid("settings", "postgres_url (PERCOLATE_POSTGRES_URL) is not set")
+        })?;
+        let config =
+            crate::postgres::PgConfig::new(url).with_pool_size(self.postgres_pool_size.max(1));
+        Ok(match self.postgres_admin_url.as_deref().filter(|url| !url.is_empty()) {
+            Some(admin) => config.with_admin_url(admin),
+            None => config,
+        })
+    }
+
+    /// The master key material: the contents of `master_key_file` (trailing newline removed)
+    /// when set, else `master_key`, else `None`.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] if the key file cannot be read or is empty.
+    pub fn master_key_material(&self) -> Result<Option<String>> {
+        if let Some(path) = &self.master_key_file {
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                Error::invalid("master key file", format!("{}: {e}", path.display()))
+            })?;
+            let key = text.trim_end_matches(['\n', '\r']).to_owned();
+            if key.is_empty() {
+                return Err(Error::invalid(
+                    "master key file",
+                    format!("{} is empty", path.display()),
+                ));
+            }
+            return Ok(Some(key));
+        }
+        Ok(self.master_key.clone().filter(|key| !key.is_empty()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_follow_the_design_document() {
+        let settings = Settings::default();
+        assert_eq!(settings.storage_provider, ProviderKind::Rocksdb);
+        assert_eq!(settings.rocksdb_path, PathBuf::from("./data/percolate.db"));
+        assert_eq!(settings.postgres_pool_size, 10);
+        assert!(settings.postgres_url.is_none());
+    }
+
+    #[test]
+    fn a_missing_config_file_is_an_error() {
+        let error = Settings::load(Some(Path::new("/nonexistent/percolate.toml")))
+            .expect_err("missing file");
+        assert!(matches!(error, Error::Invalid { what: "settings", .. }), "{error}");
+    }
+
+    #[test]
+    fn an_unknown_provider_is_rejected() {
+        let error = Settings::from_toml_str("storage_provider = \"mysql\"").expect_err("mysql");
+        assert!(error.to_string().contains("mysql"), "{error}");
+    }
+
+    #[test]
+    fn postgres_needs_a_url_or_its_feature() {
+        let error = Settings::from_toml_str("storage_provider = \"postgres\"").expect_err("no url");
+        let message = error.to_string();
+        if cfg!(feature = "postgres") {
+            assert!(message.contains("PERCOLATE_POSTGRES_URL"), "{message}");
+        } else {
+            assert!(message.contains("--features postgres"), "{message}");
+        }
+    }
+
+    #[test]
+    fn debug_output_hides_secrets() {
+        let settings = Settings {
+            postgres_url: Some("postgres://user:hunter2@host/db".into()),
+            master_key: Some("hunter2".into()),
+            ..Settings::default()
+        };
+        assert!(!format!("{settings:?}").contains("hunter2"));
+    }
+}
