@@ -199,3 +199,119 @@ async fn a_batch_is_searchable_when_it_returns_and_the_index_is_rebuilt_on_reope
     }
     Ok(())
 }
+
+fn snapshot_path(dir: &std::path::Path, tenant: &str) -> std::path::PathBuf {
+    dir.join(tenant).join("vectors.hnsw")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reopen_reads_the_snapshot_instead_of_rebuilding_the_graph() -> percolate::Result<()> {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let id = TenantId::new("snap")?;
+    let data = Dataset::synthetic(3000, 20, DIMENSION, 0, 8);
+    let resources = {
+        let engine = engine(dir.path());
+        let tenant = engine.create_tenant(&id, TenantConfig::default()).await?;
+        let resources = load(&tenant, &data).await?;
+        RocksProvider::wait_for_index(tenant.provider_tenant());
+        resources
+    };
+    assert!(snapshot_path(dir.path(), "snap").is_file(), "closing wrote a snapshot");
+    let engine = engine(dir.path());
+    let tenant = engine.tenant(&id).await?;
+    let stats = RocksProvider::index_stats(tenant.provider_tenant());
+    assert_eq!((stats.graph, stats.pending, stats.tombstones), (3000, 0, 0), "{stats:?}");
+    for q in 0..data.query_count() {
+        let query = data.query(q).to_vec();
+        let found =
+            search_ids(tenant.search_resources(&SearchQuery::new(query.clone(), 10)).await?);
+        let truth = brute_force(&resources, &query, 10, |_| true);
+        assert!(found.iter().filter(|id| truth.contains(id)).count() >= 9);
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_or_damaged_snapshot_is_reconciled_with_the_store() -> percolate::Result<()> {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let id = TenantId::new("stale")?;
+    let data = Dataset::synthetic(3000, 0, DIMENSION, 0, 21);
+    let old_snapshot = dir.path().join("old.hnsw");
+    let (deleted, moved, added) = {
+        let engine = engine(dir.path());
+        let tenant = engine.create_tenant(&id, TenantConfig::default()).await?;
+        let mut resources = load(&tenant, &data).await?;
+        RocksProvider::wait_for_index(tenant.provider_tenant());
+        RocksProvider::write_snapshot(tenant.provider_tenant())?;
+        std::fs::copy(snapshot_path(dir.path(), "stale"), &old_snapshot).expect("copy");
+        // Changes the old snapshot does not know about.
+        let mut deleted = Vec::new();
+        let mut moved = Vec::new();
+        for (i, resource) in resources.iter_mut().enumerate().take(600) {
+            if i % 2 == 0 {
+                tenant.delete_resource(resource.id).await?;
+                deleted.push(resource.id);
+            } else {
+                resource.embedding =
+                    resource.embedding.as_ref().map(|e| e.iter().map(|x| -x).collect());
+                moved.push(tenant.update_resource(resource.clone()).await?);
+            }
+        }
+        let added = tenant
+            .batch_create_resources(
+                (0..200)
+                    .map(|i| {
+                        NewResource::new("new").with_embedding(
+                            Dataset::synthetic(1, 0, DIMENSION, 0, 1000 + i).row(0).to_vec(),
+                        )
+                    })
+                    .collect(),
+            )
+            .await?;
+        RocksProvider::wait_for_index(tenant.provider_tenant());
+        (deleted, moved, added)
+    };
+    // A crash after the old snapshot: the store moved on, the snapshot did not.
+    std::fs::copy(&old_snapshot, snapshot_path(dir.path(), "stale")).expect("restore old snapshot");
+    {
+        let engine = engine(dir.path());
+        let stats = check(engine.tenant(&id).await?, &moved, &added, &deleted, &data).await?;
+        assert_eq!(stats.graph, 3000, "the old graph was reused, not rebuilt: {stats:?}");
+        assert!(stats.tombstones >= 600, "deleted and moved points are tombstoned: {stats:?}");
+    }
+    // A damaged snapshot is ignored and the graph rebuilt from the store.
+    let path = snapshot_path(dir.path(), "stale");
+    let mut bytes = std::fs::read(&path).expect("read");
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x40;
+    std::fs::write(&path, &bytes).expect("write");
+    let engine = engine(dir.path());
+    let stats = check(engine.tenant(&id).await?, &moved, &added, &deleted, &data).await?;
+    assert_eq!(stats.tombstones, 0, "rebuilt from scratch: {stats:?}");
+    Ok(())
+}
+
+async fn check(
+    tenant: TenantHandle<RocksProvider>,
+    moved: &[Resource],
+    added: &[Resource],
+    deleted: &[ResourceId],
+    data: &Dataset,
+) -> percolate::Result<percolate::rocks::IndexStats> {
+    let stats = RocksProvider::index_stats(tenant.provider_tenant());
+    for resource in moved.iter().chain(added).step_by(7) {
+        let query = SearchQuery::new(resource.embedding.clone().unwrap_or_default(), 1);
+        assert_eq!(search_ids(tenant.search_resources(&query).await?), vec![resource.id]);
+    }
+    let everything = tenant.search_resources(&SearchQuery::new(data.row(1).to_vec(), 5000)).await?;
+    assert_eq!(
+        everything.len(),
+        3000 - deleted.len() + added.len(),
+        "exactly the stored embeddings"
+    );
+    assert!(
+        everything.iter().all(|hit| !deleted.contains(&hit.resource.id)),
+        "no deleted resource"
+    );
+    Ok(stats)
+}

@@ -135,6 +135,14 @@ impl Hnsw {
         }
     }
 
+    pub(crate) fn dimension(&self) -> usize {
+        self.dimension
+    }
+
+    pub(crate) fn metric(&self) -> Metric {
+        self.metric
+    }
+
     /// Points in the graph, deleted ones included.
     pub(crate) fn len(&self) -> usize {
         self.levels.len()
@@ -368,6 +376,107 @@ impl Hnsw {
         point
     }
 
+    /// Appends the graph's bytes (little-endian) to `out`; [`Hnsw::decode`] reads them back.
+    pub(crate) fn encode(&self, out: &mut Vec<u8>) {
+        let put32 = |out: &mut Vec<u8>, v: u32| out.extend_from_slice(&v.to_le_bytes());
+        put32(out, self.dimension as u32);
+        out.push(match self.metric {
+            Metric::Cosine => 0,
+            Metric::L2 => 1,
+            Metric::Dot => 2,
+        });
+        put32(out, self.params.m as u32);
+        put32(out, self.params.ef_construction as u32);
+        put32(out, self.params.ef_search as u32);
+        put32(out, self.len() as u32);
+        put32(out, self.entry.unwrap_or(u32::MAX));
+        put32(out, self.max_level as u32);
+        out.extend_from_slice(&self.rng.to_le_bytes());
+        for x in &self.vectors {
+            out.extend_from_slice(&x.to_le_bytes());
+        }
+        for x in &self.links0 {
+            put32(out, *x);
+        }
+        out.extend_from_slice(&self.levels);
+        out.extend(self.deleted.iter().map(|d| u8::from(*d)));
+        for list in &self.upper {
+            put32(out, list.len() as u32);
+            for x in list {
+                put32(out, *x);
+            }
+        }
+    }
+
+    /// Reads a graph written by [`Hnsw::encode`] from the front of `bytes`; returns it and the
+    /// bytes it used, or `None` if the bytes are not a consistent graph (never panics).
+    pub(crate) fn decode(bytes: &[u8]) -> Option<(Self, usize)> {
+        let mut at = 0usize;
+        let mut take = |n: usize| -> Option<&[u8]> {
+            let slice = bytes.get(at..at.checked_add(n)?)?;
+            at += n;
+            Some(slice)
+        };
+        let u32_at = |b: &[u8]| u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+        let dimension = u32_at(take(4)?) as usize;
+        let metric = match take(1)?[0] {
+            0 => Metric::Cosine,
+            1 => Metric::L2,
+            2 => Metric::Dot,
+            _ => return None,
+        };
+        let m = u32_at(take(4)?) as usize;
+        let ef_construction = u32_at(take(4)?) as usize;
+        let ef_search = u32_at(take(4)?) as usize;
+        let count = u32_at(take(4)?) as usize;
+        let entry = u32_at(take(4)?);
+        let max_level = u32_at(take(4)?) as usize;
+        let rng = u64::from_le_bytes(take(8)?.try_into().ok()?);
+        if dimension == 0 || !(2..=1024).contains(&m) || max_level > 31 {
+            return None;
+        }
+        let mut graph = Hnsw::new(dimension, metric, HnswParams { m, ef_construction, ef_search });
+        graph.rng = rng;
+        graph.max_level = max_level;
+        graph.vectors = take(count.checked_mul(dimension)?.checked_mul(4)?)?
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect();
+        graph.links0 = take(count.checked_mul(graph.m0 + 1)?.checked_mul(4)?)?
+            .chunks_exact(4)
+            .map(u32_at)
+            .collect();
+        graph.levels = take(count)?.to_vec();
+        graph.deleted = take(count)?.iter().map(|d| *d != 0).collect();
+        graph.deleted_count = graph.deleted.iter().filter(|d| **d).count();
+        for point in 0..count {
+            let len = u32_at(take(4)?) as usize;
+            if len != graph.levels[point] as usize * (m + 1) {
+                return None;
+            }
+            graph.upper.push(take(len.checked_mul(4)?)?.chunks_exact(4).map(u32_at).collect());
+        }
+        // Every link must name a point, and every count must fit its list.
+        let valid = |list: &[u32], width: usize, capacity: usize| {
+            list.chunks_exact(width).all(|chunk| {
+                (chunk[0] as usize) <= capacity && chunk[1..].iter().all(|&p| (p as usize) < count)
+            })
+        };
+        if !valid(&graph.links0, graph.m0 + 1, graph.m0)
+            || !graph.upper.iter().all(|u| valid(u, m + 1, m))
+        {
+            return None;
+        }
+        graph.entry = match (entry, count) {
+            (u32::MAX, 0) => None,
+            (e, _) if (e as usize) < count && graph.levels[e as usize] as usize == max_level => {
+                Some(e)
+            }
+            _ => return None,
+        };
+        Some((graph, at))
+    }
+
     /// Tombstones a point: it stays a waypoint but is never returned again.
     pub(crate) fn delete(&mut self, point: u32) {
         if let Some(flag) = self.deleted.get_mut(point as usize)
@@ -447,6 +556,31 @@ mod tests {
             let r = recall(metric);
             assert!(r > 0.9, "{metric:?}: recall {r}");
         }
+    }
+
+    #[test]
+    fn a_graph_survives_encoding_and_damage_is_refused() {
+        let points = data(300, 8);
+        let mut graph = Hnsw::new(8, Metric::Cosine, HnswParams::default());
+        for p in &points {
+            graph.insert(p);
+        }
+        graph.delete(5);
+        let mut bytes = Vec::new();
+        graph.encode(&mut bytes);
+        let (copy, used) = Hnsw::decode(&bytes).expect("decodes");
+        assert_eq!(used, bytes.len());
+        let a = graph.search(&points[9], 5, 32, |_| true);
+        let b = copy.search(&points[9], 5, 32, |_| true);
+        assert_eq!(a, b);
+        assert!(copy.is_deleted(5));
+        for cut in [0, 1, 10, bytes.len() / 2, bytes.len() - 1] {
+            assert!(Hnsw::decode(&bytes[..cut]).is_none(), "truncated at {cut}");
+        }
+        let mut bad_link = bytes.clone();
+        let links_start = 4 + 1 + 4 * 6 + 8 + 300 * 8 * 4;
+        bad_link[links_start + 4..links_start + 8].copy_from_slice(&999_999u32.to_le_bytes());
+        assert!(Hnsw::decode(&bad_link).is_none(), "a link outside the graph is refused");
     }
 
     #[test]

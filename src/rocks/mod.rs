@@ -118,6 +118,15 @@ impl RocksProvider {
         }
     }
 
+    /// Writes the tenant's vector index snapshot now; it is also written when the tenant's
+    /// database closes. Reopening reads it instead of rebuilding the graph.
+    ///
+    /// # Errors
+    /// [`Error::Backend`] if the file cannot be written.
+    pub fn write_snapshot(tenant: &TenantDb) -> Result<()> {
+        tenants::write_snapshot(tenant)
+    }
+
     /// Points in the tenant's HNSW graph, embeddings pending insertion, tombstones, and the
     /// bytes the graph holds.
     pub fn index_stats(tenant: &TenantDb) -> IndexStats {

@@ -50,6 +50,10 @@ pub struct TenantDb {
     write_options: WriteOptions,
     /// The vector index, once the tenant's dimension is known.
     vectors: OnceLock<Arc<VectorIndex>>,
+    /// The database directory, which also holds the vector index snapshot.
+    dir: PathBuf,
+    /// Set when the tenant is being deleted: no snapshot is worth writing then.
+    discarded: std::sync::atomic::AtomicBool,
     hnsw: super::HnswParams,
     exact_search_below: usize,
 }
@@ -77,9 +81,8 @@ impl TenantDb {
     /// Loads every stored embedding into the index (as pending points, which a background
     /// thread inserts into the graph).
     fn load_vectors(&self, dimension: u32) -> Result<()> {
-        let index = self.ensure_vector_index(dimension);
         let view = View::Db(self);
-        let mut changes = Vec::new();
+        let mut stored = Vec::new();
         view.scan(cf::CF_EMBEDDINGS, &[], None, |key, value| {
             let id = crate::model::ResourceId::from_bytes(
                 key.try_into().map_err(|_| Error::corrupt("embedding key", "not 16 bytes"))?,
@@ -95,10 +98,20 @@ impl TenantDb {
                 Some(bytes) => Arc::new(codec::decode_resource(id, &bytes)?.metadata),
                 None => return Err(Error::corrupt("embedding", format!("resource {id} missing"))),
             };
-            changes.push(VectorChange::Upsert { id, vector, metadata });
+            stored.push((id, vector, metadata));
             Ok(true)
         })?;
-        index.apply(changes);
+        let metric = self.config.lock().metric;
+        let index = VectorIndex::open(
+            &self.dir,
+            dimension as usize,
+            metric,
+            self.hnsw,
+            self.exact_search_below,
+            stored,
+        );
+        // Set once, here, before the tenant is shared: nobody else can have set it.
+        let _ = self.vectors.set(index);
         Ok(())
     }
 
@@ -252,7 +265,12 @@ fn open_db(
         .map_err(map_rocks_error)
 }
 
-fn load(id: TenantId, db: OptimisticTransactionDB, config: &RocksConfig) -> Result<TenantDb> {
+fn load(
+    id: TenantId,
+    db: OptimisticTransactionDB,
+    config: &RocksConfig,
+    dir: PathBuf,
+) -> Result<TenantDb> {
     let mut write_options = WriteOptions::default();
     write_options.set_sync(config.sync_writes);
     let meta = db
@@ -285,6 +303,8 @@ fn load(id: TenantId, db: OptimisticTransactionDB, config: &RocksConfig) -> Resu
         moment_span: AtomicI64::new(span),
         write_options,
         vectors: OnceLock::new(),
+        dir,
+        discarded: std::sync::atomic::AtomicBool::new(false),
         hnsw: config.hnsw,
         exact_search_below: config.exact_search_below,
     };
@@ -292,6 +312,30 @@ fn load(id: TenantId, db: OptimisticTransactionDB, config: &RocksConfig) -> Resu
         tenant.load_vectors(dimension)?;
     }
     Ok(tenant)
+}
+
+impl Drop for TenantDb {
+    /// Closing a tenant writes its vector index snapshot, so the next open need not rebuild
+    /// the graph. Failing to write it loses nothing: the index is rebuilt from the store.
+    fn drop(&mut self) {
+        if self.discarded.load(Ordering::Acquire) {
+            return;
+        }
+        if let Some(index) = self.vectors.get() {
+            let _ = index.write_snapshot(&self.dir);
+        }
+    }
+}
+
+/// Writes the tenant's vector index snapshot now (it is also written when the tenant closes).
+///
+/// # Errors
+/// [`Error::Backend`] if the file cannot be written.
+pub(crate) fn write_snapshot(tenant: &TenantDb) -> Result<()> {
+    match tenant.vectors.get() {
+        Some(index) => index.write_snapshot(&tenant.dir).map_err(|e| io_error(&tenant.dir, e)),
+        None => Ok(()),
+    }
 }
 
 struct Entry {
@@ -366,7 +410,7 @@ impl TenantCache {
             return Err(Error::not_found("tenant", id));
         }
         let db = open_db(&self.config, &self.block_cache, &dir, false)?;
-        let tenant = Arc::new(load(id.clone(), db, &self.config)?);
+        let tenant = Arc::new(load(id.clone(), db, &self.config, dir)?);
         open.entries.insert(id.clone(), Entry { db: Arc::clone(&tenant), last_used: now });
         self.evict(&mut open);
         Ok(tenant)
@@ -415,7 +459,9 @@ impl TenantCache {
             if Arc::strong_count(&entry.db) > 1 {
                 return Err(Error::Conflict(format!("tenant {id} is in use by open handles")));
             }
-            open.entries.remove(id);
+            if let Some(entry) = open.entries.remove(id) {
+                entry.db.discarded.store(true, Ordering::Release);
+            }
         }
         if !dir.is_dir() {
             return Err(Error::not_found("tenant", id));

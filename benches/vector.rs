@@ -1,0 +1,215 @@
+//! Vector search on the RocksDB provider's HNSW index.
+//!
+//! Loads the dataset (`../shared/data/wordnet-minilm-dev` or `PERCOLATE_DATASET`; clustered
+//! synthetic data otherwise; `PERCOLATE_BENCH_N` caps or, with synthetic data, sets the size),
+//! then reports: ingest time (batches of 1000, durable and searchable on return), the time the
+//! background indexer needs to put everything in the graph, reopen time, index memory, and for
+//! k=10 at several `ef` values, unfiltered and with filters keeping 10% and 1% of the data:
+//! recall@10 against exact brute force and single-thread p50/p99 latency.
+//!
+//! Goals (2-core machine): recall@10 ≥ 0.95 at p50 ≤ 0.25 ms on 100k × 384; filtered at 1%:
+//! recall ≥ 0.95 at p50 ≤ 2 ms; reopen ≤ 1 s; memory ≤ 1.5× the raw vectors.
+#![allow(missing_docs)] // criterion_group! generates undocumented items.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use percolate::dataset::Dataset;
+use percolate::rocks::{RocksConfig, RocksProvider};
+use percolate::{Filter, MemoryEngine, NewResource, SearchQuery, TenantConfig, TenantHandle};
+
+fn dataset() -> Dataset {
+    let n: Option<usize> = std::env::var("PERCOLATE_BENCH_N").ok().and_then(|v| v.parse().ok());
+    match common::real_dataset() {
+        Some(mut data) => {
+            if let Some(n) = n.filter(|n| *n < data.len()) {
+                data.base.truncate(n * data.dimension);
+                data.ground_truth = None;
+            }
+            data
+        }
+        None => Dataset::synthetic(n.unwrap_or(100_000), 200, 384, 0, 17),
+    }
+}
+
+/// Exact top-k by cosine over the rows `keep` admits, best first.
+fn brute_force(
+    data: &Dataset,
+    query: &[f32],
+    k: usize,
+    keep: impl Fn(usize) -> bool,
+) -> Vec<usize> {
+    let norm = |v: &[f32]| v.iter().map(|x| x * x).sum::<f32>().sqrt().max(f32::MIN_POSITIVE);
+    let qn = norm(query);
+    let mut scored: Vec<(f32, usize)> = (0..data.len())
+        .filter(|i| keep(*i))
+        .map(|i| {
+            let row = data.row(i);
+            let dot: f32 = row.iter().zip(query).map(|(a, b)| a * b).sum();
+            (1.0 - dot / (norm(row) * qn), i)
+        })
+        .collect();
+    let k = k.min(scored.len());
+    if k == 0 {
+        return Vec::new();
+    }
+    scored.select_nth_unstable_by(k - 1, |a, b| a.0.total_cmp(&b.0));
+    scored.truncate(k);
+    scored.sort_by(|a, b| a.0.total_cmp(&b.0));
+    scored.into_iter().map(|(_, i)| i).collect()
+}
+
+fn percentile(times: &mut [Duration], q: f64) -> Duration {
+    times.sort_unstable();
+    times[((times.len() as f64 * q) as usize).min(times.len() - 1)]
+}
+
+struct Loaded {
+    _dir: tempfile::TempDir,
+    engine: MemoryEngine<RocksProvider>,
+    tenant: TenantHandle<RocksProvider>,
+    ids: Vec<percolate::ResourceId>,
+}
+
+fn load(rt: &tokio::runtime::Runtime, data: &Dataset) -> Loaded {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let engine =
+        MemoryEngine::new(RocksProvider::open(RocksConfig::new(dir.path())).expect("open"));
+    let tenant = rt
+        .block_on(engine.create_tenant(&common::bench_tenant("vectors"), TenantConfig::default()))
+        .expect("tenant");
+    let started = Instant::now();
+    let mut ids = Vec::with_capacity(data.len());
+    let mut batch_times = Vec::new();
+    for chunk in (0..data.len()).collect::<Vec<_>>().chunks(1000) {
+        let batch: Vec<NewResource> = chunk
+            .iter()
+            .map(|&i| {
+                NewResource::new(format!("row {i}"))
+                    .with_embedding(data.row(i).to_vec())
+                    .with_metadata(
+                        serde_json::json!({"tenth": i % 10, "hundredth": i % 100})
+                            .as_object()
+                            .cloned()
+                            .unwrap_or_default(),
+                    )
+            })
+            .collect();
+        let t = Instant::now();
+        ids.extend(
+            rt.block_on(tenant.batch_create_resources(batch))
+                .expect("batch")
+                .into_iter()
+                .map(|r| r.id),
+        );
+        batch_times.push(t.elapsed());
+    }
+    let ingest = started.elapsed();
+    RocksProvider::wait_for_index(tenant.provider_tenant());
+    let indexed = started.elapsed();
+    println!(
+        "ingest: {} x {}-d in {:.2?} (batch of 1000 p50 {:.2?}, searchable on return); graph complete after {:.2?} ({:.0} vectors/s)",
+        data.len(),
+        data.dimension,
+        ingest,
+        percentile(&mut batch_times, 0.5),
+        indexed,
+        data.len() as f64 / indexed.as_secs_f64()
+    );
+    Loaded { _dir: dir, engine, tenant, ids }
+}
+
+/// A label, the filter, and which dataset rows it keeps.
+type FilterCase = (&'static str, Option<Filter>, fn(usize) -> bool);
+
+fn report(rt: &tokio::runtime::Runtime, data: &Dataset, loaded: &Loaded) {
+    let tenant = loaded.tenant.provider_tenant();
+    let stats = RocksProvider::index_stats(tenant);
+    let raw = data.len() * data.dimension * 4;
+    println!(
+        "index memory: {:.1} MiB for {:.1} MiB of raw vectors ({:.2}x)",
+        stats.bytes as f64 / 1048576.0,
+        raw as f64 / 1048576.0,
+        stats.bytes as f64 / raw as f64
+    );
+    let queries = data.query_count().min(200);
+    let filters: [FilterCase; 3] = [
+        ("unfiltered", None, |_| true),
+        (
+            "filter 10%",
+            Some(Filter::parse(&serde_json::json!({"tenth": 3})).expect("filter")),
+            |i| i % 10 == 3,
+        ),
+        (
+            "filter 1%",
+            Some(Filter::parse(&serde_json::json!({"hundredth": 42})).expect("filter")),
+            |i| i % 100 == 42,
+        ),
+    ];
+    for (label, filter, keep) in &filters {
+        let truths: Vec<Vec<usize>> = (0..queries)
+            .map(|q| match (&data.ground_truth, filter) {
+                (Some((k, ids)), None) => {
+                    ids[q * k..q * k + 10].iter().map(|&i| i as usize).collect()
+                }
+                _ => brute_force(data, data.query(q), 10, keep),
+            })
+            .collect();
+        for ef in [16, 24, 32, 48, 64, 96, 128] {
+            let mut times = Vec::with_capacity(queries);
+            let mut hits = 0;
+            for (q, truth) in truths.iter().enumerate() {
+                let mut query = SearchQuery::new(data.query(q).to_vec(), 10);
+                query.filter = filter.clone();
+                let t = Instant::now();
+                let found = RocksProvider::search_with_ef(tenant, &query, ef).expect("search");
+                times.push(t.elapsed());
+                let truth_ids: Vec<_> = truth.iter().map(|&i| loaded.ids[i]).collect();
+                hits += found.iter().filter(|h| truth_ids.contains(&h.resource.id)).count();
+            }
+            let recall = hits as f64 / (truths.iter().map(Vec::len).sum::<usize>().max(1)) as f64;
+            let p50 = percentile(&mut times, 0.5);
+            let p99 = percentile(&mut times, 0.99);
+            println!(
+                "{label:<11} ef={ef:<4} recall@10 {recall:.3}  p50 {p50:>9.2?}  p99 {p99:>9.2?}"
+            );
+        }
+    }
+    let _ = rt;
+}
+
+fn vectors(c: &mut Criterion) {
+    let rt = common::runtime();
+    let data = dataset();
+    let loaded = load(&rt, &data);
+    report(&rt, &data, &loaded);
+    let tenant = loaded.tenant.provider_tenant();
+    let mut q = 0;
+    c.bench_function("rocksdb/knn_k10_ef64", |b| {
+        b.iter(|| {
+            q = (q + 1) % data.query_count();
+            RocksProvider::search_with_ef(tenant, &SearchQuery::new(data.query(q).to_vec(), 10), 64)
+                .expect("search")
+        })
+    });
+    // Reopen: a fresh engine on the same directory.
+    let id = loaded.tenant.id().clone();
+    let root = loaded.engine.provider().root().to_path_buf();
+    let Loaded { _dir, engine, tenant, .. } = loaded;
+    drop(tenant);
+    drop(engine);
+    let started = Instant::now();
+    let engine = MemoryEngine::new(RocksProvider::open(RocksConfig::new(&root)).expect("open"));
+    let tenant = rt.block_on(engine.tenant(&id)).expect("reopen");
+    let opened = started.elapsed();
+    RocksProvider::wait_for_index(tenant.provider_tenant());
+    println!(
+        "reopen: tenant open and searchable in {opened:.2?}; graph rebuilt after {:.2?}",
+        started.elapsed()
+    );
+}
+
+criterion_group!(benches, vectors);
+criterion_main!(benches);
