@@ -22,4 +22,4 @@ echo "== PostgreSQL: clippy with the postgres feature, then both PostgreSQL suit
 echo "   server (PostgreSQL 18 + pgvector from PyPI, started and stopped by scripts/with-postgres.sh)"
 cargo clippy "${cargo_flags[@]}" --all-targets --features postgres -- -D warnings
 bash scripts/with-postgres.sh cargo test "${cargo_flags[@]}" --features postgres \
-  --test postgres --test postgres_isolation
+  --test postgres --test postgres_isolation --test round_trip
