@@ -1,64 +1,240 @@
-//! Pooled connections that can never go back to the pool mid-transaction, and the mapping of
-//! PostgreSQL errors onto [`Error`] kinds.
+//! Pooled connections that can never go back to the pool mid-transaction, that send a whole
+//! auto-commit operation in one round trip, and the mapping of PostgreSQL errors onto
+//! [`Error`] kinds.
 //!
-//! A [`PgConn`] knows whether it has an open transaction. Dropping it while one is open (a
-//! [`super::PgTxn`] dropped without commit, or an operation's future cancelled half-way) does
-//! not return it to the pool: `Drop` cannot await a `ROLLBACK`, and deadpool's recycle check
-//! (`RecyclingMethod::Clean`) runs its cleanup statements *inside* an open transaction without
-//! ending it. Instead the connection is detached from the pool ([`Object::take`]) and closed,
-//! which makes the server roll the transaction back; the pool opens a fresh one when needed.
+//! **Pipelining.** tokio-postgres sends a request when its future is first polled and matches
+//! responses to requests in order, so futures started together on one client travel in one
+//! round trip and the server runs them in the order sent. A [`PgConn`] uses this to keep
+//! round trips down without changing what runs:
+//! - the session cleanup of deadpool's `RecyclingMethod::Clean` (the very same statements,
+//!   [`sql::SESSION_CLEAN`], checked against deadpool's by a test) runs at every checkout, sent ahead of the checkout's
+//!   first statement instead of in a round trip of its own (the pool itself recycles with
+//!   `Fast`, which only checks the connection is open);
+//! - a transaction opened with [`PgConn::begin_lazy`] sends its `BEGIN` and
+//!   `set_config('app.current_tenant', $1, true)` (plus any transaction-local settings) ahead
+//!   of its first statement, in the same round trip: every statement still runs inside the
+//!   transaction with the tenant set, because the server runs them in order;
+//! - [`PgConn::one_shot`] also sends `COMMIT` right behind that first statement, so a
+//!   single-statement auto-commit operation is one round trip. A second statement on a
+//!   one-shot connection is refused rather than run outside the transaction. If the statement
+//!   fails, the transaction is aborted and the server answers the `COMMIT` with a rollback.
+//!
+//! Every statement is prepared (and cached per connection) *before* anything of its pipeline
+//! is sent, so no preparation round trip can reorder a pipeline.
+//!
+//! **Never back to the pool mid-transaction.** A [`PgConn`] knows whether it may have a
+//! transaction open. Dropping it then (a [`super::PgTxn`] dropped without commit, or an
+//! operation's future cancelled half-way, even between sending a pipeline and reading its
+//! answers) does not return it to the pool: `Drop` cannot await a `ROLLBACK`. Instead the
+//! connection is detached from the pool ([`Object::take`]) and closed, which makes the server
+//! roll the transaction back; the pool opens a fresh one when needed.
 
 use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use deadpool_postgres::{Object, Pool};
+use parking_lot::Mutex;
+use tokio_postgres::Row;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
-use tokio_postgres::{Row, Statement};
 
 use super::{NAME, sql};
 use crate::error::{Error, Result};
 
+/// Transaction-local settings sent with a lazy `BEGIN`: a statement setting them (see
+/// [`sql::SET_SEARCH`]) and its parameters.
+pub(crate) type Settings = (&'static str, Vec<String>);
+
+/// A transaction not yet sent: it goes out with the next statement.
+struct Begin {
+    sql: &'static str,
+    tenant: String,
+    settings: Option<Settings>,
+}
+
+/// What the next statement carries in front of (and behind) itself.
+#[derive(Default)]
+struct Pending {
+    /// The session cleanup has not run since checkout.
+    clean: bool,
+    /// A transaction to open before the next statement.
+    begin: Option<Begin>,
+    /// Commit right behind the statement that opens the transaction.
+    commit_after: bool,
+    /// A one-shot transaction already ran (and committed or rolled back).
+    spent: bool,
+}
+
+/// What a statement returns.
+enum Output {
+    Rows(Vec<Row>),
+    Count(u64),
+}
+
+/// How a statement is run.
+#[derive(Clone, Copy)]
+enum Call {
+    Query,
+    Execute,
+}
+
 /// A pooled connection, detached from the pool if dropped inside a transaction.
 pub(crate) struct PgConn {
     object: Option<Object>,
-    in_transaction: bool,
+    in_transaction: AtomicBool,
+    pending: Mutex<Pending>,
 }
 
 impl PgConn {
     /// A connection from `pool`; a failure names the server address, never the password.
+    /// The session cleanup goes out with its first statement.
     pub(crate) async fn get(pool: &Pool, address: &str) -> Result<Self> {
         let object = pool.get().await.map_err(|e| connect_error(address, e))?;
-        Ok(Self { object: Some(object), in_transaction: false })
+        Ok(Self {
+            object: Some(object),
+            in_transaction: AtomicBool::new(false),
+            pending: Mutex::new(Pending { clean: true, ..Pending::default() }),
+        })
     }
 
     fn client(&self) -> Result<&deadpool_postgres::ClientWrapper> {
         self.object.as_deref().ok_or_else(|| Error::invalid("connection", "already released"))
     }
 
-    /// Begins a transaction with `begin` and sets the tenant for it, in one round trip.
-    pub(crate) async fn begin(&mut self, begin: &str, tenant: &str) -> Result<()> {
-        self.in_transaction = true;
-        let client = self.client()?;
-        let set_tenant = client.prepare_cached(sql::SET_TENANT).await.map_err(backend)?;
-        let params: [&(dyn ToSql + Sync); 1] = [&tenant];
-        // Sent back to back: the server runs them in order, one round trip in all.
-        let (started, set) =
-            tokio::join!(client.batch_execute(begin), client.query_one(&set_tenant, &params));
-        started.map_err(map_error)?;
-        set.map_err(map_error)?;
-        Ok(())
+    /// Opens a transaction with `begin` for `tenant`, sent ahead of the next statement in the
+    /// same round trip, with the transaction-local `settings` if any.
+    pub(crate) fn begin_lazy(
+        &mut self,
+        begin: &'static str,
+        tenant: &str,
+        settings: Option<Settings>,
+    ) {
+        let pending = self.pending.get_mut();
+        pending.begin = Some(Begin { sql: begin, tenant: tenant.to_owned(), settings });
+    }
+
+    /// Like [`Self::begin_lazy`], and commits right behind the next statement: the whole
+    /// operation is one round trip, and the connection takes no further statement.
+    pub(crate) fn one_shot(
+        &mut self,
+        begin: &'static str,
+        tenant: &str,
+        settings: Option<Settings>,
+    ) {
+        self.begin_lazy(begin, tenant, settings);
+        self.pending.get_mut().commit_after = true;
+    }
+
+    /// Begins a transaction with `begin` and sets the tenant for it now, in one round trip.
+    pub(crate) async fn begin(&mut self, begin: &'static str, tenant: &str) -> Result<()> {
+        self.begin_lazy(begin, tenant, None);
+        self.run(None, &[], Call::Execute).await.map(drop)
     }
 
     /// Treats the connection as inside a transaction: it will not return to the pool.
     pub(crate) fn mark_in_transaction(&mut self) {
-        self.in_transaction = true;
+        self.in_transaction.store(true, Ordering::SeqCst);
+    }
+
+    /// Sends what is pending and then `sql` (if any), all in one round trip.
+    async fn run(
+        &self,
+        sql: Option<&str>,
+        params: &[&(dyn ToSql + Sync)],
+        call: Call,
+    ) -> Result<Output> {
+        let client = self.client()?;
+        // Everything is prepared before anything is sent (see the module docs).
+        let statement = match sql {
+            Some(sql) => Some(client.prepare_cached(sql).await.map_err(map_error)?),
+            None => None,
+        };
+        let (begins, settings_sql) = {
+            let pending = self.pending.lock();
+            if pending.spent {
+                return Err(Error::invalid(
+                    "connection",
+                    "a statement after its one-shot transaction ended",
+                ));
+            }
+            let settings = pending.begin.as_ref().and_then(|b| b.settings.as_ref()).map(|s| s.0);
+            (pending.begin.is_some(), settings)
+        };
+        let set_tenant = match begins {
+            true => Some(client.prepare_cached(sql::SET_TENANT).await.map_err(map_error)?),
+            false => None,
+        };
+        let set_settings = match settings_sql {
+            Some(sql) => Some(client.prepare_cached(sql).await.map_err(map_error)?),
+            None => None,
+        };
+        let (clean, begin, commit) = {
+            let mut pending = self.pending.lock();
+            let clean = std::mem::take(&mut pending.clean);
+            let begin = pending.begin.take();
+            let commit = begin.is_some() && statement.is_some() && pending.commit_after;
+            if commit {
+                pending.spent = true;
+            }
+            (clean, begin, commit)
+        };
+        if begin.is_some() {
+            self.in_transaction.store(true, Ordering::SeqCst);
+        }
+        // Each future sends its request at its first poll; `join!` first polls them in order.
+        let clean_f =
+            async { if clean { client.batch_execute(sql::SESSION_CLEAN).await } else { Ok(()) } };
+        let begin_f = async {
+            match &begin {
+                Some(b) => client.batch_execute(b.sql).await,
+                None => Ok(()),
+            }
+        };
+        let tenant_f = async {
+            match (&begin, &set_tenant) {
+                (Some(b), Some(s)) => client.query(s, &[&b.tenant]).await.map(drop),
+                _ => Ok(()),
+            }
+        };
+        let settings_f = async {
+            match (begin.as_ref().and_then(|b| b.settings.as_ref()), &set_settings) {
+                (Some((_, values)), Some(s)) => {
+                    let params: Vec<&(dyn ToSql + Sync)> =
+                        values.iter().map(|v| v as &(dyn ToSql + Sync)).collect();
+                    client.query(s, &params).await.map(drop)
+                }
+                _ => Ok(()),
+            }
+        };
+        let statement_f = async {
+            match (&statement, call) {
+                (Some(s), Call::Query) => client.query(s, params).await.map(Output::Rows),
+                (Some(s), Call::Execute) => client.execute(s, params).await.map(Output::Count),
+                (None, _) => Ok(Output::Count(0)),
+            }
+        };
+        let commit_f =
+            async { if commit { client.batch_execute(sql::COMMIT).await } else { Ok(()) } };
+        let (cleaned, begun, tenant_set, settings_set, output, committed) =
+            tokio::join!(clean_f, begin_f, tenant_f, settings_f, statement_f, commit_f);
+        if commit && committed.is_ok() {
+            // Committed, or (after a failed statement) rolled back: no transaction is open.
+            self.in_transaction.store(false, Ordering::SeqCst);
+        }
+        cleaned.map_err(map_error)?;
+        begun.map_err(map_error)?;
+        tenant_set.map_err(map_error)?;
+        settings_set.map_err(map_error)?;
+        let output = output.map_err(map_error)?;
+        committed.map_err(map_error)?;
+        Ok(output)
     }
 
     /// Commits; on failure the transaction is gone and the error says why.
     pub(crate) async fn commit(&mut self) -> Result<()> {
         let result = self.client()?.batch_execute(sql::COMMIT).await.map_err(map_error);
         if result.is_ok() {
-            self.in_transaction = false;
+            self.in_transaction.store(false, Ordering::SeqCst);
         }
         result
     }
@@ -66,13 +242,19 @@ impl PgConn {
     /// Rolls back.
     pub(crate) async fn rollback(&mut self) -> Result<()> {
         self.client()?.batch_execute(sql::ROLLBACK).await.map_err(map_error)?;
-        self.in_transaction = false;
+        self.in_transaction.store(false, Ordering::SeqCst);
         Ok(())
     }
 
-    /// Commits when `result` is a success, rolls back otherwise; returns `result` (or the
-    /// commit's failure).
+    /// Ends the operation's transaction: commits when `result` is a success, rolls back
+    /// otherwise; returns `result` (or the commit's failure). A one-shot transaction has
+    /// already ended, and a lazy one that sent nothing has nothing to end.
     pub(crate) async fn finish<T>(mut self, result: Result<T>) -> Result<T> {
+        let pending = self.pending.get_mut();
+        let unsent = pending.begin.take().is_some();
+        if pending.spent || unsent {
+            return result;
+        }
         match result {
             Ok(value) => self.commit().await.map(|()| value),
             Err(e) => {
@@ -84,19 +266,16 @@ impl PgConn {
         }
     }
 
-    /// A statement, prepared once per connection.
-    pub(crate) async fn prepare(&self, sql: &str) -> Result<Statement> {
-        self.client()?.prepare_cached(sql).await.map_err(map_error)
-    }
-
     /// Runs `sql` and returns its rows.
     pub(crate) async fn query(
         &self,
         sql: &str,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<Vec<Row>> {
-        let statement = self.prepare(sql).await?;
-        self.client()?.query(&statement, params).await.map_err(map_error)
+        match self.run(Some(sql), params, Call::Query).await? {
+            Output::Rows(rows) => Ok(rows),
+            Output::Count(_) => Ok(Vec::new()),
+        }
     }
 
     /// Runs `sql` and returns at most one row.
@@ -105,25 +284,39 @@ impl PgConn {
         sql: &str,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<Option<Row>> {
-        let statement = self.prepare(sql).await?;
-        self.client()?.query_opt(&statement, params).await.map_err(map_error)
+        let mut rows = self.query(sql, params).await?;
+        if rows.len() > 1 {
+            return Err(Error::corrupt(
+                "query",
+                format!("{} rows where one was expected", rows.len()),
+            ));
+        }
+        Ok(rows.pop())
     }
 
     /// Runs `sql` and returns how many rows it changed.
     pub(crate) async fn execute(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<u64> {
-        let statement = self.prepare(sql).await?;
-        self.client()?.execute(&statement, params).await.map_err(map_error)
+        match self.run(Some(sql), params, Call::Execute).await? {
+            Output::Count(n) => Ok(n),
+            Output::Rows(rows) => Ok(rows.len() as u64),
+        }
     }
 
-    /// Runs statements without parameters (DDL built by [`sql`]).
+    /// Runs statements without parameters (DDL built by [`sql`]), after any pending cleanup.
     pub(crate) async fn batch(&self, sql: &str) -> Result<()> {
-        self.client()?.batch_execute(sql).await.map_err(map_error)
+        let client = self.client()?;
+        let clean = std::mem::take(&mut self.pending.lock().clean);
+        let clean_f =
+            async { if clean { client.batch_execute(sql::SESSION_CLEAN).await } else { Ok(()) } };
+        let (cleaned, ran) = tokio::join!(clean_f, client.batch_execute(sql));
+        cleaned.map_err(map_error)?;
+        ran.map_err(map_error)
     }
 }
 
 impl Drop for PgConn {
     fn drop(&mut self) {
-        if self.in_transaction
+        if *self.in_transaction.get_mut()
             && let Some(object) = self.object.take()
         {
             // Detached and dropped: the connection closes and the server rolls back.

@@ -16,19 +16,27 @@
 //!   transaction ends, never a session-level `SET` that would leak to the next user of a pooled
 //!   connection.
 //! - **Transactions.** Each auto-commit operation is one `READ COMMITTED` transaction whose row
-//!   locks and foreign keys keep it atomic and consistent. [`PgTxn`] is optimistic (see [`txn`]).
+//!   locks and foreign keys keep it atomic and consistent; its `BEGIN`, tenant setting,
+//!   statement and (for single-statement operations) `COMMIT` are pipelined into one round trip
+//!   ([`conn`]). [`PgTxn`] is optimistic (see [`txn`]).
 //!   A connection dropped inside a transaction never returns to the pool ([`conn`]).
 //! - **Vectors.** Embeddings live in an untyped `vector` column; fixing the dimension adds a
 //!   check constraint and an HNSW index on the typed expression with the tenant's metric
-//!   (`halfvec` between 2001 and 4000 dimensions; an exact scan above). Unfiltered searches use
-//!   the index with `hnsw.iterative_scan = strict_order` and `ef_search` of at least `k`;
-//!   filtered searches are exact: rows come in distance order from a scan and the
-//!   [`crate::Filter`] is evaluated in Rust before the top-k cut, so `k` results come back
-//!   whenever `k` resources match. Distances are recomputed with [`Metric::distance`], so they
-//!   are exactly the contract's (cosine `1 - cos`, squared L2, negative dot) on every provider.
+//!   (`halfvec` between 2001 and 4000 dimensions; an exact scan above). Searches use the
+//!   index with `hnsw.ef_search` from [`PgConfig::ef_search`] (at least `k`), all settings
+//!   transaction-local and sent with `BEGIN`: an unfiltered search is one round trip
+//!   (`strict_order` iterative scan). A filtered search pushes the part of the
+//!   [`crate::Filter`] that containment can express ([`prefilter`]) into SQL and scans the
+//!   index iteratively (`relaxed_order`, up to `hnsw.max_scan_tuples`), evaluating the exact
+//!   filter in Rust; if that yields fewer than `k` matches it falls back to an exact scan (rows
+//!   in true distance order, the window growing until `k` match or the table is exhausted), so
+//!   `k` results come back whenever `k` resources match. Distances are recomputed with
+//!   [`Metric::distance`], so they are exactly the contract's (cosine `1 - cos`, squared L2,
+//!   negative dot) on every provider.
 //! - **Values are bind parameters**; all SQL text is in [`sql`].
 
 mod conn;
+mod prefilter;
 mod sql;
 mod store;
 pub mod tenant;
@@ -38,6 +46,7 @@ use std::sync::Arc;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio_postgres::NoTls;
+use tokio_postgres::types::Json;
 use uuid::Uuid;
 
 pub use txn::PgTxn;
@@ -66,12 +75,21 @@ pub struct PgConfig {
     pub pool_size: usize,
     /// Connections in the owner pool.
     pub admin_pool_size: usize,
+    /// HNSW `ef_search` of unfiltered searches (pgvector's default is 40): the candidate list
+    /// size, trading latency for recall. A search for `k` results uses at least `k`.
+    pub ef_search: usize,
 }
 
 impl PgConfig {
     /// Defaults for a server at `url`: a pool of 10, the same role for setup.
     pub fn new(url: impl Into<String>) -> Self {
-        Self { url: url.into(), admin_url: None, pool_size: 10, admin_pool_size: 2 }
+        Self {
+            url: url.into(),
+            admin_url: None,
+            pool_size: 10,
+            admin_pool_size: 2,
+            ef_search: DEFAULT_EF_SEARCH,
+        }
     }
 
     /// Schema setup runs as the role of `admin_url`.
@@ -85,7 +103,18 @@ impl PgConfig {
         self.pool_size = size;
         self
     }
+
+    /// HNSW `ef_search` for unfiltered searches (clamped to pgvector's 1..=1000).
+    pub fn with_ef_search(mut self, ef_search: usize) -> Self {
+        self.ef_search = ef_search;
+        self
+    }
 }
+
+/// pgvector's default `hnsw.ef_search`.
+const DEFAULT_EF_SEARCH: usize = 40;
+/// pgvector's largest `hnsw.ef_search`.
+const MAX_EF_SEARCH: usize = 1000;
 
 impl std::fmt::Debug for PgConfig {
     /// Never prints the URLs: they may hold passwords.
@@ -93,6 +122,7 @@ impl std::fmt::Debug for PgConfig {
         f.debug_struct("PgConfig")
             .field("pool_size", &self.pool_size)
             .field("admin_pool_size", &self.admin_pool_size)
+            .field("ef_search", &self.ef_search)
             .finish_non_exhaustive()
     }
 }
@@ -121,10 +151,12 @@ impl Pooled {
             hosts.first().map_or("localhost", String::as_str),
             ports.first().copied().unwrap_or(5432)
         );
+        // `Fast` only checks that the connection is open: the cleanup of `Clean` still runs at
+        // every checkout, pipelined with the checkout's first statement ([`conn`]).
         let manager = Manager::from_config(
             config,
             NoTls,
-            ManagerConfig { recycling_method: RecyclingMethod::Clean },
+            ManagerConfig { recycling_method: RecyclingMethod::Fast },
         );
         let pool = Pool::builder(manager)
             .max_size(size.max(1))
@@ -147,6 +179,8 @@ struct TenantInner {
     id: TenantId,
     schema: SchemaName,
     metric: Metric,
+    /// The embedding dimension once fixed (it never changes after that).
+    dimension: std::sync::OnceLock<u32>,
 }
 
 /// What [`PgProvider::probe_session`] found on a pooled connection.
@@ -166,6 +200,7 @@ pub struct PgProvider {
     app: Pooled,
     admin: Pooled,
     app_role: String,
+    ef_search: usize,
 }
 
 impl PgProvider {
@@ -202,7 +237,7 @@ impl PgProvider {
                 Err(e) => return Err(e),
             }
         }
-        Ok(Self { app, admin, app_role })
+        Ok(Self { app, admin, app_role, ef_search: config.ef_search.clamp(1, MAX_EF_SEARCH) })
     }
 
     /// The role data queries run as.
@@ -235,11 +270,32 @@ impl PgProvider {
         })
     }
 
-    /// One auto-commit transaction with the tenant set.
+    /// One auto-commit transaction with the tenant set, sent with its first statement; end
+    /// it with [`PgConn::finish`].
     async fn auto(&self, tenant: &PgTenant) -> Result<PgConn> {
         let mut conn = self.app.get().await?;
-        conn.begin(sql::BEGIN_READ_COMMITTED, tenant.0.id.as_str()).await?;
+        conn.begin_lazy(sql::BEGIN_READ_COMMITTED, tenant.0.id.as_str(), None);
         Ok(conn)
+    }
+
+    /// One auto-commit transaction of a single statement: `BEGIN`, the tenant, the statement
+    /// and `COMMIT` in one round trip.
+    async fn auto_one(&self, tenant: &PgTenant) -> Result<PgConn> {
+        let mut conn = self.app.get().await?;
+        conn.one_shot(sql::BEGIN_READ_COMMITTED, tenant.0.id.as_str(), None);
+        Ok(conn)
+    }
+
+    /// The tenant's embedding dimension, `None` while unfixed; read once fixed.
+    async fn dimension(&self, tenant: &PgTenant) -> Result<Option<u32>> {
+        if let Some(dimension) = tenant.0.dimension.get() {
+            return Ok(Some(*dimension));
+        }
+        let dimension = self.tenant_config(tenant).await?.dimension;
+        if let Some(dimension) = dimension {
+            let _ = tenant.0.dimension.set(dimension);
+        }
+        Ok(dimension)
     }
 
     async fn registry_row(&self, id: &TenantId) -> Result<Option<(String, Option<u32>, Metric)>> {
@@ -332,7 +388,12 @@ impl Provider for PgProvider {
         if schema != expected.as_str() {
             return Err(Error::corrupt("tenant registry", format!("schema {schema} for {id}")));
         }
-        Ok(PgTenant(Arc::new(TenantInner { id: id.clone(), schema: expected, metric })))
+        Ok(PgTenant(Arc::new(TenantInner {
+            id: id.clone(),
+            schema: expected,
+            metric,
+            dimension: std::sync::OnceLock::new(),
+        })))
     }
 
     async fn list_tenants(&self) -> Result<Vec<TenantId>> {
@@ -394,53 +455,55 @@ impl Provider for PgProvider {
             Ok(dimension)
         }
         .await;
-        conn.finish(result).await
+        conn.finish(result).await.inspect(|fixed| {
+            let _ = tenant.0.dimension.set(*fixed);
+        })
     }
 
     async fn insert_resources(&self, tenant: &PgTenant, resources: &[Resource]) -> Result<()> {
-        let conn = self.auto(tenant).await?;
+        let conn = self.auto_one(tenant).await?;
         let result = store::insert_resources(&conn, &tenant.0.schema, resources).await;
         conn.finish(result).await
     }
 
     async fn get_resource(&self, tenant: &PgTenant, id: ResourceId) -> Result<Resource> {
-        let conn = self.auto(tenant).await?;
+        let conn = self.auto_one(tenant).await?;
         let result = store::get_resource(&conn, &tenant.0.schema, id).await;
         conn.finish(result).await.and_then(not_found_or("resource", id))
     }
 
     async fn update_resource(&self, tenant: &PgTenant, resource: &Resource) -> Result<Resource> {
-        let conn = self.auto(tenant).await?;
+        let conn = self.auto_one(tenant).await?;
         let result = store::update_resource(&conn, &tenant.0.schema, resource).await;
         conn.finish(result).await.and_then(not_found_or("resource", resource.id))
     }
 
     async fn delete_resource(&self, tenant: &PgTenant, id: ResourceId) -> Result<()> {
-        let conn = self.auto(tenant).await?;
+        let conn = self.auto_one(tenant).await?;
         let result = store::delete_resource(&conn, &tenant.0.schema, id).await;
         conn.finish(result).await.and_then(missing("resource", id))
     }
 
     async fn insert_entity(&self, tenant: &PgTenant, entity: &Entity) -> Result<()> {
-        let conn = self.auto(tenant).await?;
+        let conn = self.auto_one(tenant).await?;
         let result = store::insert_entity(&conn, &tenant.0.schema, entity).await;
         conn.finish(result).await
     }
 
     async fn get_entity(&self, tenant: &PgTenant, id: EntityId) -> Result<Entity> {
-        let conn = self.auto(tenant).await?;
+        let conn = self.auto_one(tenant).await?;
         let result = store::get_entity(&conn, &tenant.0.schema, id).await;
         conn.finish(result).await.and_then(not_found_or("entity", id))
     }
 
     async fn update_entity(&self, tenant: &PgTenant, entity: &Entity) -> Result<Entity> {
-        let conn = self.auto(tenant).await?;
+        let conn = self.auto_one(tenant).await?;
         let result = store::update_entity(&conn, &tenant.0.schema, entity).await;
         conn.finish(result).await.and_then(not_found_or("entity", entity.id))
     }
 
     async fn delete_entity(&self, tenant: &PgTenant, id: EntityId) -> Result<()> {
-        let conn = self.auto(tenant).await?;
+        let conn = self.auto_one(tenant).await?;
         let result = store::delete_entity(&conn, &tenant.0.schema, id).await;
         conn.finish(result).await.and_then(missing("entity", id))
     }
@@ -452,7 +515,7 @@ impl Provider for PgProvider {
     }
 
     async fn get_edge(&self, tenant: &PgTenant, id: EdgeId) -> Result<Edge> {
-        let conn = self.auto(tenant).await?;
+        let conn = self.auto_one(tenant).await?;
         let result = store::get_edge(&conn, &tenant.0.schema, id).await;
         conn.finish(result).await.and_then(not_found_or("edge", id))
     }
@@ -466,41 +529,46 @@ impl Provider for PgProvider {
     ) -> Result<Vec<Edge>> {
         let conn = self.auto(tenant).await?;
         let result = async {
-            if !store::entity_exists(&conn, &tenant.0.schema, entity).await? {
+            // Sent together: one round trip (the edges are dropped if the entity is missing).
+            let (exists, edges) = tokio::join!(
+                store::entity_exists(&conn, &tenant.0.schema, entity),
+                store::get_edges(&conn, &tenant.0.schema, entity, direction, relation)
+            );
+            if !exists? {
                 return Err(Error::not_found("entity", entity));
             }
-            store::get_edges(&conn, &tenant.0.schema, entity, direction, relation).await
+            edges
         }
         .await;
         conn.finish(result).await
     }
 
     async fn delete_edge(&self, tenant: &PgTenant, id: EdgeId) -> Result<()> {
-        let conn = self.auto(tenant).await?;
+        let conn = self.auto_one(tenant).await?;
         let result = store::delete_edge(&conn, &tenant.0.schema, id).await;
         conn.finish(result).await.and_then(missing("edge", id))
     }
 
     async fn insert_moment(&self, tenant: &PgTenant, moment: &Moment) -> Result<()> {
-        let conn = self.auto(tenant).await?;
+        let conn = self.auto_one(tenant).await?;
         let result = store::insert_moment(&conn, &tenant.0.schema, moment).await;
         conn.finish(result).await
     }
 
     async fn get_moment(&self, tenant: &PgTenant, id: MomentId) -> Result<Moment> {
-        let conn = self.auto(tenant).await?;
+        let conn = self.auto_one(tenant).await?;
         let result = store::get_moment(&conn, &tenant.0.schema, id).await;
         conn.finish(result).await.and_then(not_found_or("moment", id))
     }
 
     async fn update_moment(&self, tenant: &PgTenant, moment: &Moment) -> Result<Moment> {
-        let conn = self.auto(tenant).await?;
+        let conn = self.auto_one(tenant).await?;
         let result = store::update_moment(&conn, &tenant.0.schema, moment).await;
         conn.finish(result).await.and_then(missing("moment", moment.id)).map(|()| moment.clone())
     }
 
     async fn delete_moment(&self, tenant: &PgTenant, id: MomentId) -> Result<()> {
-        let conn = self.auto(tenant).await?;
+        let conn = self.auto_one(tenant).await?;
         let result = store::delete_moment(&conn, &tenant.0.schema, id).await;
         conn.finish(result).await.and_then(missing("moment", id))
     }
@@ -510,16 +578,28 @@ impl Provider for PgProvider {
         tenant: &PgTenant,
         query: &SearchQuery,
     ) -> Result<Vec<ScoredResource>> {
-        let Some(dimension) = self.tenant_config(tenant).await?.dimension else {
+        let Some(dimension) = self.dimension(tenant).await? else {
             return Ok(Vec::new());
         };
-        let conn = self.auto(tenant).await?;
+        // The HNSW parameters travel with BEGIN, transaction-local like the tenant.
+        let ef_search = self.ef_search.max(query.k).min(MAX_EF_SEARCH).to_string();
+        let order = if query.filter.is_some() { "relaxed_order" } else { "strict_order" };
+        let settings =
+            (sql::SET_SEARCH, vec![ef_search, order.to_owned(), MAX_SCAN_TUPLES.to_owned()]);
+        let mut conn = self.app.get().await?;
+        let tenant_id = tenant.0.id.as_str();
+        if query.filter.is_some() {
+            conn.begin_lazy(sql::BEGIN_READ_COMMITTED, tenant_id, Some(settings));
+        } else {
+            // One statement: BEGIN, settings, search and COMMIT in one round trip.
+            conn.one_shot(sql::BEGIN_READ_COMMITTED, tenant_id, Some(settings));
+        }
         let result = search(&conn, tenant, dimension, query).await;
         conn.finish(result).await
     }
 
     async fn search_entities(&self, tenant: &PgTenant, query: &EntityQuery) -> Result<Vec<Entity>> {
-        let conn = self.auto(tenant).await?;
+        let conn = self.auto_one(tenant).await?;
         let result = async {
             // Without a property filter the database applies the limit; with one, the filter
             // runs here, so every name match is fetched and cut after filtering.
@@ -552,19 +632,23 @@ impl Provider for PgProvider {
     async fn traverse(&self, tenant: &PgTenant, query: &TraverseQuery) -> Result<Vec<Reached>> {
         let conn = self.auto(tenant).await?;
         let result = async {
-            if !store::entity_exists(&conn, &tenant.0.schema, query.start).await? {
-                return Err(Error::not_found("entity", query.start));
-            }
             let (out, incoming) = store::sides(query.direction);
             let with_relations = !query.relations.is_empty();
             let relations = with_relations.then_some(&query.relations);
             let depth = i32::try_from(query.depth).map_err(|e| Error::invalid("depth", e))?;
-            let rows = conn
-                .query(
-                    &sql::traverse(&tenant.0.schema, out, incoming, with_relations),
-                    &[&query.start.as_uuid(), &depth, &relations],
-                )
-                .await?;
+            let walk = sql::traverse(&tenant.0.schema, out, incoming, with_relations);
+            // Sent together: one round trip (the walk is dropped if the start is missing).
+            let start = query.start.as_uuid();
+            let params: [&(dyn tokio_postgres::types::ToSql + Sync); 3] =
+                [&start, &depth, &relations];
+            let (exists, rows) = tokio::join!(
+                store::entity_exists(&conn, &tenant.0.schema, query.start),
+                conn.query(&walk, &params)
+            );
+            if !exists? {
+                return Err(Error::not_found("entity", query.start));
+            }
+            let rows = rows?;
             rows.iter()
                 .map(|row| {
                     let bad = |e| Error::corrupt("traversal row", e);
@@ -582,7 +666,7 @@ impl Provider for PgProvider {
     }
 
     async fn moments_in_range(&self, tenant: &PgTenant, range: &TimeRange) -> Result<Vec<Moment>> {
-        let conn = self.auto(tenant).await?;
+        let conn = self.auto_one(tenant).await?;
         let result = async {
             let rows = conn
                 .query(
@@ -609,7 +693,7 @@ impl Provider for PgProvider {
             RecordKind::Edge => sql::ScanTable::Edges,
             RecordKind::Moment => sql::ScanTable::Moments,
         };
-        let conn = self.auto(tenant).await?;
+        let conn = self.auto_one(tenant).await?;
         let result = async {
             let limit = i64::try_from(limit).unwrap_or(i64::MAX);
             let rows = conn.query(&sql::scan(&tenant.0.schema, table), &[&after, &limit]).await?;
@@ -634,6 +718,10 @@ impl Provider for PgProvider {
     }
 }
 
+/// How many index tuples a filtered search may visit before it gives up on the index and
+/// falls back to an exact scan (pgvector's default).
+const MAX_SCAN_TUPLES: &str = "20000";
+
 /// Vector search inside an auto-commit transaction (see the module docs).
 async fn search(
     conn: &PgConn,
@@ -642,41 +730,51 @@ async fn search(
     query: &SearchQuery,
 ) -> Result<Vec<ScoredResource>> {
     let vector = pgvector::Vector::from(query.vector.clone());
-    let statement = sql::search_resources(&tenant.0.schema, dimension, tenant.0.metric);
+    let schema = &tenant.0.schema;
     let k = query.k;
+    let limit = i64::try_from(k).unwrap_or(i64::MAX);
     let mut hits = Vec::with_capacity(k);
     match &query.filter {
         None => {
-            let ef_search = k.clamp(40, 1000).to_string();
-            conn.query(sql::SET_LOCAL, &[&"hnsw.ef_search", &ef_search]).await?;
-            conn.query(sql::SET_LOCAL, &[&"hnsw.iterative_scan", &"strict_order"]).await?;
-            let limit = i64::try_from(k).unwrap_or(i64::MAX);
+            let statement = sql::search_resources(schema, dimension, tenant.0.metric);
             for row in conn.query(&statement, &[&vector, &limit]).await? {
                 hits.push(store::resource_from_row(&row)?);
             }
         }
         Some(filter) => {
-            // Exact: no index scan, so rows come in true distance order. The window grows
-            // until `k` rows match or the table is exhausted.
-            conn.query(sql::SET_LOCAL, &[&"enable_indexscan", &"off"]).await?;
-            let mut window = k.saturating_mul(4).max(64);
-            loop {
-                let limit = i64::try_from(window).unwrap_or(i64::MAX);
-                let rows = conn.query(&statement, &[&vector, &limit]).await?;
-                hits.clear();
-                for row in &rows {
-                    let resource = store::resource_from_row(row)?;
-                    if filter.matches(&resource.metadata) {
-                        hits.push(resource);
-                        if hits.len() == k {
-                            break;
+            let statement = sql::search_resources_filtered(schema, dimension, tenant.0.metric);
+            let contains = Json(prefilter::containment(filter));
+            // First the index: an iterative scan goes on past rows the containment rejects.
+            for row in conn.query(&statement, &[&vector, &limit, &contains]).await? {
+                let resource = store::resource_from_row(&row)?;
+                if filter.matches(&resource.metadata) {
+                    hits.push(resource);
+                }
+            }
+            if hits.len() < k {
+                // The index scan gave up (or the containment is looser than the filter): an
+                // exact scan, rows in true distance order, the window growing until `k` rows
+                // match or the table is exhausted.
+                conn.query(sql::EXACT_SEARCH, &[]).await?;
+                let mut window = k.saturating_mul(4).max(64);
+                loop {
+                    let limit = i64::try_from(window).unwrap_or(i64::MAX);
+                    let rows = conn.query(&statement, &[&vector, &limit, &contains]).await?;
+                    hits.clear();
+                    for row in &rows {
+                        let resource = store::resource_from_row(row)?;
+                        if filter.matches(&resource.metadata) {
+                            hits.push(resource);
+                            if hits.len() == k {
+                                break;
+                            }
                         }
                     }
+                    if hits.len() == k || rows.len() < window {
+                        break;
+                    }
+                    window = window.saturating_mul(4);
                 }
-                if hits.len() == k || rows.len() < window {
-                    break;
-                }
-                window = window.saturating_mul(4);
             }
         }
     }

@@ -31,8 +31,27 @@ pub(crate) const PROBE_SESSION: &str =
     "SELECT pg_backend_pid(), coalesce(current_setting('app.current_tenant', true), '')";
 /// Succeeds only inside a transaction block: how a probe tells whether one is open.
 pub(crate) const PROBE_TRANSACTION: &str = "SAVEPOINT percolate_probe";
-/// Sets an HNSW search parameter for the current transaction only.
-pub(crate) const SET_LOCAL: &str = "SELECT set_config($1, $2, true)";
+/// The parameters of one search, for its transaction only: `$1` `hnsw.ef_search`, `$2`
+/// `hnsw.iterative_scan`, `$3` `hnsw.max_scan_tuples`; and the plan: the HNSW index, never a
+/// sequential scan and sort (which the planner would pick for a selective metadata filter,
+/// reading every row).
+pub(crate) const SET_SEARCH: &str = "SELECT set_config('hnsw.ef_search', $1, true),
+    set_config('hnsw.iterative_scan', $2, true), set_config('hnsw.max_scan_tuples', $3, true),
+    set_config('enable_seqscan', 'off', true), set_config('enable_sort', 'off', true)";
+/// An exact search for the rest of the transaction: no index scan, rows in true distance order.
+pub(crate) const EXACT_SEARCH: &str = "SELECT set_config('enable_indexscan', 'off', true),
+    set_config('enable_seqscan', 'on', true), set_config('enable_sort', 'on', true)";
+/// The session cleanup of deadpool's `RecyclingMethod::Clean`, run at every checkout (see
+/// [`super::conn`]); a test checks it is deadpool's, statement for statement.
+pub(crate) const SESSION_CLEAN: &str = "\
+    CLOSE ALL; \
+    SET SESSION AUTHORIZATION DEFAULT; \
+    RESET ALL; \
+    UNLISTEN *; \
+    SELECT pg_advisory_unlock_all(); \
+    DISCARD TEMP; \
+    DISCARD SEQUENCES;\
+";
 
 /// The registry of tenants, shared by all; created by the owner role.
 pub(crate) const CREATE_REGISTRY: &str = "
@@ -222,6 +241,21 @@ pub(crate) fn search_resources(schema: &SchemaName, dimension: u32, metric: Metr
     format!(
         "SELECT {RESOURCE_COLUMNS} FROM {schema}.resources
          WHERE embedding IS NOT NULL
+         ORDER BY {distance}, id LIMIT $2"
+    )
+}
+
+/// Like [`search_resources`], only resources whose metadata contains `$3` (a `jsonb` document
+/// from [`super::prefilter`]).
+pub(crate) fn search_resources_filtered(
+    schema: &SchemaName,
+    dimension: u32,
+    metric: Metric,
+) -> String {
+    let distance = distance_expression(dimension, metric);
+    format!(
+        "SELECT {RESOURCE_COLUMNS} FROM {schema}.resources
+         WHERE embedding IS NOT NULL AND metadata @> $3::jsonb
          ORDER BY {distance}, id LIMIT $2"
     )
 }
@@ -434,4 +468,15 @@ pub(crate) enum ScanTable {
     Entities,
     Edges,
     Moments,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn session_clean_is_deadpools_clean_recycling() {
+        let clean = deadpool_postgres::RecyclingMethod::Clean;
+        assert_eq!(clean.query(), Some(SESSION_CLEAN));
+    }
 }

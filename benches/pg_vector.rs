@@ -1,0 +1,287 @@
+//! kNN on PostgreSQL + pgvector HNSW: k = 10 over 100k 384-d vectors, recall@10 against brute
+//! force and p50/p99 latency at several `hnsw.ef_search` values, unfiltered and with filters
+//! keeping 10% and 1% of the rows; plus the cost of ingesting embeddings.
+//!
+//! ```text
+//! bash scripts/with-postgres.sh cargo bench --features postgres --bench pg_vector
+//! ```
+//!
+//! Data: the 50k real MiniLM embeddings of `../shared/data/wordnet-minilm-dev` (or
+//! `PERCOLATE_DATASET`) plus 50k noisy copies of them (each row plus Gaussian noise, normalised),
+//! and the dataset's real queries; the ground truth is recomputed by brute force over all 100k
+//! (and over the filtered subsets) with the contract's cosine distance. Without the dataset the
+//! bench uses 100k synthetic clustered vectors. Goal: p50 ≤ 1 ms at recall@10 ≥ 0.95.
+//!
+//! `PERCOLATE_PG_VECTOR_ROWS` and `PERCOLATE_PG_VECTOR_QUERIES` shrink a run (default 100000
+//! and 200).
+
+#![allow(missing_docs)] // criterion_group! generates undocumented items.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use percolate::dataset::{Dataset, XorShift};
+use percolate::postgres::PgConfig;
+use percolate::postgres::PgProvider;
+use percolate::postgres::tenant::SchemaName;
+use percolate::{
+    Filter, MemoryEngine, Metric, NewResource, SearchQuery, TenantConfig, TenantHandle,
+};
+use serde_json::json;
+
+const K: usize = 10;
+const DIMENSION: usize = 384;
+
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+/// `rows` base vectors (row-major) and the query vectors.
+fn vectors(rows: usize, queries: usize) -> (Vec<f32>, Vec<f32>) {
+    let Some(data) = common::real_dataset().filter(|d| d.dimension == DIMENSION) else {
+        println!("no real dataset: {rows} synthetic clustered vectors");
+        let data = Dataset::synthetic(rows, queries, DIMENSION, 0, 7);
+        return (data.base, data.queries);
+    };
+    let real = data.len();
+    let mut base = Vec::with_capacity(rows * DIMENSION);
+    let mut rng = XorShift(0x5EED);
+    for i in 0..rows {
+        if i < real {
+            base.extend_from_slice(data.row(i));
+        } else {
+            // A noisy copy of a real row: near its original, distinct from it.
+            let mut v: Vec<f32> =
+                data.row(i % real).iter().map(|x| x + 0.02 * rng.normal()).collect();
+            let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(f32::MIN_POSITIVE);
+            v.iter_mut().for_each(|x| *x /= norm);
+            base.extend(v);
+        }
+    }
+    let queries = data.query_count().min(queries);
+    println!("{real} real rows + {} noisy copies, {queries} real queries", rows - real.min(rows));
+    (base, data.queries[..queries * DIMENSION].to_vec())
+}
+
+/// Row `i`'s metadata: `decile` keeps 10% per value, `percentile` 1%.
+fn resource(i: usize, embedding: &[f32]) -> NewResource {
+    let mut r = NewResource::new(format!("row {i}"));
+    r.metadata.insert("decile".into(), json!(i % 10));
+    r.metadata.insert("percentile".into(), json!(i % 100));
+    r.with_embedding(embedding.to_vec())
+}
+
+/// The exact `K` nearest rows among those `keep` accepts, by the contract's distance.
+fn brute_force(base: &[f32], query: &[f32], keep: impl Fn(usize) -> bool) -> Vec<usize> {
+    let mut scored: Vec<(f32, usize)> = base
+        .chunks_exact(DIMENSION)
+        .enumerate()
+        .filter(|(i, _)| keep(*i))
+        .map(|(i, row)| (Metric::Cosine.distance(query, row), i))
+        .collect();
+    let k = K.min(scored.len());
+    scored.select_nth_unstable_by(k.saturating_sub(1), |a, b| a.0.total_cmp(&b.0));
+    scored.truncate(k);
+    scored.sort_by(|a, b| a.0.total_cmp(&b.0));
+    scored.into_iter().map(|(_, i)| i).collect()
+}
+
+fn percentile(times: &mut [Duration], q: f64) -> Duration {
+    times.sort_unstable();
+    times[((times.len() as f64 * q) as usize).min(times.len() - 1)]
+}
+
+struct Case {
+    name: &'static str,
+    filter: Option<serde_json::Value>,
+    keep: fn(usize) -> bool,
+}
+
+fn cases() -> Vec<Case> {
+    vec![
+        Case { name: "unfiltered", filter: None, keep: |_| true },
+        Case { name: "filter 10%", filter: Some(json!({"decile": 3})), keep: |i| i % 10 == 3 },
+        Case {
+            name: "filter 1%",
+            filter: Some(json!({"percentile": 42})),
+            keep: |i| i % 100 == 42,
+        },
+    ]
+}
+
+fn config(ef_search: usize) -> Option<PgConfig> {
+    let var = |name: &str| {
+        std::env::var(format!("PERCOLATE_BENCH_{name}"))
+            .or_else(|_| std::env::var(format!("PERCOLATE_TEST_{name}")))
+            .ok()
+    };
+    let mut config = PgConfig::new(var("POSTGRES_URL")?).with_ef_search(ef_search);
+    if let Some(admin) = var("POSTGRES_ADMIN_URL") {
+        config = config.with_admin_url(admin);
+    }
+    Some(config)
+}
+
+fn pg_vector(c: &mut Criterion) {
+    let Some((rt, engine)) = common::postgres_engine() else { return };
+    let rows = env_usize("PERCOLATE_PG_VECTOR_ROWS", 100_000);
+    let query_count = env_usize("PERCOLATE_PG_VECTOR_QUERIES", 200);
+    let (base, queries) = vectors(rows, query_count);
+    let query_count = queries.len() / DIMENSION;
+    let id = common::bench_tenant("pgvector");
+    let tenant = rt
+        .block_on(engine.create_tenant(
+            &id,
+            TenantConfig { dimension: Some(DIMENSION as u32), metric: Metric::Cosine },
+        ))
+        .expect("tenant");
+
+    // Ingest with the HNSW index maintained row by row, in batches of 1000.
+    let started = Instant::now();
+    let mut batch_times = Vec::new();
+    for (b, chunk) in base.chunks(1000 * DIMENSION).enumerate() {
+        let batch: Vec<NewResource> = chunk
+            .chunks_exact(DIMENSION)
+            .enumerate()
+            .map(|(j, v)| resource(b * 1000 + j, v))
+            .collect();
+        let t = Instant::now();
+        rt.block_on(tenant.batch_create_resources(batch)).expect("ingest");
+        batch_times.push(t.elapsed());
+    }
+    let ingest = started.elapsed();
+    println!(
+        "ingest {rows} x {DIMENSION}-d, HNSW maintained: {ingest:.1?} ({:.0} rows/s), batch of \
+         1000 p50 {:.1?} p99 {:.1?}",
+        rows as f64 / ingest.as_secs_f64(),
+        percentile(&mut batch_times, 0.5),
+        percentile(&mut batch_times, 0.99)
+    );
+
+    let truth: Vec<Vec<Vec<usize>>> = cases()
+        .iter()
+        .map(|case| {
+            (0..query_count)
+                .map(|q| brute_force(&base, &queries[q * DIMENSION..][..DIMENSION], case.keep))
+                .collect()
+        })
+        .collect();
+    let row_of = |content: &str| -> usize {
+        content.strip_prefix("row ").and_then(|n| n.parse().ok()).expect("row content")
+    };
+
+    println!("\nkNN k={K} over {rows} x {DIMENSION}-d (cosine), {query_count} queries:");
+    for (case, truth) in cases().iter().zip(&truth) {
+        let filter = case.filter.as_ref().map(|f| Filter::parse(f).expect("filter"));
+        for ef in [40, 64, 100, 200, 400] {
+            let Some(config) = config(ef) else { return };
+            let engine =
+                MemoryEngine::new(rt.block_on(PgProvider::connect(config)).expect("connect"));
+            let handle: TenantHandle<PgProvider> = rt.block_on(engine.tenant(&id)).expect("open");
+            let search = |q: usize| {
+                let mut query = SearchQuery::new(queries[q * DIMENSION..][..DIMENSION].to_vec(), K);
+                query.filter = filter.clone();
+                rt.block_on(handle.search_resources(&query)).expect("search")
+            };
+            for q in 0..query_count.min(20) {
+                search(q); // warm-up: connections, prepared statements, buffers
+            }
+            let mut times = Vec::with_capacity(query_count);
+            let mut found = 0usize;
+            let mut expected = 0usize;
+            for (q, truth) in truth.iter().enumerate() {
+                let t = Instant::now();
+                let hits = search(q);
+                times.push(t.elapsed());
+                expected += truth.len();
+                found +=
+                    hits.iter().filter(|h| truth.contains(&row_of(&h.resource.content))).count();
+                assert_eq!(hits.len(), truth.len(), "{}: k results when k rows match", case.name);
+            }
+            println!(
+                "  {:<11} ef_search {ef:>4}: recall@{K} {:.3}  p50 {:>9.2?}  p99 {:>9.2?}",
+                case.name,
+                found as f64 / expected.max(1) as f64,
+                percentile(&mut times, 0.5),
+                percentile(&mut times, 0.99)
+            );
+        }
+    }
+
+    // A criterion measurement at one setting, for trend tracking.
+    if let Some(config) = config(100) {
+        let engine = MemoryEngine::new(rt.block_on(PgProvider::connect(config)).expect("connect"));
+        let handle: TenantHandle<PgProvider> = rt.block_on(engine.tenant(&id)).expect("open");
+        let mut q = 0usize;
+        let mut group = c.benchmark_group("postgres/knn");
+        group.bench_function("k10_ef100_100k", |b| {
+            b.iter(|| {
+                q = (q + 1) % query_count;
+                let query = SearchQuery::new(queries[q * DIMENSION..][..DIMENSION].to_vec(), K);
+                rt.block_on(handle.search_resources(&query)).expect("search")
+            })
+        });
+        group.finish();
+    }
+
+    index_rebuild(&rt, &id, &base);
+}
+
+/// The alternative to row-by-row HNSW maintenance: load without the index, build it after.
+fn index_rebuild(rt: &tokio::runtime::Runtime, id: &percolate::TenantId, base: &[f32]) {
+    let Some(admin) = std::env::var("PERCOLATE_BENCH_POSTGRES_ADMIN_URL")
+        .or_else(|_| std::env::var("PERCOLATE_TEST_POSTGRES_ADMIN_URL"))
+        .ok()
+    else {
+        return;
+    };
+    let Some(config) = config(40) else { return };
+    let engine = MemoryEngine::new(rt.block_on(PgProvider::connect(config)).expect("connect"));
+    let handle: TenantHandle<PgProvider> = rt.block_on(engine.tenant(id)).expect("open");
+    let schema = SchemaName::of(id);
+    rt.block_on(async {
+        let (client, connection) =
+            tokio_postgres::connect(&admin, tokio_postgres::NoTls).await.expect("admin connect");
+        tokio::spawn(connection);
+        client
+            .batch_execute(&format!("DROP INDEX {schema}.resources_embedding"))
+            .await
+            .expect("drop index");
+        let started = Instant::now();
+        let extra = 10usize;
+        for b in 0..extra {
+            let batch: Vec<NewResource> = base
+                .chunks_exact(DIMENSION)
+                .take(1000)
+                .enumerate()
+                .map(|(j, v)| resource(1_000_000 + b * 1000 + j, v))
+                .collect();
+            handle.batch_create_resources(batch).await.expect("ingest");
+        }
+        let load = started.elapsed();
+        println!(
+            "\ningest without the index: {extra} batches of 1000 in {load:.1?} ({:.1?} per batch)",
+            load / extra as u32
+        );
+        let started = Instant::now();
+        client
+            .batch_execute(&format!(
+                "SET maintenance_work_mem = '1GB';
+                 CREATE INDEX resources_embedding ON {schema}.resources
+                     USING hnsw ((embedding::vector({DIMENSION})) vector_cosine_ops);"
+            ))
+            .await
+            .expect("create index");
+        println!(
+            "CREATE INDEX (HNSW, m=16, ef_construction=64) over {} rows, maintenance_work_mem \
+             1GB: {:.1?}",
+            base.len() / DIMENSION + extra * 1000,
+            started.elapsed()
+        );
+    });
+}
+
+criterion_group!(benches, pg_vector);
+criterion_main!(benches);
