@@ -20,9 +20,13 @@
 //!   sorted (serde_json's map is a `BTreeMap`; a test guards it); floats are written shortest
 //!   round-trip. Equal tenants export to byte-identical files, whatever the provider.
 //! - **Export streams**: it reads keyset pages of [`PAGE`] records through
-//!   [`TenantHandle::scan`] and writes each record as it comes; a tenant is never held in
-//!   memory. The header's counts come from a first counting pass; if the tenant changes between
-//!   the passes the export fails with [`Error::Conflict`] (retry), never with a wrong header.
+//!   [`TenantHandle::scan`] (the next page is read while the current one is serialised) and
+//!   writes each record as it comes; a tenant is never held in memory. The header must carry
+//!   the counts, which are known only at the end, so the records go to an unnamed temporary
+//!   spool file first and are copied out behind the header: one scan of the tenant instead of
+//!   a counting scan plus a writing scan (the scan is most of the cost), and the counts always
+//!   agree with the records. Pages are not one snapshot: export a tenant that is not being
+//!   written to.
 //! - **Import verifies before it writes.** Pass 1 reads the whole file: the header, every record
 //!   (parsed, validated, in canonical order, no duplicate ids, every edge's ends among the
 //!   file's entities, the dimension), the counts and the checksum. Only then does pass 2 write.
@@ -35,7 +39,7 @@
 
 use std::collections::HashSet;
 use std::fs::File;
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -233,32 +237,86 @@ impl<W: Write> Hashing<W> {
     }
 }
 
-/// Writes the tenant to `out` in the portable format, streaming page by page.
-///
-/// `progress` is called after every page. `out` should be buffered; it is flushed at the end.
-/// Serialising and writing run on the calling task.
+fn spool_error(e: std::io::Error) -> Error {
+    Error::Backend { provider: "export spool file", source: Box::new(e) }
+}
+
+/// Scans one page in a task of its own, so the next page is read while this one is written.
+fn scan_ahead<P: Provider>(
+    tenant: &TenantHandle<P>,
+    kind: RecordKind,
+    after: Option<uuid::Uuid>,
+) -> tokio::task::JoinHandle<Result<Vec<Record>>> {
+    let tenant = tenant.clone();
+    tokio::spawn(async move { tenant.scan(kind, after, PAGE).await })
+}
+
+/// Writes the tenant to `out` in the portable format, streaming page by page; records are
+/// spooled to an anonymous temporary file in the system's temporary directory. See
+/// [`export_with_spool`].
 ///
 /// # Errors
-/// [`Error::Conflict`] if the tenant changed during the export (retry);
-/// [`Error::Backend`] if storage or `out` fails.
+/// As [`export_with_spool`].
 pub async fn export<P: Provider, W: Write>(
     tenant: &TenantHandle<P>,
     out: W,
+    progress: impl FnMut(Progress),
+) -> Result<ExportSummary> {
+    export_with_spool(tenant, out, None, progress).await
+}
+
+/// Writes the tenant to `out` in the portable format.
+///
+/// One pass of keyset pages ([`PAGE`] records, the next page read while the current one is
+/// serialised) writes the records to an unnamed temporary file in `spool_dir` (the system's
+/// temporary directory when `None`) and counts them; then the header, the spooled records and
+/// the trailer go to `out`. So the header's counts are exact without a second scan of the
+/// tenant, and memory use stays at one page. `progress` is called after every page with
+/// `total` 0 (unknown), then once at the end. `out` should be buffered; it is flushed at the
+/// end.
+///
+/// # Errors
+/// [`Error::Backend`] if storage, the spool file or `out` fails.
+pub async fn export_with_spool<P: Provider, W: Write>(
+    tenant: &TenantHandle<P>,
+    out: W,
+    spool_dir: Option<&Path>,
     mut progress: impl FnMut(Progress),
 ) -> Result<ExportSummary> {
     let config = tenant.config().await?;
+    let spool = match spool_dir {
+        Some(dir) => tempfile::tempfile_in(dir),
+        None => tempfile::tempfile(),
+    }
+    .map_err(spool_error)?;
+    let mut spooled = std::io::BufWriter::with_capacity(1 << 20, spool);
     let mut counts = Counts::default();
+    let mut line = Vec::with_capacity(1 << 16);
     for kind in RecordKind::ALL {
-        let mut after = None;
-        loop {
-            let page = tenant.scan(kind, after, PAGE).await?;
-            *counts.slot(kind) += page.len() as u64;
-            match page.last() {
-                Some(last) if page.len() == PAGE => after = Some(record_id(last)),
-                _ => break,
+        let mut next = Some(scan_ahead(tenant, kind, None));
+        while let Some(task) = next.take() {
+            let page = task
+                .await
+                .map_err(|e| Error::Backend { provider: "export scan", source: Box::new(e) })??;
+            if page.len() == PAGE
+                && let Some(last) = page.last()
+            {
+                next = Some(scan_ahead(tenant, kind, Some(record_id(last))));
             }
+            for record in &page {
+                line.clear();
+                serde_json::to_writer(&mut line, record)
+                    .map_err(|e| Error::invalid("export record", e))?;
+                line.push(b'\n');
+                spooled.write_all(&line).map_err(spool_error)?;
+                *counts.slot(record_kind(record)) += 1;
+            }
+            progress(Progress { done: counts.total(), total: 0 });
         }
     }
+    let mut spool = spooled.into_inner().map_err(|e| spool_error(e.into_error()))?;
+    spool.seek(SeekFrom::Start(0)).map_err(spool_error)?;
+
     let header = Header {
         format: FORMAT.to_owned(),
         version: FORMAT_VERSION,
@@ -267,45 +325,25 @@ pub async fn export<P: Provider, W: Write>(
         metric: config.metric,
         counts,
     };
-    let total = counts.total();
     let mut out = Hashing { inner: out, hasher: Sha256::new(), bytes: 0 };
-    let mut line = serde_json::to_vec(&header).map_err(|e| Error::invalid("export header", e))?;
-    line.push(b'\n');
-    out.line(&line)?;
-
-    let mut written = Counts::default();
-    for kind in RecordKind::ALL {
-        let mut after = None;
-        loop {
-            let page = tenant.scan(kind, after, PAGE).await?;
-            for record in &page {
-                line.clear();
-                serde_json::to_writer(&mut line, record)
-                    .map_err(|e| Error::invalid("export record", e))?;
-                line.push(b'\n');
-                out.line(&line)?;
-                *written.slot(record_kind(record)) += 1;
-            }
-            progress(Progress { done: written.total(), total });
-            match page.last() {
-                Some(last) if page.len() == PAGE => after = Some(record_id(last)),
-                _ => break,
-            }
+    let mut head = serde_json::to_vec(&header).map_err(|e| Error::invalid("export header", e))?;
+    head.push(b'\n');
+    out.line(&head)?;
+    let mut chunk = vec![0u8; 1 << 20];
+    loop {
+        let read = spool.read(&mut chunk).map_err(spool_error)?;
+        if read == 0 {
+            break;
         }
-    }
-    if written != counts {
-        return Err(Error::Conflict(format!(
-            "tenant {} changed during the export (counted {counts:?}, then read {written:?}): \
-             export it again",
-            tenant.id()
-        )));
+        out.line(&chunk[..read])?;
     }
     let Hashing { mut inner, hasher, bytes } = out;
-    let trailer = Trailer { records: written.total(), sha256: hex(&hasher.finalize()) };
+    let trailer = Trailer { records: counts.total(), sha256: hex(&hasher.finalize()) };
     let mut last = serde_json::to_vec(&trailer).map_err(|e| Error::invalid("export trailer", e))?;
     last.push(b'\n');
     inner.write_all(&last).map_err(write_error)?;
     inner.flush().map_err(write_error)?;
+    progress(Progress { done: counts.total(), total: counts.total() });
     Ok(ExportSummary { header, trailer, bytes: bytes + last.len() as u64 })
 }
 

@@ -488,7 +488,8 @@ fn progress_bar(message: &'static str) -> ProgressBar {
 
 fn on_progress(bar: &ProgressBar) -> impl FnMut(Progress) + '_ {
     move |p: Progress| {
-        bar.set_length(p.total);
+        // While an export scans, the total is not known yet (0): the bar tracks what is done.
+        bar.set_length(p.total.max(p.done));
         bar.set_position(p.done);
     }
 }
@@ -870,7 +871,7 @@ async fn export<P: Provider>(
                 .map_err(|e| bad("--out", format!("{}: {e}", path.display())))?;
             let summary = {
                 let writer = std::io::BufWriter::with_capacity(1 << 20, temp.as_file_mut());
-                portable::export(handle, writer, on_progress(&bar)).await?
+                portable::export_with_spool(handle, writer, Some(dir), on_progress(&bar)).await?
             };
             temp.as_file().sync_all().map_err(file_error)?;
             temp.persist(path).map_err(|e| file_error(e.error))?;
