@@ -43,6 +43,18 @@ impl Default for HnswParams {
     }
 }
 
+/// `vector` as the graph stores it under `metric`: unit length under cosine, unchanged
+/// otherwise.
+pub(crate) fn prepare_in_place(metric: Metric, mut vector: Vec<f32>) -> Vec<f32> {
+    if metric == Metric::Cosine {
+        let norm = simd::dot(&vector, &vector).sqrt();
+        if norm > 0.0 {
+            vector.iter_mut().for_each(|x| *x /= norm);
+        }
+    }
+    vector
+}
+
 /// A point id and its distance to the query, ordered by distance then id.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub(crate) struct Scored {
@@ -168,14 +180,7 @@ impl Hnsw {
 
     /// The query or point vector as stored: unit length under the cosine metric.
     pub(crate) fn prepare(&self, vector: &[f32]) -> Vec<f32> {
-        let mut v = vector.to_vec();
-        if self.metric == Metric::Cosine {
-            let norm = simd::dot(&v, &v).sqrt();
-            if norm > 0.0 {
-                v.iter_mut().for_each(|x| *x /= norm);
-            }
-        }
-        v
+        prepare_in_place(self.metric, vector.to_vec())
     }
 
     #[inline]

@@ -35,7 +35,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use parking_lot::{Mutex, RwLock};
 
-use super::hnsw::{Hnsw, HnswParams, Scored};
+use super::hnsw::{Hnsw, HnswParams, Scored, prepare_in_place};
 use crate::model::{Filter, Metadata, Metric, ResourceId};
 
 /// A change to the searchable set, produced by a write and applied after its commit.
@@ -77,6 +77,34 @@ struct State {
     /// Every live resource with an embedding.
     slots: HashMap<ResourceId, Slot>,
     pending: HashMap<ResourceId, Pending>,
+    /// Graph points by top-level scalar metadata value: the candidates of an equality filter
+    /// without walking or scanning. Deleted points stay listed and are skipped at query time.
+    postings: HashMap<String, HashMap<Scalar, Vec<u32>>>,
+}
+
+/// A JSON scalar as a posting key. Numbers are keyed by their `f64` value, the way filters
+/// compare them (`1 == 1.0`).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+enum Scalar {
+    Null,
+    Bool(bool),
+    Number(u64),
+    String(String),
+}
+
+impl Scalar {
+    fn of(value: &serde_json::Value) -> Option<Scalar> {
+        Some(match value {
+            serde_json::Value::Null => Scalar::Null,
+            serde_json::Value::Bool(b) => Scalar::Bool(*b),
+            serde_json::Value::Number(n) => {
+                let x = n.as_f64()?;
+                Scalar::Number(if x == 0.0 { 0.0f64.to_bits() } else { x.to_bits() })
+            }
+            serde_json::Value::String(s) => Scalar::String(s.clone()),
+            _ => return None,
+        })
+    }
 }
 
 /// A hit: resource and distance under the tenant's metric.
@@ -112,6 +140,7 @@ impl VectorIndex {
                 points: Vec::new(),
                 slots: HashMap::new(),
                 pending: HashMap::new(),
+                postings: HashMap::new(),
             }),
             metric,
             params,
@@ -161,6 +190,7 @@ impl VectorIndex {
                     let hash = hash_vector(&vector);
                     match by_id.remove(&id) {
                         Some(point) if state.points[point as usize].hash == hash => {
+                            state.post(point, &metadata);
                             state.points[point as usize].metadata = metadata;
                             state.slots.insert(id, Slot::Graph(point));
                         }
@@ -233,20 +263,28 @@ impl VectorIndex {
         if changes.is_empty() {
             return;
         }
+        // Hashing and normalising happen before the lock is taken, so searches wait only for
+        // the map updates.
+        let prepared: Vec<(ResourceId, Option<Pending>)> = changes
+            .into_iter()
+            .map(|change| match change {
+                VectorChange::Upsert { id, vector, metadata } => {
+                    let hash = hash_vector(&vector);
+                    // Stored as the graph stores it (unit length under cosine), so the exact
+                    // scan and the graph give the same distances.
+                    let vector = prepare_in_place(self.metric, vector);
+                    (id, Some(Pending { vector, metadata, hash }))
+                }
+                VectorChange::Remove { id } => (id, None),
+            })
+            .collect();
         {
             let mut state = self.state.write();
-            for change in changes {
-                match change {
-                    VectorChange::Upsert { id, vector, metadata } => {
-                        state.remove(id);
-                        // Stored as the graph stores it (unit length under cosine), so the
-                        // exact scan and the graph give the same distances.
-                        let hash = hash_vector(&vector);
-                        let vector = state.graph.prepare(&vector);
-                        state.pending.insert(id, Pending { vector, metadata, hash });
-                        state.slots.insert(id, Slot::Pending);
-                    }
-                    VectorChange::Remove { id } => state.remove(id),
+            for (id, pending) in prepared {
+                state.remove(id);
+                if let Some(pending) = pending {
+                    state.pending.insert(id, pending);
+                    state.slots.insert(id, Slot::Pending);
                 }
             }
         }
@@ -287,6 +325,7 @@ impl VectorIndex {
         let Some(id) = state.pending.keys().next().copied() else { return false };
         let Some(pending) = state.pending.remove(&id) else { return false };
         let point = state.graph.insert(&pending.vector);
+        state.post(point, &pending.metadata);
         state.points.push(Point { id, metadata: pending.metadata, hash: pending.hash });
         state.slots.insert(id, Slot::Graph(point));
         self.dirty.store(true, Ordering::Release);
@@ -336,7 +375,21 @@ impl VectorIndex {
             }
         };
         let exact_graph = live <= self.exact_below;
-        if !exact_graph {
+        // An equality filter with few candidates: score exactly those, skip the walk.
+        let planned = match filter {
+            Some(filter) if !exact_graph => {
+                state.candidates(filter).filter(|c| c.len() * 4 <= live)
+            }
+            _ => None,
+        };
+        if let Some(candidates) = planned {
+            for point in candidates {
+                let info = &state.points[point as usize];
+                if !state.graph.is_deleted(point) && matches(&info.metadata) {
+                    offer(&mut best, state.graph.distance(&prepared, point), info.id);
+                }
+            }
+        } else if !exact_graph {
             let found =
                 state.graph.search(&prepared, k, ef.unwrap_or(self.params.ef_search), |p| {
                     matches(&state.points[p as usize].metadata)
@@ -374,6 +427,63 @@ fn distance(metric: Metric, a: &[f32], b: &[f32]) -> f32 {
 }
 
 impl State {
+    /// Lists `point` under each top-level scalar of its metadata.
+    fn post(&mut self, point: u32, metadata: &Metadata) {
+        for (key, value) in metadata {
+            if let Some(scalar) = Scalar::of(value) {
+                self.postings
+                    .entry(key.clone())
+                    .or_default()
+                    .entry(scalar)
+                    .or_default()
+                    .push(point);
+            }
+        }
+    }
+
+    /// The graph points that may match `filter`, from the postings, when the filter pins
+    /// top-level fields to values (`{"a": 1}`, `$eq`, `$in`, and `$and`/`$or` of those);
+    /// `None` when it does not. A superset is fine: candidates are checked against the filter.
+    fn candidates(&self, filter: &Filter) -> Option<Vec<u32>> {
+        let posted = |path: &[String], value: &serde_json::Value| -> Option<&[u32]> {
+            let [key] = path else { return None };
+            let scalar = Scalar::of(value)?;
+            Some(
+                self.postings
+                    .get(key)
+                    .and_then(|values| values.get(&scalar))
+                    .map_or(&[][..], Vec::as_slice),
+            )
+        };
+        match filter {
+            Filter::Compare { path, op: crate::model::CmpOp::Eq, value } => {
+                posted(path, value).map(<[u32]>::to_vec)
+            }
+            Filter::In { path, values, negated: false } => {
+                let mut all = Vec::new();
+                for value in values {
+                    all.extend_from_slice(posted(path, value)?);
+                }
+                all.sort_unstable();
+                all.dedup();
+                Some(all)
+            }
+            Filter::And(parts) => {
+                parts.iter().filter_map(|part| self.candidates(part)).min_by_key(Vec::len)
+            }
+            Filter::Or(parts) => {
+                let mut all = Vec::new();
+                for part in parts {
+                    all.extend(self.candidates(part)?);
+                }
+                all.sort_unstable();
+                all.dedup();
+                Some(all)
+            }
+            _ => None,
+        }
+    }
+
     fn remove(&mut self, id: ResourceId) {
         match self.slots.remove(&id) {
             Some(Slot::Graph(point)) => self.graph.delete(point),
@@ -401,7 +511,7 @@ impl State {
 
 /// The snapshot's file name inside the tenant directory.
 pub(crate) const SNAPSHOT_FILE: &str = "vectors.hnsw";
-const SNAPSHOT_MAGIC: &[u8; 8] = b"PCHNSW01";
+const SNAPSHOT_MAGIC: &[u8; 8] = b"PCHNSW02";
 
 /// Reads and checks a snapshot: magic, checksum, a consistent graph, ids and hashes for every
 /// point, the expected dimension and metric. `None` for anything else, never a panic.
@@ -459,11 +569,16 @@ fn hash_bytes(bytes: &[u8]) -> u64 {
     h.wrapping_mul(K) ^ (h >> 29)
 }
 
-/// The hash of an embedding's stored bytes.
+/// The hash of an embedding (of its bits, so it agrees with the stored bytes).
 fn hash_vector(vector: &[f32]) -> u64 {
-    let mut bytes = Vec::with_capacity(vector.len() * 4);
-    for x in vector {
-        bytes.extend_from_slice(&x.to_le_bytes());
+    const K: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut h: u64 = 0x8422_2325_cbf2_9ce4 ^ (vector.len() as u64).wrapping_mul(K);
+    for pair in vector.chunks(2) {
+        let low = u64::from(pair[0].to_bits());
+        let high = pair.get(1).map_or(0, |x| u64::from(x.to_bits()));
+        h = (h ^ (low | high << 32)).wrapping_mul(K);
+        h ^= h >> 29;
     }
-    hash_bytes(&bytes)
+    h ^= h >> 32;
+    h.wrapping_mul(K) ^ (h >> 29)
 }
