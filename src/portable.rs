@@ -654,6 +654,7 @@ pub async fn import<P: Provider>(
         batch: Vec::with_capacity(BATCH),
         batch_lines: Vec::with_capacity(BATCH),
         batch_bytes: 0,
+        in_flight: None,
     };
     let total = header.counts.total();
     let mut reader = open(path)?;
@@ -671,7 +672,7 @@ pub async fn import<P: Provider>(
                 writer.batch.push(resource);
                 writer.batch_lines.push(number);
                 if writer.batch.len() >= BATCH || writer.batch_bytes >= BATCH_BYTES {
-                    writer.flush_resources().await?;
+                    writer.send_resources().await?;
                     progress(Progress { done: writer.done(), total });
                 }
             }
@@ -717,6 +718,9 @@ fn check_compatible(target: &TenantId, config: &TenantConfig, header: &Header) -
     Ok(())
 }
 
+/// The outcome of one batch insert, with the batch back for the one-by-one path.
+type BatchOutcome = (Vec<Resource>, Vec<u64>, Result<()>);
+
 struct ImportWriter<P: Provider> {
     handle: TenantHandle<P>,
     inserted: Counts,
@@ -724,6 +728,9 @@ struct ImportWriter<P: Provider> {
     batch: Vec<Resource>,
     batch_lines: Vec<u64>,
     batch_bytes: usize,
+    /// The batch being written while the next one is parsed; at most one, so batches land in
+    /// file order and a failure stops the import one batch after it.
+    in_flight: Option<tokio::task::JoinHandle<BatchOutcome>>,
 }
 
 impl<P: Provider> ImportWriter<P> {
@@ -731,40 +738,61 @@ impl<P: Provider> ImportWriter<P> {
         self.inserted.total() + self.skipped.total()
     }
 
-    async fn flush_resources(&mut self) -> Result<()> {
-        if self.batch.is_empty() {
-            return Ok(());
-        }
-        let batch = std::mem::take(&mut self.batch);
-        let lines = std::mem::take(&mut self.batch_lines);
-        self.batch_bytes = 0;
-        match self.handle.insert_resources(&batch).await {
+    /// Waits for the batch in flight and settles its outcome.
+    async fn settle(&mut self) -> Result<()> {
+        let Some(task) = self.in_flight.take() else { return Ok(()) };
+        let (batch, lines, outcome) =
+            task.await.map_err(|e| Error::Backend { provider: "import", source: Box::new(e) })?;
+        match outcome {
             Ok(()) => {
                 self.inserted.resources += batch.len() as u64;
+                Ok(())
             }
-            // Some of the batch is there already (an earlier, interrupted import): go one by
-            // one, skipping what is identical.
             Err(Error::Invalid { what, reason }) => {
                 let (first, last) = (lines.first().copied(), lines.last().copied());
-                return Err(Error::invalid(
+                Err(Error::invalid(
                     "import file",
                     format!(
                         "lines {}..={}: invalid {what}: {reason}",
                         first.unwrap_or(0),
                         last.unwrap_or(0)
                     ),
-                ));
+                ))
             }
+            // Some of the batch is there already (an earlier, interrupted import): go one by
+            // one, skipping what is identical.
             Err(Error::AlreadyExists { .. }) => {
                 for (resource, number) in batch.into_iter().zip(lines) {
                     self.one(Record::Resource(resource), number).await?;
                 }
+                Ok(())
             }
-            Err(e) => return Err(e),
+            Err(e) => Err(e),
         }
-        self.batch = Vec::with_capacity(BATCH);
-        self.batch_lines = Vec::with_capacity(BATCH);
+    }
+
+    /// Starts writing the gathered resources (after the previous batch has landed) and
+    /// returns, so parsing goes on while they are written.
+    async fn send_resources(&mut self) -> Result<()> {
+        self.settle().await?;
+        if self.batch.is_empty() {
+            return Ok(());
+        }
+        let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(BATCH));
+        let lines = std::mem::replace(&mut self.batch_lines, Vec::with_capacity(BATCH));
+        self.batch_bytes = 0;
+        let handle = self.handle.clone();
+        self.in_flight = Some(tokio::spawn(async move {
+            let outcome = handle.insert_resources(&batch).await;
+            (batch, lines, outcome)
+        }));
         Ok(())
+    }
+
+    /// Writes every gathered resource and waits until they have landed.
+    async fn flush_resources(&mut self) -> Result<()> {
+        self.send_resources().await?;
+        self.settle().await
     }
 
     /// Inserts one record; an identical existing record is skipped.
