@@ -329,6 +329,9 @@ impl VectorIndex {
         state.points.push(Point { id, metadata: pending.metadata, hash: pending.hash });
         state.slots.insert(id, Slot::Graph(point));
         self.dirty.store(true, Ordering::Release);
+        // Hand the lock straight to a waiting writer or searcher: the indexer would otherwise
+        // re-take it before a parked thread wakes, and commits would queue behind many inserts.
+        parking_lot::RwLockWriteGuard::unlock_fair(state);
         true
     }
 
