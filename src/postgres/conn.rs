@@ -181,7 +181,7 @@ impl PgConn {
         if begin.is_some() {
             self.in_transaction.store(true, Ordering::SeqCst);
         }
-        // Each future sends its request at its first poll; `join!` first polls them in order.
+        // Each future sends its request at its first poll, which `biased` makes in order.
         let clean_f =
             async { if clean { client.batch_execute(sql::SESSION_CLEAN).await } else { Ok(()) } };
         let begin_f = async {
@@ -216,7 +216,7 @@ impl PgConn {
         let commit_f =
             async { if commit { client.batch_execute(sql::COMMIT).await } else { Ok(()) } };
         let (cleaned, begun, tenant_set, settings_set, output, committed) =
-            tokio::join!(clean_f, begin_f, tenant_f, settings_f, statement_f, commit_f);
+            tokio::join!(biased; clean_f, begin_f, tenant_f, settings_f, statement_f, commit_f);
         if commit && committed.is_ok() {
             // Committed, or (after a failed statement) rolled back: no transaction is open.
             self.in_transaction.store(false, Ordering::SeqCst);
@@ -308,7 +308,7 @@ impl PgConn {
         let clean = std::mem::take(&mut self.pending.lock().clean);
         let clean_f =
             async { if clean { client.batch_execute(sql::SESSION_CLEAN).await } else { Ok(()) } };
-        let (cleaned, ran) = tokio::join!(clean_f, client.batch_execute(sql));
+        let (cleaned, ran) = tokio::join!(biased; clean_f, client.batch_execute(sql));
         cleaned.map_err(map_error)?;
         ran.map_err(map_error)
     }

@@ -27,9 +27,11 @@
 //!   transaction-local and sent with `BEGIN`: an unfiltered search is one round trip
 //!   (`strict_order` iterative scan). A filtered search pushes the part of the
 //!   [`crate::Filter`] that containment can express ([`prefilter`]) into SQL and scans the
-//!   index iteratively (`relaxed_order`, up to `hnsw.max_scan_tuples`), evaluating the exact
-//!   filter in Rust; if that yields fewer than `k` matches it falls back to an exact scan (rows
-//!   in true distance order, the window growing until `k` match or the table is exhausted), so
+//!   index iteratively (`relaxed_order`, up to `hnsw.max_scan_tuples`: 50 per result wanted),
+//!   evaluating the exact filter in Rust; if that yields fewer than `k` matches (a selective
+//!   filter) it falls back to an exact scan, which the `jsonb_path_ops` GIN index on `metadata`
+//!   narrows to the matching rows (rows in true distance order, the window growing until `k`
+//!   match or the table is exhausted), so
 //!   `k` results come back whenever `k` resources match. Distances are recomputed with
 //!   [`Metric::distance`], so they are exactly the contract's (cosine `1 - cos`, squared L2,
 //!   negative dot) on every provider.
@@ -582,10 +584,13 @@ impl Provider for PgProvider {
             return Ok(Vec::new());
         };
         // The HNSW parameters travel with BEGIN, transaction-local like the tenant.
-        let ef_search = self.ef_search.max(query.k).min(MAX_EF_SEARCH).to_string();
+        let ef = self.ef_search.max(query.k).min(MAX_EF_SEARCH);
         let order = if query.filter.is_some() { "relaxed_order" } else { "strict_order" };
+        // A filtered index scan stops after `max_scan_tuples`: a filter that selective is
+        // served better by the exact path, through the metadata index.
+        let max_scan_tuples = query.k.saturating_mul(50).max(ef.saturating_mul(2)).min(20_000);
         let settings =
-            (sql::SET_SEARCH, vec![ef_search, order.to_owned(), MAX_SCAN_TUPLES.to_owned()]);
+            (sql::SET_SEARCH, vec![ef.to_string(), order.to_owned(), max_scan_tuples.to_string()]);
         let mut conn = self.app.get().await?;
         let tenant_id = tenant.0.id.as_str();
         if query.filter.is_some() {
@@ -718,9 +723,20 @@ impl Provider for PgProvider {
     }
 }
 
-/// How many index tuples a filtered search may visit before it gives up on the index and
-/// falls back to an exact scan (pgvector's default).
-const MAX_SCAN_TUPLES: &str = "20000";
+/// Runs a search statement: `$1` the vector, `$2` the limit, `$3` the containment document
+/// when the statement has one.
+async fn nearest(
+    conn: &PgConn,
+    statement: &str,
+    vector: &pgvector::Vector,
+    limit: i64,
+    contains: Option<&Json<serde_json::Value>>,
+) -> Result<Vec<tokio_postgres::Row>> {
+    match contains {
+        Some(contains) => conn.query(statement, &[vector, &limit, contains]).await,
+        None => conn.query(statement, &[vector, &limit]).await,
+    }
+}
 
 /// Vector search inside an auto-commit transaction (see the module docs).
 async fn search(
@@ -742,24 +758,35 @@ async fn search(
             }
         }
         Some(filter) => {
-            let statement = sql::search_resources_filtered(schema, dimension, tenant.0.metric);
-            let contains = Json(prefilter::containment(filter));
-            // First the index: an iterative scan goes on past rows the containment rejects.
-            for row in conn.query(&statement, &[&vector, &limit, &contains]).await? {
-                let resource = store::resource_from_row(&row)?;
-                if filter.matches(&resource.metadata) {
-                    hits.push(resource);
+            let contains = prefilter::containment(filter);
+            let narrowed = contains.as_object().is_some_and(|doc| !doc.is_empty());
+            let contains = Json(contains);
+            let statement = if narrowed {
+                sql::search_resources_filtered(schema, dimension, tenant.0.metric)
+            } else {
+                sql::search_resources(schema, dimension, tenant.0.metric)
+            };
+            let contains = narrowed.then_some(&contains);
+            if narrowed {
+                // First the HNSW index: an iterative scan goes on past rows the containment
+                // rejects, up to `hnsw.max_scan_tuples`.
+                for row in nearest(conn, &statement, &vector, limit, contains).await? {
+                    let resource = store::resource_from_row(&row)?;
+                    if filter.matches(&resource.metadata) {
+                        hits.push(resource);
+                    }
                 }
             }
             if hits.len() < k {
-                // The index scan gave up (or the containment is looser than the filter): an
-                // exact scan, rows in true distance order, the window growing until `k` rows
-                // match or the table is exhausted.
+                // The index scan gave up (a selective filter), or the filter has no containment
+                // to push down: an exact scan (through the metadata index when narrowed), rows
+                // in true distance order, the window growing until `k` rows match or the table
+                // is exhausted.
                 conn.query(sql::EXACT_SEARCH, &[]).await?;
                 let mut window = k.saturating_mul(4).max(64);
                 loop {
                     let limit = i64::try_from(window).unwrap_or(i64::MAX);
-                    let rows = conn.query(&statement, &[&vector, &limit, &contains]).await?;
+                    let rows = nearest(conn, &statement, &vector, limit, contains).await?;
                     hits.clear();
                     for row in &rows {
                         let resource = store::resource_from_row(row)?;

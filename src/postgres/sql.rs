@@ -117,6 +117,7 @@ pub(crate) fn create_schema(schema: &SchemaName, app_role: &str) -> String {
             created_at bigint NOT NULL,
             updated_at bigint NOT NULL
         );
+        CREATE INDEX resources_metadata ON {s}.resources USING gin (metadata jsonb_path_ops);
         CREATE TABLE {s}.entities (
             {tenant},
             id uuid PRIMARY KEY,
