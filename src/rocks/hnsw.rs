@@ -284,7 +284,13 @@ impl Hnsw {
                 {
                     break;
                 }
-                for &n in self.neighbours(candidate.point, level) {
+                let neighbours = self.neighbours(candidate.point, level);
+                // Start loading every neighbour's vector before scoring the first: each is a
+                // cache miss, and overlapping them is what hnswlib's prefetching buys too.
+                for &n in neighbours {
+                    simd::prefetch(self.vector(n));
+                }
+                for &n in neighbours {
                     if !visited.insert(n) {
                         continue;
                     }

@@ -139,6 +139,23 @@ impl RocksProvider {
         }
     }
 
+    /// The ids and distances of the `k` nearest resources, from the index alone (no records
+    /// are read): what an index library returns, for benches that compare with one.
+    pub fn nearest_ids(
+        tenant: &TenantDb,
+        query: &SearchQuery,
+        ef: usize,
+    ) -> Vec<(ResourceId, f32)> {
+        match tenant.vector_index() {
+            Some(index) => index
+                .search(&query.vector, query.k, Some(ef), query.filter.as_ref())
+                .into_iter()
+                .map(|hit| (hit.id, hit.distance))
+                .collect(),
+            None => Vec::new(),
+        }
+    }
+
     /// A vector search with an explicit HNSW beam width, for benches that sweep it.
     ///
     /// # Errors

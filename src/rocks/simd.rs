@@ -54,6 +54,26 @@ pub(crate) fn squared_l2(a: &[f32], b: &[f32]) -> f32 {
     squared_l2_portable(a, b)
 }
 
+/// Hints the CPU to start loading the start of `data` into cache (the hardware prefetcher
+/// follows the rest of a sequential read). A hint only: it reads nothing and cannot fault.
+#[inline]
+pub(crate) fn prefetch(data: &[f32]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+        let start = data.as_ptr().cast::<i8>();
+        // SAFETY: PREFETCHT0 is a hint that never faults, whatever the address, and reads no
+        // memory architecturally; `wrapping_add` computes the second line's address without
+        // asserting it is in bounds (it is, for vectors of 16 floats or more).
+        unsafe {
+            _mm_prefetch::<_MM_HINT_T0>(start);
+            _mm_prefetch::<_MM_HINT_T0>(start.wrapping_add(64));
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = data;
+}
+
 fn dot_portable(a: &[f32], b: &[f32]) -> f32 {
     let mut sums = [0.0f32; 8];
     let (chunks_a, chunks_b) = (a.chunks_exact(8), b.chunks_exact(8));

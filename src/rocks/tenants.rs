@@ -258,9 +258,14 @@ fn open_db(
     create: bool,
 ) -> Result<OptimisticTransactionDB> {
     let options = db_options(config, cache, create);
-    let descriptors = cf::ALL
-        .iter()
-        .map(|name| ColumnFamilyDescriptor::new(*name, db_options(config, cache, create)));
+    let descriptors = cf::ALL.iter().map(|name| {
+        let mut options = db_options(config, cache, create);
+        if *name == cf::CF_EMBEDDINGS {
+            // Floats barely compress; decompressing them would cost every search hit.
+            options.set_compression_type(DBCompressionType::None);
+        }
+        ColumnFamilyDescriptor::new(*name, options)
+    });
     OptimisticTransactionDB::open_cf_descriptors(&options, dir, descriptors)
         .map_err(map_rocks_error)
 }
