@@ -183,8 +183,9 @@ impl Hnsw {
         prepare_in_place(self.metric, vector.to_vec())
     }
 
+    /// A point's vector as stored (unit length under cosine).
     #[inline]
-    fn vector(&self, point: u32) -> &[f32] {
+    pub(crate) fn vector(&self, point: u32) -> &[f32] {
         let start = point as usize * self.dimension;
         &self.vectors[start..start + self.dimension]
     }

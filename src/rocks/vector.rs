@@ -123,6 +123,10 @@ pub(crate) struct VectorIndex {
     /// Held across a RocksDB commit that changes embeddings and the index update after it.
     pub(crate) commit_lock: Mutex<()>,
     indexing: AtomicBool,
+    /// Serialises graph maintenance (inserting pending points, compaction): a compaction
+    /// copies the graph, builds a new one outside the state lock, and must not miss points
+    /// inserted meanwhile or race another compaction.
+    maintenance: Mutex<()>,
     /// The graph changed since it was loaded or last written.
     dirty: AtomicBool,
 }
@@ -147,6 +151,7 @@ impl VectorIndex {
             exact_below,
             commit_lock: Mutex::new(()),
             indexing: AtomicBool::new(false),
+            maintenance: Mutex::new(()),
             dirty: AtomicBool::new(false),
         })
     }
@@ -302,7 +307,7 @@ impl VectorIndex {
                 let Some(index) = index.upgrade() else { return };
                 // Let writers and searchers at the lock between inserts.
                 std::thread::yield_now();
-                if !index.index_one() {
+                if !index.index_one() && !index.compact() {
                     index.indexing.store(false, Ordering::Release);
                     // A change may have arrived between the last check and the flag reset.
                     if index.state.read().pending.is_empty()
@@ -321,6 +326,7 @@ impl VectorIndex {
 
     /// Moves one pending point into the graph; false when nothing is pending.
     fn index_one(&self) -> bool {
+        let _maintenance = self.maintenance.lock();
         let mut state = self.state.write();
         let Some(id) = state.pending.keys().next().copied() else { return false };
         let Some(pending) = state.pending.remove(&id) else { return false };
@@ -335,9 +341,70 @@ impl VectorIndex {
         true
     }
 
-    /// Waits until every pending point is in the graph (tests and benches).
+    /// Rebuilds the graph without its tombstones once they are a quarter of it; true if it
+    /// did. The build runs outside the lock, from a copy of the live points, so searches and
+    /// commits go on meanwhile; a point that changed during the build is tombstoned in the new
+    /// graph (its new version is pending) when the graphs are swapped.
+    fn compact(&self) -> bool {
+        struct Live {
+            old: u32,
+            vector: Vec<f32>,
+            id: ResourceId,
+            metadata: Arc<Metadata>,
+            hash: u64,
+        }
+        let _maintenance = self.maintenance.lock();
+        let (live, dimension) = {
+            let state = self.state.read();
+            let size = state.graph.len();
+            if size < 1024 || state.graph.deleted_count() * 4 < size {
+                return false;
+            }
+            let live: Vec<Live> = state
+                .points
+                .iter()
+                .enumerate()
+                .filter(|(p, _)| !state.graph.is_deleted(*p as u32))
+                .map(|(p, info)| Live {
+                    old: p as u32,
+                    vector: state.graph.vector(p as u32).to_vec(),
+                    id: info.id,
+                    metadata: Arc::clone(&info.metadata),
+                    hash: info.hash,
+                })
+                .collect();
+            (live, state.graph.dimension())
+        };
+        let mut fresh = Hnsw::new(dimension, self.metric, self.params);
+        for point in &live {
+            fresh.insert(&point.vector);
+        }
+        let mut state = self.state.write();
+        let mut points = Vec::with_capacity(live.len());
+        let mut slots: HashMap<ResourceId, Slot> =
+            state.pending.keys().map(|id| (*id, Slot::Pending)).collect();
+        state.postings.clear();
+        for (new, point) in live.into_iter().enumerate() {
+            let new = new as u32;
+            if state.slots.get(&point.id) == Some(&Slot::Graph(point.old)) {
+                slots.insert(point.id, Slot::Graph(new));
+                state.post(new, &point.metadata);
+            } else {
+                fresh.delete(new);
+            }
+            points.push(Point { id: point.id, metadata: point.metadata, hash: point.hash });
+        }
+        state.graph = fresh;
+        state.points = points;
+        state.slots = slots;
+        self.dirty.store(true, Ordering::Release);
+        true
+    }
+
+    /// Waits until every pending point is in the graph and tombstones are compacted away
+    /// (tests and benches; searches never need to wait).
     pub(crate) fn wait_indexed(self: &Arc<Self>) {
-        while self.index_one() {}
+        while self.index_one() || self.compact() {}
     }
 
     /// Points in the graph, pending points, tombstones.
@@ -584,4 +651,38 @@ fn hash_vector(vector: &[f32]) -> u64 {
     }
     h ^= h >> 32;
     h.wrapping_mul(K) ^ (h >> 29)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vector(seed: u64) -> Vec<f32> {
+        crate::dataset::Dataset::synthetic(1, 0, 16, 0, seed).row(0).to_vec()
+    }
+
+    #[test]
+    fn compaction_keeps_every_live_point_findable() {
+        let index = VectorIndex::new(16, Metric::Cosine, HnswParams::default(), 0);
+        let ids: Vec<ResourceId> = (0..2000).map(|_| ResourceId::new()).collect();
+        index.apply(
+            ids.iter()
+                .enumerate()
+                .map(|(i, id)| VectorChange::Upsert {
+                    id: *id,
+                    vector: vector(i as u64),
+                    metadata: Arc::default(),
+                })
+                .collect(),
+        );
+        index.wait_indexed();
+        index.apply(ids.iter().step_by(2).map(|id| VectorChange::Remove { id: *id }).collect());
+        index.wait_indexed();
+        let (graph, pending, tombstones) = index.stats();
+        assert_eq!((graph, pending, tombstones), (1000, 0, 0));
+        for (i, id) in ids.iter().enumerate().skip(1).step_by(2).take(50) {
+            let hits = index.search(&vector(i as u64), 1, None, None);
+            assert_eq!(hits.first().map(|h| h.id), Some(*id), "point {i}");
+        }
+    }
 }
