@@ -27,11 +27,10 @@
 //!   transaction-local and sent with `BEGIN`: an unfiltered search is one round trip
 //!   (`strict_order` iterative scan). A filtered search pushes the part of the
 //!   [`crate::Filter`] that containment can express ([`prefilter`]) into SQL and scans the
-//!   index iteratively (`relaxed_order`, up to `hnsw.max_scan_tuples`: 50 per result wanted),
-//!   evaluating the exact filter in Rust; if that yields fewer than `k` matches (a selective
-//!   filter) it falls back to an exact scan, which the `jsonb_path_ops` GIN index on `metadata`
-//!   narrows to the matching rows (rows in true distance order, the window growing until `k`
-//!   match or the table is exhausted), so
+//!   HNSW index iteratively (`relaxed_order`, up to `hnsw.max_scan_tuples`), evaluating the
+//!   exact filter in Rust. With fewer than `k` matches (a selective filter), or with no
+//!   containment to push down, the search is exact: a scan with rows in true distance order,
+//!   the window growing until `k` match or the table is exhausted, so
 //!   `k` results come back whenever `k` resources match. Distances are recomputed with
 //!   [`Metric::distance`], so they are exactly the contract's (cosine `1 - cos`, squared L2,
 //!   negative dot) on every provider.
@@ -586,11 +585,8 @@ impl Provider for PgProvider {
         // The HNSW parameters travel with BEGIN, transaction-local like the tenant.
         let ef = self.ef_search.max(query.k).min(MAX_EF_SEARCH);
         let order = if query.filter.is_some() { "relaxed_order" } else { "strict_order" };
-        // A filtered index scan stops after `max_scan_tuples`: a filter that selective is
-        // served better by the exact path, through the metadata index.
-        let max_scan_tuples = query.k.saturating_mul(50).max(ef.saturating_mul(2)).min(20_000);
         let settings =
-            (sql::SET_SEARCH, vec![ef.to_string(), order.to_owned(), max_scan_tuples.to_string()]);
+            (sql::SET_SEARCH, vec![ef.to_string(), order.to_owned(), "20000".to_owned()]);
         let mut conn = self.app.get().await?;
         let tenant_id = tenant.0.id.as_str();
         if query.filter.is_some() {
@@ -768,8 +764,8 @@ async fn search(
             };
             let contains = narrowed.then_some(&contains);
             if narrowed {
-                // First the HNSW index: an iterative scan goes on past rows the containment
-                // rejects, up to `hnsw.max_scan_tuples`.
+                // An iterative scan goes on past rows the containment rejects, up to
+                // `hnsw.max_scan_tuples`.
                 for row in nearest(conn, &statement, &vector, limit, contains).await? {
                     let resource = store::resource_from_row(&row)?;
                     if filter.matches(&resource.metadata) {
@@ -779,9 +775,10 @@ async fn search(
             }
             if hits.len() < k {
                 // The index scan gave up (a selective filter), or the filter has no containment
-                // to push down: an exact scan (through the metadata index when narrowed), rows
-                // in true distance order, the window growing until `k` rows match or the table
-                // is exhausted.
+                // to push down: an exact scan, rows in true distance order, the window growing
+                // until `k` rows match or the table is exhausted. (A GIN index on `metadata`
+                // cannot narrow it: under row-level security the planner never makes the
+                // non-leakproof `@>` an index condition.)
                 conn.query(sql::EXACT_SEARCH, &[]).await?;
                 let mut window = k.saturating_mul(4).max(64);
                 loop {

@@ -41,6 +41,7 @@ pub(crate) const SET_SEARCH: &str = "SELECT set_config('hnsw.ef_search', $1, tru
 /// An exact search for the rest of the transaction: no index scan, rows in true distance order.
 pub(crate) const EXACT_SEARCH: &str = "SELECT set_config('enable_indexscan', 'off', true),
     set_config('enable_seqscan', 'on', true), set_config('enable_sort', 'on', true)";
+
 /// The session cleanup of deadpool's `RecyclingMethod::Clean`, run at every checkout (see
 /// [`super::conn`]); a test checks it is deadpool's, statement for statement.
 pub(crate) const SESSION_CLEAN: &str = "\
@@ -117,7 +118,6 @@ pub(crate) fn create_schema(schema: &SchemaName, app_role: &str) -> String {
             created_at bigint NOT NULL,
             updated_at bigint NOT NULL
         );
-        CREATE INDEX resources_metadata ON {s}.resources USING gin (metadata jsonb_path_ops);
         CREATE TABLE {s}.entities (
             {tenant},
             id uuid PRIMARY KEY,
