@@ -906,7 +906,7 @@ async fn import<P: Provider>(
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Spec {
     Rocks(PathBuf),
-    Postgres { url: String, admin_url: Option<String> },
+    Postgres { url: String, admin_url: Option<String>, pool_size: usize },
 }
 
 impl Spec {
@@ -914,6 +914,7 @@ impl Spec {
     /// name for the location in the settings.
     fn parse(text: &str, settings: &Settings) -> percolate::Result<Spec> {
         let admin_url = settings.postgres_admin_url.clone();
+        let pool_size = settings.postgres_pool_size.max(1);
         let spec = if text == "rocksdb" {
             Spec::Rocks(settings.rocksdb_path.clone())
         } else if let Some(path) = text.strip_prefix("rocksdb:") {
@@ -925,11 +926,11 @@ impl Spec {
             let url = settings.postgres_url.clone().ok_or_else(|| {
                 bad("provider spec", "postgres needs PERCOLATE_POSTGRES_URL or postgres://URL")
             })?;
-            Spec::Postgres { url, admin_url }
+            Spec::Postgres { url, admin_url, pool_size }
         } else if text.starts_with("postgres://") || text.starts_with("postgresql://") {
-            Spec::Postgres { url: text.to_owned(), admin_url }
+            Spec::Postgres { url: text.to_owned(), admin_url, pool_size }
         } else if let Some(url) = text.strip_prefix("postgres:") {
-            Spec::Postgres { url: url.to_owned(), admin_url }
+            Spec::Postgres { url: url.to_owned(), admin_url, pool_size }
         } else {
             return Err(bad(
                 "provider spec",
@@ -985,8 +986,8 @@ async fn migrate(
             migrate_into(&source, to, tenant, rename, output).await
         }
         #[cfg(feature = "postgres")]
-        Spec::Postgres { url, admin_url } => {
-            let source = open_postgres(&url, admin_url.as_deref(), 4).await?;
+        Spec::Postgres { url, admin_url, pool_size } => {
+            let source = open_postgres(&url, admin_url.as_deref(), pool_size).await?;
             migrate_into(&source, to, tenant, rename, output).await
         }
         #[allow(unreachable_patterns)]
@@ -1007,8 +1008,8 @@ async fn migrate_into<S: Provider>(
             migrate_between(source, &open_rocks(&path)?, tenant, rename, output).await
         }
         #[cfg(feature = "postgres")]
-        Spec::Postgres { url, admin_url } => {
-            let destination = open_postgres(&url, admin_url.as_deref(), 4).await?;
+        Spec::Postgres { url, admin_url, pool_size } => {
+            let destination = open_postgres(&url, admin_url.as_deref(), pool_size).await?;
             migrate_between(source, &destination, tenant, rename, output).await
         }
         #[allow(unreachable_patterns)]
