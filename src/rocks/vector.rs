@@ -445,10 +445,11 @@ impl VectorIndex {
             }
         };
         let exact_graph = live <= self.exact_below;
-        // An equality filter with few candidates: score exactly those, skip the walk.
+        // An equality filter with few candidates (at most 5% of the tenant): score exactly
+        // those and skip the walk. Above that the walk finds k matches quickly anyway.
         let planned = match filter {
             Some(filter) if !exact_graph => {
-                state.candidates(filter).filter(|c| c.len() * 4 <= live)
+                state.candidates(filter).filter(|c| c.len() * 20 <= live)
             }
             _ => None,
         };
