@@ -55,6 +55,14 @@ pub(crate) fn prepare_in_place(metric: Metric, mut vector: Vec<f32>) -> Vec<f32>
     vector
 }
 
+/// An insert planned against the graph (see [`Hnsw::plan`]).
+pub(crate) struct InsertPlan {
+    vector: Vec<f32>,
+    level: usize,
+    /// Candidates found on each level the point joins (index = level), nearest first.
+    layers: Vec<Vec<Scored>>,
+}
+
 /// A point id and its distance to the query, ordered by distance then id.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub(crate) struct Scored {
@@ -338,29 +346,61 @@ impl Hnsw {
 
     /// Adds a point; returns its id (ids are dense, in insertion order).
     pub(crate) fn insert(&mut self, vector: &[f32]) -> u32 {
-        let point = self.len() as u32;
-        let prepared = self.prepare(vector);
-        self.vectors.extend_from_slice(&prepared);
         let level = self.random_level();
+        let plan = self.plan(vector, level);
+        self.commit(plan)
+    }
+
+    /// A level for a new point, from the graph's own generator.
+    pub(crate) fn draw_level(&mut self) -> usize {
+        self.random_level()
+    }
+
+    /// The read-only half of an insert: finds the new point's neighbour candidates on every
+    /// level it will join. Plans for many points can be made in parallel (they only read the
+    /// graph); [`Hnsw::commit`] then links them one by one. Points planned together do not see
+    /// each other as candidates, which costs nothing measurable when a batch is small next to
+    /// the graph: later inserts link to them.
+    pub(crate) fn plan(&self, vector: &[f32], level: usize) -> InsertPlan {
+        let prepared = self.prepare(vector);
+        let mut layers = Vec::new();
+        if let Some(entry) = self.entry {
+            let mut current = Scored { distance: self.distance(&prepared, entry), point: entry };
+            for l in (level + 1..=self.max_level).rev() {
+                current = self.greedy(&prepared, current, l);
+            }
+            let top = level.min(self.max_level);
+            layers = vec![Vec::new(); top + 1];
+            let mut entries = vec![current];
+            for l in (0..=top).rev() {
+                let found =
+                    self.search_level(&prepared, &entries, self.params.ef_construction, l, |_| {
+                        true
+                    });
+                layers[l] = found.clone();
+                entries = found;
+            }
+        }
+        InsertPlan { vector: prepared, level, layers }
+    }
+
+    /// The writing half of an insert: adds the planned point and links it.
+    pub(crate) fn commit(&mut self, plan: InsertPlan) -> u32 {
+        let InsertPlan { vector: prepared, level, layers } = plan;
+        let point = self.len() as u32;
+        self.vectors.extend_from_slice(&prepared);
         self.levels.push(level as u8);
         self.deleted.push(false);
         self.links0.extend(std::iter::repeat_n(0, self.m0 + 1));
         self.upper.push(vec![0; level * (self.params.m + 1)]);
-        let Some(entry) = self.entry else {
+        if self.entry.is_none() {
             self.entry = Some(point);
             self.max_level = level;
             return point;
-        };
-        let mut current = Scored { distance: self.distance(&prepared, entry), point: entry };
-        for l in (level + 1..=self.max_level).rev() {
-            current = self.greedy(&prepared, current, l);
         }
-        let mut entries = vec![current];
-        for l in (0..=level.min(self.max_level)).rev() {
-            let found =
-                self.search_level(&prepared, &entries, self.params.ef_construction, l, |_| true);
+        for (l, found) in layers.iter().enumerate().rev() {
             let limit = if l == 0 { self.m0 } else { self.params.m };
-            let chosen = self.select(&found, self.params.m);
+            let chosen = self.select(found, self.params.m);
             self.set_neighbours(point, l, &chosen);
             for &n in &chosen {
                 let mut list: Vec<u32> = self.neighbours(n, l).to_vec();
@@ -379,7 +419,6 @@ impl Hnsw {
                     self.set_neighbours(n, l, &kept);
                 }
             }
-            entries = found;
         }
         if level > self.max_level {
             self.max_level = level;

@@ -35,7 +35,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use parking_lot::{Mutex, RwLock};
 
-use super::hnsw::{Hnsw, HnswParams, Scored, prepare_in_place};
+use super::hnsw::{Hnsw, HnswParams, InsertPlan, Scored, prepare_in_place};
 use crate::model::{Filter, Metadata, Metric, ResourceId};
 
 /// A change to the searchable set, produced by a write and applied after its commit.
@@ -324,16 +324,63 @@ impl VectorIndex {
         }
     }
 
-    /// Moves one pending point into the graph; false when nothing is pending.
+    /// Moves a batch of pending points into the graph; false when nothing is pending.
+    ///
+    /// The expensive half of each insert (finding neighbours) runs under the read lock, on
+    /// every core, so searches and commits go on meanwhile; only linking takes the write
+    /// lock. A point that changed while its insert was planned stays pending for the next
+    /// batch.
     fn index_one(&self) -> bool {
         let _maintenance = self.maintenance.lock();
+        let batch: Vec<(ResourceId, Vec<f32>, u64)> = {
+            let state = self.state.read();
+            // Points planned together cannot link to each other, so batches stay small next
+            // to the graph: one at a time while it is young, at most 64.
+            let size = (state.graph.len() / 256).clamp(1, 64);
+            state.pending.iter().take(size).map(|(id, p)| (*id, p.vector.clone(), p.hash)).collect()
+        };
+        if batch.is_empty() {
+            return false;
+        }
+        let levels: Vec<usize> = {
+            let mut state = self.state.write();
+            batch.iter().map(|_| state.graph.draw_level()).collect()
+        };
+        let plans: Vec<InsertPlan> = {
+            let state = self.state.read();
+            let graph = &state.graph;
+            let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 4);
+            let chunk = batch.len().div_ceil(threads);
+            std::thread::scope(|scope| {
+                let workers: Vec<_> = batch
+                    .chunks(chunk)
+                    .zip(levels.chunks(chunk))
+                    .map(|(points, levels)| {
+                        scope.spawn(move || {
+                            points
+                                .iter()
+                                .zip(levels)
+                                .map(|((_, v, _), l)| graph.plan(v, *l))
+                                .collect::<Vec<_>>()
+                        })
+                    })
+                    .collect();
+                workers.into_iter().flat_map(|w| w.join().unwrap_or_default()).collect()
+            })
+        };
         let mut state = self.state.write();
-        let Some(id) = state.pending.keys().next().copied() else { return false };
-        let Some(pending) = state.pending.remove(&id) else { return false };
-        let point = state.graph.insert(&pending.vector);
-        state.post(point, &pending.metadata);
-        state.points.push(Point { id, metadata: pending.metadata, hash: pending.hash });
-        state.slots.insert(id, Slot::Graph(point));
+        for ((id, _, hash), plan) in batch.into_iter().zip(plans) {
+            let unchanged = state.slots.get(&id) == Some(&Slot::Pending)
+                && state.pending.get(&id).is_some_and(|p| p.hash == hash);
+            if !unchanged {
+                continue;
+            }
+            let Some(pending) = state.pending.remove(&id) else { continue };
+            let point = state.graph.commit(plan);
+            state.post(point, &pending.metadata);
+            state.points.push(Point { id, metadata: pending.metadata, hash: pending.hash });
+            state.slots.insert(id, Slot::Graph(point));
+        }
         self.dirty.store(true, Ordering::Release);
         // Hand the lock straight to a waiting writer or searcher: the indexer would otherwise
         // re-take it before a parked thread wakes, and commits would queue behind many inserts.
@@ -465,13 +512,14 @@ impl VectorIndex {
                 state.graph.search(&prepared, k, ef.unwrap_or(self.params.ef_search), |p| {
                     matches(&state.points[p as usize].metadata)
                 });
+            // Fewer than k from the walk while more are live (a selective filter, or points the
+            // walk cannot reach): scan exactly, so k results come back whenever k match.
             let enough = found.len() >= k.min(state.graph.len() - state.graph.deleted_count());
-            if enough || filter.is_none() {
+            if enough {
                 for scored in found {
                     offer(&mut best, scored.distance, state.points[scored.point as usize].id);
                 }
             } else {
-                // Too selective for the walk: scan every live graph point exactly.
                 state.exact_graph(&prepared, matches, |d, id| offer(&mut best, d, id));
             }
         } else {
