@@ -34,13 +34,18 @@ pub(crate) const PROBE_TRANSACTION: &str = "SAVEPOINT percolate_probe";
 /// The parameters of one search, for its transaction only: `$1` `hnsw.ef_search`, `$2`
 /// `hnsw.iterative_scan`, `$3` `hnsw.max_scan_tuples`; and the plan: the HNSW index, never a
 /// sequential scan and sort (which the planner would pick for a selective metadata filter,
-/// reading every row).
+/// reading every row), planned once per connection (a generic plan: the index scan does not
+/// depend on the parameters).
 pub(crate) const SET_SEARCH: &str = "SELECT set_config('hnsw.ef_search', $1, true),
     set_config('hnsw.iterative_scan', $2, true), set_config('hnsw.max_scan_tuples', $3, true),
-    set_config('enable_seqscan', 'off', true), set_config('enable_sort', 'off', true)";
+    set_config('enable_seqscan', 'off', true), set_config('enable_sort', 'off', true),
+    set_config('plan_cache_mode', 'force_generic_plan', true)";
 /// An exact search for the rest of the transaction: no index scan, rows in true distance order.
+/// Planned afresh under these settings: a plan cached under [`SET_SEARCH`] (the same statement
+/// text) would scan the index.
 pub(crate) const EXACT_SEARCH: &str = "SELECT set_config('enable_indexscan', 'off', true),
-    set_config('enable_seqscan', 'on', true), set_config('enable_sort', 'on', true)";
+    set_config('enable_seqscan', 'on', true), set_config('enable_sort', 'on', true),
+    set_config('plan_cache_mode', 'force_custom_plan', true)";
 
 /// The session cleanup of deadpool's `RecyclingMethod::Clean`, run at every checkout (see
 /// [`super::conn`]); a test checks it is deadpool's, statement for statement.
