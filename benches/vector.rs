@@ -7,6 +7,9 @@
 //! k=10 at several `ef` values, unfiltered and with filters keeping 10% and 1% of the data:
 //! recall@10 against exact brute force and single-thread p50/p99 latency.
 //!
+//! It first measures `hnsw_rs` on the same data, the baseline this index replaced (set
+//! `PERCOLATE_BENCH_SKIP_BASELINE` to skip it).
+//!
 //! Goals (2-core machine): recall@10 ≥ 0.95 at p50 ≤ 0.25 ms on 100k × 384; filtered at 1%:
 //! recall ≥ 0.95 at p50 ≤ 2 ms; reopen ≤ 1 s; memory ≤ 1.5× the raw vectors.
 #![allow(missing_docs)] // criterion_group! generates undocumented items.
@@ -188,9 +191,47 @@ fn report(rt: &tokio::runtime::Runtime, data: &Dataset, loaded: &Loaded) {
     let _ = rt;
 }
 
+/// The same measurement on `hnsw_rs` (M=16, ef_construction=128, cosine), the crate the
+/// design named: the baseline percolate's own index replaced.
+fn hnsw_rs_baseline(data: &Dataset) {
+    use hnsw_rs::prelude::{DistCosine, Hnsw};
+    let n = data.len();
+    let started = Instant::now();
+    let index: Hnsw<f32, DistCosine> = Hnsw::new(16, n, 16, 128, DistCosine {});
+    let rows: Vec<(&[f32], usize)> = (0..n).map(|i| (data.row(i), i)).collect();
+    index.parallel_insert_slice(&rows);
+    println!("hnsw_rs: built {n} in {:.2?} on all cores ({:.0} vectors/s)", started.elapsed(), n as f64 / started.elapsed().as_secs_f64());
+    let queries = data.query_count().min(200);
+    let truths: Vec<Vec<usize>> = (0..queries)
+        .map(|q| match &data.ground_truth {
+            Some((k, ids)) => ids[q * k..q * k + 10].iter().map(|&i| i as usize).collect(),
+            None => brute_force(data, data.query(q), 10, |_| true),
+        })
+        .collect();
+    for ef in [16, 24, 32, 48, 64, 96] {
+        let mut times = Vec::with_capacity(queries);
+        let mut hits = 0;
+        for (q, truth) in truths.iter().enumerate() {
+            let t = Instant::now();
+            let found = index.search(data.query(q), 10, ef);
+            times.push(t.elapsed());
+            hits += found.iter().filter(|n| truth.contains(&n.d_id)).count();
+        }
+        let recall = hits as f64 / (queries * 10) as f64;
+        println!(
+            "hnsw_rs     ef={ef:<4} recall@10 {recall:.3}  p50 {:>9.2?}  p99 {:>9.2?}",
+            percentile(&mut times, 0.5),
+            percentile(&mut times, 0.99)
+        );
+    }
+}
+
 fn vectors(c: &mut Criterion) {
     let rt = common::runtime();
     let data = dataset();
+    if std::env::var_os("PERCOLATE_BENCH_SKIP_BASELINE").is_none() {
+        hnsw_rs_baseline(&data);
+    }
     let loaded = load(&rt, &data);
     report(&rt, &data, &loaded);
     let tenant = loaded.tenant.provider_tenant();
