@@ -200,7 +200,11 @@ fn hnsw_rs_baseline(data: &Dataset) {
     let index: Hnsw<f32, DistCosine> = Hnsw::new(16, n, 16, 128, DistCosine {});
     let rows: Vec<(&[f32], usize)> = (0..n).map(|i| (data.row(i), i)).collect();
     index.parallel_insert_slice(&rows);
-    println!("hnsw_rs: built {n} in {:.2?} on all cores ({:.0} vectors/s)", started.elapsed(), n as f64 / started.elapsed().as_secs_f64());
+    println!(
+        "hnsw_rs: built {n} in {:.2?} on all cores ({:.0} vectors/s)",
+        started.elapsed(),
+        n as f64 / started.elapsed().as_secs_f64()
+    );
     let queries = data.query_count().min(200);
     let truths: Vec<Vec<usize>> = (0..queries)
         .map(|q| match &data.ground_truth {
