@@ -123,6 +123,10 @@ pub(crate) struct VectorIndex {
     /// Held across a RocksDB commit that changes embeddings and the index update after it.
     pub(crate) commit_lock: Mutex<()>,
     indexing: AtomicBool,
+    /// When the last commit changed embeddings (milliseconds since the index was made): while
+    /// writes keep arriving, the indexer plans on one core fewer and leaves it to the writers.
+    last_write: std::sync::atomic::AtomicU64,
+    created: std::time::Instant,
     /// Serialises graph maintenance (inserting pending points, compaction): a compaction
     /// copies the graph, builds a new one outside the state lock, and must not miss points
     /// inserted meanwhile or race another compaction.
@@ -151,6 +155,8 @@ impl VectorIndex {
             exact_below,
             commit_lock: Mutex::new(()),
             indexing: AtomicBool::new(false),
+            last_write: std::sync::atomic::AtomicU64::new(0),
+            created: std::time::Instant::now(),
             maintenance: Mutex::new(()),
             dirty: AtomicBool::new(false),
         })
@@ -268,6 +274,7 @@ impl VectorIndex {
         if changes.is_empty() {
             return;
         }
+        self.last_write.store(self.elapsed_ms().max(1), Ordering::Relaxed);
         // Hashing and normalising happen before the lock is taken, so searches wait only for
         // the map updates.
         let prepared: Vec<(ResourceId, Option<Pending>)> = changes
@@ -347,9 +354,11 @@ impl VectorIndex {
             batch.iter().map(|_| state.graph.draw_level()).collect()
         };
         let plans: Vec<InsertPlan> = {
-            let state = self.state.read();
-            let graph = &state.graph;
-            let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 4);
+            let lock = &self.state;
+            let cores = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 4);
+            let last_write = self.last_write.load(Ordering::Relaxed);
+            let writing = last_write != 0 && self.elapsed_ms().saturating_sub(last_write) < 100;
+            let threads = if writing { cores.saturating_sub(1).max(1) } else { cores };
             let chunk = batch.len().div_ceil(threads);
             std::thread::scope(|scope| {
                 let workers: Vec<_> = batch
@@ -360,7 +369,9 @@ impl VectorIndex {
                             points
                                 .iter()
                                 .zip(levels)
-                                .map(|((_, v, _), l)| graph.plan(v, *l))
+                                // The read lock is taken per point, not per batch: a commit
+                                // waiting for the write lock waits for one plan at most.
+                                .map(|((_, v, _), l)| lock.read().graph.plan(v, *l))
                                 .collect::<Vec<_>>()
                         })
                     })
@@ -446,6 +457,10 @@ impl VectorIndex {
         state.slots = slots;
         self.dirty.store(true, Ordering::Release);
         true
+    }
+
+    fn elapsed_ms(&self) -> u64 {
+        u64::try_from(self.created.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 
     /// Waits until every pending point is in the graph and tombstones are compacted away
