@@ -19,7 +19,7 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use percolate::dataset::{Dataset, XorShift};
@@ -88,11 +88,6 @@ fn brute_force(base: &[f32], query: &[f32], keep: impl Fn(usize) -> bool) -> Vec
     scored.into_iter().map(|(_, i)| i).collect()
 }
 
-fn percentile(times: &mut [Duration], q: f64) -> Duration {
-    times.sort_unstable();
-    times[((times.len() as f64 * q) as usize).min(times.len() - 1)]
-}
-
 struct Case {
     name: &'static str,
     filter: Option<serde_json::Value>,
@@ -156,8 +151,8 @@ fn pg_vector(c: &mut Criterion) {
         "ingest {rows} x {DIMENSION}-d, HNSW maintained: {ingest:.1?} ({:.0} rows/s), batch of \
          1000 p50 {:.1?} p99 {:.1?}",
         rows as f64 / ingest.as_secs_f64(),
-        percentile(&mut batch_times, 0.5),
-        percentile(&mut batch_times, 0.99)
+        common::percentile(&mut batch_times, 0.5),
+        common::percentile(&mut batch_times, 0.99)
     );
 
     let truth: Vec<Vec<Vec<usize>>> = cases()
@@ -204,8 +199,8 @@ fn pg_vector(c: &mut Criterion) {
                 "  {:<11} ef_search {ef:>4}: recall@{K} {:.3}  p50 {:>9.2?}  p99 {:>9.2?}",
                 case.name,
                 found as f64 / expected.max(1) as f64,
-                percentile(&mut times, 0.5),
-                percentile(&mut times, 0.99)
+                common::percentile(&mut times, 0.5),
+                common::percentile(&mut times, 0.99)
             );
         }
     }

@@ -16,7 +16,7 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use percolate::dataset::Dataset;
@@ -62,11 +62,6 @@ fn brute_force(
     scored.truncate(k);
     scored.sort_by(|a, b| a.0.total_cmp(&b.0));
     scored.into_iter().map(|(_, i)| i).collect()
-}
-
-fn percentile(times: &mut [Duration], q: f64) -> Duration {
-    times.sort_unstable();
-    times[((times.len() as f64 * q) as usize).min(times.len() - 1)]
 }
 
 struct Loaded {
@@ -117,7 +112,7 @@ fn load(rt: &tokio::runtime::Runtime, data: &Dataset) -> Loaded {
         data.len(),
         data.dimension,
         ingest,
-        percentile(&mut batch_times, 0.5),
+        common::percentile(&mut batch_times, 0.5),
         indexed,
         data.len() as f64 / indexed.as_secs_f64()
     );
@@ -180,9 +175,9 @@ fn report(rt: &tokio::runtime::Runtime, data: &Dataset, loaded: &Loaded) {
                 hits += found.iter().filter(|h| truth_ids.contains(&h.resource.id)).count();
             }
             let recall = hits as f64 / (truths.iter().map(Vec::len).sum::<usize>().max(1)) as f64;
-            let p50 = percentile(&mut times, 0.5);
-            let p99 = percentile(&mut times, 0.99);
-            let index_p50 = percentile(&mut index_times, 0.5);
+            let p50 = common::percentile(&mut times, 0.5);
+            let p99 = common::percentile(&mut times, 0.99);
+            let index_p50 = common::percentile(&mut index_times, 0.5);
             println!(
                 "{label:<11} ef={ef:<4} recall@10 {recall:.3}  p50 {p50:>9.2?}  p99 {p99:>9.2?}  (index alone: p50 {index_p50:>9.2?})"
             );
@@ -224,8 +219,8 @@ fn hnsw_rs_baseline(data: &Dataset) {
         let recall = hits as f64 / (queries * 10) as f64;
         println!(
             "hnsw_rs     ef={ef:<4} recall@10 {recall:.3}  p50 {:>9.2?}  p99 {:>9.2?}",
-            percentile(&mut times, 0.5),
-            percentile(&mut times, 0.99)
+            common::percentile(&mut times, 0.5),
+            common::percentile(&mut times, 0.99)
         );
     }
 }

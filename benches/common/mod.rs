@@ -50,6 +50,12 @@ pub fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime")
 }
 
+/// The `q` quantile of `times` (sorts them).
+pub fn percentile(times: &mut [Duration], q: f64) -> Duration {
+    times.sort_unstable();
+    times[((times.len() as f64 * q) as usize).min(times.len() - 1)]
+}
+
 /// Times `op` `samples` times one call at a time and prints p50, p99 and throughput.
 pub fn latency_profile(name: &str, samples: usize, mut op: impl FnMut(usize)) {
     for i in 0..samples.min(1000) / 10 {
