@@ -765,6 +765,16 @@ fn parse_new<T: serde::de::DeserializeOwned>(
     serde_json::from_value(value).map_err(|e| bad("input", format!("{e}{at}")))
 }
 
+/// Parses every record of a `put`; `many` says whether they came as an array (errors then
+/// name the index).
+fn parse_all<T: serde::de::DeserializeOwned>(
+    kind: Kind,
+    many: bool,
+    values: Vec<Value>,
+) -> percolate::Result<Vec<T>> {
+    values.into_iter().enumerate().map(|(i, v)| parse_new(kind, many.then_some(i), v)).collect()
+}
+
 /// Creates the records in `text` (an object or an array, the array atomically).
 async fn put<P: Provider>(
     handle: &TenantHandle<P>,
@@ -781,14 +791,10 @@ async fn put<P: Provider>(
         Value::Array(values) => (true, values),
         other => (false, vec![other]),
     };
-    let index = |i: usize| many.then_some(i);
+    // Every record is parsed and checked before anything is written.
     let records: Vec<Record> = match kind {
         Kind::Resource => {
-            let new: Vec<NewResource> = values
-                .into_iter()
-                .enumerate()
-                .map(|(i, v)| parse_new(kind, index(i), v))
-                .collect::<percolate::Result<_>>()?;
+            let new: Vec<NewResource> = parse_all(kind, many, values)?;
             let stored = if many {
                 handle.batch_create_resources(new).await?
             } else {
@@ -800,12 +806,9 @@ async fn put<P: Provider>(
             };
             stored.into_iter().map(Record::Resource).collect()
         }
+        // Entities, edges and moments of one array are written in one transaction.
         Kind::Entity => {
-            let new: Vec<NewEntity> = values
-                .into_iter()
-                .enumerate()
-                .map(|(i, v)| parse_new(kind, index(i), v))
-                .collect::<percolate::Result<_>>()?;
+            let new: Vec<NewEntity> = parse_all(kind, many, values)?;
             let mut txn = handle.begin().await?;
             let mut stored = Vec::with_capacity(new.len());
             for new in new {
@@ -815,11 +818,7 @@ async fn put<P: Provider>(
             stored
         }
         Kind::Edge => {
-            let new: Vec<NewEdge> = values
-                .into_iter()
-                .enumerate()
-                .map(|(i, v)| parse_new(kind, index(i), v))
-                .collect::<percolate::Result<_>>()?;
+            let new: Vec<NewEdge> = parse_all(kind, many, values)?;
             let mut txn = handle.begin().await?;
             let mut stored = Vec::with_capacity(new.len());
             for new in new {
@@ -829,11 +828,7 @@ async fn put<P: Provider>(
             stored
         }
         Kind::Moment => {
-            let new: Vec<NewMoment> = values
-                .into_iter()
-                .enumerate()
-                .map(|(i, v)| parse_new(kind, index(i), v))
-                .collect::<percolate::Result<_>>()?;
+            let new: Vec<NewMoment> = parse_all(kind, many, values)?;
             let mut txn = handle.begin().await?;
             let mut stored = Vec::with_capacity(new.len());
             for new in new {
