@@ -20,17 +20,8 @@ fn small(i: usize) -> NewResource {
 }
 
 fn embedded(i: usize, dimension: usize) -> NewResource {
-    let mut state = (i as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    small(i).with_embedding(
-        (0..dimension)
-            .map(|_| {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
-                (state >> 40) as f32 / (1u64 << 24) as f32 - 0.5
-            })
-            .collect(),
-    )
+    let mut rng = percolate::dataset::XorShift((i as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    small(i).with_embedding((0..dimension).map(|_| rng.unit() as f32 - 0.5).collect())
 }
 
 /// `samples` scales the single-call latency profile: network round trips make a PostgreSQL

@@ -565,19 +565,8 @@ mod tests {
     use super::*;
 
     fn data(n: usize, dimension: usize) -> Vec<Vec<f32>> {
-        let mut state = 0x1234_5678_9abc_def1u64;
-        (0..n)
-            .map(|_| {
-                (0..dimension)
-                    .map(|_| {
-                        state ^= state << 13;
-                        state ^= state >> 7;
-                        state ^= state << 17;
-                        (state >> 40) as f32 / (1u64 << 24) as f32 - 0.5
-                    })
-                    .collect()
-            })
-            .collect()
+        let mut rng = crate::dataset::XorShift(0x1234_5678_9abc_def1);
+        (0..n).map(|_| (0..dimension).map(|_| rng.unit() as f32 - 0.5).collect()).collect()
     }
 
     fn recall(metric: Metric) -> f64 {
