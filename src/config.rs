@@ -111,8 +111,8 @@ pub struct Settings {
     pub postgres_admin_url: Option<String>,
     /// The PostgreSQL connection pool size.
     pub postgres_pool_size: usize,
-    /// A file holding the master key or a passphrase. Read and carried for the providers'
-    /// encryption at rest; no provider of this build encrypts yet.
+    /// A file holding the master key or a passphrase: with a key configured, RocksDB tenants
+    /// are encrypted at rest.
     pub master_key_file: Option<PathBuf>,
     /// The master key or a passphrase itself (prefer [`Settings::master_key_file`]).
     pub master_key: Option<String>,
@@ -220,10 +220,24 @@ impl Settings {
         }
     }
 
-    /// The RocksDB provider's configuration.
+    /// The RocksDB provider's configuration, with the master key when one is configured.
+    ///
+    /// # Errors
+    /// As [`Settings::master_key`].
     #[cfg(feature = "rocksdb")]
-    pub fn rocks_config(&self) -> crate::rocks::RocksConfig {
-        crate::rocks::RocksConfig::new(&self.rocksdb_path)
+    pub fn rocks_config(&self) -> Result<crate::rocks::RocksConfig> {
+        self.rocks_config_at(&self.rocksdb_path)
+    }
+
+    /// [`Settings::rocks_config`] for a store at another root.
+    ///
+    /// # Errors
+    /// As [`Settings::master_key`].
+    #[cfg(feature = "rocksdb")]
+    pub fn rocks_config_at(&self, root: &Path) -> Result<crate::rocks::RocksConfig> {
+        let mut config = crate::rocks::RocksConfig::new(root);
+        config.master_key = self.master_key()?;
+        Ok(config)
     }
 
     /// The PostgreSQL provider's configuration.
@@ -243,26 +257,20 @@ impl Settings {
         })
     }
 
-    /// The master key material: the contents of `master_key_file` (trailing newline removed)
-    /// when set, else `master_key`, else `None`.
+    /// The master key: from `master_key_file` when set (32 raw bytes, 64 hex digits, or a
+    /// passphrase), else from `master_key` (64 hex digits or a passphrase), else `None`.
     ///
     /// # Errors
-    /// [`Error::Invalid`] if the key file cannot be read or is empty.
-    pub fn master_key_material(&self) -> Result<Option<String>> {
+    /// [`Error::Crypto`] if the key file cannot be read; [`Error::Invalid`] if it is empty.
+    #[cfg(feature = "rocksdb")]
+    pub fn master_key(&self) -> Result<Option<crate::rocks::MasterKey>> {
         if let Some(path) = &self.master_key_file {
-            let text = std::fs::read_to_string(path).map_err(|e| {
-                Error::invalid("master key file", format!("{}: {e}", path.display()))
-            })?;
-            let key = text.trim_end_matches(['\n', '\r']).to_owned();
-            if key.is_empty() {
-                return Err(Error::invalid(
-                    "master key file",
-                    format!("{} is empty", path.display()),
-                ));
-            }
-            return Ok(Some(key));
+            return crate::rocks::MasterKey::from_file(path).map(Some);
         }
-        Ok(self.master_key.clone().filter(|key| !key.is_empty()))
+        match self.master_key.as_deref().filter(|key| !key.trim().is_empty()) {
+            Some(text) => crate::rocks::MasterKey::from_text(text).map(Some),
+            None => Ok(None),
+        }
     }
 }
 

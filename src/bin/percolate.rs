@@ -39,7 +39,10 @@ use percolate::portable::{self, Progress};
 #[cfg(feature = "postgres")]
 use percolate::postgres::{PgConfig, PgProvider};
 #[cfg(feature = "rocksdb")]
-use percolate::rocks::{RocksConfig, RocksProvider};
+use percolate::rocks::{MasterKey, RocksConfig, RocksProvider};
+/// Without the RocksDB provider there is nothing to encrypt with a master key.
+#[cfg(not(feature = "rocksdb"))]
+type MasterKey = ();
 use percolate::{
     Direction, EdgeId, EntityId, Error, Filter, MemoryEngine, Metric, MomentId, NewEdge, NewEntity,
     NewMoment, NewResource, Provider, Record, ResourceId, SearchQuery, TenantConfig, TenantHandle,
@@ -313,12 +316,16 @@ async fn dispatch(
         if from == to && tenant == rename {
             return Err(Error::invalid("migrate", "--from and --to name the same tenant"));
         }
-        return migrate(from, to, &tenant, &rename, output).await;
+        #[cfg(feature = "rocksdb")]
+        let key = settings.master_key()?;
+        #[cfg(not(feature = "rocksdb"))]
+        let key = None;
+        return migrate(from, to, &tenant, &rename, key, output).await;
     }
     match settings.storage_provider {
         #[cfg(feature = "rocksdb")]
         ProviderKind::Rocksdb => {
-            let engine = MemoryEngine::new(RocksProvider::open(settings.rocks_config())?);
+            let engine = MemoryEngine::new(RocksProvider::open(settings.rocks_config()?)?);
             run(&engine, command, output).await
         }
         #[cfg(feature = "postgres")]
@@ -944,8 +951,13 @@ impl Spec {
 }
 
 #[cfg(feature = "rocksdb")]
-fn open_rocks(path: &Path) -> percolate::Result<MemoryEngine<RocksProvider>> {
-    Ok(MemoryEngine::new(RocksProvider::open(RocksConfig::new(path))?))
+fn open_rocks(
+    path: &Path,
+    key: &Option<MasterKey>,
+) -> percolate::Result<MemoryEngine<RocksProvider>> {
+    let mut config = RocksConfig::new(path);
+    config.master_key = key.clone();
+    Ok(MemoryEngine::new(RocksProvider::open(config)?))
 }
 
 #[cfg(feature = "postgres")]
@@ -968,22 +980,23 @@ async fn migrate(
     to: Spec,
     tenant: &TenantId,
     rename: &TenantId,
+    key: Option<MasterKey>,
     output: Output,
 ) -> percolate::Result<()> {
     match from {
         #[cfg(feature = "rocksdb")]
         Spec::Rocks(path) => {
-            let source = open_rocks(&path)?;
+            let source = open_rocks(&path, &key)?;
             // Two providers on one RocksDB root would fight over its tenants: share one.
             if to == Spec::Rocks(path) {
                 return migrate_between(&source, &source, tenant, rename, output).await;
             }
-            migrate_into(&source, to, tenant, rename, output).await
+            migrate_into(&source, to, tenant, rename, &key, output).await
         }
         #[cfg(feature = "postgres")]
         Spec::Postgres { url, admin_url, pool_size } => {
             let source = open_postgres(&url, admin_url.as_deref(), pool_size).await?;
-            migrate_into(&source, to, tenant, rename, output).await
+            migrate_into(&source, to, tenant, rename, &key, output).await
         }
         #[allow(unreachable_patterns)]
         _ => Err(bad("provider spec", "provider not compiled in")),
@@ -995,12 +1008,13 @@ async fn migrate_into<S: Provider>(
     to: Spec,
     tenant: &TenantId,
     rename: &TenantId,
+    key: &Option<MasterKey>,
     output: Output,
 ) -> percolate::Result<()> {
     match to {
         #[cfg(feature = "rocksdb")]
         Spec::Rocks(path) => {
-            migrate_between(source, &open_rocks(&path)?, tenant, rename, output).await
+            migrate_between(source, &open_rocks(&path, key)?, tenant, rename, output).await
         }
         #[cfg(feature = "postgres")]
         Spec::Postgres { url, admin_url, pool_size } => {

@@ -32,6 +32,7 @@ pub(crate) fn traverse(tenant: &TenantDb, query: &TraverseQuery) -> Result<Vec<R
     let mut frontier = vec![query.start];
     let mut next = Vec::new();
     let mut prefixes: Vec<Vec<u8>> = Vec::new();
+    let relations: Vec<_> = query.relations.iter().map(|r| tenant.relation_key(r)).collect();
     for depth in 1..=query.depth {
         for node in frontier.drain(..) {
             for side in sides(query.direction) {
@@ -40,10 +41,7 @@ pub(crate) fn traverse(tenant: &TenantDb, query: &TraverseQuery) -> Result<Vec<R
                     prefixes.push(keys::adjacency_prefix(node, *side).to_vec());
                 } else {
                     prefixes.extend(
-                        query
-                            .relations
-                            .iter()
-                            .map(|r| keys::adjacency_relation_prefix(node, *side, r)),
+                        relations.iter().map(|r| keys::adjacency_relation_prefix(node, *side, r)),
                     );
                 }
                 for prefix in &prefixes {

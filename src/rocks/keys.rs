@@ -18,6 +18,10 @@
 //! relation (one seek per relation filter). Name words are NUL-terminated rather than
 //! length-prefixed: that keeps every word that starts with a query word under one key prefix,
 //! which is what prefix search needs; words never contain NUL (they are alphanumeric).
+//!
+//! In an encrypted tenant (see `crypto`) the user text in keys is replaced by 16-byte keyed
+//! tokens, in the same layouts: the adjacency key's relation is the relation's token (length
+//! 16), and an entity-name key is a name-prefix token, `0x00`, entity id. Values are sealed.
 
 use crate::model::{EdgeId, EntityId, Timestamp};
 
@@ -59,7 +63,7 @@ pub(crate) struct Adjacent<'k> {
 pub(crate) fn adjacency(
     entity: EntityId,
     side: Side,
-    relation: &str,
+    relation: &[u8],
     other: EntityId,
     edge: EdgeId,
 ) -> Vec<u8> {
@@ -69,7 +73,7 @@ pub(crate) fn adjacency(
     key.extend_from_slice(entity.as_bytes());
     key.push(side as u8);
     key.extend_from_slice(&relation_len.to_be_bytes());
-    key.extend_from_slice(relation.as_bytes());
+    key.extend_from_slice(relation);
     key.extend_from_slice(other.as_bytes());
     key.extend_from_slice(edge.as_bytes());
     key
@@ -84,12 +88,12 @@ pub(crate) fn adjacency_prefix(entity: EntityId, side: Side) -> [u8; 17] {
 }
 
 /// The prefix of the adjacency keys of `entity`'s `side` with this relation.
-pub(crate) fn adjacency_relation_prefix(entity: EntityId, side: Side, relation: &str) -> Vec<u8> {
+pub(crate) fn adjacency_relation_prefix(entity: EntityId, side: Side, relation: &[u8]) -> Vec<u8> {
     let relation_len = u16::try_from(relation.len()).unwrap_or(u16::MAX);
     let mut key = Vec::with_capacity(19 + relation.len());
     key.extend_from_slice(&adjacency_prefix(entity, side));
     key.extend_from_slice(&relation_len.to_be_bytes());
-    key.extend_from_slice(relation.as_bytes());
+    key.extend_from_slice(relation);
     key
 }
 
@@ -115,9 +119,9 @@ pub(crate) fn parse_adjacency(key: &[u8]) -> Option<Adjacent<'_>> {
 }
 
 /// The entity-name key of `word` for `entity`.
-pub(crate) fn entity_name(word: &str, entity: EntityId) -> Vec<u8> {
+pub(crate) fn entity_name(word: &[u8], entity: EntityId) -> Vec<u8> {
     let mut key = Vec::with_capacity(word.len() + 17);
-    key.extend_from_slice(word.as_bytes());
+    key.extend_from_slice(word);
     key.push(0);
     key.extend_from_slice(entity.as_bytes());
     key
@@ -179,11 +183,11 @@ mod tests {
     #[test]
     fn adjacency_keys_round_trip() {
         let (a, b, e) = (EntityId::new(), EntityId::new(), EdgeId::new());
-        let key = adjacency(a, Side::In, "knows", b, e);
+        let key = adjacency(a, Side::In, b"knows", b, e);
         let parsed = parse_adjacency(&key).unwrap();
         assert_eq!(parsed, Adjacent { side: Side::In, relation: b"knows", other: b, edge: e });
-        assert!(key.starts_with(&adjacency_relation_prefix(a, Side::In, "knows")));
-        assert!(!key.starts_with(&adjacency_relation_prefix(a, Side::In, "know")));
+        assert!(key.starts_with(&adjacency_relation_prefix(a, Side::In, b"knows")));
+        assert!(!key.starts_with(&adjacency_relation_prefix(a, Side::In, b"know")));
         assert!(parse_adjacency(&key[..key.len() - 1]).is_none());
     }
 

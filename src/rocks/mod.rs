@@ -12,15 +12,19 @@
 //! - **Durability**: every write goes through the write-ahead log. By default the WAL is not
 //!   fsynced per write (a process crash loses nothing; a power loss may lose the last writes);
 //!   [`RocksConfig::sync_writes`] fsyncs every commit.
+//! - **Encryption at rest** ([`crypto`]): with [`RocksConfig::master_key`] set, new tenants get
+//!   their own data key and every value is sealed with XChaCha20-Poly1305; relation names and
+//!   name prefixes in keys become keyed tokens; deleting a tenant shreds its key first.
 //! - **Blocking**: point reads and writes take microseconds and run inline on the calling task;
 //!   scans whose cost grows with the tenant (vector search, entity search, export pages, time
 //!   ranges) run on tokio's blocking pool.
 
 mod cf;
-mod codec;
+pub(crate) mod codec;
+mod crypto;
 mod graph;
-mod hnsw;
-mod keys;
+pub(crate) mod hnsw;
+pub(crate) mod keys;
 mod query;
 mod simd;
 mod store;
@@ -31,6 +35,7 @@ mod vector;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+pub use crypto::{MasterKey, SEAL_OVERHEAD};
 pub use hnsw::HnswParams;
 pub use tenants::TenantDb;
 pub use txn::RocksTxn;
@@ -68,6 +73,9 @@ pub struct RocksConfig {
     /// Tenants with at most this many embeddings are searched exactly (recall 1, and as fast
     /// as the graph at that size).
     pub exact_search_below: usize,
+    /// The master key. When set, every tenant created is encrypted at rest, and encrypted
+    /// tenants can be opened; when unset, opening an encrypted tenant is [`Error::Crypto`].
+    pub master_key: Option<MasterKey>,
 }
 
 impl RocksConfig {
@@ -82,6 +90,7 @@ impl RocksConfig {
             sync_writes: false,
             hnsw: HnswParams::default(),
             exact_search_below: 1024,
+            master_key: None,
         }
     }
 }
@@ -103,6 +112,22 @@ impl RocksProvider {
     /// The root directory.
     pub fn root(&self) -> &Path {
         &self.tenants.config().root
+    }
+
+    /// Re-wraps every encrypted tenant's data key under `new` instead of the configured master
+    /// key, without rewriting data, and returns how many tenants it re-wrapped. Each key file
+    /// is replaced atomically; an interrupted rotation is finished by running it again. Open
+    /// this store with `new` afterwards.
+    ///
+    /// # Errors
+    /// [`Error::Crypto`] when no master key is configured or a key file does not open under it.
+    pub fn rotate_master_key(&self, new: &MasterKey) -> Result<usize> {
+        self.tenants.rotate_master_key(new)
+    }
+
+    /// Whether the tenant's values are sealed (it was created with a master key configured).
+    pub fn is_encrypted(tenant: &TenantDb) -> bool {
+        tenant.is_encrypted()
     }
 
     /// Closes every tenant database that no handle holds.

@@ -36,7 +36,7 @@ pub(crate) fn search_entities(tenant: &TenantDb, query: &EntityQuery) -> Result<
         })?,
         Some(word) => {
             let mut ids = Vec::new();
-            view.scan_prefix(CF_ENTITY_NAMES, word.as_bytes(), |key, _| {
+            view.scan_prefix(CF_ENTITY_NAMES, &tenant.name_query_prefix(word), |key, _| {
                 ids.push(
                     keys::parse_entity_name(key)
                         .ok_or_else(|| Error::corrupt("entity name key", "bad layout"))?,

@@ -32,8 +32,40 @@ use super::tenants::TenantDb;
 use super::vector::VectorChange;
 use crate::error::{Error, Result};
 use crate::model::{
-    Direction, Edge, EdgeId, Entity, EntityId, Moment, MomentId, Resource, ResourceId, words,
+    Direction, Edge, EdgeId, Entity, EntityId, Moment, MomentId, Resource, ResourceId,
 };
+
+/// A value read from the store: pinned in RocksDB's cache when stored in plaintext, an owned
+/// buffer when it was opened from a sealed value.
+pub(crate) enum Value<'a> {
+    Pinned(DBPinnableSlice<'a>),
+    Borrowed(&'a [u8]),
+    Opened(Vec<u8>),
+}
+
+impl<'a> From<DBPinnableSlice<'a>> for Value<'a> {
+    fn from(slice: DBPinnableSlice<'a>) -> Self {
+        Value::Pinned(slice)
+    }
+}
+
+impl<'a> From<&'a [u8]> for Value<'a> {
+    fn from(bytes: &'a [u8]) -> Self {
+        Value::Borrowed(bytes)
+    }
+}
+
+impl std::ops::Deref for Value<'_> {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        match self {
+            Value::Pinned(slice) => slice,
+            Value::Borrowed(bytes) => bytes,
+            Value::Opened(bytes) => bytes,
+        }
+    }
+}
 
 /// Maps a RocksDB error at the boundary: `Busy`/`TryAgain` (a lost optimistic validation) is a
 /// conflict, anything else a backend failure.
@@ -62,7 +94,17 @@ impl<'a> View<'a> {
         }
     }
 
-    pub(crate) fn get(&self, cf: &'static str, key: &[u8]) -> Result<Option<DBPinnableSlice<'a>>> {
+    /// The value of `key`, opened (decrypted and authenticated) when the tenant is encrypted.
+    pub(crate) fn get(&self, cf: &'static str, key: &[u8]) -> Result<Option<Value<'a>>> {
+        self.get_raw(cf, key)?.map(|raw| self.tenant().open_value(cf, key, raw)).transpose()
+    }
+
+    /// The value of `key` as stored (sealed, when the tenant is encrypted).
+    pub(crate) fn get_raw(
+        &self,
+        cf: &'static str,
+        key: &[u8],
+    ) -> Result<Option<DBPinnableSlice<'a>>> {
         let handle = self.tenant().cf(cf)?;
         match self {
             View::Db(tenant) => tenant.db.get_pinned_cf(handle, key),
@@ -71,7 +113,13 @@ impl<'a> View<'a> {
         .map_err(map_rocks_error)
     }
 
-    /// Reads a key and, in a transaction, makes the commit fail if someone else changes it.
+    /// Whether `key` exists, without opening its value.
+    pub(crate) fn contains(&self, cf: &'static str, key: &[u8]) -> Result<bool> {
+        Ok(self.get_raw(cf, key)?.is_some())
+    }
+
+    /// Reads a key as stored and, in a transaction, makes the commit fail if someone else
+    /// changes it.
     pub(crate) fn get_for_update(
         &self,
         cf: &'static str,
@@ -85,7 +133,8 @@ impl<'a> View<'a> {
         .map_err(map_rocks_error)
     }
 
-    /// Calls `visit` on every key-value in `[lower, upper)` in key order while it returns true.
+    /// Calls `visit` on every key and opened value in `[lower, upper)` in key order while it
+    /// returns true.
     pub(crate) fn scan(
         &self,
         cf: &'static str,
@@ -98,9 +147,17 @@ impl<'a> View<'a> {
         if let Some(upper) = upper {
             options.set_iterate_upper_bound(upper);
         }
+        let tenant = self.tenant();
+        let mut visit = visit;
+        let opened = |key: &[u8], value: &[u8]| -> Result<bool> {
+            let value = tenant.open_value(cf, key, value)?;
+            visit(key, &value)
+        };
         match self {
-            View::Db(tenant) => drive(tenant.db.raw_iterator_cf_opt(handle, options), lower, visit),
-            View::Txn(_, txn) => drive(txn.raw_iterator_cf_opt(handle, options), lower, visit),
+            View::Db(tenant) => {
+                drive(tenant.db.raw_iterator_cf_opt(handle, options), lower, opened)
+            }
+            View::Txn(_, txn) => drive(txn.raw_iterator_cf_opt(handle, options), lower, opened),
         }
     }
 
@@ -150,13 +207,17 @@ impl<'a> View<'a> {
         direction: Direction,
         relation: Option<&str>,
     ) -> Result<Vec<Edge>> {
-        if self.get(CF_ENTITIES, entity.as_bytes())?.is_none() {
+        if !self.contains(CF_ENTITIES, entity.as_bytes())? {
             return Err(Error::not_found("entity", entity));
         }
         let mut ids = Vec::new();
         for side in sides(direction) {
             let prefix = match relation {
-                Some(relation) => keys::adjacency_relation_prefix(entity, *side, relation),
+                Some(relation) => keys::adjacency_relation_prefix(
+                    entity,
+                    *side,
+                    &self.tenant().relation_key(relation),
+                ),
                 None => keys::adjacency_prefix(entity, *side).to_vec(),
             };
             self.scan_prefix(CF_ADJACENCY, &prefix, |key, _| {
@@ -210,7 +271,14 @@ impl<'a> Ops<'a> {
         View::Txn(self.tenant, self.txn)
     }
 
+    /// Writes `value`, sealed when the tenant is encrypted.
     fn put(&self, cf: &'static str, key: &[u8], value: &[u8]) -> Result<()> {
+        let sealed = self.tenant.seal_value(cf, key, value);
+        self.put_raw(cf, key, &sealed)
+    }
+
+    /// Writes bytes as they are (already sealed, or empty).
+    fn put_raw(&self, cf: &'static str, key: &[u8], value: &[u8]) -> Result<()> {
         self.txn.put_cf(self.tenant.cf(cf)?, key, value).map_err(map_rocks_error)
     }
 
@@ -218,12 +286,23 @@ impl<'a> Ops<'a> {
         self.txn.delete_cf(self.tenant.cf(cf)?, key).map_err(map_rocks_error)
     }
 
-    /// The stored value of `key`, read for update; `NotFound` naming `what` if absent.
+    /// The stored value of `key`, read for update and opened; `NotFound` naming `what` if
+    /// absent.
     fn existing(&self, cf: &'static str, what: &'static str, id: &[u8; 16]) -> Result<Vec<u8>> {
-        match self.view().get_for_update(cf, id)? {
-            Some(bytes) => Ok(bytes.to_vec()),
-            None => Err(Error::not_found(what, uuid::Uuid::from_bytes(*id))),
-        }
+        let raw = self.existing_raw(cf, what, id)?;
+        Ok(self.tenant.open_value(cf, id, raw)?.to_vec())
+    }
+
+    /// [`Ops::existing`] as stored, sealed when the tenant is encrypted.
+    fn existing_raw(
+        &self,
+        cf: &'static str,
+        what: &'static str,
+        id: &[u8; 16],
+    ) -> Result<DBPinnableSlice<'a>> {
+        self.view()
+            .get_for_update(cf, id)?
+            .ok_or_else(|| Error::not_found(what, uuid::Uuid::from_bytes(*id)))
     }
 
     fn absent(&self, cf: &'static str, what: &'static str, id: &[u8; 16]) -> Result<()> {
@@ -256,11 +335,13 @@ impl<'a> Ops<'a> {
             if !seen.insert(key) {
                 return Err(Error::already_exists("resource", resource.id));
             }
-            self.txn.put_cf(cf, key, codec::encode_resource(resource)).map_err(map_rocks_error)?;
+            let value =
+                self.tenant.seal_value(CF_RESOURCES, key, &codec::encode_resource(resource));
+            self.txn.put_cf(cf, key, value).map_err(map_rocks_error)?;
             if let Some(embedding) = &resource.embedding {
-                self.txn
-                    .put_cf(embeddings, key, codec::encode_embedding(embedding))
-                    .map_err(map_rocks_error)?;
+                let value =
+                    self.tenant.seal_value(CF_EMBEDDINGS, key, &codec::encode_embedding(embedding));
+                self.txn.put_cf(embeddings, key, value).map_err(map_rocks_error)?;
                 self.upserted(resource);
             }
         }
@@ -305,15 +386,15 @@ impl<'a> Ops<'a> {
     }
 
     fn put_names(&self, entity: &Entity) -> Result<()> {
-        for word in words(&entity.name) {
-            self.put(CF_ENTITY_NAMES, &keys::entity_name(&word, entity.id), &[])?;
+        for key in self.tenant.name_keys(entity) {
+            self.put_raw(CF_ENTITY_NAMES, &key, &[])?;
         }
         Ok(())
     }
 
     fn delete_names(&self, entity: &Entity) -> Result<()> {
-        for word in words(&entity.name) {
-            self.delete(CF_ENTITY_NAMES, &keys::entity_name(&word, entity.id))?;
+        for key in self.tenant.name_keys(entity) {
+            self.delete(CF_ENTITY_NAMES, &key)?;
         }
         Ok(())
     }
@@ -351,8 +432,6 @@ impl<'a> Ops<'a> {
         for key in adjacency {
             let adjacent = keys::parse_adjacency(&key)
                 .ok_or_else(|| Error::corrupt("adjacency key", "bad layout"))?;
-            let relation = std::str::from_utf8(adjacent.relation)
-                .map_err(|e| Error::corrupt("adjacency key", e))?;
             self.delete(CF_EDGES, adjacent.edge.as_bytes())?;
             self.delete(CF_ADJACENCY, &key)?;
             self.delete(
@@ -360,7 +439,7 @@ impl<'a> Ops<'a> {
                 &keys::adjacency(
                     adjacent.other,
                     adjacent.side.opposite(),
-                    relation,
+                    adjacent.relation,
                     id,
                     adjacent.edge,
                 ),
@@ -376,18 +455,19 @@ impl<'a> Ops<'a> {
             if edge.from == edge.to { &[edge.from] } else { &[edge.from, edge.to] };
         for end in ends {
             // Rewriting the endpoint unchanged makes a concurrent delete of it conflict.
-            let bytes = self.existing(CF_ENTITIES, "entity", end.as_bytes())?;
-            self.put(CF_ENTITIES, end.as_bytes(), &bytes)?;
+            let bytes = self.existing_raw(CF_ENTITIES, "entity", end.as_bytes())?.to_vec();
+            self.put_raw(CF_ENTITIES, end.as_bytes(), &bytes)?;
         }
         self.put(CF_EDGES, edge.id.as_bytes(), &codec::encode_edge(edge))?;
-        self.put(
+        let relation = self.tenant.relation_key(&edge.relation);
+        self.put_raw(
             CF_ADJACENCY,
-            &keys::adjacency(edge.from, Side::Out, &edge.relation, edge.to, edge.id),
+            &keys::adjacency(edge.from, Side::Out, &relation, edge.to, edge.id),
             &[],
         )?;
-        self.put(
+        self.put_raw(
             CF_ADJACENCY,
-            &keys::adjacency(edge.to, Side::In, &edge.relation, edge.from, edge.id),
+            &keys::adjacency(edge.to, Side::In, &relation, edge.from, edge.id),
             &[],
         )
     }
@@ -395,14 +475,9 @@ impl<'a> Ops<'a> {
     pub(crate) fn delete_edge(&self, id: EdgeId) -> Result<()> {
         let edge = codec::decode_edge(id, &self.existing(CF_EDGES, "edge", id.as_bytes())?)?;
         self.delete(CF_EDGES, id.as_bytes())?;
-        self.delete(
-            CF_ADJACENCY,
-            &keys::adjacency(edge.from, Side::Out, &edge.relation, edge.to, id),
-        )?;
-        self.delete(
-            CF_ADJACENCY,
-            &keys::adjacency(edge.to, Side::In, &edge.relation, edge.from, id),
-        )
+        let relation = self.tenant.relation_key(&edge.relation);
+        self.delete(CF_ADJACENCY, &keys::adjacency(edge.from, Side::Out, &relation, edge.to, id))?;
+        self.delete(CF_ADJACENCY, &keys::adjacency(edge.to, Side::In, &relation, edge.from, id))
     }
 
     fn put_moment(&self, moment: &Moment) -> Result<()> {

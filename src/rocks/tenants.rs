@@ -25,11 +25,12 @@ use rocksdb::{
 use super::RocksConfig;
 use super::cf;
 use super::codec;
+use super::crypto::{self, MasterKek, TenantCrypto};
 use super::keys;
-use super::store::{Ops, View, map_rocks_error};
+use super::store::{Ops, Value, View, map_rocks_error};
 use super::vector::{VectorChange, VectorIndex};
 use crate::error::{Error, Result};
-use crate::model::{Resource, TenantConfig, TenantId};
+use crate::model::{Entity, Resource, TenantConfig, TenantId, words};
 
 /// How often an auto-commit write is retried after losing an optimistic conflict.
 const AUTO_COMMIT_ATTEMPTS: usize = 16;
@@ -56,6 +57,8 @@ pub struct TenantDb {
     discarded: std::sync::atomic::AtomicBool,
     hnsw: super::HnswParams,
     exact_search_below: usize,
+    /// The tenant's sealing keys; `None` for a tenant stored in plaintext.
+    crypto: Option<TenantCrypto>,
 }
 
 impl TenantDb {
@@ -64,6 +67,78 @@ impl TenantDb {
         self.db.cf_handle(name).ok_or_else(|| {
             Error::corrupt("tenant database", format!("column family {name} missing"))
         })
+    }
+
+    /// `value` as it is stored under `key` in `cf`: sealed when the tenant is encrypted.
+    pub(crate) fn seal_value(&self, cf: &str, key: &[u8], value: &[u8]) -> Vec<u8> {
+        match &self.crypto {
+            Some(crypto) => crypto.seal(cf, key, value),
+            None => value.to_vec(),
+        }
+    }
+
+    /// Opens a stored value (a no-op for a plaintext tenant).
+    ///
+    /// # Errors
+    /// [`Error::Corrupt`] when a sealed value fails authentication.
+    pub(crate) fn open_value<'v, V>(
+        &self,
+        cf: &'static str,
+        key: &[u8],
+        raw: V,
+    ) -> Result<Value<'v>>
+    where
+        V: Into<Value<'v>> + AsRef<[u8]>,
+    {
+        match &self.crypto {
+            Some(crypto) => crypto.open(cf, key, raw.as_ref()).map(Value::Opened),
+            None => Ok(raw.into()),
+        }
+    }
+
+    /// What stands for `relation` in adjacency keys: the relation itself, or its keyed token
+    /// in an encrypted tenant.
+    pub(crate) fn relation_key<'r>(&self, relation: &'r str) -> std::borrow::Cow<'r, [u8]> {
+        match &self.crypto {
+            Some(crypto) => {
+                std::borrow::Cow::Owned(crypto.token(b"relation", relation.as_bytes()).to_vec())
+            }
+            None => std::borrow::Cow::Borrowed(relation.as_bytes()),
+        }
+    }
+
+    /// The entity-name index keys of `entity` (deduplicated).
+    pub(crate) fn name_keys(&self, entity: &Entity) -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        for word in words(&entity.name) {
+            match &self.crypto {
+                Some(crypto) => out.extend(
+                    crypto.name_tokens(&word).map(|token| keys::entity_name(&token, entity.id)),
+                ),
+                None => out.push(keys::entity_name(word.as_bytes(), entity.id)),
+            }
+        }
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+
+    /// The entity-name key prefix under which every entity with a name word starting with
+    /// `word` is found (a superset, in an encrypted tenant: callers re-check names).
+    pub(crate) fn name_query_prefix(&self, word: &str) -> Vec<u8> {
+        match &self.crypto {
+            Some(crypto) => {
+                let mut prefix = crypto.name_query_token(word).to_vec();
+                prefix.push(0);
+                prefix
+            }
+            None => word.as_bytes().to_vec(),
+        }
+    }
+
+    /// Whether the tenant's values are sealed.
+    pub(crate) fn is_encrypted(&self) -> bool {
+        self.crypto.is_some()
     }
 
     /// The vector index; `None` while no dimension is fixed (so no embedding exists).
@@ -104,6 +179,7 @@ impl TenantDb {
         let metric = self.config.lock().metric;
         let index = VectorIndex::open(
             &self.dir,
+            self.crypto.as_ref(),
             dimension as usize,
             metric,
             self.hnsw,
@@ -150,7 +226,7 @@ impl TenantDb {
             .put_cf_opt(
                 self.cf(cf::CF_META)?,
                 keys::META_CONFIG,
-                codec::encode_config(&updated),
+                self.seal_value(cf::CF_META, keys::META_CONFIG, &codec::encode_config(&updated)),
                 &self.write_options,
             )
             .map_err(map_rocks_error)?;
@@ -173,7 +249,7 @@ impl TenantDb {
                 .put_cf_opt(
                     self.cf(cf::CF_META)?,
                     keys::META_MOMENT_SPAN,
-                    codec::encode_i64(span),
+                    self.seal_value(cf::CF_META, keys::META_MOMENT_SPAN, &codec::encode_i64(span)),
                     &self.write_options,
                 )
                 .map_err(map_rocks_error)?;
@@ -199,9 +275,17 @@ impl TenantDb {
         let mut changes = Vec::new();
         for resource in resources {
             let key = resource.id.as_bytes();
-            batch.put_cf(records, key, codec::encode_resource(resource));
+            batch.put_cf(
+                records,
+                key,
+                self.seal_value(cf::CF_RESOURCES, key, &codec::encode_resource(resource)),
+            );
             if let Some(embedding) = &resource.embedding {
-                batch.put_cf(embeddings, key, codec::encode_embedding(embedding));
+                batch.put_cf(
+                    embeddings,
+                    key,
+                    self.seal_value(cf::CF_EMBEDDINGS, key, &codec::encode_embedding(embedding)),
+                );
                 changes.push(VectorChange::Upsert {
                     id: resource.id,
                     vector: embedding.clone(),
@@ -275,6 +359,7 @@ fn load(
     db: OptimisticTransactionDB,
     config: &RocksConfig,
     dir: PathBuf,
+    crypto: Option<TenantCrypto>,
 ) -> Result<TenantDb> {
     let mut write_options = WriteOptions::default();
     write_options.set_sync(config.sync_writes);
@@ -293,12 +378,16 @@ fn load(
         }
         _ => return Err(Error::corrupt("tenant database", "no format version")),
     }
+    let open = |key: &[u8], bytes: Vec<u8>| match &crypto {
+        Some(crypto) => crypto.open(cf::CF_META, key, &bytes),
+        None => Ok(bytes),
+    };
     let tenant_config = match db.get_cf(meta, keys::META_CONFIG).map_err(map_rocks_error)? {
-        Some(bytes) => codec::decode_config(&bytes)?,
+        Some(bytes) => codec::decode_config(&open(keys::META_CONFIG, bytes)?)?,
         None => return Err(Error::corrupt("tenant database", "no configuration")),
     };
     let span = match db.get_cf(meta, keys::META_MOMENT_SPAN).map_err(map_rocks_error)? {
-        Some(bytes) => codec::decode_i64("moment span", &bytes)?,
+        Some(bytes) => codec::decode_i64("moment span", &open(keys::META_MOMENT_SPAN, bytes)?)?,
         None => 0,
     };
     let tenant = TenantDb {
@@ -312,6 +401,7 @@ fn load(
         discarded: std::sync::atomic::AtomicBool::new(false),
         hnsw: config.hnsw,
         exact_search_below: config.exact_search_below,
+        crypto,
     };
     if let Some(dimension) = tenant_config.dimension {
         tenant.load_vectors(dimension)?;
@@ -327,7 +417,7 @@ impl Drop for TenantDb {
             return;
         }
         if let Some(index) = self.vectors.get() {
-            let _ = index.write_snapshot(&self.dir);
+            let _ = index.write_snapshot(&self.dir, self.crypto.as_ref());
         }
     }
 }
@@ -338,7 +428,9 @@ impl Drop for TenantDb {
 /// [`Error::Backend`] if the file cannot be written.
 pub(crate) fn write_snapshot(tenant: &TenantDb) -> Result<()> {
     match tenant.vectors.get() {
-        Some(index) => index.write_snapshot(&tenant.dir).map_err(|e| io_error(&tenant.dir, e)),
+        Some(index) => index
+            .write_snapshot(&tenant.dir, tenant.crypto.as_ref())
+            .map_err(|e| io_error(&tenant.dir, e)),
         None => Ok(()),
     }
 }
@@ -359,13 +451,16 @@ pub(crate) struct TenantCache {
     config: RocksConfig,
     block_cache: Cache,
     open: Mutex<Open>,
+    /// The key-encryption key, when a master key is configured: new tenants are encrypted.
+    kek: Option<MasterKek>,
 }
 
 impl TenantCache {
     pub(crate) fn new(config: RocksConfig) -> Result<Self> {
         std::fs::create_dir_all(&config.root).map_err(|e| io_error(&config.root, e))?;
         let block_cache = Cache::new_lru_cache(config.block_cache_bytes);
-        Ok(Self { config, block_cache, open: Mutex::new(Open::default()) })
+        let kek = config.master_key.as_ref().map(|key| key.kek(&config.root)).transpose()?;
+        Ok(Self { config, block_cache, open: Mutex::new(Open::default()), kek })
     }
 
     pub(crate) fn config(&self) -> &RocksConfig {
@@ -383,12 +478,19 @@ impl TenantCache {
             self.config.root.join(format!(".staging-{}-{}", id, uuid::Uuid::now_v7().simple()));
         let result = (|| {
             let db = open_db(&self.config, &self.block_cache, &staging, true)?;
+            let crypto =
+                self.kek.as_ref().map(|kek| kek.create_tenant_key(&staging, id)).transpose()?;
             let meta = db
                 .cf_handle(cf::CF_META)
                 .ok_or_else(|| Error::corrupt("tenant database", "meta column family missing"))?;
             let mut batch = rocksdb::WriteBatchWithTransaction::<true>::default();
             batch.put_cf(meta, keys::META_FORMAT_VERSION, [codec::FORMAT_VERSION]);
-            batch.put_cf(meta, keys::META_CONFIG, codec::encode_config(tenant_config));
+            let config = codec::encode_config(tenant_config);
+            let config = match &crypto {
+                Some(crypto) => crypto.seal(cf::CF_META, keys::META_CONFIG, &config),
+                None => config,
+            };
+            batch.put_cf(meta, keys::META_CONFIG, config);
             let mut sync = WriteOptions::default();
             sync.set_sync(true);
             db.write_opt(batch, &sync).map_err(map_rocks_error)?;
@@ -414,11 +516,46 @@ impl TenantCache {
         if !dir.is_dir() {
             return Err(Error::not_found("tenant", id));
         }
+        let crypto = self.tenant_crypto(&dir, id)?;
         let db = open_db(&self.config, &self.block_cache, &dir, false)?;
-        let tenant = Arc::new(load(id.clone(), db, &self.config, dir)?);
+        let tenant = Arc::new(load(id.clone(), db, &self.config, dir, crypto)?);
         open.entries.insert(id.clone(), Entry { db: Arc::clone(&tenant), last_used: now });
         self.evict(&mut open);
         Ok(tenant)
+    }
+
+    /// The sealing keys of the tenant in `dir`, if it is encrypted.
+    fn tenant_crypto(&self, dir: &Path, id: &TenantId) -> Result<Option<TenantCrypto>> {
+        if !crypto::is_encrypted(dir) {
+            return Ok(None);
+        }
+        match &self.kek {
+            Some(kek) => kek.open_tenant_key(dir, id).map(Some),
+            None => Err(Error::Crypto(format!(
+                "tenant {id} is encrypted and no master key is configured \
+                 (PERCOLATE_MASTER_KEY_FILE or PERCOLATE_MASTER_KEY)"
+            ))),
+        }
+    }
+
+    /// Re-wraps every encrypted tenant's data key from the configured master key to `new`,
+    /// one key file at a time (each replaced atomically); data is not rewritten. A rotation
+    /// interrupted half-way is completed by running it again with the same keys.
+    pub(crate) fn rotate_master_key(&self, new: &super::MasterKey) -> Result<usize> {
+        let Some(old) = &self.kek else {
+            return Err(Error::Crypto("no master key is configured to rotate from".into()));
+        };
+        let new = new.kek(&self.config.root)?;
+        let _open = self.open.lock();
+        let mut rotated = 0;
+        for id in self.list()? {
+            let dir = tenant_dir(&self.config.root, &id);
+            if crypto::is_encrypted(&dir) {
+                old.rewrap(&new, &dir, &id)?;
+                rotated += 1;
+            }
+        }
+        Ok(rotated)
     }
 
     /// Closes least recently used databases that nobody holds until within capacity.
@@ -471,6 +608,9 @@ impl TenantCache {
         if !dir.is_dir() {
             return Err(Error::not_found("tenant", id));
         }
+        // Crypto-shredding: the data key goes first, so whatever a crash or the file system
+        // leaves behind of the data is unreadable.
+        crypto::shred_key(&dir).map_err(|e| io_error(&dir, e))?;
         std::fs::remove_dir_all(&dir).map_err(|e| io_error(&dir, e))
     }
 

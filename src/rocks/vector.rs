@@ -35,6 +35,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use parking_lot::{Mutex, RwLock};
 
+use super::crypto::TenantCrypto;
 use super::hnsw::{Hnsw, HnswParams, InsertPlan, Scored, prepare_in_place};
 use crate::model::{Filter, Metadata, Metric, ResourceId};
 
@@ -170,6 +171,7 @@ impl VectorIndex {
     /// holding exactly the stored embeddings.
     pub(crate) fn open(
         dir: &Path,
+        crypto: Option<&TenantCrypto>,
         dimension: usize,
         metric: Metric,
         params: HnswParams,
@@ -178,7 +180,7 @@ impl VectorIndex {
     ) -> Arc<Self> {
         let index = Self::new(dimension, metric, params, exact_below);
         let mut changes = Vec::new();
-        match read_snapshot(&dir.join(SNAPSHOT_FILE), dimension, metric) {
+        match read_snapshot(&dir.join(SNAPSHOT_FILE), crypto, dimension, metric) {
             Some((graph, ids, hashes)) => {
                 let mut state = index.state.write();
                 let mut by_id: HashMap<ResourceId, u32> = HashMap::with_capacity(ids.len());
@@ -234,7 +236,12 @@ impl VectorIndex {
     /// Writes the graph (pending points are not in it: they are re-found in the store on
     /// open) to `dir` atomically: a temporary file, fsync, rename, fsync of the directory.
     /// Does nothing when the graph has not changed since it was loaded or last written.
-    pub(crate) fn write_snapshot(&self, dir: &Path) -> std::io::Result<()> {
+    /// In an encrypted tenant the whole file is one sealed value.
+    pub(crate) fn write_snapshot(
+        &self,
+        dir: &Path,
+        crypto: Option<&TenantCrypto>,
+    ) -> std::io::Result<()> {
         if !self.dirty.swap(false, Ordering::AcqRel) {
             return Ok(());
         }
@@ -253,6 +260,9 @@ impl VectorIndex {
         }
         let checksum = hash_bytes(&out);
         out.extend_from_slice(&checksum.to_le_bytes());
+        if let Some(crypto) = crypto {
+            out = crypto.seal(SNAPSHOT_FILE, b"", &out);
+        }
         let path = dir.join(SNAPSHOT_FILE);
         let temporary = dir.join(format!("{SNAPSHOT_FILE}.tmp"));
         let result = (|| {
@@ -651,10 +661,14 @@ const SNAPSHOT_MAGIC: &[u8; 8] = b"PCHNSW02";
 /// point, the expected dimension and metric. `None` for anything else, never a panic.
 fn read_snapshot(
     path: &Path,
+    crypto: Option<&TenantCrypto>,
     dimension: usize,
     metric: Metric,
 ) -> Option<(Hnsw, Vec<ResourceId>, Vec<u64>)> {
-    let bytes = std::fs::read(path).ok()?;
+    let mut bytes = std::fs::read(path).ok()?;
+    if let Some(crypto) = crypto {
+        bytes = crypto.open(SNAPSHOT_FILE, b"", &bytes).ok()?;
+    }
     let body_len = bytes.len().checked_sub(8)?;
     let (body, checksum) = bytes.split_at(body_len);
     if u64::from_le_bytes(checksum.try_into().ok()?) != hash_bytes(body)

@@ -1,0 +1,547 @@
+//! Encryption at rest: per-tenant data keys wrapped by a master key, sealed values, keyed name
+//! tokens and crypto-shredding.
+//!
+//! RocksDB's own `EncryptedEnv` is a demonstration cipher without integrity and the `rocksdb`
+//! crate does not expose it, so percolate seals values itself, above RocksDB:
+//!
+//! - **Keys.** The master key (32 random bytes, or a passphrase stretched with Argon2id over a
+//!   salt kept in the store root) is a key-encryption key only. Each tenant has its own random
+//!   32-byte data key, stored *wrapped* (XChaCha20-Poly1305, associated data = the tenant id) in
+//!   the small file [`KEY_FILE`] inside the tenant directory, with a fingerprint of the master
+//!   key that wrapped it. Rotating the master key rewrites those files only; no data moves.
+//! - **Values.** Every non-empty value of every column family is sealed with XChaCha20-Poly1305
+//!   under a subkey of the data key, with a random 192-bit nonce (random nonces of that size
+//!   never collide in practice, so no counter has to survive crashes) and associated data
+//!   binding it to its tenant, column family and key: a value copied to another key, column
+//!   family or tenant fails to open. Sealed value layout: `0xA1`, nonce (24), ciphertext, tag
+//!   (16); 41 bytes of overhead.
+//! - **Names.** Key bytes cannot be sealed without losing order, so the two key layouts that
+//!   would hold user text hold keyed BLAKE3 tokens instead: an edge's relation in the adjacency
+//!   key, and the name prefixes of the entity-name index (see [`TenantCrypto::name_tokens`]).
+//! - **Index snapshots** are sealed as one value.
+//! - **Shredding.** Deleting a tenant first overwrites, syncs and removes its key file; without
+//!   the data key whatever remains on disk (SST files not yet reclaimed, backups) is noise.
+//!
+//! What still leaks is listed in the README: key structure (ids, which are UUIDv7 and so carry
+//! creation times, moment start times, graph shape), value sizes, record counts, and equality of
+//! relation names and name prefixes within one tenant.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use chacha20poly1305::aead::{AeadInPlace, KeyInit};
+use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use rand::RngCore;
+use zeroize::{Zeroize, Zeroizing};
+
+use crate::error::{Error, Result};
+use crate::model::TenantId;
+
+/// The wrapped data key's file name inside a tenant directory.
+pub(crate) const KEY_FILE: &str = "percolate.key";
+/// The Argon2id salt of a passphrase master key, in the store root.
+const SALT_FILE: &str = ".percolate-salt";
+
+const KEY_FILE_MAGIC: &[u8; 8] = b"PCLKEY01";
+/// The first byte of every sealed value (plaintext values start with the format version, 1).
+pub(crate) const SEALED: u8 = 0xA1;
+const NONCE_BYTES: usize = 24;
+const TAG_BYTES: usize = 16;
+/// Bytes a sealed value adds to its plaintext.
+pub const SEAL_OVERHEAD: usize = 1 + NONCE_BYTES + TAG_BYTES;
+/// Name prefixes longer than this many characters share the token of their first
+/// `NAME_TOKEN_CHARS` characters (the query re-checks every candidate's name).
+const NAME_TOKEN_CHARS: usize = 8;
+
+/// Where the master key comes from. Its bytes never leave this type unwrapped except into
+/// [`MasterKek`], and both are wiped on drop.
+#[derive(Clone)]
+pub struct MasterKey(Secret);
+
+#[derive(Clone)]
+enum Secret {
+    Key(Zeroizing<[u8; 32]>),
+    Passphrase(Zeroizing<String>),
+}
+
+impl std::fmt::Debug for MasterKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self.0 {
+            Secret::Key(_) => "MasterKey(key, redacted)",
+            Secret::Passphrase(_) => "MasterKey(passphrase, redacted)",
+        })
+    }
+}
+
+impl MasterKey {
+    /// A raw 256-bit key (use a random one: `head -c 32 /dev/urandom | xxd -p -c 64`).
+    pub fn from_bytes(key: [u8; 32]) -> Self {
+        Self(Secret::Key(Zeroizing::new(key)))
+    }
+
+    /// A passphrase, stretched with Argon2id when the store opens.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] when it is empty.
+    pub fn from_passphrase(passphrase: impl Into<String>) -> Result<Self> {
+        let passphrase = Zeroizing::new(passphrase.into());
+        if passphrase.is_empty() {
+            return Err(Error::invalid("master key", "the passphrase is empty"));
+        }
+        Ok(Self(Secret::Passphrase(passphrase)))
+    }
+
+    /// A key given as text, as in `PERCOLATE_MASTER_KEY`: 64 hex digits are a raw key, anything
+    /// else is a passphrase. Surrounding whitespace is ignored.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] when it is empty.
+    pub fn from_text(text: &str) -> Result<Self> {
+        let text = text.trim();
+        match parse_hex_key(text) {
+            Some(key) => Ok(Self::from_bytes(key)),
+            None => Self::from_passphrase(text),
+        }
+    }
+
+    /// A key file, as in `PERCOLATE_MASTER_KEY_FILE`: exactly 32 bytes are a raw key, otherwise
+    /// the UTF-8 text is read as by [`MasterKey::from_text`].
+    ///
+    /// # Errors
+    /// [`Error::Crypto`] when the file cannot be read or is neither a key nor UTF-8 text;
+    /// [`Error::Invalid`] when it is empty.
+    pub fn from_file(path: &Path) -> Result<Self> {
+        let bytes = Zeroizing::new(std::fs::read(path).map_err(|e| {
+            Error::Crypto(format!("cannot read master key file {}: {e}", path.display()))
+        })?);
+        // 32 bytes that are not all printable text are a raw key (a random key is printable
+        // with probability (95/256)^32, about 1e-14); anything else is text.
+        if let Ok(key) = <[u8; 32]>::try_from(bytes.as_slice())
+            && !key.iter().all(|b| b.is_ascii_graphic() || b.is_ascii_whitespace())
+        {
+            return Ok(Self::from_bytes(key));
+        }
+        let text = std::str::from_utf8(&bytes).map_err(|_| {
+            Error::Crypto(format!(
+                "master key file {} is neither 32 raw bytes nor UTF-8 text",
+                path.display()
+            ))
+        })?;
+        Self::from_text(text)
+    }
+
+    /// Derives the key-encryption key. A passphrase is stretched with Argon2id (default
+    /// parameters: 19 MiB, 2 passes) over the store's salt, created on first use.
+    pub(crate) fn kek(&self, root: &Path) -> Result<MasterKek> {
+        let mut key = Zeroizing::new([0u8; 32]);
+        match &self.0 {
+            Secret::Key(raw) => {
+                *key = blake3::derive_key("percolate 2026 master key-encryption key", &raw[..]);
+            }
+            Secret::Passphrase(passphrase) => {
+                let salt = store_salt(root)?;
+                argon2::Argon2::default()
+                    .hash_password_into(passphrase.as_bytes(), &salt, &mut key[..])
+                    .map_err(|e| Error::Crypto(format!("argon2id: {e}")))?;
+            }
+        }
+        let fingerprint = blake3::derive_key("percolate 2026 master key fingerprint", &key[..]);
+        let mut id = [0u8; 8];
+        id.copy_from_slice(&fingerprint[..8]);
+        Ok(MasterKek { cipher: XChaCha20Poly1305::new((&*key).into()), id })
+    }
+}
+
+fn parse_hex_key(text: &str) -> Option<[u8; 32]> {
+    if text.len() != 64 {
+        return None;
+    }
+    let mut key = [0u8; 32];
+    for (byte, pair) in key.iter_mut().zip(text.as_bytes().chunks_exact(2)) {
+        let digits = std::str::from_utf8(pair).ok()?;
+        *byte = u8::from_str_radix(digits, 16).ok()?;
+    }
+    Some(key)
+}
+
+/// The store-wide Argon2id salt: read, or created atomically (temp file, fsync, rename).
+fn store_salt(root: &Path) -> Result<[u8; 16]> {
+    let path = root.join(SALT_FILE);
+    match std::fs::read(&path) {
+        Ok(bytes) => {
+            return bytes.try_into().map_err(|_| {
+                Error::Crypto(format!("salt file {} is not 16 bytes", path.display()))
+            });
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(Error::Crypto(format!("cannot read {}: {e}", path.display()))),
+    }
+    let mut salt = [0u8; 16];
+    rand::rng().fill_bytes(&mut salt);
+    write_atomically(&path, &salt)
+        .map_err(|e| Error::Crypto(format!("cannot write {}: {e}", path.display())))?;
+    // Another process may have won the race: whatever is on disk now is the salt.
+    let bytes = std::fs::read(&path)
+        .map_err(|e| Error::Crypto(format!("cannot read {}: {e}", path.display())))?;
+    bytes
+        .try_into()
+        .map_err(|_| Error::Crypto(format!("salt file {} is not 16 bytes", path.display())))
+}
+
+fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let temporary = temporary_path(path);
+    let result = (|| {
+        let mut file = std::fs::File::create(&temporary)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        std::fs::rename(&temporary, path)?;
+        if let Some(dir) = path.parent() {
+            std::fs::File::open(dir)?.sync_all()?;
+        }
+        Ok(())
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&temporary);
+    }
+    result
+}
+
+fn temporary_path(path: &Path) -> PathBuf {
+    let mut name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    name.push(format!(".tmp-{}", uuid::Uuid::now_v7().simple()));
+    path.with_file_name(name)
+}
+
+/// The key-encryption key derived from a [`MasterKey`], and its public fingerprint.
+pub(crate) struct MasterKek {
+    cipher: XChaCha20Poly1305,
+    id: [u8; 8],
+}
+
+impl MasterKek {
+    /// Makes a new random data key for `tenant` and writes it, wrapped, into `dir`.
+    pub(crate) fn create_tenant_key(&self, dir: &Path, tenant: &TenantId) -> Result<TenantCrypto> {
+        let mut data_key = Zeroizing::new([0u8; 32]);
+        rand::rng().fill_bytes(&mut data_key[..]);
+        let path = dir.join(KEY_FILE);
+        write_atomically(&path, &self.wrap(tenant, &data_key)?)
+            .map_err(|e| Error::Crypto(format!("cannot write {}: {e}", path.display())))?;
+        Ok(TenantCrypto::new(tenant, &data_key))
+    }
+
+    /// Reads and unwraps the data key of the tenant in `dir`.
+    ///
+    /// # Errors
+    /// [`Error::Crypto`] when the key file is damaged or was wrapped by another master key.
+    pub(crate) fn open_tenant_key(&self, dir: &Path, tenant: &TenantId) -> Result<TenantCrypto> {
+        let data_key = self.unwrap_file(&dir.join(KEY_FILE), tenant)?;
+        Ok(TenantCrypto::new(tenant, &data_key))
+    }
+
+    /// Re-wraps the tenant key in `dir` from `self` to `new`; a file already wrapped by `new`
+    /// is left alone, so an interrupted rotation can simply be run again.
+    pub(crate) fn rewrap(&self, new: &MasterKek, dir: &Path, tenant: &TenantId) -> Result<()> {
+        let path = dir.join(KEY_FILE);
+        if read_key_file(&path)?.0 == new.id {
+            return Ok(());
+        }
+        let data_key = self.unwrap_file(&path, tenant)?;
+        write_atomically(&path, &new.wrap(tenant, &data_key)?)
+            .map_err(|e| Error::Crypto(format!("cannot write {}: {e}", path.display())))
+    }
+
+    fn wrap(&self, tenant: &TenantId, data_key: &[u8; 32]) -> Result<Vec<u8>> {
+        let mut nonce = [0u8; NONCE_BYTES];
+        rand::rng().fill_bytes(&mut nonce);
+        let mut wrapped = data_key.to_vec();
+        let tag = self
+            .cipher
+            .encrypt_in_place_detached(XNonce::from_slice(&nonce), &key_aad(tenant), &mut wrapped)
+            .map_err(|_| Error::Crypto("cannot wrap a data key".into()))?;
+        let mut out = Vec::with_capacity(8 + 8 + NONCE_BYTES + 32 + TAG_BYTES);
+        out.extend_from_slice(KEY_FILE_MAGIC);
+        out.extend_from_slice(&self.id);
+        out.extend_from_slice(&nonce);
+        out.extend_from_slice(&wrapped);
+        out.extend_from_slice(&tag);
+        Ok(out)
+    }
+
+    fn unwrap_file(&self, path: &Path, tenant: &TenantId) -> Result<Zeroizing<[u8; 32]>> {
+        let (id, nonce, mut wrapped, tag) = read_key_file(path)?;
+        if id != self.id {
+            return Err(Error::Crypto(format!(
+                "tenant {tenant} is sealed under a different master key"
+            )));
+        }
+        self.cipher
+            .decrypt_in_place_detached(
+                XNonce::from_slice(&nonce),
+                &key_aad(tenant),
+                &mut wrapped,
+                (&tag).into(),
+            )
+            .map_err(|_| {
+                Error::Crypto(format!("the data key of tenant {tenant} fails authentication"))
+            })?;
+        let key = Zeroizing::new(wrapped);
+        wrapped.zeroize();
+        Ok(key)
+    }
+}
+
+type KeyFile = ([u8; 8], [u8; NONCE_BYTES], [u8; 32], [u8; TAG_BYTES]);
+
+fn read_key_file(path: &Path) -> Result<KeyFile> {
+    let bytes = std::fs::read(path)
+        .map_err(|e| Error::Crypto(format!("cannot read key file {}: {e}", path.display())))?;
+    let damaged = || Error::Crypto(format!("key file {} is damaged", path.display()));
+    let body = bytes.strip_prefix(KEY_FILE_MAGIC.as_slice()).ok_or_else(damaged)?;
+    if body.len() != 8 + NONCE_BYTES + 32 + TAG_BYTES {
+        return Err(damaged());
+    }
+    let (id, rest) = body.split_at(8);
+    let (nonce, rest) = rest.split_at(NONCE_BYTES);
+    let (wrapped, tag) = rest.split_at(32);
+    Ok((
+        id.try_into().map_err(|_| damaged())?,
+        nonce.try_into().map_err(|_| damaged())?,
+        wrapped.try_into().map_err(|_| damaged())?,
+        tag.try_into().map_err(|_| damaged())?,
+    ))
+}
+
+fn key_aad(tenant: &TenantId) -> Vec<u8> {
+    let mut aad = b"percolate tenant data key\0".to_vec();
+    aad.extend_from_slice(tenant.as_str().as_bytes());
+    aad
+}
+
+/// Whether the tenant in `dir` is encrypted (has a key file).
+pub(crate) fn is_encrypted(dir: &Path) -> bool {
+    dir.join(KEY_FILE).exists()
+}
+
+/// Destroys the tenant's data key: overwrites the key file with zeros, syncs, removes it and
+/// syncs the directory. Called before the tenant's data is removed, so a crash in between
+/// leaves unreadable data, never readable data without its owner.
+pub(crate) fn shred_key(dir: &Path) -> std::io::Result<()> {
+    let path = dir.join(KEY_FILE);
+    let length = match std::fs::metadata(&path) {
+        Ok(metadata) => metadata.len(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    let mut file = std::fs::OpenOptions::new().write(true).open(&path)?;
+    file.write_all(&vec![0u8; usize::try_from(length).unwrap_or(0)])?;
+    file.sync_all()?;
+    drop(file);
+    std::fs::remove_file(&path)?;
+    std::fs::File::open(dir)?.sync_all()
+}
+
+/// One tenant's sealing state: the value cipher, the token key and the tenant id that every
+/// seal is bound to.
+pub(crate) struct TenantCrypto {
+    cipher: XChaCha20Poly1305,
+    token_key: Zeroizing<[u8; 32]>,
+    tenant: Vec<u8>,
+}
+
+impl TenantCrypto {
+    fn new(tenant: &TenantId, data_key: &[u8; 32]) -> Self {
+        let value_key =
+            Zeroizing::new(blake3::derive_key("percolate 2026 value sealing", data_key));
+        Self {
+            cipher: XChaCha20Poly1305::new((&*value_key).into()),
+            token_key: Zeroizing::new(blake3::derive_key("percolate 2026 name tokens", data_key)),
+            tenant: tenant.as_str().as_bytes().to_vec(),
+        }
+    }
+
+    /// Associated data: tenant, column family (or file name) and key, each length-prefixed so
+    /// no two triples share an encoding.
+    fn aad(&self, domain: &str, key: &[u8]) -> smallvec::SmallVec<[u8; 128]> {
+        let mut aad = smallvec::SmallVec::new();
+        for part in [&self.tenant[..], domain.as_bytes(), key] {
+            aad.extend_from_slice(&(part.len() as u32).to_be_bytes());
+            aad.extend_from_slice(part);
+        }
+        aad
+    }
+
+    /// Seals `plaintext` as the value of `key` in `domain` (a column family or file name).
+    /// An empty value stays empty: it carries nothing to hide.
+    pub(crate) fn seal(&self, domain: &str, key: &[u8], plaintext: &[u8]) -> Vec<u8> {
+        if plaintext.is_empty() {
+            return Vec::new();
+        }
+        let mut out = Vec::with_capacity(plaintext.len() + SEAL_OVERHEAD);
+        out.push(SEALED);
+        let mut nonce = [0u8; NONCE_BYTES];
+        rand::rng().fill_bytes(&mut nonce);
+        out.extend_from_slice(&nonce);
+        out.extend_from_slice(plaintext);
+        let aad = self.aad(domain, key);
+        let start = 1 + NONCE_BYTES;
+        // Encryption fails only for messages longer than ChaCha20's 256 GiB limit.
+        match self.cipher.encrypt_in_place_detached(
+            XNonce::from_slice(&nonce),
+            &aad,
+            &mut out[start..],
+        ) {
+            Ok(tag) => out.extend_from_slice(&tag),
+            Err(_) => out.clear(),
+        }
+        out
+    }
+
+    /// Opens a value sealed by [`TenantCrypto::seal`] for the same tenant, domain and key.
+    ///
+    /// # Errors
+    /// [`Error::Corrupt`] when it is not a sealed value or fails authentication (damaged,
+    /// tampered with, or moved from another key, column family or tenant).
+    pub(crate) fn open(&self, domain: &'static str, key: &[u8], sealed: &[u8]) -> Result<Vec<u8>> {
+        if sealed.is_empty() {
+            return Ok(Vec::new());
+        }
+        let body = match sealed.split_first() {
+            Some((&SEALED, body)) if body.len() >= NONCE_BYTES + TAG_BYTES => body,
+            _ => return Err(Error::corrupt(domain, "value is not sealed")),
+        };
+        let (nonce, rest) = body.split_at(NONCE_BYTES);
+        let (ciphertext, tag) = rest.split_at(rest.len() - TAG_BYTES);
+        let mut plaintext = ciphertext.to_vec();
+        self.cipher
+            .decrypt_in_place_detached(
+                XNonce::from_slice(nonce),
+                &self.aad(domain, key),
+                &mut plaintext,
+                tag.into(),
+            )
+            .map_err(|_| Error::corrupt(domain, "sealed value fails authentication"))?;
+        Ok(plaintext)
+    }
+
+    /// A 16-byte keyed token standing for `text` in a key (`domain` separates token uses).
+    pub(crate) fn token(&self, domain: &[u8], text: &[u8]) -> [u8; 16] {
+        let mut hasher = blake3::Hasher::new_keyed(&self.token_key);
+        hasher.update(&(domain.len() as u32).to_be_bytes());
+        hasher.update(domain);
+        hasher.update(text);
+        let mut token = [0u8; 16];
+        token.copy_from_slice(&hasher.finalize().as_bytes()[..16]);
+        token
+    }
+
+    /// The tokens a name word is indexed under: one per prefix of 1 to
+    /// `NAME_TOKEN_CHARS` characters, so a query word finds every word it starts.
+    pub(crate) fn name_tokens<'a>(&'a self, word: &'a str) -> impl Iterator<Item = [u8; 16]> + 'a {
+        let ends = word.char_indices().skip(1).map(|(i, _)| i).chain(std::iter::once(word.len()));
+        ends.take(NAME_TOKEN_CHARS).map(move |end| self.token(b"name", &word.as_bytes()[..end]))
+    }
+
+    /// The token a query word looks up: that of its first `NAME_TOKEN_CHARS` characters.
+    pub(crate) fn name_query_token(&self, word: &str) -> [u8; 16] {
+        let end = word.char_indices().nth(NAME_TOKEN_CHARS).map_or(word.len(), |(i, _)| i);
+        self.token(b"name", &word.as_bytes()[..end])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tenant(name: &str) -> TenantId {
+        TenantId::new(name).unwrap()
+    }
+
+    #[test]
+    fn sealed_values_open_only_at_their_own_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let kek = MasterKey::from_bytes([7; 32]).kek(dir.path()).unwrap();
+        let crypto = kek.create_tenant_key(dir.path(), &tenant("a")).unwrap();
+        let sealed = crypto.seal("resources", b"k1", b"hello");
+        assert_eq!(sealed.len(), 5 + SEAL_OVERHEAD);
+        assert_eq!(crypto.open("resources", b"k1", &sealed).unwrap(), b"hello");
+        assert!(crypto.open("resources", b"k2", &sealed).is_err());
+        assert!(crypto.open("entities", b"k1", &sealed).is_err());
+        for i in 0..sealed.len() {
+            let mut tampered = sealed.clone();
+            tampered[i] ^= 0x40;
+            assert!(crypto.open("resources", b"k1", &tampered).is_err(), "byte {i}");
+        }
+        for cut in 0..sealed.len() {
+            assert!(crypto.open("resources", b"k1", &sealed[..cut]).is_err() || cut == 0);
+        }
+    }
+
+    #[test]
+    fn a_value_moved_to_another_tenant_fails_to_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let kek = MasterKey::from_bytes([7; 32]).kek(dir.path()).unwrap();
+        let a = kek.create_tenant_key(&dir.path().join(""), &tenant("a")).unwrap();
+        let sealed = a.seal("resources", b"k", b"secret");
+        let other = tempfile::tempdir().unwrap();
+        let b = kek.create_tenant_key(other.path(), &tenant("b")).unwrap();
+        assert!(b.open("resources", b"k", &sealed).is_err());
+    }
+
+    #[test]
+    fn wrong_master_key_and_rotation() {
+        let dir = tempfile::tempdir().unwrap();
+        let old = MasterKey::from_text("correct horse battery staple").unwrap();
+        let old_kek = old.kek(dir.path()).unwrap();
+        let sealed =
+            old_kek.create_tenant_key(dir.path(), &tenant("t")).unwrap().seal("m", b"", b"x");
+        let wrong = MasterKey::from_text("wrong horse").unwrap().kek(dir.path()).unwrap();
+        assert!(matches!(wrong.open_tenant_key(dir.path(), &tenant("t")), Err(Error::Crypto(_))));
+        // The same passphrase derives the same key again (the salt persists).
+        let again = old.kek(dir.path()).unwrap();
+        assert_eq!(
+            again
+                .open_tenant_key(dir.path(), &tenant("t"))
+                .unwrap()
+                .open("m", b"", &sealed)
+                .unwrap(),
+            b"x"
+        );
+        let new = MasterKey::from_bytes([9; 32]).kek(dir.path()).unwrap();
+        old_kek.rewrap(&new, dir.path(), &tenant("t")).unwrap();
+        old_kek.rewrap(&new, dir.path(), &tenant("t")).unwrap();
+        assert!(old_kek.open_tenant_key(dir.path(), &tenant("t")).is_err());
+        let reopened = new.open_tenant_key(dir.path(), &tenant("t")).unwrap();
+        assert_eq!(reopened.open("m", b"", &sealed).unwrap(), b"x");
+        // A key file bound to another tenant name does not open.
+        assert!(new.open_tenant_key(dir.path(), &tenant("u")).is_err());
+    }
+
+    #[test]
+    fn name_tokens_cover_every_short_prefix() {
+        let dir = tempfile::tempdir().unwrap();
+        let kek = MasterKey::from_bytes([1; 32]).kek(dir.path()).unwrap();
+        let crypto = kek.create_tenant_key(dir.path(), &tenant("n")).unwrap();
+        let tokens: Vec<_> = crypto.name_tokens("éléphantesque").collect();
+        assert_eq!(tokens.len(), NAME_TOKEN_CHARS);
+        for query in ["é", "élé", "éléphan", "éléphant", "éléphantesque", "éléphantes"] {
+            assert!(tokens.contains(&crypto.name_query_token(query)), "{query}");
+        }
+        assert!(!tokens.contains(&crypto.name_query_token("x")));
+    }
+
+    #[test]
+    fn master_key_text_forms() {
+        let hex = "00".repeat(31) + "ff";
+        assert!(matches!(MasterKey::from_text(&hex).unwrap().0, Secret::Key(_)));
+        assert!(matches!(MasterKey::from_text("a phrase").unwrap().0, Secret::Passphrase(_)));
+        assert!(MasterKey::from_text("  \n").is_err());
+        let dir = tempfile::tempdir().unwrap();
+        let raw = dir.path().join("raw");
+        std::fs::write(&raw, [0x80u8; 32]).unwrap();
+        assert!(matches!(MasterKey::from_file(&raw).unwrap().0, Secret::Key(_)));
+        let text = dir.path().join("text");
+        std::fs::write(&text, format!("{hex}\n")).unwrap();
+        assert!(matches!(MasterKey::from_file(&text).unwrap().0, Secret::Key(_)));
+        assert!(matches!(MasterKey::from_file(&dir.path().join("missing")), Err(Error::Crypto(_))));
+    }
+}
