@@ -28,6 +28,7 @@
 //! # }).unwrap();
 //! ```
 
+pub mod bench;
 pub mod config;
 pub mod dataset;
 mod engine;
