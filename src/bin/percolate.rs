@@ -16,12 +16,14 @@
 //! percolate migrate --tenant T --from SPEC --to SPEC (rocksdb:PATH, postgres://…, or the
 //!                                                     bare provider name for the settings')
 //! percolate demo                                     (the demo on the embedded provider)
+//! percolate bench [--resources N] [--dataset DIR] [--scale [N,N,..]] [--json FILE]
+//!                 [--baseline FILE [--threshold PCT]]   (the design document's table)
 //! ```
 //!
 //! Output is JSON (one document on stdout) unless `--output table`. Progress bars appear on
 //! stderr only when it is a terminal. Exit codes: 0 success, 1 storage failure, 2 bad input
 //! (usage, settings, malformed JSON or file, invalid record), 3 not found, 4 already exists,
-//! 5 conflict (a retry may succeed).
+//! 5 conflict (a retry may succeed), 6 `bench --baseline` found a regression.
 //!
 //! Dispatch is generic: the settings pick the provider, and one monomorphised
 //! `run::<P>(engine, command)` serves each; there is no `dyn Provider`.
@@ -51,6 +53,10 @@ use percolate::{
 use serde::Serialize;
 use serde_json::Value;
 
+// In a directory of its own: a file directly in src/bin/ would be taken for another binary.
+#[path = "percolate/bench.rs"]
+mod bench;
+
 #[derive(Parser)]
 #[command(
     name = "percolate",
@@ -61,7 +67,7 @@ use serde_json::Value;
                   PERCOLATE_POSTGRES_ADMIN_URL, PERCOLATE_POSTGRES_POOL_SIZE (default 10); \
                   they override --config FILE.\n\
                   Exit codes: 0 ok, 1 storage failure, 2 bad input, 3 not found, \
-                  4 already exists, 5 conflict (retry may succeed)."
+                  4 already exists, 5 conflict (retry may succeed), 6 bench regression."
 )]
 struct Cli {
     /// A TOML settings file; PERCOLATE_* environment variables override its values.
@@ -102,6 +108,9 @@ enum Command {
         #[arg(long, default_value_t = 10_000)]
         resources: usize,
     },
+    /// Measure the design document's performance table on RocksDB (and on PostgreSQL too
+    /// when PERCOLATE_POSTGRES_URL is set), with recall and regression tracking.
+    Bench(Box<BenchArgs>),
     /// Create, list or delete tenants.
     Tenant {
         #[command(subcommand)]
@@ -231,6 +240,62 @@ enum Command {
     },
 }
 
+/// The flags of `percolate bench`.
+#[derive(clap::Args)]
+struct BenchArgs {
+    /// Where the RocksDB store goes (a temporary directory, removed afterwards, by default).
+    #[arg(long, value_name = "DIR")]
+    dir: Option<PathBuf>,
+    /// A dataset directory: base.fbin, query.fbin and gt.ibin (edges.bin and texts.jsonl are
+    /// used when present). Default: ../shared/data/wordnet-minilm-dev when it exists, else
+    /// clustered synthetic data.
+    #[arg(long, env = "PERCOLATE_DATASET", value_name = "DIR")]
+    dataset: Option<PathBuf>,
+    /// Use clustered synthetic data even when a dataset is found.
+    #[arg(long)]
+    synthetic: bool,
+    /// Resources with embeddings (default: every row of the dataset, or 50000 synthetic).
+    #[arg(long)]
+    resources: Option<usize>,
+    /// Entities of the power-law graph.
+    #[arg(long, default_value_t = 20_000)]
+    entities: usize,
+    /// Average out-degree of the power-law graph.
+    #[arg(long, default_value_t = 10)]
+    degree: usize,
+    /// Moments spread over the past year.
+    #[arg(long, default_value_t = 10_000)]
+    moments: usize,
+    /// At most this many kNN queries (recall is computed over all of them).
+    #[arg(long, default_value_t = 500)]
+    queries: usize,
+    /// At most this many timed calls per row (batch rows take at most 50 and 30).
+    #[arg(long, default_value_t = 10_000)]
+    samples: usize,
+    /// A row stops taking samples after this many seconds.
+    #[arg(long, default_value_t = 3.0, value_name = "SECONDS")]
+    seconds_per_row: f64,
+    /// HNSW search beam width for both providers (default: RocksDB 64, PostgreSQL 40).
+    #[arg(long, value_name = "EF")]
+    ef_search: Option<usize>,
+    /// Also run knn_k10 and traverse_depth3 on fresh tenants of these sizes (comma-separated;
+    /// `--scale` alone: 10000,100000; add 1000000 to go further) and print how p50 grows.
+    #[arg(long, value_name = "N,N,..", num_args = 0..=1, default_missing_value = "10000,100000")]
+    scale: Option<String>,
+    /// Write the results as JSON to this file.
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+    /// Compare with the JSON of an earlier run; exit 6 if any p50 regressed.
+    #[arg(long, value_name = "FILE")]
+    baseline: Option<PathBuf>,
+    /// How much slower a p50 may get before it counts as a regression, in percent.
+    #[arg(long, default_value = "10%", value_name = "PCT")]
+    threshold: String,
+    /// Run only this provider.
+    #[arg(long, value_name = "PROVIDER")]
+    only: Option<String>,
+}
+
 #[derive(Subcommand)]
 enum TenantCommand {
     /// Create a tenant.
@@ -266,6 +331,16 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Demo { path, dataset, resources } => {
             runtime.block_on(demo(path, dataset, resources))
+        }
+        Command::Bench(args) => {
+            return match runtime.block_on(bench::run(cli.config.as_deref(), *args)) {
+                Ok(true) => ExitCode::SUCCESS,
+                Ok(false) => ExitCode::from(6),
+                Err(e) => {
+                    eprintln!("error: {}", chain(&e));
+                    ExitCode::from(exit_code(&e))
+                }
+            };
         }
         command => runtime.block_on(dispatch(cli.config.as_deref(), command, output)),
     };
@@ -508,8 +583,8 @@ async fn run<P: Provider>(
     output: Output,
 ) -> percolate::Result<()> {
     match command {
-        Command::Demo { .. } | Command::Migrate { .. } => {
-            Err(bad("command", "demo and migrate do not run on the configured provider"))
+        Command::Demo { .. } | Command::Migrate { .. } | Command::Bench(_) => {
+            Err(bad("command", "demo, bench and migrate do not run on the configured provider"))
         }
         Command::Tenant { command } => tenant_command(engine, command, output).await,
         Command::Put { kind, tenant, input } => {
@@ -1064,11 +1139,12 @@ async fn migrate_between<S: Provider, D: Provider>(
     print_summary(&summary, output)
 }
 
-#[cfg(feature = "rocksdb")]
+/// The shared dataset beside the working directory or beside the source tree, if present.
 fn default_dataset() -> Option<PathBuf> {
-    ["../shared/data/wordnet-minilm-dev", "shared/data/wordnet-minilm-dev"]
+    let beside_source = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data");
+    [PathBuf::from("../shared/data"), PathBuf::from("shared/data"), beside_source]
         .iter()
-        .map(PathBuf::from)
+        .map(|dir| dir.join("wordnet-minilm-dev"))
         .find(|p| p.join("base.fbin").exists())
 }
 
