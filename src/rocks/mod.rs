@@ -13,7 +13,7 @@
 //!   fsynced per write (a process crash loses nothing; a power loss may lose the last writes);
 //!   [`RocksConfig::sync_writes`] fsyncs every commit.
 //! - **Encryption at rest** ([`crypto`]): with [`RocksConfig::master_key`] set, new tenants get
-//!   their own data key and every value is sealed with XChaCha20-Poly1305; relation names and
+//!   their own data key and every value is sealed with AES-256-GCM-SIV; relation names and
 //!   name prefixes in keys become keyed tokens; deleting a tenant shreds its key first.
 //! - **Blocking**: point reads and writes take microseconds and run inline on the calling task;
 //!   scans whose cost grows with the tenant (vector search, entity search, export pages, time

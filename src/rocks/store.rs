@@ -140,6 +140,21 @@ impl<'a> View<'a> {
         cf: &'static str,
         lower: &[u8],
         upper: Option<Vec<u8>>,
+        mut visit: impl FnMut(&[u8], &[u8]) -> Result<bool>,
+    ) -> Result<()> {
+        let tenant = self.tenant();
+        self.scan_raw(cf, lower, upper, |key, value| {
+            let value = tenant.open_value(cf, key, value)?;
+            visit(key, &value)
+        })
+    }
+
+    /// [`View::scan`] over the values as stored (sealed, when the tenant is encrypted).
+    pub(crate) fn scan_raw(
+        &self,
+        cf: &'static str,
+        lower: &[u8],
+        upper: Option<Vec<u8>>,
         visit: impl FnMut(&[u8], &[u8]) -> Result<bool>,
     ) -> Result<()> {
         let handle = self.tenant().cf(cf)?;
@@ -147,17 +162,9 @@ impl<'a> View<'a> {
         if let Some(upper) = upper {
             options.set_iterate_upper_bound(upper);
         }
-        let tenant = self.tenant();
-        let mut visit = visit;
-        let opened = |key: &[u8], value: &[u8]| -> Result<bool> {
-            let value = tenant.open_value(cf, key, value)?;
-            visit(key, &value)
-        };
         match self {
-            View::Db(tenant) => {
-                drive(tenant.db.raw_iterator_cf_opt(handle, options), lower, opened)
-            }
-            View::Txn(_, txn) => drive(txn.raw_iterator_cf_opt(handle, options), lower, opened),
+            View::Db(tenant) => drive(tenant.db.raw_iterator_cf_opt(handle, options), lower, visit),
+            View::Txn(_, txn) => drive(txn.raw_iterator_cf_opt(handle, options), lower, visit),
         }
     }
 
@@ -331,16 +338,16 @@ impl<'a> Ops<'a> {
         let embeddings = self.tenant.cf(CF_EMBEDDINGS)?;
         let mut seen = std::collections::HashSet::with_capacity(resources.len());
         for resource in resources {
-            let key = resource.id.as_bytes();
-            if !seen.insert(key) {
+            if !seen.insert(resource.id) {
                 return Err(Error::already_exists("resource", resource.id));
             }
-            let value =
-                self.tenant.seal_value(CF_RESOURCES, key, &codec::encode_resource(resource));
-            self.txn.put_cf(cf, key, value).map_err(map_rocks_error)?;
-            if let Some(embedding) = &resource.embedding {
-                let value =
-                    self.tenant.seal_value(CF_EMBEDDINGS, key, &codec::encode_embedding(embedding));
+        }
+        for (resource, (record, embedding)) in
+            resources.iter().zip(self.tenant.resource_values(resources))
+        {
+            let key = resource.id.as_bytes();
+            self.txn.put_cf(cf, key, record).map_err(map_rocks_error)?;
+            if let Some(value) = embedding {
                 self.txn.put_cf(embeddings, key, value).map_err(map_rocks_error)?;
                 self.upserted(resource);
             }
