@@ -22,7 +22,7 @@ mod common;
 use std::time::Instant;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use percolate::dataset::{Dataset, XorShift};
+use percolate::dataset::Dataset;
 use percolate::postgres::PgConfig;
 use percolate::postgres::PgProvider;
 use percolate::postgres::tenant::SchemaName;
@@ -38,31 +38,19 @@ fn env_usize(name: &str, default: usize) -> usize {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
 
-/// `rows` base vectors (row-major) and the query vectors.
-fn vectors(rows: usize, queries: usize) -> (Vec<f32>, Vec<f32>) {
-    let Some(data) = common::real_dataset().filter(|d| d.dimension == DIMENSION) else {
+/// `rows` base vectors and at most `queries` query vectors.
+fn vectors(rows: usize, queries: usize) -> Dataset {
+    let Some(mut data) = common::real_dataset().filter(|d| d.dimension == DIMENSION) else {
         println!("no real dataset: {rows} synthetic clustered vectors");
-        let data = Dataset::synthetic(rows, queries, DIMENSION, 0, 7);
-        return (data.base, data.queries);
+        return Dataset::synthetic(rows, queries, DIMENSION, 0, 7);
     };
     let real = data.len();
-    let mut base = Vec::with_capacity(rows * DIMENSION);
-    let mut rng = XorShift(0x5EED);
-    for i in 0..rows {
-        if i < real {
-            base.extend_from_slice(data.row(i));
-        } else {
-            // A noisy copy of a real row: near its original, distinct from it.
-            let mut v: Vec<f32> =
-                data.row(i % real).iter().map(|x| x + 0.02 * rng.normal()).collect();
-            let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(f32::MIN_POSITIVE);
-            v.iter_mut().for_each(|x| *x /= norm);
-            base.extend(v);
-        }
-    }
+    data.base.truncate(rows * DIMENSION);
+    percolate::bench::pad_with_noisy_copies(&mut data, rows, 0x5EED);
     let queries = data.query_count().min(queries);
+    data.queries.truncate(queries * DIMENSION);
     println!("{real} real rows + {} noisy copies, {queries} real queries", rows - real.min(rows));
-    (base, data.queries[..queries * DIMENSION].to_vec())
+    data
 }
 
 /// Row `i`'s metadata: `decile` keeps 10% per value, `percentile` 1%.
@@ -71,21 +59,6 @@ fn resource(i: usize, embedding: &[f32]) -> NewResource {
     r.metadata.insert("decile".into(), json!(i % 10));
     r.metadata.insert("percentile".into(), json!(i % 100));
     r.with_embedding(embedding.to_vec())
-}
-
-/// The exact `K` nearest rows among those `keep` accepts, by the contract's distance.
-fn brute_force(base: &[f32], query: &[f32], keep: impl Fn(usize) -> bool) -> Vec<usize> {
-    let mut scored: Vec<(f32, usize)> = base
-        .chunks_exact(DIMENSION)
-        .enumerate()
-        .filter(|(i, _)| keep(*i))
-        .map(|(i, row)| (Metric::Cosine.distance(query, row), i))
-        .collect();
-    let k = K.min(scored.len());
-    scored.select_nth_unstable_by(k.saturating_sub(1), |a, b| a.0.total_cmp(&b.0));
-    scored.truncate(k);
-    scored.sort_by(|a, b| a.0.total_cmp(&b.0));
-    scored.into_iter().map(|(_, i)| i).collect()
 }
 
 struct Case {
@@ -123,7 +96,8 @@ fn pg_vector(c: &mut Criterion) {
     let Some((rt, engine)) = common::postgres_engine() else { return };
     let rows = env_usize("PERCOLATE_PG_VECTOR_ROWS", 100_000);
     let query_count = env_usize("PERCOLATE_PG_VECTOR_QUERIES", 200);
-    let (base, queries) = vectors(rows, query_count);
+    let data = vectors(rows, query_count);
+    let (base, queries) = (&data.base, &data.queries);
     let query_count = queries.len() / DIMENSION;
     let id = common::bench_tenant("pgvector");
     let tenant = rt
@@ -158,9 +132,8 @@ fn pg_vector(c: &mut Criterion) {
     let truth: Vec<Vec<Vec<usize>>> = cases()
         .iter()
         .map(|case| {
-            (0..query_count)
-                .map(|q| brute_force(&base, &queries[q * DIMENSION..][..DIMENSION], case.keep))
-                .collect()
+            let found = percolate::bench::exact_neighbours(&data, queries, K, &case.keep);
+            found.into_iter().map(|q| q.into_iter().map(|i| i as usize).collect()).collect()
         })
         .collect();
     let row_of = |content: &str| -> usize {
@@ -221,7 +194,7 @@ fn pg_vector(c: &mut Criterion) {
         group.finish();
     }
 
-    index_rebuild(&rt, &id, &base);
+    index_rebuild(&rt, &id, base);
 }
 
 /// The alternative to row-by-row HNSW maintenance: load without the index, build it after.

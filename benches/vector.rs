@@ -42,26 +42,10 @@ fn brute_force(
     data: &Dataset,
     query: &[f32],
     k: usize,
-    keep: impl Fn(usize) -> bool,
+    keep: impl Fn(usize) -> bool + Sync,
 ) -> Vec<usize> {
-    let norm = |v: &[f32]| v.iter().map(|x| x * x).sum::<f32>().sqrt().max(f32::MIN_POSITIVE);
-    let qn = norm(query);
-    let mut scored: Vec<(f32, usize)> = (0..data.len())
-        .filter(|i| keep(*i))
-        .map(|i| {
-            let row = data.row(i);
-            let dot: f32 = row.iter().zip(query).map(|(a, b)| a * b).sum();
-            (1.0 - dot / (norm(row) * qn), i)
-        })
-        .collect();
-    let k = k.min(scored.len());
-    if k == 0 {
-        return Vec::new();
-    }
-    scored.select_nth_unstable_by(k - 1, |a, b| a.0.total_cmp(&b.0));
-    scored.truncate(k);
-    scored.sort_by(|a, b| a.0.total_cmp(&b.0));
-    scored.into_iter().map(|(_, i)| i).collect()
+    let found = percolate::bench::exact_neighbours(data, query, k, &keep);
+    found.into_iter().flatten().map(|i| i as usize).collect()
 }
 
 struct Loaded {

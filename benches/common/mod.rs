@@ -2,7 +2,7 @@
 #![allow(dead_code)]
 
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use percolate::MemoryEngine;
 use percolate::dataset::Dataset;
@@ -50,33 +50,9 @@ pub fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime")
 }
 
-/// The `q` quantile of `times` (sorts them).
+/// The `q` quantile of `times`.
 pub fn percentile(times: &mut [Duration], q: f64) -> Duration {
-    times.sort_unstable();
-    times[((times.len() as f64 * q) as usize).min(times.len() - 1)]
-}
-
-/// Times `op` `samples` times one call at a time and prints p50, p99 and throughput.
-pub fn latency_profile(name: &str, samples: usize, mut op: impl FnMut(usize)) {
-    for i in 0..samples.min(1000) / 10 {
-        op(i);
-    }
-    let mut times: Vec<Duration> = Vec::with_capacity(samples);
-    let total = Instant::now();
-    for i in 0..samples {
-        let start = Instant::now();
-        op(i);
-        times.push(start.elapsed());
-    }
-    let total = total.elapsed();
-    times.sort_unstable();
-    let at = |q: f64| times[((times.len() as f64 * q) as usize).min(times.len() - 1)];
-    println!(
-        "{name:<40} p50 {:>10.2?}  p99 {:>10.2?}  {:>12.0} ops/s  (n={samples})",
-        at(0.50),
-        at(0.99),
-        samples as f64 / total.as_secs_f64()
-    );
+    percolate::bench::Latencies::new(times.to_vec()).quantile(q)
 }
 
 /// A runtime and an engine on the PostgreSQL server named by `PERCOLATE_BENCH_POSTGRES_URL` or
@@ -108,7 +84,69 @@ pub fn postgres_engine()
 
 /// A unique tenant id for one bench run, so reruns against one server never collide.
 pub fn bench_tenant(label: &str) -> percolate::TenantId {
-    let suffix = uuid::Uuid::now_v7().simple().to_string();
-    percolate::TenantId::new(format!("{}-{}", label.replace('/', "-"), &suffix[suffix.len() - 8..]))
-        .expect("valid tenant id")
+    percolate::bench::bench_tenant(&label.replace('/', "-")).expect("valid tenant id")
+}
+
+/// The workload's sizes for criterion runs: `percolate bench`'s defaults, the dataset's rows
+/// as resources when there is one; `PERCOLATE_BENCH_N` sets the number of resources.
+pub fn sizes(data: Option<&Dataset>) -> percolate::bench::Sizes {
+    let n = std::env::var("PERCOLATE_BENCH_N").ok().and_then(|v| v.parse().ok());
+    percolate::bench::Sizes {
+        resources: n.unwrap_or_else(|| data.map_or(50_000, Dataset::len)),
+        samples: 2_000,
+        seconds_per_row: 2.0,
+        ..Default::default()
+    }
+}
+
+/// Every row of the design document's table as a criterion bench on provider `P`: loads the
+/// workload of `percolate bench` into a fresh tenant (the shared dataset when present),
+/// waits for the vector index, prints the single-call profile (p50, p99, throughput, recall),
+/// then benches each operation (reads first; batches with few, flat samples, since each one
+/// adds 1000 records), and deletes the tenant.
+pub fn rows<P: percolate::bench::BenchProvider>(
+    c: &mut criterion::Criterion,
+    rt: &tokio::runtime::Runtime,
+    engine: &MemoryEngine<P>,
+) {
+    use percolate::bench::{self, BenchData, Operation, Workload};
+    let source = real_dataset().map(|data| ("the shared dataset".to_owned(), data));
+    let sizes = sizes(source.as_ref().map(|(_, data)| data));
+    let data = BenchData::prepare(source, sizes.resources, sizes.queries, sizes.seed)
+        .expect("prepare data");
+    let id = bench::bench_tenant("bench-rows").expect("tenant id");
+    let workload =
+        rt.block_on(Workload::load(engine, &id, &data, &sizes, |_| {})).expect("load workload");
+    rt.block_on(bench::settle(&workload.tenant)).expect("index settles");
+    println!("{}: {} resources from {}", P::NAME, data.len(), data.source);
+    let profile = rt.block_on(bench::measure_all(&workload, &sizes)).expect("profile");
+    println!("{}", bench::table(&profile));
+
+    let operations = workload.operations();
+    let reads = operations.iter().filter(|op| !op.writes());
+    let writes = operations.iter().filter(|op| op.writes());
+    for &op in reads.chain(writes) {
+        let mut group = c.benchmark_group(P::NAME);
+        if matches!(op, Operation::Batch1000 | Operation::Batch1000Embeddings) {
+            group
+                .sample_size(10)
+                .sampling_mode(criterion::SamplingMode::Flat)
+                .warm_up_time(Duration::from_millis(500))
+                .measurement_time(Duration::from_secs(2));
+        }
+        let mut i = 0usize;
+        group.bench_function(op.name(), |b| {
+            b.iter_batched(
+                || {
+                    i += 1;
+                    workload.input(op, i)
+                },
+                |input| rt.block_on(workload.call(input)).expect("call"),
+                criterion::BatchSize::SmallInput,
+            )
+        });
+        group.finish();
+    }
+    drop(workload);
+    rt.block_on(bench::delete_tenant(engine, &id)).expect("delete the bench tenant");
 }
