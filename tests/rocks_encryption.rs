@@ -243,6 +243,17 @@ async fn deleting_a_tenant_shreds_its_key_and_a_recreated_tenant_gets_a_new_one(
     fill(&engine, 3).await;
     let key_file = dir.path().join("vault").join("percolate.key");
     let old_key = std::fs::read(&key_file).unwrap();
+    // A deletion interrupted right after shredding leaves data nobody can read, and says so.
+    drop(engine);
+    let backup = tempfile::tempdir().unwrap();
+    copy_dir(&dir.path().join("vault"), &backup.path().join("vault"));
+    std::fs::remove_file(backup.path().join("vault").join("percolate.key")).unwrap();
+    let shredded = self::engine(backup.path(), raw_key()).unwrap();
+    match shredded.tenant(&tenant_id()).await {
+        Err(Error::Crypto(message)) => assert!(message.contains("key file is gone"), "{message}"),
+        other => panic!("expected a crypto error, got {:?}", other.map(|_| ())),
+    }
+    let engine = self::engine(dir.path(), raw_key()).unwrap();
     engine.delete_tenant(&tenant_id()).await.unwrap();
     assert!(!dir.path().join("vault").exists());
     engine.create_tenant(&tenant_id(), TenantConfig::default()).await.unwrap();

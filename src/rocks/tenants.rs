@@ -424,6 +424,11 @@ fn load(
     }
     let open = |key: &[u8], bytes: Vec<u8>| match &crypto {
         Some(crypto) => crypto.open(cf::CF_META, key, &bytes),
+        // Sealed values without a key file: the key was shredded (a deletion interrupted
+        // after destroying it) or removed. The data is unreadable by design.
+        None if bytes.first() == Some(&crypto::SEALED) => Err(Error::Crypto(format!(
+            "tenant {id} is sealed but its key file is gone (shredded or removed)"
+        ))),
         None => Ok(bytes),
     };
     let tenant_config = match db.get_cf(meta, keys::META_CONFIG).map_err(map_rocks_error)? {
