@@ -69,11 +69,12 @@ impl TenantDb {
         })
     }
 
-    /// `value` as it is stored under `key` in `cf`: sealed when the tenant is encrypted.
-    pub(crate) fn seal_value(&self, cf: &str, key: &[u8], value: &[u8]) -> Vec<u8> {
+    /// `value` as it is stored under `key` in `cf`: sealed when the tenant is encrypted, else
+    /// `value` itself (no copy).
+    pub(crate) fn seal_value(&self, cf: &str, key: &[u8], value: Vec<u8>) -> Vec<u8> {
         match &self.crypto {
-            Some(crypto) => crypto.seal(cf, key, value),
-            None => value.to_vec(),
+            Some(crypto) => crypto.seal(cf, key, &value),
+            None => value,
         }
     }
 
@@ -238,7 +239,7 @@ impl TenantDb {
             .put_cf_opt(
                 self.cf(cf::CF_META)?,
                 keys::META_CONFIG,
-                self.seal_value(cf::CF_META, keys::META_CONFIG, &codec::encode_config(&updated)),
+                self.seal_value(cf::CF_META, keys::META_CONFIG, codec::encode_config(&updated)),
                 &self.write_options,
             )
             .map_err(map_rocks_error)?;
@@ -261,7 +262,7 @@ impl TenantDb {
                 .put_cf_opt(
                     self.cf(cf::CF_META)?,
                     keys::META_MOMENT_SPAN,
-                    self.seal_value(cf::CF_META, keys::META_MOMENT_SPAN, &codec::encode_i64(span)),
+                    self.seal_value(cf::CF_META, keys::META_MOMENT_SPAN, codec::encode_i64(span)),
                     &self.write_options,
                 )
                 .map_err(map_rocks_error)?;
@@ -316,9 +317,9 @@ impl TenantDb {
                 .map(|resource| {
                     let key = resource.id.as_bytes();
                     let record =
-                        self.seal_value(cf::CF_RESOURCES, key, &codec::encode_resource(resource));
+                        self.seal_value(cf::CF_RESOURCES, key, codec::encode_resource(resource));
                     let embedding = resource.embedding.as_ref().map(|embedding| {
-                        self.seal_value(cf::CF_EMBEDDINGS, key, &codec::encode_embedding(embedding))
+                        self.seal_value(cf::CF_EMBEDDINGS, key, codec::encode_embedding(embedding))
                     });
                     (record, embedding)
                 })
