@@ -33,6 +33,8 @@ pub mod config;
 pub mod dataset;
 mod engine;
 mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod model;
 pub mod portable;
 mod provider;
