@@ -297,7 +297,8 @@ async fn bench_provider<P: BenchProvider>(
             bench::measure_scale(engine, source, sizes, scale, |n, progress| match progress {
                 None => {
                     bar.set_position(0);
-                    bar.println(format!("{name}: scale run at {n} records"));
+                    // suspend, not println: a hidden bar (no terminal) prints nothing.
+                    bar.suspend(|| println!("{name}: scale run at {n} records"));
                 }
                 Some(p) => {
                     bar.set_message(p.phase);
@@ -403,4 +404,22 @@ async fn postgres(
     println!("{text}");
     notes.push(text);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn thresholds_are_percentages_with_or_without_the_sign() {
+        assert_eq!(parse_threshold("10%").ok(), Some(0.10));
+        assert_eq!(parse_threshold("2.5").ok(), Some(0.025));
+        assert!(parse_threshold("-1%").is_err() && parse_threshold("fast").is_err());
+    }
+
+    #[test]
+    fn scale_lists_are_positive_record_counts() {
+        assert_eq!(parse_scale("10_000, 100000").ok(), Some(vec![10_000, 100_000]));
+        assert!(parse_scale("10000,0").is_err() && parse_scale("").is_err());
+    }
 }
