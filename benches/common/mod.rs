@@ -88,14 +88,20 @@ pub fn bench_tenant(label: &str) -> percolate::TenantId {
 }
 
 /// The workload's sizes for criterion runs: `percolate bench`'s defaults, the dataset's rows
-/// as resources when there is one; `PERCOLATE_BENCH_N` sets the number of resources.
+/// as resources when there is one; `PERCOLATE_BENCH_N` sets the number of resources and caps
+/// the power-law graph's entities and the moments (a quick run on PostgreSQL, which loads a
+/// graph one round trip per entity and edge).
 pub fn sizes(data: Option<&Dataset>) -> percolate::bench::Sizes {
-    let n = std::env::var("PERCOLATE_BENCH_N").ok().and_then(|v| v.parse().ok());
+    let n: Option<usize> = std::env::var("PERCOLATE_BENCH_N").ok().and_then(|v| v.parse().ok());
+    let defaults = percolate::bench::Sizes::default();
+    let cap = n.unwrap_or(usize::MAX);
     percolate::bench::Sizes {
-        resources: n.unwrap_or_else(|| data.map_or(50_000, Dataset::len)),
+        resources: n.unwrap_or_else(|| data.map_or(defaults.resources, Dataset::len)),
+        entities: defaults.entities.min(cap),
+        moments: defaults.moments.min(cap),
         samples: 2_000,
         seconds_per_row: 2.0,
-        ..Default::default()
+        ..defaults
     }
 }
 
