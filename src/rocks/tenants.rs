@@ -328,11 +328,7 @@ impl TenantDb {
         if self.crypto.is_none() || resources.len() < 256 {
             return values(resources);
         }
-        // Asked once per process: `available_parallelism` reads cgroup files on every call,
-        // which cost ~28 µs per write when it was asked here each time.
-        static THREADS: OnceLock<usize> = OnceLock::new();
-        let threads = *THREADS
-            .get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()).min(8));
+        let threads = super::cores().min(8);
         if threads < 2 {
             return values(resources);
         }

@@ -365,7 +365,7 @@ impl VectorIndex {
         };
         let plans: Vec<InsertPlan> = {
             let lock = &self.state;
-            let cores = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 4);
+            let cores = super::cores().clamp(1, 4);
             let last_write = self.last_write.load(Ordering::Relaxed);
             let writing = last_write != 0 && self.elapsed_ms().saturating_sub(last_write) < 100;
             let threads = if writing { cores.saturating_sub(1).max(1) } else { cores };
