@@ -28,10 +28,16 @@ fn encode<T: Serialize>(value: &T) -> Vec<u8> {
     out
 }
 
+/// The most bytes one stored value may claim. bincode allocates a string or sequence at the
+/// length its prefix claims before reading it, so without a limit a damaged length prefix
+/// (found by the `codec` fuzz target) asks for petabytes and aborts the process.
+const DECODE_LIMIT: usize = 1 << 30;
+
 fn decode<T: DeserializeOwned>(what: &'static str, bytes: &[u8]) -> Result<T> {
     let body = check_version(what, bytes)?;
-    let (value, read) = bincode::serde::decode_from_slice(body, bincode::config::standard())
-        .map_err(|e| Error::corrupt(what, e))?;
+    let config = bincode::config::standard().with_limit::<DECODE_LIMIT>();
+    let (value, read) =
+        bincode::serde::decode_from_slice(body, config).map_err(|e| Error::corrupt(what, e))?;
     if read != body.len() {
         return Err(Error::corrupt(what, format!("{} trailing bytes", body.len() - read)));
     }
