@@ -244,16 +244,14 @@ pub struct Alphabet {
     pub nul: bool,
     /// Whether timestamps may be the extremes of `i64` microseconds.
     pub extreme_times: bool,
-    /// Whether metadata numbers may be any finite double. Off until stored JSON keeps every
-    /// double bit for bit: serde_json without its `float_roundtrip` feature parses some
-    /// shortest-form doubles one ulp off (`4.220410969396632e-14` comes back as
-    /// `4.2204109693966326e-14`), so such metadata changes on its way through the store.
+    /// Whether metadata numbers may be any finite double (they must come back bit for bit;
+    /// before serde_json's `float_roundtrip` was enabled some came back one ulp off).
     pub any_double: bool,
 }
 
 impl Alphabet {
-    /// Everything the engine accepts, less the doubles serde_json does not read back exactly.
-    pub const FULL: Alphabet = Alphabet { nul: true, extreme_times: true, any_double: false };
+    /// Everything the engine accepts.
+    pub const FULL: Alphabet = Alphabet { nul: true, extreme_times: true, any_double: true };
 }
 
 fn text(c: &mut impl Choose, alphabet: Alphabet, palette: &[&str]) -> String {
