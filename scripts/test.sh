@@ -17,9 +17,11 @@ echo "== cargo clippy (all targets, warnings are errors)"
 cargo clippy "${cargo_flags[@]}" --all-targets -- -D warnings
 echo "== tests: unit, doc, RocksDB conformance"
 cargo test "${cargo_flags[@]}"
+echo "== fuzz smoke: every fuzz target briefly, on stable (FUZZ_SECONDS per target, default 20)"
+bash scripts/fuzz-smoke.sh "${FUZZ_SECONDS:-20}"
 
 echo "== PostgreSQL: clippy with the postgres feature, then both PostgreSQL suites against a real"
 echo "   server (PostgreSQL 18 + pgvector from PyPI, started and stopped by scripts/with-postgres.sh)"
 cargo clippy "${cargo_flags[@]}" --all-targets --features postgres -- -D warnings
 bash scripts/with-postgres.sh cargo test "${cargo_flags[@]}" --features postgres \
-  --test postgres --test postgres_isolation --test round_trip
+  --test postgres --test postgres_isolation --test round_trip --test model_postgres
