@@ -3,6 +3,9 @@
 //! damaged or moved bytes — values, the index snapshot, RocksDB's own files — are errors, never
 //! garbage and never a panic.
 
+// Helpers here are test code too: a failed setup step should stop the test where it happened.
+#![allow(clippy::unwrap_used)]
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -324,8 +327,8 @@ async fn flipped_truncated_or_moved_values_fail_to_open() {
     let engine = engine(dir.path(), raw_key()).unwrap();
     let tenant = engine.tenant(&tenant_id()).await.unwrap();
     assert!(is_corrupt(tenant.get_resource(written[4].id).await), "damaged embedding");
-    for i in 0..3 {
-        assert!(is_corrupt(tenant.get_resource(written[i].id).await), "resource {i}");
+    for (i, resource) in written.iter().enumerate().take(3) {
+        assert!(is_corrupt(tenant.get_resource(resource.id).await), "resource {i}");
     }
     assert!(is_corrupt(tenant.get_resource(foreign[0].id).await));
     assert_eq!(tenant.get_resource(written[3].id).await.unwrap(), written[3]);
