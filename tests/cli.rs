@@ -496,3 +496,40 @@ fn encryption_keys_come_from_a_key_file_or_the_environment() {
     assert!(wrong.stderr.contains("different master key"), "stderr: {}", wrong.stderr);
     assert!(!wrong.stderr.contains("abab"), "the key is never printed: {}", wrong.stderr);
 }
+
+#[test]
+fn rotate_key_rewraps_tenants_under_a_new_key() {
+    let cli = Cli::new();
+    let old_key = cli.dir.path().join("old.key");
+    let new_key = cli.dir.path().join("new.key");
+    std::fs::write(&old_key, "ab".repeat(32)).expect("old key");
+    std::fs::write(&new_key, "the new passphrase").expect("new key");
+    let with_key = |key: &std::path::Path, args: &[&str], stdin: &str| {
+        let mut command = cli.command(args);
+        command.env("PERCOLATE_MASTER_KEY_FILE", key);
+        cli.run_with(command, stdin.as_bytes())
+    };
+    with_key(&old_key, &["tenant", "create", "acme"], "").ok();
+    let stored = with_key(
+        &old_key,
+        &["put", "entity", "--tenant", "acme"],
+        r#"{"name": "Ada", "kind": "p"}"#,
+    )
+    .ok()
+    .json();
+    let rotated = with_key(
+        &old_key,
+        &["rotate-key", "--new-key-file", new_key.to_str().expect("utf-8 path")],
+        "",
+    )
+    .ok()
+    .json();
+    assert_eq!(rotated["rotated_tenants"], 1);
+    let stale = with_key(&old_key, &["get", "entity", "--tenant", "acme", &id(&stored)], "");
+    assert_eq!(stale.code, 7, "a key error has its own exit code: {}", stale.stderr);
+    let got =
+        with_key(&new_key, &["get", "entity", "--tenant", "acme", &id(&stored)], "").ok().json();
+    assert_eq!(got["name"], "Ada");
+    let without = cli.run(&["rotate-key", "--new-key-file", "new.key"], "");
+    assert_eq!(without.code, 7, "no key to rotate from: {}", without.stderr);
+}

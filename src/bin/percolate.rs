@@ -238,6 +238,14 @@ enum Command {
         #[arg(long = "as", value_name = "TENANT")]
         rename: Option<String>,
     },
+    /// Re-wrap every encrypted RocksDB tenant's data key from the configured master key to a
+    /// new one, without rewriting data; then configure the new key. Safe to run again after
+    /// an interruption.
+    RotateKey {
+        /// A file holding the new key: 32 raw bytes, 64 hex digits or a passphrase.
+        #[arg(long, value_name = "FILE")]
+        new_key_file: PathBuf,
+    },
 }
 
 /// The flags of `percolate bench`.
@@ -360,8 +368,28 @@ fn exit_code(error: &Error) -> u8 {
         Error::NotFound { .. } => 3,
         Error::AlreadyExists { .. } => 4,
         Error::Conflict(_) => 5,
+        Error::Crypto(_) => 7,
         _ => 1,
     }
+}
+
+/// `percolate rotate-key`: the configured master key's tenants move to the key in `new_key`.
+#[cfg(feature = "rocksdb")]
+fn rotate_key(settings: &Settings, new_key: &Path, output: Output) -> percolate::Result<()> {
+    if settings.storage_provider != ProviderKind::Rocksdb {
+        return Err(bad("rotate-key", "master keys belong to the RocksDB provider"));
+    }
+    let provider = RocksProvider::open(settings.rocks_config()?)?;
+    let rotated = provider.rotate_master_key(&MasterKey::from_file(new_key)?)?;
+    match output {
+        Output::Json => print_json(&serde_json::json!({ "rotated_tenants": rotated })),
+        Output::Table => print_table(&["rotated tenants"], &[vec![rotated.to_string()]]),
+    }
+}
+
+#[cfg(not(feature = "rocksdb"))]
+fn rotate_key(_: &Settings, _: &Path, _: Output) -> percolate::Result<()> {
+    Err(not_compiled(ProviderKind::Rocksdb))
 }
 
 /// The error and its sources, one after another.
@@ -396,6 +424,9 @@ async fn dispatch(
         #[cfg(not(feature = "rocksdb"))]
         let key = None;
         return migrate(from, to, &tenant, &rename, key, output).await;
+    }
+    if let Command::RotateKey { new_key_file } = command {
+        return rotate_key(&settings, &new_key_file, output);
     }
     match settings.storage_provider {
         #[cfg(feature = "rocksdb")]
@@ -583,7 +614,10 @@ async fn run<P: Provider>(
     output: Output,
 ) -> percolate::Result<()> {
     match command {
-        Command::Demo { .. } | Command::Migrate { .. } | Command::Bench(_) => {
+        Command::Demo { .. }
+        | Command::Migrate { .. }
+        | Command::Bench(_)
+        | Command::RotateKey { .. } => {
             Err(bad("command", "demo, bench and migrate do not run on the configured provider"))
         }
         Command::Tenant { command } => tenant_command(engine, command, output).await,
