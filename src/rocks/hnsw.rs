@@ -518,6 +518,18 @@ impl Hnsw {
         {
             return None;
         }
+        // A link on level l must reach a point that has level l: search reads that point's
+        // level-l list next (the `hnsw_snapshot` fuzz target found the panic otherwise).
+        let levels = &graph.levels;
+        let reaches_its_level = graph.upper.iter().all(|u| {
+            u.chunks_exact(m + 1).enumerate().all(|(below, chunk)| {
+                let linked = chunk.get(1..1 + chunk[0] as usize).unwrap_or(&[]);
+                linked.iter().all(|&p| levels.get(p as usize).is_some_and(|&l| l as usize > below))
+            })
+        });
+        if !reaches_its_level {
+            return None;
+        }
         graph.entry = match (entry, count) {
             (u32::MAX, 0) => None,
             (e, _) if (e as usize) < count && graph.levels[e as usize] as usize == max_level => {
