@@ -1,9 +1,13 @@
 //! Entity name search, time-range scans and keyset pages for export.
 
-use super::cf::{CF_EDGES, CF_ENTITIES, CF_ENTITY_NAMES, CF_MOMENT_TIME, CF_MOMENTS, CF_RESOURCES};
+use rocksdb::ReadOptions;
+
+use super::cf::{
+    CF_EDGES, CF_EMBEDDINGS, CF_ENTITIES, CF_ENTITY_NAMES, CF_MOMENT_TIME, CF_MOMENTS, CF_RESOURCES,
+};
 use super::codec;
 use super::keys;
-use super::store::View;
+use super::store::{View, map_rocks_error};
 use super::tenants::TenantDb;
 use crate::error::{Error, Result};
 use crate::model::{
@@ -96,32 +100,72 @@ pub(crate) fn scan(
     after: Option<uuid::Uuid>,
     limit: usize,
 ) -> Result<Vec<Record>> {
-    let view = View::Db(tenant);
-    let cf = match kind {
-        RecordKind::Resource => CF_RESOURCES,
-        RecordKind::Entity => CF_ENTITIES,
-        RecordKind::Edge => CF_EDGES,
-        RecordKind::Moment => CF_MOMENTS,
-    };
     let after = after.map(|id| *id.as_bytes());
+    type Decode = fn([u8; 16], &[u8]) -> Result<Record>;
+    let (cf, decode): (&'static str, Decode) = match kind {
+        RecordKind::Resource => return scan_resources(tenant, after, limit),
+        RecordKind::Entity => (CF_ENTITIES, |id, value| {
+            Ok(Record::Entity(codec::decode_entity(EntityId::from_bytes(id), value)?))
+        }),
+        RecordKind::Edge => (CF_EDGES, |id, value| {
+            Ok(Record::Edge(codec::decode_edge(EdgeId::from_bytes(id), value)?))
+        }),
+        RecordKind::Moment => (CF_MOMENTS, |id, value| {
+            Ok(Record::Moment(codec::decode_moment(MomentId::from_bytes(id), value)?))
+        }),
+    };
     let lower = after.map(|id| id.to_vec()).unwrap_or_default();
-    let mut records = Vec::new();
-    view.scan(cf, &lower, None, |key, value| {
+    let mut records = Vec::with_capacity(limit.min(4096));
+    View::Db(tenant).scan(cf, &lower, None, |key, value| {
         let id = id16("record", key)?;
-        if Some(id) == after {
-            return Ok(true);
+        if Some(id) != after {
+            records.push(decode(id, value)?);
         }
-        records.push(match kind {
-            RecordKind::Resource => Record::Resource(view.resource(ResourceId::from_bytes(id))?),
-            RecordKind::Entity => {
-                Record::Entity(codec::decode_entity(EntityId::from_bytes(id), value)?)
-            }
-            RecordKind::Edge => Record::Edge(codec::decode_edge(EdgeId::from_bytes(id), value)?),
-            RecordKind::Moment => {
-                Record::Moment(codec::decode_moment(MomentId::from_bytes(id), value)?)
-            }
-        });
         Ok(records.len() < limit)
     })?;
+    Ok(records)
+}
+
+/// A page of resources with their embeddings: the `resources` and `embeddings` column families
+/// are walked side by side (both are keyed by the resource id) instead of reading each
+/// resource's two values with point lookups, which cost a block-cache probe (and, when the
+/// tenant does not fit the cache, a block read) per value. Both iterators read one snapshot, so
+/// a resource and its embedding are never from different writes. A page is read once, so it
+/// does not fill the block cache (an export would otherwise evict the working set).
+fn scan_resources(tenant: &TenantDb, after: Option<[u8; 16]>, limit: usize) -> Result<Vec<Record>> {
+    let snapshot = tenant.db.snapshot();
+    let options = || {
+        let mut options = ReadOptions::default();
+        options.fill_cache(false);
+        options
+    };
+    let mut resources = snapshot.raw_iterator_cf_opt(tenant.cf(CF_RESOURCES)?, options());
+    let mut embeddings = snapshot.raw_iterator_cf_opt(tenant.cf(CF_EMBEDDINGS)?, options());
+    let lower = after.map(|id| id.to_vec()).unwrap_or_default();
+    resources.seek(&lower);
+    embeddings.seek(&lower);
+    let mut records = Vec::with_capacity(limit.min(4096));
+    while records.len() < limit {
+        let (Some(key), Some(value)) = (resources.key(), resources.value()) else { break };
+        let id = id16("resource", key)?;
+        if Some(id) != after {
+            let value = tenant.open_value(CF_RESOURCES, key, value)?;
+            let mut resource = codec::decode_resource(ResourceId::from_bytes(id), &value)?;
+            // Every embedding key is a resource key: skip none but those before this one.
+            while embeddings.key().is_some_and(|other| other < key) {
+                embeddings.next();
+            }
+            if let (Some(other), Some(embedding)) = (embeddings.key(), embeddings.value())
+                && other == key
+            {
+                let embedding = tenant.open_value(CF_EMBEDDINGS, key, embedding)?;
+                resource.embedding = Some(codec::decode_embedding(&embedding)?);
+            }
+            records.push(Record::Resource(resource));
+        }
+        resources.next();
+    }
+    resources.status().map_err(map_rocks_error)?;
+    embeddings.status().map_err(map_rocks_error)?;
     Ok(records)
 }
