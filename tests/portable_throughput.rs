@@ -7,7 +7,9 @@
 //!     --test portable_throughput -- --ignored --nocapture
 //! ```
 //!
-//! `PERCOLATE_THROUGHPUT_RESOURCES` changes the size.
+//! `PERCOLATE_THROUGHPUT_RESOURCES` changes the size. `PERCOLATE_THROUGHPUT_SOURCE=<dir>` keeps
+//! the filled RocksDB source store there and reuses it on later runs (its index snapshot is
+//! read back, so they skip the fill and the wait for the HNSW build): for repeated measurements.
 
 use std::path::Path;
 use std::time::Instant;
@@ -27,6 +29,18 @@ fn resources() -> usize {
 }
 
 fn quiet(_: Progress) {}
+
+/// CPU seconds this process has used (every thread, user and system), from `/proc/self/stat`;
+/// 0 where that is not available. Printed next to wall times: on a shared machine the wall
+/// time varies with the load, the CPU time much less.
+fn cpu_seconds() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else { return 0.0 };
+    // The fields after the parenthesised command name; utime and stime are the 12th and 13th.
+    let Some((_, fields)) = stat.rsplit_once(") ") else { return 0.0 };
+    let ticks: Vec<f64> =
+        fields.split(' ').skip(11).take(2).filter_map(|f| f.parse().ok()).collect();
+    ticks.iter().sum::<f64>() / 100.0
+}
 
 async fn fill<P: Provider>(engine: &MemoryEngine<P>, tenant: &TenantId, n: usize) {
     let handle = engine.create_tenant(tenant, TenantConfig::default()).await.expect("create");
@@ -96,6 +110,7 @@ async fn measure<S: Provider, T: Provider>(
     }
     eprintln!("  one scan pass over {scanned} resources: {:.2} s", started.elapsed().as_secs_f64());
     let started = Instant::now();
+    let cpu = cpu_seconds();
     let out = std::io::BufWriter::with_capacity(
         1 << 20,
         std::fs::File::create(file).expect("create file"),
@@ -104,25 +119,56 @@ async fn measure<S: Provider, T: Provider>(
     let seconds = started.elapsed().as_secs_f64();
     let records = summary.trailer.records as f64;
     eprintln!(
-        "  export from {}: {} records, {:.0} MB in {seconds:.2} s = {:.0} records/s",
+        "  export from {}: {} records, {:.0} MB in {seconds:.2} s = {:.0} records/s ({:.2} CPU s)",
         S::NAME,
         records,
         summary.bytes as f64 / 1e6,
-        records / seconds
+        records / seconds,
+        cpu_seconds() - cpu
     );
     let started = Instant::now();
     portable::verify(file).expect("verify");
     let verify = started.elapsed().as_secs_f64();
     let started = Instant::now();
+    let cpu = cpu_seconds();
     let imported = portable::import(target, file, None, quiet).await.expect("import");
     let seconds = started.elapsed().as_secs_f64();
     assert_eq!(imported.inserted.total() as f64, records);
     eprintln!(
-        "  import into {}: {:.2} s = {:.0} records/s (of which verifying the file alone: {verify:.2} s)",
+        "  import into {}: {:.2} s = {:.0} records/s ({:.2} CPU s, the vector index's included; \
+         verifying the file alone: {verify:.2} s)",
         T::NAME,
         seconds,
-        records / seconds
+        records / seconds,
+        cpu_seconds() - cpu
     );
+}
+
+/// The RocksDB source store: in `PERCOLATE_THROUGHPUT_SOURCE` when set (filled on the first
+/// run, reused after), else in `work`.
+async fn rocks_source(work: &Path, tenant: &TenantId) -> MemoryEngine<RocksProvider> {
+    let kept = std::env::var_os("PERCOLATE_THROUGHPUT_SOURCE").map(std::path::PathBuf::from);
+    let dir = kept.clone().unwrap_or_else(|| work.join("source"));
+    let source = MemoryEngine::new(RocksProvider::open(RocksConfig::new(&dir)).expect("open"));
+    match source.tenant(tenant).await {
+        Ok(handle) => {
+            let count = handle.scan(percolate::RecordKind::Resource, None, 1).await.expect("scan");
+            assert!(!count.is_empty(), "{} holds an empty tenant", dir.display());
+            eprintln!("  reusing the source store in {}", dir.display());
+            source
+        }
+        Err(_) => {
+            fill(&source, tenant, resources()).await;
+            if kept.is_some() {
+                // Close the store (writing the index snapshot) and reopen it, as a later run will.
+                wait_for_indexers();
+                drop(source);
+                MemoryEngine::new(RocksProvider::open(RocksConfig::new(&dir)).expect("reopen"))
+            } else {
+                source
+            }
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -130,10 +176,7 @@ async fn measure<S: Provider, T: Provider>(
 async fn rocksdb_export_and_import_throughput() {
     let work = tempfile::tempdir().expect("temp dir");
     let tenant = TenantId::new("throughput").expect("id");
-    let source = MemoryEngine::new(
-        RocksProvider::open(RocksConfig::new(work.path().join("source"))).expect("open"),
-    );
-    fill(&source, &tenant, resources()).await;
+    let source = rocks_source(work.path(), &tenant).await;
     let target = MemoryEngine::new(
         RocksProvider::open(RocksConfig::new(work.path().join("target"))).expect("open"),
     );
