@@ -412,6 +412,11 @@ impl<P: Provider> TenantHandle<P> {
             return Err(Error::invalid("k", format!("{} (must be 1..={MAX_K})", query.k)));
         }
         check_vector("query vector", &query.vector)?;
+        if let Some(filter) = &query.filter
+            && json_has_nul(&filter.to_json())
+        {
+            return Err(Error::invalid("filter", "a NUL character in a key or string"));
+        }
         match self.provider.tenant_config(&self.tenant).await?.dimension {
             // No embedding was ever stored: nothing can match.
             None => Ok(Vec::new()),
@@ -436,6 +441,12 @@ impl<P: Provider> TenantHandle<P> {
                 "query text",
                 format!("longer than {MAX_NAME_BYTES} bytes"),
             ));
+        }
+        check_no_nul("query text", &query.text)?;
+        if let Some(filter) = &query.properties
+            && json_has_nul(&filter.to_json())
+        {
+            return Err(Error::invalid("filter", "a NUL character in a key or string"));
         }
         if let Some(kind) = &query.kind {
             check_name("kind", kind)?;
@@ -767,10 +778,32 @@ fn check_vector(what: &'static str, vector: &[f32]) -> Result<()> {
     Ok(())
 }
 
+/// Text everywhere must be free of NUL: PostgreSQL cannot store it in `text` or `jsonb`, and a
+/// record one provider accepts must move to every other one.
+fn check_no_nul(what: &'static str, value: &str) -> Result<()> {
+    match value.find('\0') {
+        Some(at) => Err(Error::invalid(what, format!("a NUL character at byte {at}"))),
+        None => Ok(()),
+    }
+}
+
+/// Whether any key or string in `value` contains NUL.
+fn json_has_nul(value: &serde_json::Value) -> bool {
+    match value {
+        serde_json::Value::String(text) => text.contains('\0'),
+        serde_json::Value::Array(items) => items.iter().any(json_has_nul),
+        serde_json::Value::Object(map) => {
+            map.iter().any(|(key, value)| key.contains('\0') || json_has_nul(value))
+        }
+        _ => false,
+    }
+}
+
 fn check_name(what: &'static str, value: &str) -> Result<()> {
     if value.is_empty() {
         return Err(Error::invalid(what, "empty"));
     }
+    check_no_nul(what, value)?;
     if value.len() > MAX_NAME_BYTES {
         return Err(Error::invalid(
             what,
@@ -781,6 +814,7 @@ fn check_name(what: &'static str, value: &str) -> Result<()> {
 }
 
 fn check_content(what: &'static str, value: &str) -> Result<()> {
+    check_no_nul(what, value)?;
     if value.len() > MAX_CONTENT_BYTES {
         return Err(Error::invalid(
             what,
@@ -794,6 +828,9 @@ fn check_metadata(what: &'static str, metadata: &Metadata) -> Result<()> {
     // Keys become filter paths; an empty key could never be addressed.
     if metadata.keys().any(String::is_empty) {
         return Err(Error::invalid(what, "empty key"));
+    }
+    if metadata.iter().any(|(key, value)| key.contains('\0') || json_has_nul(value)) {
+        return Err(Error::invalid(what, "a NUL character in a key or string"));
     }
     Ok(())
 }

@@ -43,9 +43,9 @@ impl Backend for PgBackend {
 }
 
 fn run(chunks: &[Vec<u8>]) -> Result<(), String> {
-    // No NUL in text: PostgreSQL text and jsonb cannot hold it, and the engine does not reject
-    // it, so such a write fails with a backend error here while RocksDB stores it (reported).
-    let plan = model::plan_from_chunks(chunks, Alphabet { nul: false, ..Alphabet::FULL });
+    // Text with NUL is in the plan: the engine rejects it as invalid before any provider sees
+    // it (PostgreSQL text and jsonb cannot hold NUL), so both providers agree with the model.
+    let plan = model::plan_from_chunks(chunks, Alphabet::FULL);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

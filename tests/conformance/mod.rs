@@ -41,6 +41,7 @@ macro_rules! conformance_suite {
             resource_delete_removes_it_from_get_and_search,
             missing_resource_is_not_found_everywhere,
             non_finite_embeddings_are_rejected,
+            text_with_nul_is_rejected_everywhere,
             first_embedding_fixes_the_dimension,
             configured_dimension_is_enforced,
             empty_and_oversized_embeddings_are_rejected,
@@ -321,6 +322,30 @@ pub async fn non_finite_embeddings_are_rejected<H: Harness>(h: &mut H) -> Result
     }
     ensure(t.scan(RecordKind::Resource, None, 10).await?.is_empty(), "nothing written")?;
     ensure_eq(t.config().await?.dimension, None, "a rejected embedding fixes no dimension")
+}
+
+pub async fn text_with_nul_is_rejected_everywhere<H: Harness>(h: &mut H) -> Result<()> {
+    // PostgreSQL cannot store NUL in text or jsonb; every provider refuses it the same way, so
+    // whatever one accepts can move to another.
+    let t = tenant(h).await?;
+    expect_err(t.create_resource(NewResource::new("a\0b")).await, "invalid")?;
+    let mut metadata = Metadata::new();
+    metadata.insert("k".into(), serde_json::json!({"nested": ["ok", "x\0"]}));
+    expect_err(t.create_resource(NewResource::new("a").with_metadata(metadata)).await, "invalid")?;
+    let mut metadata = Metadata::new();
+    metadata.insert("k\0".into(), serde_json::json!(1));
+    expect_err(t.create_resource(NewResource::new("a").with_metadata(metadata)).await, "invalid")?;
+    expect_err(t.create_entity(NewEntity::new("Ada\0", "person")).await, "invalid")?;
+    expect_err(t.create_entity(NewEntity::new("Ada", "per\0son")).await, "invalid")?;
+    let a = t.create_entity(NewEntity::new("Ada", "person")).await?;
+    expect_err(t.create_edge(NewEdge::new(a.id, a.id, "kn\0ows")).await, "invalid")?;
+    expect_err(t.search_entities(&EntityQuery::new("A\0")).await, "invalid")?;
+    let filter = Filter::parse(&serde_json::json!({"k": "v\0"}))?;
+    expect_err(
+        t.search_resources(&SearchQuery::new(vec![1.0, 0.0], 1).with_filter(filter)).await,
+        "invalid",
+    )?;
+    ensure(t.scan(RecordKind::Resource, None, 10).await?.is_empty(), "nothing written")
 }
 
 pub async fn first_embedding_fixes_the_dimension<H: Harness>(h: &mut H) -> Result<()> {

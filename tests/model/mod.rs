@@ -663,12 +663,30 @@ const ALREADY_EXISTS: &str = "already exists";
 
 type Expect<T> = std::result::Result<T, String>;
 
+/// Text with NUL is invalid everywhere (PostgreSQL cannot store it).
 fn check_name(what: &str, value: &str) -> Expect<()> {
-    if value.is_empty() || value.len() > MAX_NAME_BYTES { Err(invalid(what)) } else { Ok(()) }
+    if value.is_empty() || value.contains('\0') || value.len() > MAX_NAME_BYTES {
+        Err(invalid(what))
+    } else {
+        Ok(())
+    }
+}
+
+fn has_nul(value: &Value) -> bool {
+    match value {
+        Value::String(text) => text.contains('\0'),
+        Value::Array(items) => items.iter().any(has_nul),
+        Value::Object(map) => map.iter().any(|(k, v)| k.contains('\0') || has_nul(v)),
+        _ => false,
+    }
 }
 
 fn check_metadata(what: &str, metadata: &Metadata) -> Expect<()> {
-    if metadata.keys().any(String::is_empty) { Err(invalid(what)) } else { Ok(()) }
+    if metadata.iter().any(|(k, v)| k.is_empty() || k.contains('\0') || has_nul(v)) {
+        Err(invalid(what))
+    } else {
+        Ok(())
+    }
 }
 
 fn check_entity(name: &str, kind: &str, properties: &Metadata) -> Expect<()> {
@@ -691,6 +709,9 @@ impl Model {
         for fields in resources {
             if let Some(uri) = &fields.uri {
                 check_name("uri", uri)?;
+            }
+            if fields.content.contains('\0') {
+                return Err(invalid("content"));
             }
             check_metadata("metadata", &fields.metadata)?;
             let Some(embedding) = &fields.embedding else { continue };
