@@ -271,4 +271,30 @@ mod rocks {
                 .collect()
         }
     }
+
+    /// One tenant's sealing keys, for the `sealed` target: seals and opens values exactly as
+    /// an encrypted tenant does.
+    pub struct Sealer(crate::rocks::crypto::TenantCrypto);
+
+    impl Sealer {
+        /// The sealing keys derived from `data_key` for `tenant`; `None` for an invalid id.
+        pub fn new(tenant: &str, data_key: [u8; 32]) -> Option<Self> {
+            let tenant = crate::TenantId::new(tenant).ok()?;
+            Some(Self(crate::rocks::crypto::TenantCrypto::new(&tenant, &data_key)))
+        }
+
+        /// Seals `plaintext` as the value of `key` in `domain` (a column family or file).
+        pub fn seal(&self, domain: &str, key: &[u8], plaintext: &[u8]) -> Vec<u8> {
+            self.0.seal(domain, key, plaintext)
+        }
+
+        /// Opens a sealed value.
+        ///
+        /// # Errors
+        /// [`crate::Error::Corrupt`] unless it was sealed for this tenant, domain and key and
+        /// is unchanged.
+        pub fn open(&self, domain: &'static str, key: &[u8], sealed: &[u8]) -> Result<Vec<u8>> {
+            self.0.open(domain, key, sealed)
+        }
+    }
 }

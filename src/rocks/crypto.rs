@@ -356,7 +356,7 @@ pub(crate) struct TenantCrypto {
 }
 
 impl TenantCrypto {
-    fn new(tenant: &TenantId, data_key: &[u8; 32]) -> Self {
+    pub(crate) fn new(tenant: &TenantId, data_key: &[u8; 32]) -> Self {
         let value_key =
             Zeroizing::new(blake3::derive_key("percolate 2026 value sealing", data_key));
         Self {

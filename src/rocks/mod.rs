@@ -21,7 +21,7 @@
 
 mod cf;
 pub(crate) mod codec;
-mod crypto;
+pub(crate) mod crypto;
 mod graph;
 pub(crate) mod hnsw;
 pub(crate) mod keys;
