@@ -1,26 +1,31 @@
-//! The conformance suite against the RocksDB provider, each case on its own temporary store.
+//! The conformance suite against the RocksDB provider, each case on its own temporary store:
+//! once on plaintext tenants and once on tenants encrypted at rest (a master key configured).
 
 #[macro_use]
 mod conformance;
 
 use percolate::MemoryEngine;
-use percolate::rocks::{RocksConfig, RocksProvider};
+use percolate::rocks::{MasterKey, RocksConfig, RocksProvider};
 
-struct RocksHarness {
+struct RocksHarness<const ENCRYPTED: bool> {
     dir: tempfile::TempDir,
     engine: Option<MemoryEngine<RocksProvider>>,
 }
 
-fn open(dir: &std::path::Path) -> MemoryEngine<RocksProvider> {
-    MemoryEngine::new(RocksProvider::open(RocksConfig::new(dir)).expect("open store"))
+fn open(dir: &std::path::Path, encrypted: bool) -> MemoryEngine<RocksProvider> {
+    let mut config = RocksConfig::new(dir);
+    if encrypted {
+        config.master_key = Some(MasterKey::from_bytes([0x5a; 32]));
+    }
+    MemoryEngine::new(RocksProvider::open(config).expect("open store"))
 }
 
-impl conformance::Harness for RocksHarness {
+impl<const ENCRYPTED: bool> conformance::Harness for RocksHarness<ENCRYPTED> {
     type P = RocksProvider;
 
     async fn new() -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
-        let engine = Some(open(dir.path()));
+        let engine = Some(open(dir.path(), ENCRYPTED));
         Self { dir, engine }
     }
 
@@ -31,8 +36,14 @@ impl conformance::Harness for RocksHarness {
     async fn reopen(&mut self) {
         // Dropping the engine closes every tenant database; a new one reads them from disk.
         self.engine = None;
-        self.engine = Some(open(self.dir.path()));
+        self.engine = Some(open(self.dir.path(), ENCRYPTED));
     }
 }
 
-conformance_suite!(RocksHarness);
+mod plaintext {
+    conformance_suite!(super::RocksHarness<false>);
+}
+
+mod encrypted {
+    conformance_suite!(super::RocksHarness<true>);
+}
