@@ -1,0 +1,214 @@
+//! Latency probes of the PostgreSQL provider, for tuning it; ignored by default (they measure,
+//! they do not check anything a plain test run should fail on).
+//!
+//! ```text
+//! export CARGO_TARGET_DIR=/root/.cache/percolate/target
+//! # point calls only (a small tenant, seconds):
+//! bash scripts/with-postgres.sh cargo test --release --features postgres --test postgres_perf \
+//!     -- --ignored --nocapture point_calls
+//! # the design table's rows on the workload of `percolate bench` (the shared dataset when
+//! # present, so traversal runs on the WordNet graph; PERCOLATE_PERF_N resources):
+//! bash scripts/with-postgres.sh cargo test --release --features postgres --test postgres_perf \
+//!     -- --ignored --nocapture table
+//! ```
+//!
+//! The runtime is the benches': one worker thread for the connections' background tasks, calls
+//! made one at a time from the main thread (`block_on`), as one client calling back to back.
+#![cfg(feature = "postgres")]
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use percolate::bench::{self, BenchData, Latencies, Sizes, Workload};
+use percolate::dataset::Dataset;
+use percolate::postgres::{PgConfig, PgProvider};
+use percolate::{MemoryEngine, NewResource, TenantConfig};
+
+fn config() -> PgConfig {
+    let url = std::env::var("PERCOLATE_TEST_POSTGRES_URL")
+        .expect("PERCOLATE_TEST_POSTGRES_URL: run through scripts/with-postgres.sh");
+    let config = PgConfig::new(url);
+    match std::env::var("PERCOLATE_TEST_POSTGRES_ADMIN_URL") {
+        Ok(admin) => config.with_admin_url(admin),
+        Err(_) => config,
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+fn env_usize(name: &str) -> Option<usize> {
+    std::env::var(name).ok().and_then(|v| v.parse().ok())
+}
+
+fn report(name: &str, times: Vec<Duration>) {
+    let latencies = Latencies::new(times);
+    println!(
+        "{name:<24} n={:<6} p50 {:>8.1} us  p10 {:>8.1} us  p99 {:>8.1} us",
+        latencies.len(),
+        latencies.quantile(0.5).as_secs_f64() * 1e6,
+        latencies.quantile(0.1).as_secs_f64() * 1e6,
+        latencies.quantile(0.99).as_secs_f64() * 1e6,
+    );
+}
+
+/// Single get and put on a small tenant, `PERCOLATE_PERF_SAMPLES` each (default 5000), plus
+/// batches of 1000 without embeddings.
+#[test]
+#[ignore = "a measurement: run with --ignored through scripts/with-postgres.sh"]
+fn point_calls() {
+    let rt = runtime();
+    let engine = MemoryEngine::new(rt.block_on(PgProvider::connect(config())).expect("connect"));
+    let samples = env_usize("PERCOLATE_PERF_SAMPLES").unwrap_or(5000);
+    let id = bench::bench_tenant("perf-point").expect("tenant id");
+    let tenant = rt.block_on(engine.create_tenant(&id, TenantConfig::default())).expect("tenant");
+    let batch: Vec<NewResource> =
+        (0..1000).map(|i| NewResource::new(format!("note {i}"))).collect();
+    let ids: Vec<_> = rt
+        .block_on(tenant.batch_create_resources(batch))
+        .expect("load")
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
+    for round in 0..2 {
+        for i in 0..500 {
+            rt.block_on(tenant.get_resource(ids[i % ids.len()])).expect("warm up");
+        }
+        let mut times = Vec::with_capacity(samples);
+        for i in 0..samples {
+            let t = Instant::now();
+            rt.block_on(tenant.get_resource(ids[(i * 7919) % ids.len()])).expect("get");
+            times.push(t.elapsed());
+        }
+        report(&format!("get (round {round})"), times);
+        let mut times = Vec::with_capacity(samples);
+        for i in 0..samples {
+            let new = NewResource::new(format!("put {round} {i}"));
+            let t = Instant::now();
+            rt.block_on(tenant.create_resource(new)).expect("put");
+            times.push(t.elapsed());
+        }
+        report(&format!("put (round {round})"), times);
+    }
+    let mut times = Vec::new();
+    for b in 0..20 {
+        let batch: Vec<NewResource> =
+            (0..1000).map(|i| NewResource::new(format!("batch {b} {i}"))).collect();
+        let t = Instant::now();
+        rt.block_on(tenant.batch_create_resources(batch)).expect("batch");
+        times.push(t.elapsed());
+    }
+    report("batch_1000", times);
+    rt.block_on(bench::delete_tenant(&engine, &id)).expect("delete tenant");
+}
+
+/// The design table on the workload of `percolate bench`: `PERCOLATE_PERF_N` resources (default
+/// the shared dataset's rows, or 20000 synthetic), `PERCOLATE_PERF_SAMPLES` calls per row.
+#[test]
+#[ignore = "a measurement: run with --ignored through scripts/with-postgres.sh"]
+fn table() {
+    let rt = runtime();
+    let engine = MemoryEngine::new(rt.block_on(PgProvider::connect(config())).expect("connect"));
+    let dir = std::env::var_os("PERCOLATE_DATASET").map(PathBuf::from).unwrap_or_else(|| {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data/wordnet-minilm-dev")
+    });
+    let source = dir
+        .join("base.fbin")
+        .exists()
+        .then(|| Dataset::load(&dir).expect("dataset"))
+        .map(|data| (dir.display().to_string(), data));
+    let resources = env_usize("PERCOLATE_PERF_N")
+        .unwrap_or_else(|| source.as_ref().map_or(20_000, |(_, data)| data.len()));
+    let sizes = Sizes {
+        resources,
+        samples: env_usize("PERCOLATE_PERF_SAMPLES").unwrap_or(3000),
+        seconds_per_row: 3.0,
+        ..Sizes::default()
+    };
+    let data = BenchData::prepare(source, sizes.resources, sizes.queries, sizes.seed)
+        .expect("prepare data");
+    let id = bench::bench_tenant("perf-table").expect("tenant id");
+    let started = Instant::now();
+    let workload =
+        rt.block_on(Workload::load(&engine, &id, &data, &sizes, |_| {})).expect("load workload");
+    println!("loaded {} resources from {} in {:.1?}", data.len(), data.source, started.elapsed());
+    let rows = rt.block_on(bench::measure_all(&workload, &sizes)).expect("measure");
+    println!("{}", bench::table(&rows));
+    rt.block_on(knn_breakdown(&id, &data.dataset));
+    drop(workload);
+    rt.block_on(bench::delete_tenant(&engine, &id)).expect("delete tenant");
+}
+
+/// Where a kNN call's time goes: the server's own execution time (`EXPLAIN ANALYZE`) of the
+/// index search, and the same search from a bare client (ids only, and every column as the
+/// provider fetches them), at `hnsw.ef_search` 40, on the owner connection (row-level security
+/// applies to it too: the tenant is set per transaction).
+async fn knn_breakdown(id: &percolate::TenantId, data: &Dataset) {
+    let Ok(admin) = std::env::var("PERCOLATE_TEST_POSTGRES_ADMIN_URL") else { return };
+    let (client, connection) =
+        tokio_postgres::connect(&admin, tokio_postgres::NoTls).await.expect("admin connect");
+    tokio::spawn(connection);
+    let schema = percolate::postgres::tenant::SchemaName::of(id);
+    let indexdef: String = client
+        .query_one(
+            "SELECT indexdef FROM pg_indexes WHERE schemaname = $1 AND indexname = \
+             'resources_embedding'",
+            &[&schema.as_str()],
+        )
+        .await
+        .expect("index")
+        .get(0);
+    println!("\nkNN breakdown, ef_search 40; index: {indexdef}");
+    let d = data.dimension;
+    let order = if indexdef.contains("l2_normalize") {
+        format!("l2_normalize(embedding)::halfvec({d}) <#> l2_normalize($1::vector)::halfvec({d})")
+    } else {
+        format!("embedding::vector({d}) <=> ($1::vector)::vector({d})")
+    };
+    let ids_only = format!("SELECT id FROM {schema}.resources ORDER BY {order} LIMIT 10");
+    let all = format!(
+        "SELECT id, uri, content, metadata, embedding, created_at, updated_at \
+         FROM {schema}.resources WHERE embedding IS NOT NULL ORDER BY {order}, id LIMIT 10"
+    );
+    client.batch_execute("BEGIN").await.expect("begin");
+    client
+        .query("SELECT set_config('app.current_tenant', $1, true)", &[&id.as_str()])
+        .await
+        .expect("tenant");
+    client.batch_execute("SET LOCAL hnsw.ef_search = 40").await.expect("ef");
+    let queries = data.query_count().min(200);
+    let mut server = Vec::new();
+    let (mut ids_times, mut all_times) = (Vec::new(), Vec::new());
+    let explain = format!("EXPLAIN (ANALYZE, FORMAT JSON) {all}");
+    for round in 0..2 {
+        for q in 0..queries {
+            let v = pgvector::Vector::from(data.queries[q * d..][..d].to_vec());
+            let t = Instant::now();
+            client.query(&ids_only, &[&v]).await.expect("ids");
+            let ids_time = t.elapsed();
+            let t = Instant::now();
+            client.query(&all, &[&v]).await.expect("all");
+            let all_time = t.elapsed();
+            let plan: serde_json::Value =
+                client.query_one(&explain, &[&v]).await.expect("explain").get(0);
+            if round == 1 {
+                ids_times.push(ids_time);
+                all_times.push(all_time);
+                let ms = plan[0]["Execution Time"].as_f64().unwrap_or(0.0);
+                server.push(Duration::from_secs_f64(ms / 1000.0));
+            }
+            if round == 1 && q == 0 {
+                println!("{}", serde_json::to_string(&plan[0]["Plan"]).unwrap_or_default());
+            }
+        }
+    }
+    client.batch_execute("COMMIT").await.expect("commit");
+    report("server execution", server);
+    report("bare client, ids", ids_times);
+    report("bare client, all cols", all_times);
+}
