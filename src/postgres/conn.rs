@@ -41,8 +41,9 @@ use tokio_postgres::types::ToSql;
 use super::{NAME, sql};
 use crate::error::{Error, Result};
 
-/// Transaction-local settings sent with a lazy `BEGIN`: a statement setting them (see
-/// [`sql::SET_SEARCH`]) and its parameters.
+/// Transaction-local settings sent with a lazy `BEGIN`: a statement setting them *and the
+/// tenant* (its `$1`; see [`sql::SET_SEARCH`]) and its further parameters (`$2`, ...). It takes
+/// the place of [`sql::SET_TENANT`]: one statement fewer in the pipeline.
 pub(crate) type Settings = (&'static str, Vec<String>);
 
 /// A transaction not yet sent: it goes out with the next statement.
@@ -160,7 +161,8 @@ impl PgConn {
             let settings = pending.begin.as_ref().and_then(|b| b.settings.as_ref()).map(|s| s.0);
             (pending.begin.is_some(), settings)
         };
-        let set_tenant = match begins {
+        // Settings statements set the tenant themselves.
+        let set_tenant = match begins && settings_sql.is_none() {
             true => Some(client.prepare_cached(sql::SET_TENANT).await.map_err(map_error)?),
             false => None,
         };
@@ -197,10 +199,12 @@ impl PgConn {
             }
         };
         let settings_f = async {
-            match (begin.as_ref().and_then(|b| b.settings.as_ref()), &set_settings) {
-                (Some((_, values)), Some(s)) => {
-                    let params: Vec<&(dyn ToSql + Sync)> =
-                        values.iter().map(|v| v as &(dyn ToSql + Sync)).collect();
+            match (&begin, &set_settings) {
+                (Some(Begin { tenant, settings: Some((_, values)), .. }), Some(s)) => {
+                    let params: Vec<&(dyn ToSql + Sync)> = std::iter::once(tenant)
+                        .chain(values)
+                        .map(|v| v as &(dyn ToSql + Sync))
+                        .collect();
                     client.query(s, &params).await.map(drop)
                 }
                 _ => Ok(()),

@@ -20,9 +20,12 @@
 //!   statement and (for single-statement operations) `COMMIT` are pipelined into one round trip
 //!   ([`conn`]). [`PgTxn`] is optimistic (see [`txn`]).
 //!   A connection dropped inside a transaction never returns to the pool ([`conn`]).
-//! - **Vectors.** Embeddings live in an untyped `vector` column; fixing the dimension adds a
-//!   check constraint and an HNSW index on the typed expression with the tenant's metric
-//!   (`halfvec` between 2001 and 4000 dimensions; an exact scan above). Searches use the
+//! - **Vectors.** Embeddings live in an untyped `vector` column, at full precision; fixing
+//!   the dimension adds a check constraint and an HNSW index ([`sql::Layout`]): for cosine
+//!   tenants over the unit vectors at half precision by inner product (half the index, one
+//!   product per distance: cheaper searches and inserts), for L2 and dot on the typed
+//!   expression with the metric's operator class (`halfvec` between 2001 and 4000 dimensions;
+//!   an exact scan above). Searches use the
 //!   index with `hnsw.ef_search` from [`PgConfig::ef_search`] (at least `k`), all settings
 //!   transaction-local and sent with `BEGIN`: an unfiltered search is one round trip
 //!   (`strict_order` iterative scan). A filtered search pushes the part of the
@@ -182,6 +185,8 @@ struct TenantInner {
     metric: Metric,
     /// The embedding dimension once fixed (it never changes after that).
     dimension: std::sync::OnceLock<u32>,
+    /// How its embeddings are indexed, once known (it never changes after that).
+    layout: std::sync::OnceLock<sql::Layout>,
 }
 
 /// What [`PgProvider::probe_session`] found on a pooled connection.
@@ -299,6 +304,26 @@ impl PgProvider {
         Ok(dimension)
     }
 
+    /// How the tenant's embeddings are indexed (see [`sql::Layout`]): read from its index
+    /// definition once, since tenants fixed by earlier versions keep their layout.
+    async fn layout(&self, tenant: &PgTenant) -> Result<sql::Layout> {
+        if let Some(layout) = tenant.0.layout.get() {
+            return Ok(*layout);
+        }
+        let conn = self.app.get().await?;
+        let row = conn.query_opt(sql::SELECT_VECTOR_INDEX, &[&tenant.0.schema.as_str()]).await?;
+        let layout = match row {
+            Some(row) => {
+                let indexdef: String =
+                    row.try_get(0).map_err(|e| Error::corrupt("vector index", e))?;
+                sql::layout_of(&indexdef)
+            }
+            None => sql::Layout::Typed,
+        };
+        let _ = tenant.0.layout.set(layout);
+        Ok(layout)
+    }
+
     async fn registry_row(&self, id: &TenantId) -> Result<Option<(String, Option<u32>, Metric)>> {
         let conn = self.app.get().await?;
         let row = conn.query_opt(sql::SELECT_TENANT, &[&id.as_str()]).await?;
@@ -394,6 +419,7 @@ impl Provider for PgProvider {
             schema: expected,
             metric,
             dimension: std::sync::OnceLock::new(),
+            layout: std::sync::OnceLock::new(),
         })))
     }
 
@@ -448,6 +474,7 @@ impl Provider for PgProvider {
                 return Ok(fixed);
             }
             conn.batch(&sql::fix_dimension(&tenant.0.schema, dimension, metric)).await?;
+            let _ = tenant.0.layout.set(sql::new_layout(metric));
             conn.execute(
                 sql::UPDATE_TENANT_DIMENSION,
                 &[&tenant.0.id.as_str(), &dimension_param(Some(dimension))?],
@@ -582,6 +609,7 @@ impl Provider for PgProvider {
         let Some(dimension) = self.dimension(tenant).await? else {
             return Ok(Vec::new());
         };
+        let layout = self.layout(tenant).await?;
         // The HNSW parameters travel with BEGIN, transaction-local like the tenant.
         let ef = self.ef_search.max(query.k).min(MAX_EF_SEARCH);
         let order = if query.filter.is_some() { "relaxed_order" } else { "strict_order" };
@@ -595,7 +623,7 @@ impl Provider for PgProvider {
             // One statement: BEGIN, settings, search and COMMIT in one round trip.
             conn.one_shot(sql::BEGIN_READ_COMMITTED, tenant_id, Some(settings));
         }
-        let result = search(&conn, tenant, dimension, query).await;
+        let result = search(&conn, tenant, dimension, layout, query).await;
         conn.finish(result).await
     }
 
@@ -739,6 +767,7 @@ async fn search(
     conn: &PgConn,
     tenant: &PgTenant,
     dimension: u32,
+    layout: sql::Layout,
     query: &SearchQuery,
 ) -> Result<Vec<ScoredResource>> {
     let vector = pgvector::Vector::from(query.vector.clone());
@@ -748,7 +777,13 @@ async fn search(
     let mut hits = Vec::with_capacity(k);
     match &query.filter {
         None => {
-            let statement = sql::search_resources(schema, dimension, tenant.0.metric);
+            let statement = sql::search_resources(
+                schema,
+                dimension,
+                tenant.0.metric,
+                sql::Order::Index(layout),
+                false,
+            );
             for row in conn.query(&statement, &[&vector, &limit]).await? {
                 hits.push(store::resource_from_row(&row)?);
             }
@@ -757,15 +792,14 @@ async fn search(
             let contains = prefilter::containment(filter);
             let narrowed = contains.as_object().is_some_and(|doc| !doc.is_empty());
             let contains = Json(contains);
-            let statement = if narrowed {
-                sql::search_resources_filtered(schema, dimension, tenant.0.metric)
-            } else {
-                sql::search_resources(schema, dimension, tenant.0.metric)
+            let statement = |order| {
+                sql::search_resources(schema, dimension, tenant.0.metric, order, narrowed)
             };
             let contains = narrowed.then_some(&contains);
             if narrowed {
                 // An iterative scan goes on past rows the containment rejects, up to
                 // `hnsw.max_scan_tuples`.
+                let statement = statement(sql::Order::Index(layout));
                 for row in nearest(conn, &statement, &vector, limit, contains).await? {
                     let resource = store::resource_from_row(&row)?;
                     if filter.matches(&resource.metadata) {
@@ -780,6 +814,7 @@ async fn search(
                 // cannot narrow it: under row-level security the planner never makes the
                 // non-leakproof `@>` an index condition.)
                 conn.query(sql::EXACT_SEARCH, &[]).await?;
+                let statement = statement(sql::Order::Exact);
                 let mut window = k.saturating_mul(4).max(64);
                 loop {
                     let limit = i64::try_from(window).unwrap_or(i64::MAX);

@@ -31,18 +31,19 @@ pub(crate) const PROBE_SESSION: &str =
     "SELECT pg_backend_pid(), coalesce(current_setting('app.current_tenant', true), '')";
 /// Succeeds only inside a transaction block: how a probe tells whether one is open.
 pub(crate) const PROBE_TRANSACTION: &str = "SAVEPOINT percolate_probe";
-/// The parameters of one search, for its transaction only: `$1` `hnsw.ef_search`, `$2`
-/// `hnsw.iterative_scan`, `$3` `hnsw.max_scan_tuples`; and the plan: the HNSW index, never a
-/// sequential scan and sort (which the planner would pick for a selective metadata filter,
-/// reading every row), planned once per connection (a generic plan: the index scan does not
-/// depend on the parameters).
-pub(crate) const SET_SEARCH: &str = "SELECT set_config('hnsw.ef_search', $1, true),
-    set_config('hnsw.iterative_scan', $2, true), set_config('hnsw.max_scan_tuples', $3, true),
+/// The tenant (`$1`, as [`SET_TENANT`]) and the parameters of one search, for its transaction
+/// only: `$2` `hnsw.ef_search`, `$3` `hnsw.iterative_scan`, `$4` `hnsw.max_scan_tuples`; and the
+/// plan: the HNSW index, never a sequential scan and sort (which the planner would pick for a
+/// selective metadata filter, reading every row), planned once per connection (a generic plan:
+/// the index scan does not depend on the parameters).
+pub(crate) const SET_SEARCH: &str = "SELECT set_config('app.current_tenant', $1, true),
+    set_config('hnsw.ef_search', $2, true),
+    set_config('hnsw.iterative_scan', $3, true), set_config('hnsw.max_scan_tuples', $4, true),
     set_config('enable_seqscan', 'off', true), set_config('enable_sort', 'off', true),
     set_config('plan_cache_mode', 'force_generic_plan', true)";
-/// An exact search for the rest of the transaction: no index scan, rows in true distance order.
-/// Planned afresh under these settings: a plan cached under [`SET_SEARCH`] (the same statement
-/// text) would scan the index.
+/// An exact search for the rest of the transaction: no index scan, rows in true distance order
+/// ([`Order::Exact`]), planned afresh under these settings rather than by a plan cached under
+/// [`SET_SEARCH`].
 pub(crate) const EXACT_SEARCH: &str = "SELECT set_config('enable_indexscan', 'off', true),
     set_config('enable_seqscan', 'on', true), set_config('enable_sort', 'on', true),
     set_config('plan_cache_mode', 'force_custom_plan', true)";
@@ -177,8 +178,45 @@ pub(crate) fn create_schema(schema: &SchemaName, app_role: &str) -> String {
     sql
 }
 
-/// How embeddings of a dimension are indexed: pgvector's HNSW takes `vector` up to 2000
-/// dimensions and `halfvec` up to 4000; beyond that search is an exact scan.
+/// How a tenant's embeddings are indexed (its index `resources_embedding`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Layout {
+    /// HNSW on the typed column with the metric's operator class: `vector` up to 2000
+    /// dimensions, `halfvec` up to 4000, no index beyond. Every L2 and dot tenant, and cosine
+    /// tenants whose dimension was fixed before [`Layout::Unit`] existed.
+    Typed,
+    /// Cosine tenants up to 4000 dimensions: HNSW over the unit vectors
+    /// (`l2_normalize(embedding)`) at half precision, by inner product. Cosine order is inner
+    /// product order of unit vectors, so the index orders exactly as `<=>` would up to half
+    /// precision rounding; an index tuple is half the size and a distance one product instead
+    /// of three (`<=>` computes both norms every time), which makes searches and inserts
+    /// cheaper. Normalizing first keeps every component within `[-1, 1]`, so the cast can never
+    /// overflow `halfvec`, whatever the stored magnitudes. Results are re-ranked with exact
+    /// distances in Rust either way.
+    Unit,
+}
+
+/// The layout a tenant whose dimension is fixed now gets.
+pub(crate) fn new_layout(metric: Metric) -> Layout {
+    match metric {
+        Metric::Cosine => Layout::Unit,
+        // Half precision could overflow on large components: these stay in `vector`.
+        Metric::L2 | Metric::Dot => Layout::Typed,
+    }
+}
+
+/// The definition of a tenant's vector index, `$1` its schema name (bare): what [`layout_of`]
+/// reads. The catalog is readable by every role.
+pub(crate) const SELECT_VECTOR_INDEX: &str = "SELECT indexdef FROM pg_catalog.pg_indexes
+    WHERE schemaname = $1 AND tablename = 'resources' AND indexname = 'resources_embedding'";
+
+/// The layout of an existing index definition (from [`SELECT_VECTOR_INDEX`]).
+pub(crate) fn layout_of(indexdef: &str) -> Layout {
+    if indexdef.contains("l2_normalize") { Layout::Unit } else { Layout::Typed }
+}
+
+/// How embeddings of a dimension are indexed in [`Layout::Typed`]: pgvector's HNSW takes
+/// `vector` up to 2000 dimensions and `halfvec` up to 4000; beyond that search is an exact scan.
 fn index_cast(dimension: u32) -> Option<(&'static str, &'static str)> {
     match dimension {
         0..=2000 => Some(("vector", "vector")),
@@ -203,10 +241,11 @@ fn ops_suffix(metric: Metric) -> &'static str {
     }
 }
 
-/// Fixes the dimension of a tenant's embeddings: a check constraint plus the HNSW index.
+/// Fixes the dimension of a tenant's embeddings: a check constraint plus the HNSW index, in
+/// [`new_layout`].
 ///
 /// The column itself stays an untyped `vector`: changing its type would change the result
-/// type of statements already prepared on pooled connections. The index is on the typed
+/// type of statements already prepared on pooled connections. The index is on a typed
 /// expression, and searches order by the same expression so the planner can use it.
 pub(crate) fn fix_dimension(schema: &SchemaName, dimension: u32, metric: Metric) -> String {
     let s = schema;
@@ -214,25 +253,46 @@ pub(crate) fn fix_dimension(schema: &SchemaName, dimension: u32, metric: Metric)
         "ALTER TABLE {s}.resources ADD CONSTRAINT resources_dimension
             CHECK (embedding IS NULL OR vector_dims(embedding) = {dimension});\n"
     );
-    if let Some((cast, ops)) = index_cast(dimension) {
-        let ops = format!("{ops}_{}", ops_suffix(metric));
+    let layout = new_layout(metric);
+    if let Some((indexed, ops)) = indexed_expression(dimension, metric, layout) {
         sql.push_str(&format!(
-            "CREATE INDEX resources_embedding ON {s}.resources
-                USING hnsw ((embedding::{cast}({dimension})) {ops});"
+            "CREATE INDEX resources_embedding ON {s}.resources USING hnsw (({indexed}) {ops});"
         ));
     }
     sql
 }
 
-/// The distance expression a search orders by: the indexed expression against `$1`.
-fn distance_expression(dimension: u32, metric: Metric) -> String {
-    let op = operator(metric);
-    match index_cast(dimension) {
-        Some((cast, _)) => {
+/// The indexed expression of a layout and its operator class; `None` when nothing is indexed.
+fn indexed_expression(dimension: u32, metric: Metric, layout: Layout) -> Option<(String, String)> {
+    match layout {
+        Layout::Unit if dimension <= 4000 => Some((
+            format!("l2_normalize(embedding)::halfvec({dimension})"),
+            "halfvec_ip_ops".to_owned(),
+        )),
+        Layout::Unit | Layout::Typed => index_cast(dimension).map(|(cast, ops)| {
+            (format!("embedding::{cast}({dimension})"), format!("{ops}_{}", ops_suffix(metric)))
+        }),
+    }
+}
+
+/// The distance expression an index search orders by: the indexed expression against `$1`.
+fn distance_expression(dimension: u32, metric: Metric, layout: Layout) -> String {
+    match (layout, indexed_expression(dimension, metric, layout)) {
+        (Layout::Unit, Some((indexed, _))) => {
+            format!("({indexed} <#> l2_normalize($1::vector)::halfvec({dimension}))")
+        }
+        (Layout::Typed, Some(_)) => {
+            let (cast, _) = index_cast(dimension).unwrap_or(("vector", "vector"));
+            let op = operator(metric);
             format!("(embedding::{cast}({dimension}) {op} ($1::vector)::{cast}({dimension}))")
         }
-        None => format!("(embedding {op} $1::vector)"),
+        (_, None) => exact_distance(metric),
     }
+}
+
+/// The exact distance: full precision, no index (the check constraint fixes the dimension).
+fn exact_distance(metric: Metric) -> String {
+    format!("(embedding {} $1::vector)", operator(metric))
 }
 
 const RESOURCE_COLUMNS: &str = "id, uri, content, metadata, embedding, created_at, updated_at";
@@ -240,28 +300,33 @@ const ENTITY_COLUMNS: &str = "id, name, kind, properties, created_at, updated_at
 const EDGE_COLUMNS: &str = "id, from_id, to_id, relation, weight, properties, created_at";
 const MOMENT_COLUMNS: &str = "id, start_at, end_at, kind, content, entities, metadata";
 
-/// The nearest resources with an embedding: `$1` the query vector, `$2` the limit. Rows come
-/// ordered by the database's distance, then id.
-pub(crate) fn search_resources(schema: &SchemaName, dimension: u32, metric: Metric) -> String {
-    let distance = distance_expression(dimension, metric);
-    format!(
-        "SELECT {RESOURCE_COLUMNS} FROM {schema}.resources
-         WHERE embedding IS NOT NULL
-         ORDER BY {distance}, id LIMIT $2"
-    )
+/// How a search statement orders its rows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Order {
+    /// By the indexed expression (see [`Layout`]): what the HNSW index can serve.
+    Index(Layout),
+    /// By the exact distance at full precision: a scan, for the exact fallback.
+    Exact,
 }
 
-/// Like [`search_resources`], only resources whose metadata contains `$3` (a `jsonb` document
-/// from [`super::prefilter`]).
-pub(crate) fn search_resources_filtered(
+/// The nearest resources with an embedding: `$1` the query vector, `$2` the limit; with
+/// `filtered`, only resources whose metadata contains `$3` (a `jsonb` document from
+/// [`super::prefilter`]). Rows come ordered by `order`'s distance, then id.
+pub(crate) fn search_resources(
     schema: &SchemaName,
     dimension: u32,
     metric: Metric,
+    order: Order,
+    filtered: bool,
 ) -> String {
-    let distance = distance_expression(dimension, metric);
+    let distance = match order {
+        Order::Index(layout) => distance_expression(dimension, metric, layout),
+        Order::Exact => exact_distance(metric),
+    };
+    let filter = if filtered { " AND metadata @> $3::jsonb" } else { "" };
     format!(
         "SELECT {RESOURCE_COLUMNS} FROM {schema}.resources
-         WHERE embedding IS NOT NULL AND metadata @> $3::jsonb
+         WHERE embedding IS NOT NULL{filter}
          ORDER BY {distance}, id LIMIT $2"
     )
 }
@@ -479,6 +544,58 @@ pub(crate) enum ScanTable {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn schema() -> SchemaName {
+        SchemaName::of(&crate::model::TenantId::new("acme").expect("valid"))
+    }
+
+    #[test]
+    fn cosine_tenants_index_unit_vectors_and_search_by_the_same_expression() {
+        let ddl = fix_dimension(&schema(), 384, Metric::Cosine);
+        assert!(ddl.contains("((l2_normalize(embedding)::halfvec(384)) halfvec_ip_ops)"), "{ddl}");
+        let search =
+            search_resources(&schema(), 384, Metric::Cosine, Order::Index(Layout::Unit), false);
+        assert!(search.contains("ORDER BY (l2_normalize(embedding)::halfvec(384) <#>"), "{search}");
+        // The index definition PostgreSQL reports back is recognised.
+        assert_eq!(
+            layout_of(
+                "CREATE INDEX resources_embedding ON t.resources USING hnsw \
+                       (((l2_normalize(embedding))::halfvec(384)) halfvec_ip_ops)"
+            ),
+            Layout::Unit
+        );
+    }
+
+    #[test]
+    fn other_metrics_and_older_tenants_keep_the_typed_index() {
+        for metric in [Metric::L2, Metric::Dot] {
+            assert_eq!(new_layout(metric), Layout::Typed);
+            let ddl = fix_dimension(&schema(), 384, metric);
+            assert!(ddl.contains("((embedding::vector(384)) vector_"), "{ddl}");
+        }
+        assert_eq!(
+            layout_of(
+                "CREATE INDEX resources_embedding ON t.resources USING hnsw \
+                       (((embedding)::vector(384)) vector_cosine_ops)"
+            ),
+            Layout::Typed
+        );
+        let search =
+            search_resources(&schema(), 384, Metric::Cosine, Order::Index(Layout::Typed), false);
+        assert!(search.contains("ORDER BY (embedding::vector(384) <=> ($1::vector)::vector(384))"));
+    }
+
+    #[test]
+    fn exact_searches_order_by_the_full_precision_distance() {
+        let search = search_resources(&schema(), 3000, Metric::Cosine, Order::Exact, true);
+        assert!(search.contains("metadata @> $3::jsonb"), "{search}");
+        assert!(search.contains("ORDER BY (embedding <=> $1::vector), id"), "{search}");
+        // No index beyond 4000 dimensions: the index order is the exact one.
+        let search =
+            search_resources(&schema(), 5000, Metric::L2, Order::Index(Layout::Typed), false);
+        assert!(search.contains("ORDER BY (embedding <-> $1::vector), id"), "{search}");
+        assert!(!fix_dimension(&schema(), 5000, Metric::Cosine).contains("CREATE INDEX"));
+    }
 
     #[test]
     fn session_clean_is_deadpools_clean_recycling() {
