@@ -792,9 +792,8 @@ async fn search(
             let contains = prefilter::containment(filter);
             let narrowed = contains.as_object().is_some_and(|doc| !doc.is_empty());
             let contains = Json(contains);
-            let statement = |order| {
-                sql::search_resources(schema, dimension, tenant.0.metric, order, narrowed)
-            };
+            let statement =
+                |order| sql::search_resources(schema, dimension, tenant.0.metric, order, narrowed);
             let contains = narrowed.then_some(&contains);
             if narrowed {
                 // An iterative scan goes on past rows the containment rejects, up to
