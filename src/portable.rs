@@ -33,9 +33,10 @@
 //!   (parsed, validated, in canonical order, no duplicate ids, every edge's ends among the
 //!   file's entities, the dimension), the counts and the checksum. Only then does pass 2 write.
 //!   Errors name the line. A corrupt, truncated or tampered file therefore imports nothing.
-//!   Pass 1 reads the file in chunks of whole lines: one thread hashes them while the cores
-//!   parse and check their lines in parallel; the file-level checks then run in line order, so
-//!   the error reported is always the first one in the file. Import keeps what pass 1 parsed
+//!   Pass 1 is a pipeline: a thread reads the file in chunks of whole lines and hashes them,
+//!   one parser per core (at most 4) parses and checks the lines of every other chunk, and the
+//!   file-level checks take the chunks back in file order, so the error reported is always the
+//!   first one in the file. Import keeps what pass 1 parsed
 //!   in a binary spool file (unnamed, next to the input; floats as their bits, metadata as a
 //!   tree), and pass 2 writes from it: the JSON is parsed once, and what is written is exactly
 //!   what was verified even if the file changes in between. Import needs a file it can read:
@@ -49,7 +50,6 @@ use std::collections::{HashSet, VecDeque};
 use std::fs::File;
 use std::io::{BufRead, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -648,38 +648,13 @@ fn parse_line(line: &[u8], dimension: Option<u32>) -> Parsed {
     Ok((record, fields))
 }
 
-/// Parses whole lines (each ending in a newline) on up to `workers` threads: the bytes are cut
-/// into that many runs of lines, one per thread. The results come back in line order.
-fn parse_lines(lines: &[u8], dimension: Option<u32>, workers: usize) -> Result<Vec<Parsed>> {
-    let parse = |part: &[u8]| -> Vec<Parsed> {
-        part.split_inclusive(|b| *b == b'\n').map(|line| parse_line(line, dimension)).collect()
-    };
-    let mut parts = Vec::with_capacity(workers);
-    let mut rest = lines;
-    for k in (1..workers).rev() {
-        // Cut after the first newline at or past an equal share of what is left.
-        let share = rest.len() / (k + 1);
-        let Some(cut) = rest[share..].iter().position(|b| *b == b'\n') else { break };
-        let (part, tail) = rest.split_at(share + cut + 1);
-        parts.push(part);
-        rest = tail;
-    }
-    parts.push(rest);
-    if parts.len() == 1 {
-        return Ok(parse(lines));
-    }
-    std::thread::scope(|scope| {
-        let spawned: Vec<_> =
-            parts[1..].iter().map(|part| scope.spawn(move || parse(part))).collect();
-        let mut parsed = parse(parts[0]);
-        for worker in spawned {
-            parsed.extend(worker.join().map_err(|_| Error::Backend {
-                provider: "import",
-                source: "a parsing thread panicked".into(),
-            })?);
-        }
-        Ok(parsed)
-    })
+/// Parses whole lines, each ending in a newline.
+fn parse_lines(lines: &[u8], dimension: Option<u32>) -> Vec<Parsed> {
+    lines.split_inclusive(|b| *b == b'\n').map(|line| parse_line(line, dimension)).collect()
+}
+
+fn stopped(what: &'static str) -> Error {
+    Error::Backend { provider: "import", source: format!("the {what} thread stopped").into() }
 }
 
 /// Pass 1 over the file at `path`: checks everything an import needs (see [`verify`]) and
@@ -700,51 +675,75 @@ fn check_file(
     let dimension = header.dimension;
     let workers = workers();
     let mut verifier = Verifier::new(header);
+    // Three stages on threads of their own: a reader cuts the file into chunks of whole lines,
+    // hashes them and deals them out to the parsers in turn; each parser parses and checks the
+    // lines of its chunks; this thread takes the parsed chunks back in the same turn, so in
+    // file order, and makes the file-level checks. Every channel holds one chunk, so a few
+    // chunks are in memory at most.
     std::thread::scope(|scope| {
-        // The hasher takes every byte before the trailer, in order, on a thread of its own.
-        let (to_hasher, hasher_input) = std::sync::mpsc::sync_channel::<Arc<Vec<u8>>>(4);
-        let hasher = scope.spawn(move || {
+        let mut to_parsers = Vec::with_capacity(workers);
+        let mut from_parsers = Vec::with_capacity(workers);
+        let mut parsers = Vec::with_capacity(workers);
+        for _ in 0..workers {
+            let (to_parser, chunks) = std::sync::mpsc::sync_channel::<Vec<u8>>(1);
+            let (to_checker, parsed) = std::sync::mpsc::sync_channel::<Vec<Parsed>>(1);
+            parsers.push(scope.spawn(move || {
+                for lines in chunks {
+                    if to_checker.send(parse_lines(&lines, dimension)).is_err() {
+                        break;
+                    }
+                }
+            }));
+            to_parsers.push(to_parser);
+            from_parsers.push(parsed);
+        }
+        // `buffer` holds what is not dealt out yet: always the last complete line read (it is
+        // the trailer if the file ends there) and whatever follows it.
+        let reading = scope.spawn(move || -> Result<(Vec<u8>, Sha256)> {
             let mut hasher = Sha256::new();
-            for bytes in hasher_input {
-                hasher.update(bytes.as_slice());
+            hasher.update(&first);
+            let mut buffer = Vec::new();
+            // Chunks dealt out so far: chunk n goes to parser n % workers.
+            let mut dealt = 0usize;
+            loop {
+                let filled = buffer.len();
+                buffer.resize(filled + chunk.max(1), 0);
+                let read = read_full(&mut reader, &mut buffer[filled..]).map_err(read_error)?;
+                buffer.truncate(filled + read);
+                if read == 0 {
+                    break;
+                }
+                let Some(last) = buffer.iter().rposition(|b| *b == b'\n') else { continue };
+                let Some(cut) = buffer[..last].iter().rposition(|b| *b == b'\n') else {
+                    continue;
+                };
+                let rest = buffer[cut + 1..].to_vec();
+                buffer.truncate(cut + 1);
+                let lines = std::mem::replace(&mut buffer, rest);
+                hasher.update(&lines);
+                to_parsers[dealt % workers].send(lines).map_err(|_| stopped("parsing"))?;
+                dealt += 1;
             }
-            hasher
+            Ok((buffer, hasher))
         });
-        let hash = |bytes: Arc<Vec<u8>>| {
-            to_hasher.send(bytes).map_err(|_| Error::Backend {
-                provider: "import",
-                source: "the hashing thread stopped".into(),
-            })
-        };
-        hash(Arc::new(first))?;
-        let mut check = |lines: &[u8], number: &mut u64| -> Result<()> {
-            for parsed in parse_lines(lines, dimension, workers)? {
-                let (record, fields) = parsed.map_err(|e| at_line(*number, e))?;
-                verifier.record(&record, fields).map_err(|reason| at_line(*number, reason))?;
-                accept(record, *number)?;
-                *number += 1;
+        let mut number = 2u64;
+        let mut check = |parsed: Vec<Parsed>| -> Result<()> {
+            for parsed in parsed {
+                let (record, fields) = parsed.map_err(|e| at_line(number, e))?;
+                verifier.record(&record, fields).map_err(|reason| at_line(number, reason))?;
+                accept(record, number)?;
+                number += 1;
             }
             Ok(())
         };
-        // `buffer` holds what is not checked yet: always the last complete line read (it is the
-        // trailer if the file ends there) and whatever follows it.
-        let mut buffer = Vec::new();
-        let mut number = 2u64;
-        loop {
-            let filled = buffer.len();
-            buffer.resize(filled + chunk.max(1), 0);
-            let read = read_full(&mut reader, &mut buffer[filled..]).map_err(read_error)?;
-            buffer.truncate(filled + read);
-            if read == 0 {
-                break;
-            }
-            let Some(last) = buffer.iter().rposition(|b| *b == b'\n') else { continue };
-            let Some(cut) = buffer[..last].iter().rposition(|b| *b == b'\n') else { continue };
-            let rest = buffer[cut + 1..].to_vec();
-            buffer.truncate(cut + 1);
-            let lines = Arc::new(std::mem::replace(&mut buffer, rest));
-            hash(Arc::clone(&lines))?;
-            check(&lines, &mut number)?;
+        // A parser's channel closes after its last chunk, once the reader is done (or failed).
+        for turn in 0.. {
+            let Ok(parsed) = from_parsers[turn % workers].recv() else { break };
+            check(parsed)?;
+        }
+        let (mut buffer, mut hasher) = reading.join().map_err(|_| stopped("reading"))??;
+        for parser in parsers {
+            parser.join().map_err(|_| stopped("parsing"))?;
         }
         if buffer.is_empty() {
             return Err(at_line(number, "truncated: no records and no trailer"));
@@ -753,19 +752,9 @@ fn check_file(
         let trailer_at =
             buffer[..buffer.len() - 1].iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
         let trailer = buffer.split_off(trailer_at);
-        if !buffer.is_empty() {
-            let lines = Arc::new(buffer);
-            hash(Arc::clone(&lines))?;
-            check(&lines, &mut number)?;
-        }
-        drop(to_hasher);
-        let digest = hex(&hasher
-            .join()
-            .map_err(|_| Error::Backend {
-                provider: "import",
-                source: "the hashing thread panicked".into(),
-            })?
-            .finalize());
+        hasher.update(&buffer);
+        check(parse_lines(&buffer, dimension))?;
+        let digest = hex(&hasher.finalize());
         let truncated = || at_line(number, "truncated: the last line is not a trailer");
         let body = trailer.strip_suffix(b"\n").ok_or_else(truncated)?;
         let trailer: Trailer = serde_json::from_slice(body).map_err(|_| truncated())?;
