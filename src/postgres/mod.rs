@@ -131,6 +131,7 @@ impl std::fmt::Debug for PgConfig {
     }
 }
 
+#[derive(Clone)]
 struct Pooled {
     pool: Pool,
     /// `host:port`, for error messages (never the password).
@@ -304,6 +305,48 @@ impl PgProvider {
         Ok(dimension)
     }
 
+    /// Builds the tenant's HNSW index in the background once its dimension is fixed.
+    ///
+    /// Not inline: `CREATE INDEX` needs a lock that an open transaction which wrote resources
+    /// holds until it ends, and that transaction may belong to the very task that fixed the
+    /// dimension (its first embedding) — waiting for it would never end. So the build retries
+    /// with a short `lock_timeout` until it gets the lock, the index exists, or the tenant is
+    /// gone. Until then searches are exact scans ordered by the same expression: correct, and
+    /// fast at the size a tenant has when its first embedding arrives. A build cut short by
+    /// the process ending is started again when the tenant is next opened.
+    fn build_vector_index(&self, tenant: &PgTenant, dimension: u32) {
+        let Some(ddl) = sql::create_vector_index(&tenant.0.schema, dimension, tenant.0.metric)
+        else {
+            return;
+        };
+        let admin = self.admin.clone();
+        let id = tenant.0.id.clone();
+        tokio::spawn(async move {
+            let mut pause = std::time::Duration::from_millis(20);
+            loop {
+                let attempt = async {
+                    let mut conn = admin.get().await?;
+                    conn.begin(sql::BEGIN_READ_COMMITTED, id.as_str()).await?;
+                    let result = async {
+                        conn.batch(sql::SET_INDEX_LOCK_TIMEOUT).await?;
+                        conn.batch(&ddl).await
+                    }
+                    .await;
+                    conn.finish(result).await
+                };
+                match attempt.await {
+                    Ok(()) => return,
+                    // The lock timed out (a conflict) or the pool was busy: try again later.
+                    Err(Error::Conflict(_) | Error::Invalid { .. }) => {}
+                    // The schema was dropped with its tenant, or the server went away.
+                    Err(_) => return,
+                }
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(std::time::Duration::from_secs(2));
+            }
+        });
+    }
+
     /// How the tenant's embeddings are indexed (see [`sql::Layout`]): read from its index
     /// definition once, since tenants fixed by earlier versions keep their layout.
     async fn layout(&self, tenant: &PgTenant) -> Result<sql::Layout> {
@@ -318,7 +361,8 @@ impl PgProvider {
                     row.try_get(0).map_err(|e| Error::corrupt("vector index", e))?;
                 sql::layout_of(&indexdef)
             }
-            None => sql::Layout::Typed,
+            // Not built yet (see `build_vector_index`): it will be built in today's layout.
+            None => sql::new_layout(tenant.0.metric),
         };
         let _ = tenant.0.layout.set(layout);
         Ok(layout)
@@ -396,8 +440,11 @@ impl Provider for PgProvider {
                 }
             })?;
             conn.batch(&sql::create_schema(&schema, &self.app_role)).await?;
-            if let Some(dimension) = config.dimension {
-                conn.batch(&sql::fix_dimension(&schema, dimension, config.metric)).await?;
+            // A new schema has no other users yet: its index is built right here.
+            if let Some(ddl) =
+                config.dimension.and_then(|d| sql::create_vector_index(&schema, d, config.metric))
+            {
+                conn.batch(&ddl).await?;
             }
             Ok(())
         }
@@ -408,19 +455,38 @@ impl Provider for PgProvider {
     }
 
     async fn open_tenant(&self, id: &TenantId) -> Result<PgTenant> {
-        let (schema, _, metric) =
+        let (schema, dimension, metric) =
             self.registry_row(id).await?.ok_or_else(|| Error::not_found("tenant", id))?;
         let expected = SchemaName::of(id);
         if schema != expected.as_str() {
             return Err(Error::corrupt("tenant registry", format!("schema {schema} for {id}")));
         }
-        Ok(PgTenant(Arc::new(TenantInner {
+        let tenant = PgTenant(Arc::new(TenantInner {
             id: id.clone(),
             schema: expected,
             metric,
             dimension: std::sync::OnceLock::new(),
             layout: std::sync::OnceLock::new(),
-        })))
+        }));
+        if let Some(dimension) = dimension {
+            let _ = tenant.0.dimension.set(dimension);
+            // A background build the last process did not finish is started again.
+            if sql::create_vector_index(&tenant.0.schema, dimension, metric).is_some() {
+                let conn = self.app.get().await?;
+                let row =
+                    conn.query_opt(sql::SELECT_VECTOR_INDEX, &[&tenant.0.schema.as_str()]).await?;
+                drop(conn);
+                match row {
+                    Some(row) => {
+                        let indexdef: String =
+                            row.try_get(0).map_err(|e| Error::corrupt("vector index", e))?;
+                        let _ = tenant.0.layout.set(sql::layout_of(&indexdef));
+                    }
+                    None => self.build_vector_index(&tenant, dimension),
+                }
+            }
+        }
+        Ok(tenant)
     }
 
     async fn list_tenants(&self) -> Result<Vec<TenantId>> {
@@ -473,7 +539,6 @@ impl Provider for PgProvider {
             if let Some(fixed) = fixed {
                 return Ok(fixed);
             }
-            conn.batch(&sql::fix_dimension(&tenant.0.schema, dimension, metric)).await?;
             let _ = tenant.0.layout.set(sql::new_layout(metric));
             conn.execute(
                 sql::UPDATE_TENANT_DIMENSION,
@@ -483,9 +548,10 @@ impl Provider for PgProvider {
             Ok(dimension)
         }
         .await;
-        conn.finish(result).await.inspect(|fixed| {
-            let _ = tenant.0.dimension.set(*fixed);
-        })
+        let fixed = conn.finish(result).await?;
+        let _ = tenant.0.dimension.set(fixed);
+        self.build_vector_index(tenant, fixed);
+        Ok(fixed)
     }
 
     async fn insert_resources(&self, tenant: &PgTenant, resources: &[Resource]) -> Result<()> {

@@ -241,26 +241,30 @@ fn ops_suffix(metric: Metric) -> &'static str {
     }
 }
 
-/// Fixes the dimension of a tenant's embeddings: a check constraint plus the HNSW index, in
-/// [`new_layout`].
+/// The HNSW index of a tenant whose dimension is fixed, in [`new_layout`]; `None` when the
+/// dimension is too large for pgvector's HNSW (search is then an exact scan).
 ///
 /// The column itself stays an untyped `vector`: changing its type would change the result
 /// type of statements already prepared on pooled connections. The index is on a typed
-/// expression, and searches order by the same expression so the planner can use it.
-pub(crate) fn fix_dimension(schema: &SchemaName, dimension: u32, metric: Metric) -> String {
-    let s = schema;
-    let mut sql = format!(
-        "ALTER TABLE {s}.resources ADD CONSTRAINT resources_dimension
-            CHECK (embedding IS NULL OR vector_dims(embedding) = {dimension});\n"
-    );
-    let layout = new_layout(metric);
-    if let Some((indexed, ops)) = indexed_expression(dimension, metric, layout) {
-        sql.push_str(&format!(
-            "CREATE INDEX resources_embedding ON {s}.resources USING hnsw (({indexed}) {ops});"
-        ));
-    }
-    sql
+/// expression (which also rejects any row of another dimension once it exists), and searches
+/// order by the same expression so the planner can use it. There is no check constraint:
+/// adding one needs an exclusive lock that would wait for every open transaction on the
+/// tenant, and the engine checks every embedding against the fixed dimension anyway.
+pub(crate) fn create_vector_index(
+    schema: &SchemaName,
+    dimension: u32,
+    metric: Metric,
+) -> Option<String> {
+    let (indexed, ops) = indexed_expression(dimension, metric, new_layout(metric))?;
+    Some(format!(
+        "CREATE INDEX IF NOT EXISTS resources_embedding ON {schema}.resources \
+         USING hnsw (({indexed}) {ops})"
+    ))
 }
+
+/// Bounds how long the background index build waits for a lock before it tries again later:
+/// an open transaction that wrote resources holds a lock the build needs.
+pub(crate) const SET_INDEX_LOCK_TIMEOUT: &str = "SET LOCAL lock_timeout = '100ms'";
 
 /// The indexed expression of a layout and its operator class; `None` when nothing is indexed.
 fn indexed_expression(dimension: u32, metric: Metric, layout: Layout) -> Option<(String, String)> {
@@ -551,7 +555,7 @@ mod tests {
 
     #[test]
     fn cosine_tenants_index_unit_vectors_and_search_by_the_same_expression() {
-        let ddl = fix_dimension(&schema(), 384, Metric::Cosine);
+        let ddl = create_vector_index(&schema(), 384, Metric::Cosine).expect("indexed");
         assert!(ddl.contains("((l2_normalize(embedding)::halfvec(384)) halfvec_ip_ops)"), "{ddl}");
         let search =
             search_resources(&schema(), 384, Metric::Cosine, Order::Index(Layout::Unit), false);
@@ -570,7 +574,7 @@ mod tests {
     fn other_metrics_and_older_tenants_keep_the_typed_index() {
         for metric in [Metric::L2, Metric::Dot] {
             assert_eq!(new_layout(metric), Layout::Typed);
-            let ddl = fix_dimension(&schema(), 384, metric);
+            let ddl = create_vector_index(&schema(), 384, metric).expect("indexed");
             assert!(ddl.contains("((embedding::vector(384)) vector_"), "{ddl}");
         }
         assert_eq!(
@@ -594,7 +598,7 @@ mod tests {
         let search =
             search_resources(&schema(), 5000, Metric::L2, Order::Index(Layout::Typed), false);
         assert!(search.contains("ORDER BY (embedding <-> $1::vector), id"), "{search}");
-        assert!(!fix_dimension(&schema(), 5000, Metric::Cosine).contains("CREATE INDEX"));
+        assert!(create_vector_index(&schema(), 5000, Metric::Cosine).is_none());
     }
 
     #[test]

@@ -42,6 +42,7 @@ macro_rules! conformance_suite {
             missing_resource_is_not_found_everywhere,
             non_finite_embeddings_are_rejected,
             text_with_nul_is_rejected_everywhere,
+            first_embedding_while_a_transaction_is_open_does_not_block,
             first_embedding_fixes_the_dimension,
             configured_dimension_is_enforced,
             empty_and_oversized_embeddings_are_rejected,
@@ -346,6 +347,39 @@ pub async fn text_with_nul_is_rejected_everywhere<H: Harness>(h: &mut H) -> Resu
         "invalid",
     )?;
     ensure(t.scan(RecordKind::Resource, None, 10).await?.is_empty(), "nothing written")
+}
+
+/// Fixing the dimension (the first embedding) must not wait for open transactions: the same
+/// task may hold one, and then it would wait forever.
+pub async fn first_embedding_while_a_transaction_is_open_does_not_block<H: Harness>(
+    h: &mut H,
+) -> Result<()> {
+    let t = tenant(h).await?;
+    let deadline = std::time::Duration::from_secs(30);
+    let within = |what: &'static str| move |_| Error::Conflict(format!("{what} still waiting"));
+    let mut txn = t.begin().await?;
+    txn.create_resource(NewResource::new("plain")).await?;
+    // An auto-commit write of the first embedding while this task's transaction holds writes.
+    let outside = NewResource::new("outside").with_embedding(vec![1.0, 0.0]);
+    tokio::time::timeout(deadline, t.create_resource(outside))
+        .await
+        .map_err(within("auto-commit first embedding"))??;
+    let inside = NewResource::new("inside").with_embedding(vec![0.0, 1.0]);
+    tokio::time::timeout(deadline, txn.create_resource(inside))
+        .await
+        .map_err(within("first embedding in the transaction"))??;
+    tokio::time::timeout(deadline, txn.commit()).await.map_err(within("commit"))??;
+    // And the same from inside a fresh tenant's transaction, first.
+    let u = tenant(h).await?;
+    let mut txn = u.begin().await?;
+    txn.create_resource(NewResource::new("plain")).await?;
+    let first = NewResource::new("first").with_embedding(vec![0.5, 0.5]);
+    tokio::time::timeout(deadline, txn.create_resource(first))
+        .await
+        .map_err(within("first embedding in a transaction that wrote"))??;
+    tokio::time::timeout(deadline, txn.commit()).await.map_err(within("commit"))??;
+    let hits = u.search_resources(&SearchQuery::new(vec![0.5, 0.5], 5)).await?;
+    ensure_eq(hits.len(), 1, "the committed embedding is searchable")
 }
 
 pub async fn first_embedding_fixes_the_dimension<H: Harness>(h: &mut H) -> Result<()> {
