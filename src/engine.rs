@@ -788,7 +788,7 @@ fn check_no_nul(what: &'static str, value: &str) -> Result<()> {
 }
 
 /// Whether any key or string in `value` contains NUL.
-fn json_has_nul(value: &serde_json::Value) -> bool {
+pub(crate) fn json_has_nul(value: &serde_json::Value) -> bool {
     match value {
         serde_json::Value::String(text) => text.contains('\0'),
         serde_json::Value::Array(items) => items.iter().any(json_has_nul),

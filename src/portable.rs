@@ -445,13 +445,24 @@ fn check_name(what: &str, value: &str) -> std::result::Result<(), String> {
     if value.is_empty() {
         return Err(format!("{what} is empty"));
     }
+    check_no_nul(what, value)?;
     if value.len() > MAX_NAME_BYTES {
         return Err(format!("{what} is {} bytes, at most {MAX_NAME_BYTES}", value.len()));
     }
     Ok(())
 }
 
+/// The engine refuses NUL in text (PostgreSQL cannot store it): so does the verifier, before
+/// anything is written.
+fn check_no_nul(what: &str, value: &str) -> std::result::Result<(), String> {
+    match value.find('\0') {
+        Some(at) => Err(format!("{what} has a NUL character at byte {at}")),
+        None => Ok(()),
+    }
+}
+
 fn check_content(what: &str, value: &str) -> std::result::Result<(), String> {
+    check_no_nul(what, value)?;
     if value.len() > MAX_CONTENT_BYTES {
         return Err(format!("{what} is {} bytes, at most {MAX_CONTENT_BYTES}", value.len()));
     }
@@ -461,6 +472,10 @@ fn check_content(what: &str, value: &str) -> std::result::Result<(), String> {
 fn check_metadata(what: &str, metadata: &Metadata) -> std::result::Result<(), String> {
     if metadata.keys().any(String::is_empty) {
         return Err(format!("{what} has an empty key"));
+    }
+    if metadata.iter().any(|(key, value)| key.contains('\0') || crate::engine::json_has_nul(value))
+    {
+        return Err(format!("{what} has a NUL character in a key or string"));
     }
     Ok(())
 }

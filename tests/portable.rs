@@ -243,6 +243,18 @@ async fn invalid_records_with_a_valid_checksum_import_nothing() {
     // A newer format version.
     let newer = text.replacen("\"version\":1", "\"version\":2", 1);
     assert_imports_nothing(&reseal(newer.as_bytes()), "format version 2").await;
+
+    // Text with NUL, which no provider stores (the engine refuses it): refused up front.
+    let entity: serde_json::Value = serde_json::from_str(lines[entity_line]).expect("entity");
+    let name = entity["name"].as_str().expect("name");
+    let mut nul: Vec<String> = lines.iter().map(|l| l.to_string()).collect();
+    nul[entity_line] = lines[entity_line].replacen(
+        &format!(r#""name":"{name}""#),
+        &format!(r#""name":"{name}\u0000""#),
+        1,
+    );
+    let joined = nul.join("\n") + "\n";
+    assert_imports_nothing(&reseal(joined.as_bytes()), "NUL").await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
