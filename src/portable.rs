@@ -70,7 +70,8 @@ pub const FORMAT_VERSION: u32 = 1;
 pub const PAGE: usize = 1000;
 /// Resources written per batch on import (fewer when their bytes exceed [`BATCH_BYTES`]).
 pub const BATCH: usize = 1000;
-/// The most line bytes of resources gathered into one import batch.
+/// The most bytes of resources (an estimate of their size in memory) gathered into one import
+/// batch.
 pub const BATCH_BYTES: usize = 64 << 20;
 /// Bytes of an import file read, hashed and parsed at a time (in whole lines).
 const CHUNK: usize = 4 << 20;
