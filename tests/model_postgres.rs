@@ -9,7 +9,7 @@
 
 mod model;
 
-use model::{Alphabet, Backend};
+use model::Backend;
 use percolate::MemoryEngine;
 use percolate::postgres::{PgConfig, PgProvider};
 use proptest::prelude::*;
@@ -45,15 +45,7 @@ impl Backend for PgBackend {
 fn run(chunks: &[Vec<u8>]) -> Result<(), String> {
     // Text with NUL is in the plan: the engine rejects it as invalid before any provider sees
     // it (PostgreSQL text and jsonb cannot hold NUL), so both providers agree with the model.
-    let plan = model::plan_from_chunks(chunks, Alphabet::FULL);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
-    runtime
-        .block_on(async { model::run(&mut PgBackend, &plan).await })
-        .map_err(|e| format!("{e}\nplan: {plan:#?}"))
+    model::run_chunks(PgBackend, chunks)
 }
 
 proptest! {

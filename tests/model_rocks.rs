@@ -9,40 +9,11 @@
 
 mod model;
 
-use model::{Alphabet, Backend};
-use percolate::MemoryEngine;
-use percolate::rocks::{RocksConfig, RocksProvider};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, FileFailurePersistence};
 
-struct RocksBackend {
-    dir: tempfile::TempDir,
-}
-
-impl Backend for RocksBackend {
-    type P = RocksProvider;
-
-    async fn open(&mut self) -> MemoryEngine<RocksProvider> {
-        // Tiny tenants are searched exactly, so search results can be compared with the model.
-        let mut config = RocksConfig::new(self.dir.path());
-        config.exact_search_below = 1024;
-        MemoryEngine::new(RocksProvider::open(config).expect("open store"))
-    }
-}
-
 fn run(chunks: &[Vec<u8>]) -> Result<(), String> {
-    let plan = model::plan_from_chunks(chunks, Alphabet::FULL);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
-    runtime
-        .block_on(async {
-            let mut backend = RocksBackend { dir: tempfile::tempdir().expect("temp dir") };
-            model::run(&mut backend, &plan).await
-        })
-        .map_err(|e| format!("{e}\nplan: {plan:#?}"))
+    model::run_chunks(model::RocksBackend::new(), chunks)
 }
 
 proptest! {

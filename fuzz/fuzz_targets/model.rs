@@ -10,27 +10,11 @@ use std::sync::OnceLock;
 
 use arbitrary::Unstructured;
 use libfuzzer_sys::fuzz_target;
-use model::{Alphabet, Backend, Choose};
-use percolate::MemoryEngine;
-use percolate::rocks::{RocksConfig, RocksProvider};
+use model::{Alphabet, Choose};
 
 impl Choose for Unstructured<'_> {
     fn below(&mut self, n: usize) -> usize {
         if n <= 1 { 0 } else { self.choose_index(n).unwrap_or(0) }
-    }
-}
-
-struct RocksBackend {
-    dir: tempfile::TempDir,
-}
-
-impl Backend for RocksBackend {
-    type P = RocksProvider;
-
-    async fn open(&mut self) -> MemoryEngine<RocksProvider> {
-        let mut config = RocksConfig::new(self.dir.path());
-        config.exact_search_below = 1024;
-        MemoryEngine::new(RocksProvider::open(config).expect("open store"))
     }
 }
 
@@ -57,7 +41,7 @@ fuzz_target!(|data: &[u8]| {
     }
     let plan = model::Plan { config, ops };
     let result = runtime().block_on(async {
-        let mut backend = RocksBackend { dir: tempfile::tempdir().expect("temp dir") };
+        let mut backend = model::RocksBackend::new();
         model::run(&mut backend, &plan).await
     });
     if let Err(disagreement) = result {

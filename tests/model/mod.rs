@@ -3,7 +3,7 @@
 //!
 //! Shared by `tests/model_rocks.rs`, `tests/model_postgres.rs` and the `model` fuzz target
 //! (`fuzz/fuzz_targets/model.rs`, through `#[path]`), so it depends only on percolate,
-//! serde_json and tokio.
+//! serde_json, tempfile and tokio.
 //!
 //! How it works:
 //! - A [`Plan`] (a tenant configuration and a list of [`Op`]s) is drawn from a stream of
@@ -494,6 +494,44 @@ pub trait Backend {
     type P: Provider;
     /// An engine on the backend's storage (the same storage on every call).
     fn open(&mut self) -> impl Future<Output = MemoryEngine<Self::P>>;
+}
+
+/// The RocksDB provider on a temporary store, configured so tiny tenants are searched exactly
+/// and search results can be compared with the model.
+pub struct RocksBackend {
+    /// The store's directory (removed when the backend is dropped).
+    pub dir: tempfile::TempDir,
+}
+
+impl RocksBackend {
+    /// A backend on a fresh temporary directory.
+    pub fn new() -> Self {
+        Self { dir: tempfile::tempdir().expect("temp dir") }
+    }
+}
+
+impl Backend for RocksBackend {
+    type P = percolate::rocks::RocksProvider;
+
+    async fn open(&mut self) -> MemoryEngine<Self::P> {
+        let mut config = percolate::rocks::RocksConfig::new(self.dir.path());
+        config.exact_search_below = 1024;
+        MemoryEngine::new(percolate::rocks::RocksProvider::open(config).expect("open store"))
+    }
+}
+
+/// Runs the plan proptest's `chunks` describe on `backend`, on a fresh two-thread runtime; a
+/// failure message carries the plan.
+pub fn run_chunks<B: Backend>(mut backend: B, chunks: &[Vec<u8>]) -> Result<(), String> {
+    let plan = plan_from_chunks(chunks, Alphabet::FULL);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime
+        .block_on(async { run(&mut backend, &plan).await })
+        .map_err(|e| format!("{e}\nplan: {plan:#?}"))
 }
 
 // ---------------------------------------------------------------------------------------------
