@@ -409,7 +409,7 @@ fn load(
         Some(crypto) => crypto.open(cf::CF_META, key, &bytes),
         // Sealed values without a key file: the key was shredded (a deletion interrupted
         // after destroying it) or removed. The data is unreadable by design.
-        None if bytes.first() == Some(&crypto::SEALED) => Err(Error::Crypto(format!(
+        None if crypto::is_sealed(&bytes) => Err(Error::Crypto(format!(
             "tenant {id} is sealed but its key file is gone (shredded or removed)"
         ))),
         None => Ok(bytes),
