@@ -326,6 +326,87 @@ async fn a_dropped_transaction_leaves_nothing_for_the_next_user_of_a_one_connect
     let probe = engine.provider().probe_session().await.expect("probe after cancel");
     assert!(!probe.in_transaction);
     assert_eq!(probe.current_tenant, "");
+    assert_eq!(probe.leftovers, Vec::<String>::new());
+}
+
+/// Asserts the pool's next connection carries nothing: no transaction, no tenant, no session
+/// state; returns its server process.
+async fn assert_clean(engine: &MemoryEngine<PgProvider>, after: &str) -> i32 {
+    let probe = engine.provider().probe_session().await.expect("probe");
+    assert!(!probe.in_transaction, "a transaction left open after {after}");
+    assert_eq!(probe.current_tenant, "", "the tenant setting survived {after}");
+    assert_eq!(probe.leftovers, Vec::<String>::new(), "session state left by {after}");
+    probe.backend_pid
+}
+
+/// The pool cleans a connection only when it may carry session state (see the provider's
+/// `conn` module): every operation must leave none, on the connection the next user gets.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_operation_leaves_session_state_for_the_next_user_of_a_one_connection_pool() {
+    let engine = engine(config().with_pool_size(1)).await;
+    let a = tenant(&engine, "a").await;
+    let pid = assert_clean(&engine, "tenant creation").await;
+    let mut new = NewResource::new("a note").with_embedding(vec![1.0, 0.0, 0.0]);
+    new.metadata.insert("topic".into(), serde_json::json!("x"));
+    let resource = a.create_resource(new).await.expect("resource");
+    assert_clean(&engine, "create_resource").await;
+    a.get_resource(resource.id).await.expect("get");
+    assert_clean(&engine, "get_resource").await;
+    a.update_resource(resource.clone()).await.expect("update");
+    assert_clean(&engine, "update_resource").await;
+    a.search_resources(&SearchQuery::new(vec![1.0, 0.0, 0.0], 5)).await.expect("search");
+    assert_clean(&engine, "search_resources").await;
+    let mut filtered = SearchQuery::new(vec![1.0, 0.0, 0.0], 5);
+    filtered.filter =
+        Some(percolate::Filter::parse(&serde_json::json!({"topic": "x"})).expect("filter"));
+    a.search_resources(&filtered).await.expect("filtered search");
+    assert_clean(&engine, "a filtered search_resources").await;
+    let x = a.create_entity(NewEntity::new("Ann", "person")).await.expect("entity");
+    let y = a.create_entity(NewEntity::new("Bo", "person")).await.expect("entity");
+    a.create_edge(NewEdge::new(x.id, y.id, "knows")).await.expect("edge");
+    assert_clean(&engine, "create_edge").await;
+    a.get_edges(x.id, Direction::Both, None).await.expect("edges");
+    a.traverse(&TraverseQuery::new(x.id, 3)).await.expect("traverse");
+    assert_clean(&engine, "traverse").await;
+    a.search_entities(&EntityQuery::new("an")).await.expect("entities");
+    a.create_moment(NewMoment::new(Timestamp::from_micros(0), Timestamp::from_micros(9), "m"))
+        .await
+        .expect("moment");
+    a.moments_in_range(&TimeRange::all()).await.expect("moments");
+    for kind in RecordKind::ALL {
+        a.scan(kind, None, 100).await.expect("scan");
+    }
+    assert_clean(&engine, "entity search, moments and scans").await;
+    assert!(is_not_found(a.get_resource(percolate::ResourceId::new()).await));
+    assert_clean(&engine, "a failed get").await;
+    let mut txn = a.begin().await.expect("begin");
+    txn.create_entity(NewEntity::new("Cy", "person")).await.expect("txn write");
+    txn.commit().await.expect("commit");
+    assert_clean(&engine, "a committed transaction").await;
+    let mut txn = a.begin().await.expect("begin");
+    txn.delete_entity(x.id).await.expect("txn delete");
+    txn.rollback().await.expect("rollback");
+    let again = assert_clean(&engine, "a rolled back transaction").await;
+    // One connection served all of it: each probe looked at what the operations left.
+    assert_eq!(again, pid, "the pool's connection was replaced");
+    engine.delete_tenant(a.id()).await.expect("delete tenant");
+}
+
+/// The other half of the bargain: a connection that did carry session state is cleaned before
+/// its next user runs anything, and the probe sees such state when it is there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_left_with_session_state_is_clean_for_its_next_user() {
+    let engine = engine(config().with_pool_size(1)).await;
+    let left = engine.provider().leave_session_state().await.expect("leave state");
+    assert_eq!(left.current_tenant, "percolate-leftover");
+    for expected in
+        ["setting application_name", "listening percolate_leftover", "cursor percolate_leftover"]
+    {
+        assert!(left.leftovers.iter().any(|l| l == expected), "{expected} not seen: {left:?}");
+    }
+    assert!(left.leftovers.iter().any(|l| l.starts_with("advisory lock")), "{left:?}");
+    let pid = assert_clean(&engine, "a user that left session state").await;
+    assert_eq!(pid, left.backend_pid, "cleaned by replacing the connection, not by cleaning it");
 }
 
 /// What the next user of a connection sees of tenant `a` when it runs a query without setting

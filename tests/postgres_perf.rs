@@ -6,6 +6,10 @@
 //! # point calls only (a small tenant, seconds):
 //! bash scripts/with-postgres.sh cargo test --release --features postgres --test postgres_perf \
 //!     -- --ignored --nocapture point_calls
+//! # where a single get's time goes (bare client pipelines with and without the session
+//! # cleanup, statement by statement, interleaved with the provider's get):
+//! bash scripts/with-postgres.sh cargo test --release --features postgres --test postgres_perf \
+//!     -- --ignored --nocapture get_breakdown
 //! # the design table's rows on the workload of `percolate bench` (the shared dataset when
 //! # present, so traversal runs on the WordNet graph; PERCOLATE_PERF_N resources):
 //! bash scripts/with-postgres.sh cargo test --release --features postgres --test postgres_perf \
@@ -49,7 +53,7 @@ fn env_usize(name: &str) -> Option<usize> {
 fn report(name: &str, times: Vec<Duration>) {
     let latencies = Latencies::new(times);
     println!(
-        "{name:<24} n={:<6} p50 {:>8.1} us  p10 {:>8.1} us  p99 {:>8.1} us",
+        "{name:<40} n={:<6} p50 {:>8.1} us  p10 {:>8.1} us  p99 {:>8.1} us",
         latencies.len(),
         latencies.quantile(0.5).as_secs_f64() * 1e6,
         latencies.quantile(0.1).as_secs_f64() * 1e6,
@@ -211,4 +215,99 @@ async fn knn_breakdown(id: &percolate::TenantId, data: &Dataset) {
     report("server execution", server);
     report("bare client, ids", ids_times);
     report("bare client, all cols", all_times);
+}
+
+/// Where a single get's time goes, on bare tokio-postgres connections as the application role
+/// (same runtime as the benches): a round trip alone, the select alone, the transaction the
+/// provider pipelines around it, and the session cleanup; then the provider's own get.
+#[test]
+#[ignore = "a measurement: run with --ignored through scripts/with-postgres.sh"]
+fn get_breakdown() {
+    let rt = runtime();
+    let engine = MemoryEngine::new(rt.block_on(PgProvider::connect(config())).expect("connect"));
+    let samples = env_usize("PERCOLATE_PERF_SAMPLES").unwrap_or(5000);
+    let id = bench::bench_tenant("perf-get").expect("tenant id");
+    let tenant = rt.block_on(engine.create_tenant(&id, TenantConfig::default())).expect("tenant");
+    let batch: Vec<NewResource> =
+        (0..1000).map(|i| NewResource::new(format!("note {i}"))).collect();
+    let ids: Vec<uuid::Uuid> = rt
+        .block_on(tenant.batch_create_resources(batch))
+        .expect("load")
+        .into_iter()
+        .map(|r| r.id.as_uuid())
+        .collect();
+    let url = std::env::var("PERCOLATE_TEST_POSTGRES_URL").expect("url");
+    let client = rt.block_on(async {
+        let (client, connection) =
+            tokio_postgres::connect(&url, tokio_postgres::NoTls).await.expect("connect");
+        rt.spawn(connection);
+        client
+    });
+    let schema = percolate::postgres::tenant::SchemaName::of(&id);
+    let select = format!(
+        "SELECT id, uri, content, metadata, embedding, created_at, updated_at \
+         FROM {schema}.resources WHERE id = $1"
+    );
+    let clean = deadpool_postgres::RecyclingMethod::Clean.query().expect("clean").to_owned();
+    let (one, sel, set) = rt.block_on(async {
+        (
+            client.prepare("SELECT 1").await.expect("prepare"),
+            client.prepare(&select).await.expect("prepare"),
+            client
+                .prepare("SELECT set_config('app.current_tenant', $1, true)")
+                .await
+                .expect("prepare"),
+        )
+    });
+    let tenant_id = id.as_str().to_owned();
+    let c = &client;
+    // Variants run interleaved (one call of each in turn), so a busy machine slows all alike.
+    let mut variants: Vec<(String, Option<String>)> =
+        vec![("no cleanup".to_owned(), None), ("full cleanup".to_owned(), Some(clean.clone()))];
+    for statement in clean.split(';').map(str::trim).filter(|s| !s.is_empty()) {
+        variants.push((statement.to_owned(), Some(format!("{statement};"))));
+    }
+    let pipeline = |cleanup: Option<&str>, i: usize| {
+        rt.block_on(async {
+            let k = ids[(i * 7919) % ids.len()];
+            let tp: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&tenant_id];
+            let kp: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&k];
+            let (z, a, b, r, d) = tokio::join!(biased;
+                async { match cleanup { Some(q) => c.batch_execute(q).await, None => Ok(()) } },
+                c.batch_execute("BEGIN ISOLATION LEVEL READ COMMITTED"),
+                c.query(&set, &tp),
+                c.query(&sel, &kp),
+                c.batch_execute("COMMIT"));
+            z.and(a).and(b.map(drop)).and(r.map(drop)).and(d).expect("pipeline");
+        })
+    };
+    let mut times: Vec<Vec<Duration>> = vec![Vec::new(); variants.len() + 2];
+    for i in 0..samples + 500 {
+        for (v, (_, cleanup)) in variants.iter().enumerate() {
+            let t = Instant::now();
+            pipeline(cleanup.as_deref(), i);
+            if i >= 500 {
+                times[v].push(t.elapsed());
+            }
+        }
+        let t = Instant::now();
+        rt.block_on(c.query(&one, &[])).expect("select 1");
+        if i >= 500 {
+            times[variants.len()].push(t.elapsed());
+        }
+        let k = ids[(i * 7919) % ids.len()];
+        let t = Instant::now();
+        rt.block_on(tenant.get_resource(percolate::ResourceId::from(k))).expect("get");
+        if i >= 500 {
+            times[variants.len() + 1].push(t.elapsed());
+        }
+    }
+    let names = variants
+        .iter()
+        .map(|(name, _)| format!("pipeline, {name}"))
+        .chain(["SELECT 1 (a round trip)".to_owned(), "provider get".to_owned()]);
+    for (name, times) in names.zip(times) {
+        report(&name, times);
+    }
+    rt.block_on(bench::delete_tenant(&engine, &id)).expect("delete tenant");
 }

@@ -7,9 +7,10 @@
 //! round trip and the server runs them in the order sent. A [`PgConn`] uses this to keep
 //! round trips down without changing what runs:
 //! - the session cleanup of deadpool's `RecyclingMethod::Clean` (the very same statements,
-//!   [`sql::SESSION_CLEAN`], checked against deadpool's by a test) runs at every checkout, sent ahead of the checkout's
-//!   first statement instead of in a round trip of its own (the pool itself recycles with
-//!   `Fast`, which only checks the connection is open);
+//!   [`sql::SESSION_CLEAN`], checked against deadpool's by a test) runs at the checkout of a
+//!   connection that may carry session state (see below), sent ahead of the checkout's first
+//!   statement instead of in a round trip of its own (the pool itself recycles with `Fast`,
+//!   which only checks the connection is open);
 //! - a transaction opened with [`PgConn::begin_lazy`] sends its `BEGIN` and
 //!   `set_config('app.current_tenant', $1, true)` (plus any transaction-local settings) ahead
 //!   of its first statement, in the same round trip: every statement still runs inside the
@@ -28,11 +29,41 @@
 //! answers) does not return it to the pool: `Drop` cannot await a `ROLLBACK`. Instead the
 //! connection is detached from the pool ([`Object::take`]) and closed, which makes the server
 //! roll the transaction back; the pool opens a fresh one when needed.
+//!
+//! **Session state: cleaned when a connection may carry some, not at every checkout.** What
+//! `RecyclingMethod::Clean` guards against is session state (settings, a role, cursors,
+//! listened channels, advisory locks, temporary tables, sequence caches) left by one user of
+//! a pooled connection for the next. Almost every statement the provider runs cannot leave
+//! any: each is one parameterised statement of [`sql`], run through the extended protocol
+//! (which takes one statement only), and every setting in them is transaction-local
+//! (`set_config(.., true)`, gone at `COMMIT` or `ROLLBACK`); a unit test of [`sql`] checks that
+//! none of its statements sets anything for the session. And a connection that may still be
+//! inside a transaction never returns to the pool (above), so nothing transaction-local
+//! outlives its user either. The one way free text reaches the server is [`PgConn::batch`]
+//! (the simple protocol: DDL of tenant setup, the index build, diagnostics): a connection that
+//! ran one is *tainted*, and its pool cleans it with [`sql::SESSION_CLEAN`] at its next
+//! checkout (a checkout cancelled before its cleanup was answered leaves it tainted). So every
+//! connection handed out is in the state the cleanup would leave it in, and the isolation tests
+//! check it: after every kind of operation, a drop mid-transaction and a cancelled future, a
+//! probe on a pool of one connection finds no setting made for the session, no cursor,
+//! channel, advisory lock, temporary table or role change, no tenant and no transaction; and a
+//! connection deliberately left with all of those is found clean by the next user.
+//!
+//! Why not at every checkout, as before: the cleanup is seven statements in one simple query.
+//! Pipelined ahead of a single get (`BEGIN`, tenant, `SELECT`, `COMMIT` in one round trip)
+//! it took that get from 108 to 146 µs p50 on loopback (bare tokio-postgres, 3000 calls of
+//! each variant interleaved, load 2.3 on two cores; `cargo test --test postgres_perf --
+//! --ignored get_breakdown`), a quarter of the call, for state no statement of the provider
+//! can create. `SELECT pg_advisory_unlock_all()` alone cost 23 µs of it (a query with a
+//! snapshot and a result row), `RESET ALL` and `SET SESSION AUTHORIZATION DEFAULT` most of the
+//! rest.
 
+use std::collections::HashSet;
 use std::fmt;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use deadpool_postgres::{Object, Pool};
+use deadpool_postgres::{Object, ObjectId, Pool};
 use parking_lot::Mutex;
 use tokio_postgres::Row;
 use tokio_postgres::error::SqlState;
@@ -53,11 +84,17 @@ struct Begin {
     settings: Option<Settings>,
 }
 
+/// The pooled connections of one pool that may carry session state: each is cleaned at its
+/// next checkout (see the module docs).
+pub(crate) type Tainted = Arc<Mutex<HashSet<ObjectId>>>;
+
 /// What the next statement carries in front of (and behind) itself.
 #[derive(Default)]
 struct Pending {
-    /// The session cleanup has not run since checkout.
+    /// The session cleanup is due and has not been answered yet.
     clean: bool,
+    /// Free text ran on this checkout: the connection may carry session state.
+    tainted: bool,
     /// A transaction to open before the next statement.
     begin: Option<Begin>,
     /// Commit right behind the statement that opens the transaction.
@@ -82,19 +119,27 @@ enum Call {
 /// A pooled connection, detached from the pool if dropped inside a transaction.
 pub(crate) struct PgConn {
     object: Option<Object>,
+    /// Its pool's tainted connections.
+    pool_tainted: Tainted,
     in_transaction: AtomicBool,
     pending: Mutex<Pending>,
 }
 
 impl PgConn {
     /// A connection from `pool`; a failure names the server address, never the password.
-    /// The session cleanup goes out with its first statement.
-    pub(crate) async fn get(pool: &Pool, address: &str) -> Result<Self> {
+    /// If it may carry session state (it is in `tainted`), the session cleanup goes out with
+    /// its first statement.
+    pub(crate) async fn get(pool: &Pool, address: &str, tainted: &Tainted) -> Result<Self> {
         let object = pool.get().await.map_err(|e| connect_error(address, e))?;
+        let clean = {
+            let mut tainted = tainted.lock();
+            !tainted.is_empty() && tainted.remove(&Object::id(&object))
+        };
         Ok(Self {
             object: Some(object),
+            pool_tainted: Arc::clone(tainted),
             in_transaction: AtomicBool::new(false),
-            pending: Mutex::new(Pending { clean: true, ..Pending::default() }),
+            pending: Mutex::new(Pending { clean, ..Pending::default() }),
         })
     }
 
@@ -225,6 +270,9 @@ impl PgConn {
             // Committed, or (after a failed statement) rolled back: no transaction is open.
             self.in_transaction.store(false, Ordering::SeqCst);
         }
+        if cleaned.is_err() {
+            self.pending.lock().clean = true;
+        }
         cleaned.map_err(map_error)?;
         begun.map_err(map_error)?;
         tenant_set.map_err(map_error)?;
@@ -307,9 +355,15 @@ impl PgConn {
     }
 
     /// Runs statements without parameters (DDL built by [`sql`]), after any pending cleanup.
+    /// Free text through the simple protocol: the connection is tainted, cleaned at its next
+    /// checkout (see the module docs).
     pub(crate) async fn batch(&self, sql: &str) -> Result<()> {
         let client = self.client()?;
-        let clean = std::mem::take(&mut self.pending.lock().clean);
+        let clean = {
+            let mut pending = self.pending.lock();
+            pending.tainted = true;
+            std::mem::take(&mut pending.clean)
+        };
         let clean_f =
             async { if clean { client.batch_execute(sql::SESSION_CLEAN).await } else { Ok(()) } };
         let (cleaned, ran) = tokio::join!(biased; clean_f, client.batch_execute(sql));
@@ -320,11 +374,16 @@ impl PgConn {
 
 impl Drop for PgConn {
     fn drop(&mut self) {
-        if *self.in_transaction.get_mut()
-            && let Some(object) = self.object.take()
-        {
+        let Some(object) = self.object.take() else { return };
+        if *self.in_transaction.get_mut() {
             // Detached and dropped: the connection closes and the server rolls back.
             drop(Object::take(object));
+            return;
+        }
+        let pending = self.pending.get_mut();
+        if pending.tainted || pending.clean {
+            // Back to the pool, to be cleaned before its next user runs anything.
+            self.pool_tainted.lock().insert(Object::id(&object));
         }
     }
 }

@@ -136,6 +136,8 @@ struct Pooled {
     pool: Pool,
     /// `host:port`, for error messages (never the password).
     address: String,
+    /// Its connections that may carry session state ([`conn`]).
+    tainted: conn::Tainted,
 }
 
 impl Pooled {
@@ -156,8 +158,9 @@ impl Pooled {
             hosts.first().map_or("localhost", String::as_str),
             ports.first().copied().unwrap_or(5432)
         );
-        // `Fast` only checks that the connection is open: the cleanup of `Clean` still runs at
-        // every checkout, pipelined with the checkout's first statement ([`conn`]).
+        // `Fast` only checks that the connection is open: the cleanup of `Clean` runs at the
+        // checkout of a connection that may carry session state, pipelined with the checkout's
+        // first statement ([`conn`]).
         let manager = Manager::from_config(
             config,
             NoTls,
@@ -167,11 +170,11 @@ impl Pooled {
             .max_size(size.max(1))
             .build()
             .map_err(|e| Error::invalid("postgres pool", e))?;
-        Ok(Self { pool, address })
+        Ok(Self { pool, address, tainted: conn::Tainted::default() })
     }
 
     async fn get(&self) -> Result<PgConn> {
-        PgConn::get(&self.pool, &self.address).await
+        PgConn::get(&self.pool, &self.address, &self.tainted).await
     }
 }
 
@@ -200,6 +203,9 @@ pub struct SessionProbe {
     pub current_tenant: String,
     /// Whether a transaction was open on the connection.
     pub in_transaction: bool,
+    /// Session state found on it, one line each (`setting application_name`, `cursor c`,
+    /// `listening c`, `advisory lock 42`, `temporary table t`, `role r`); empty when clean.
+    pub leftovers: Vec<String>,
 }
 
 /// The PostgreSQL provider. See the [module docs](self).
@@ -265,16 +271,21 @@ impl PgProvider {
             // Never hand this connection out again.
             conn.mark_in_transaction();
         }
-        let row = conn
-            .query_opt(sql::PROBE_SESSION, &[])
-            .await?
-            .ok_or_else(|| Error::corrupt("session probe", "no row"))?;
-        let bad = |e| Error::corrupt("session probe", e);
-        Ok(SessionProbe {
-            backend_pid: row.try_get(0).map_err(bad)?,
-            current_tenant: row.try_get(1).map_err(bad)?,
-            in_transaction,
-        })
+        probe(&conn, in_transaction).await
+    }
+
+    /// Leaves session state of every kind the application role can make (settings, a
+    /// session-level tenant, a listened channel, an advisory lock, an open cursor) on a pooled
+    /// connection, as a careless user of a pool would, and returns it probed just before the
+    /// connection goes back. For the test that the next user finds it clean: not for use.
+    ///
+    /// # Errors
+    /// [`Error::Backend`] if the server cannot be reached.
+    #[doc(hidden)]
+    pub async fn leave_session_state(&self) -> Result<SessionProbe> {
+        let conn = self.app.get().await?;
+        conn.batch(sql::LEAVE_SESSION_STATE).await?;
+        probe(&conn, false).await
     }
 
     /// One auto-commit transaction with the tenant set, sent with its first statement; end
@@ -373,6 +384,21 @@ impl PgProvider {
         let row = conn.query_opt(sql::SELECT_TENANT, &[&id.as_str()]).await?;
         row.map(|row| decode_registry(&row)).transpose()
     }
+}
+
+/// Runs [`sql::PROBE_SESSION`] on `conn`.
+async fn probe(conn: &PgConn, in_transaction: bool) -> Result<SessionProbe> {
+    let row = conn
+        .query_opt(sql::PROBE_SESSION, &[])
+        .await?
+        .ok_or_else(|| Error::corrupt("session probe", "no row"))?;
+    let bad = |e| Error::corrupt("session probe", e);
+    Ok(SessionProbe {
+        backend_pid: row.try_get(0).map_err(bad)?,
+        current_tenant: row.try_get(1).map_err(bad)?,
+        in_transaction,
+        leftovers: row.try_get(2).map_err(bad)?,
+    })
 }
 
 fn decode_registry(row: &tokio_postgres::Row) -> Result<(String, Option<u32>, Metric)> {

@@ -25,10 +25,28 @@ pub(crate) const COMMIT: &str = "COMMIT";
 pub(crate) const ROLLBACK: &str = "ROLLBACK";
 /// The role the application pool connects as.
 pub(crate) const CURRENT_USER: &str = "SELECT current_user::text";
-/// What a pooled connection carries: its server process and the tenant setting the next
-/// statement would run with.
-pub(crate) const PROBE_SESSION: &str =
-    "SELECT pg_backend_pid(), coalesce(current_setting('app.current_tenant', true), '')";
+/// What a pooled connection carries: its server process, the tenant setting the next
+/// statement would run with, and any session state (what [`SESSION_CLEAN`] would reset):
+/// settings made for the session, open cursors, listened channels, advisory locks held,
+/// temporary tables, a role other than the session's.
+pub(crate) const PROBE_SESSION: &str = "SELECT pg_backend_pid(),
+    coalesce(current_setting('app.current_tenant', true), ''),
+    ARRAY(SELECT 'setting ' || name FROM pg_catalog.pg_settings WHERE source = 'session'
+        UNION ALL SELECT 'cursor ' || name FROM pg_catalog.pg_cursors WHERE name <> ''
+        UNION ALL SELECT 'listening ' || c FROM pg_catalog.pg_listening_channels() c
+        UNION ALL SELECT 'advisory lock ' || objid FROM pg_catalog.pg_locks
+            WHERE locktype = 'advisory' AND pid = pg_backend_pid()
+        UNION ALL SELECT 'temporary table ' || relname FROM pg_catalog.pg_class
+            WHERE relnamespace = pg_my_temp_schema()
+        UNION ALL SELECT 'role ' || current_user WHERE current_user <> session_user)";
+/// Session state of every kind [`PROBE_SESSION`] reports that the application role can make
+/// (it may not create temporary tables): for the test that a connection left so is cleaned
+/// before its next user runs anything.
+pub(crate) const LEAVE_SESSION_STATE: &str = "SET application_name = 'percolate-leftover';
+    SELECT set_config('app.current_tenant', 'percolate-leftover', false);
+    LISTEN percolate_leftover;
+    SELECT pg_advisory_lock(4242);
+    BEGIN; DECLARE percolate_leftover CURSOR WITH HOLD FOR SELECT 1; COMMIT;";
 /// Succeeds only inside a transaction block: how a probe tells whether one is open.
 pub(crate) const PROBE_TRANSACTION: &str = "SAVEPOINT percolate_probe";
 /// The tenant (`$1`, as [`SET_TENANT`]) and the parameters of one search, for its transaction
@@ -599,6 +617,67 @@ mod tests {
             search_resources(&schema(), 5000, Metric::L2, Order::Index(Layout::Typed), false);
         assert!(search.contains("ORDER BY (embedding <-> $1::vector), id"), "{search}");
         assert!(create_vector_index(&schema(), 5000, Metric::Cosine).is_none());
+    }
+
+    /// The statements of this module, without [`SESSION_CLEAN`], [`LEAVE_SESSION_STATE`] and
+    /// the tests: what the provider runs.
+    fn statements() -> String {
+        let source = include_str!("sql.rs");
+        let source = &source[..source.find("#[cfg(test)]").expect("tests")];
+        let mut kept = String::new();
+        let mut skipping = false;
+        for line in source.lines() {
+            if line.contains("const SESSION_CLEAN") || line.contains("const LEAVE_SESSION_STATE") {
+                skipping = true;
+            }
+            if !skipping && !line.trim_start().starts_with("//") {
+                kept.push_str(line);
+                kept.push('\n');
+            }
+            if skipping && line.trim_end().ends_with("\";") {
+                skipping = false;
+            }
+        }
+        kept
+    }
+
+    /// What lets the pool skip the session cleanup for connections that ran only these
+    /// statements (see `conn`): none of them leaves state behind for the session.
+    #[test]
+    fn no_statement_sets_anything_for_the_session() {
+        let sql = statements().to_uppercase();
+        for (i, _) in sql.match_indices("SET_CONFIG(") {
+            let call = &sql[i..i + sql[i..].find(')').expect("call ends")];
+            assert!(call.ends_with(", TRUE"), "not transaction-local: {call})");
+        }
+        for (i, _) in sql.match_indices("SET ") {
+            let after = &sql[i + 4..];
+            // `UPDATE t SET` assigns columns; `SET LOCAL` lasts until the transaction ends.
+            let assignment = sql[..i].split_whitespace().rev().nth(1).is_some_and(|word| {
+                word.trim_matches(|c: char| !c.is_ascii_alphabetic()) == "UPDATE"
+            });
+            assert!(
+                assignment || after.starts_with("LOCAL "),
+                "a session-level SET: {}",
+                &sql[i..(i + 60).min(sql.len())]
+            );
+        }
+        for forbidden in [
+            "LISTEN ",
+            "PG_ADVISORY_LOCK",
+            "PG_TRY_ADVISORY_LOCK",
+            "CREATE TEMP",
+            "CREATE LOCAL TEMP",
+            "CREATE GLOBAL TEMP",
+            "DECLARE ",
+            "PREPARE ",
+            "SESSION AUTHORIZATION",
+            "SET ROLE",
+        ] {
+            assert!(!sql.contains(forbidden), "{forbidden}");
+        }
+        // The check sees what it must refuse.
+        assert!(LEAVE_SESSION_STATE.contains("SET application_name"));
     }
 
     #[test]
