@@ -3,10 +3,15 @@
 //!
 //! Design decisions:
 //! - **Read-your-writes without waiting for the graph.** A commit that writes embeddings hands
-//!   them to the index before the call returns, as *pending* points: searched exactly and merged
-//!   with the graph's results. A background thread moves pending points into the graph one at
-//!   a time (each insert holds the write lock for well under a millisecond), so ingest never
-//!   waits for graph insertion and a resource is searchable the moment its write returns.
+//!   them to the index before the call returns, into an *inbox*: searched exactly and merged
+//!   with the graph's results, superseding whatever the graph holds for the same resources.
+//!   A background thread moves them into the graph in small batches, so ingest never waits
+//!   for graph insertion and a resource is searchable the moment its write returns.
+//! - **Writers never wait for the indexer.** A commit only takes the inbox's lock, never the
+//!   graph's: the indexer holds the graph's lock while it links points, and a commit that
+//!   waited for it measured 4–17 ms for a batch of 1000 × 384-d on two busy cores (the write
+//!   itself takes ~1 ms). The indexer moves the inbox into its own state (`pending`) under both
+//!   locks, so a search (which takes both, in the same order) sees every change exactly once.
 //! - **Commit order is index order.** Commits that change embeddings apply their changes to the
 //!   index under one per-tenant lock held across the RocksDB commit, so two racing updates of a
 //!   resource cannot leave the index with the loser's vector.
@@ -115,9 +120,18 @@ pub(crate) struct Hit {
     pub(crate) distance: f32,
 }
 
+/// Committed changes not yet moved into [`State`]: the latest change per resource.
+#[derive(Default)]
+struct Inbox {
+    /// `None`: the resource no longer has an embedding.
+    changes: HashMap<ResourceId, Option<Pending>>,
+}
+
 /// The vector index of one tenant.
 pub(crate) struct VectorIndex {
+    /// Lock order: `state` before `inbox`.
     state: RwLock<State>,
+    inbox: RwLock<Inbox>,
     metric: Metric,
     params: HnswParams,
     exact_below: usize,
@@ -151,6 +165,7 @@ impl VectorIndex {
                 pending: HashMap::new(),
                 postings: HashMap::new(),
             }),
+            inbox: RwLock::new(Inbox::default()),
             metric,
             params,
             exact_below,
@@ -300,17 +315,26 @@ impl VectorIndex {
                 VectorChange::Remove { id } => (id, None),
             })
             .collect();
-        {
-            let mut state = self.state.write();
-            for (id, pending) in prepared {
-                state.remove(id);
-                if let Some(pending) = pending {
-                    state.pending.insert(id, pending);
-                    state.slots.insert(id, Slot::Pending);
-                }
+        self.inbox.write().changes.extend(prepared);
+        self.spawn_indexer();
+    }
+
+    /// Moves the inbox into `state` (the caller holds its write lock, so no search sees a
+    /// change twice or not at all).
+    fn drain(&self, state: &mut State) {
+        let changes = std::mem::take(&mut self.inbox.write().changes);
+        for (id, pending) in changes {
+            state.remove(id);
+            if let Some(pending) = pending {
+                state.pending.insert(id, pending);
+                state.slots.insert(id, Slot::Pending);
             }
         }
-        self.spawn_indexer();
+    }
+
+    /// Nothing waits to be put in the graph.
+    fn idle(&self) -> bool {
+        self.state.read().pending.is_empty() && self.inbox.read().changes.is_empty()
     }
 
     fn spawn_indexer(self: &Arc<Self>) {
@@ -319,6 +343,7 @@ impl VectorIndex {
         }
         let index = Arc::downgrade(self);
         let spawned = std::thread::Builder::new().name("percolate-hnsw".into()).spawn(move || {
+            lower_priority();
             loop {
                 // The index may be dropped (tenant closed) while we work: then stop.
                 let Some(index) = index.upgrade() else { return };
@@ -327,9 +352,7 @@ impl VectorIndex {
                 if !index.index_one() && !index.compact() {
                     index.indexing.store(false, Ordering::Release);
                     // A change may have arrived between the last check and the flag reset.
-                    if index.state.read().pending.is_empty()
-                        || index.indexing.swap(true, Ordering::AcqRel)
-                    {
+                    if index.idle() || index.indexing.swap(true, Ordering::AcqRel) {
                         return;
                     }
                 }
@@ -349,6 +372,10 @@ impl VectorIndex {
     /// batch.
     fn index_one(&self) -> bool {
         let _maintenance = self.maintenance.lock();
+        if !self.inbox.read().changes.is_empty() {
+            let mut state = self.state.write();
+            self.drain(&mut state);
+        }
         let batch: Vec<(ResourceId, Vec<f32>, u64)> = {
             let state = self.state.read();
             // Points planned together cannot link to each other, so batches stay small next
@@ -389,23 +416,30 @@ impl VectorIndex {
                 workers.into_iter().flat_map(|w| w.join().unwrap_or_default()).collect()
             })
         };
-        let mut state = self.state.write();
-        for ((id, _, hash), plan) in batch.into_iter().zip(plans) {
-            let unchanged = state.slots.get(&id) == Some(&Slot::Pending)
-                && state.pending.get(&id).is_some_and(|p| p.hash == hash);
-            if !unchanged {
-                continue;
+        // Linked a few points per write lock, handed straight to a waiting searcher between
+        // them (`unlock_fair`): the indexer runs at a lower priority, so on a busy machine it
+        // may be descheduled while it holds the lock, and a search must not wait for many
+        // links then.
+        let mut work = batch.into_iter().zip(plans).peekable();
+        while work.peek().is_some() {
+            let mut state = self.state.write();
+            // Changes committed while planning: a point changed since is left out below.
+            self.drain(&mut state);
+            for ((id, _, hash), plan) in work.by_ref().take(8) {
+                let unchanged = state.slots.get(&id) == Some(&Slot::Pending)
+                    && state.pending.get(&id).is_some_and(|p| p.hash == hash);
+                if !unchanged {
+                    continue;
+                }
+                let Some(pending) = state.pending.remove(&id) else { continue };
+                let point = state.graph.commit(plan);
+                state.post(point, &pending.metadata);
+                state.points.push(Point { id, metadata: pending.metadata, hash: pending.hash });
+                state.slots.insert(id, Slot::Graph(point));
             }
-            let Some(pending) = state.pending.remove(&id) else { continue };
-            let point = state.graph.commit(plan);
-            state.post(point, &pending.metadata);
-            state.points.push(Point { id, metadata: pending.metadata, hash: pending.hash });
-            state.slots.insert(id, Slot::Graph(point));
+            self.dirty.store(true, Ordering::Release);
+            parking_lot::RwLockWriteGuard::unlock_fair(state);
         }
-        self.dirty.store(true, Ordering::Release);
-        // Hand the lock straight to a waiting writer or searcher: the indexer would otherwise
-        // re-take it before a parked thread wakes, and commits would queue behind many inserts.
-        parking_lot::RwLockWriteGuard::unlock_fair(state);
         true
     }
 
@@ -448,6 +482,7 @@ impl VectorIndex {
             fresh.insert(&point.vector);
         }
         let mut state = self.state.write();
+        self.drain(&mut state);
         let mut points = Vec::with_capacity(live.len());
         let mut slots: HashMap<ResourceId, Slot> =
             state.pending.keys().map(|id| (*id, Slot::Pending)).collect();
@@ -481,7 +516,8 @@ impl VectorIndex {
 
     /// Points in the graph, pending points, tombstones.
     pub(crate) fn stats(&self) -> (usize, usize, usize) {
-        let state = self.state.read();
+        let mut state = self.state.write();
+        self.drain(&mut state);
         (state.graph.len(), state.pending.len(), state.graph.deleted_count())
     }
 
@@ -499,7 +535,10 @@ impl VectorIndex {
         filter: Option<&Filter>,
     ) -> Vec<Hit> {
         let state = self.state.read();
+        let inbox = self.inbox.read();
         let matches = |metadata: &Metadata| filter.is_none_or(|f| f.matches(metadata));
+        // What the inbox holds for a resource supersedes what the graph or `pending` holds.
+        let current = |id: &ResourceId| inbox.changes.is_empty() || !inbox.changes.contains_key(id);
         let live = state.slots.len();
         let prepared = state.graph.prepare(query);
         let mut best: BinaryHeap<(Scored, ResourceId)> = BinaryHeap::with_capacity(k + 1);
@@ -528,14 +567,15 @@ impl VectorIndex {
         if let Some(candidates) = planned {
             for point in candidates {
                 let info = &state.points[point as usize];
-                if !state.graph.is_deleted(point) && matches(&info.metadata) {
+                if !state.graph.is_deleted(point) && current(&info.id) && matches(&info.metadata) {
                     offer(&mut best, state.graph.distance(&prepared, point), info.id);
                 }
             }
         } else if !exact_graph {
             let found =
                 state.graph.search(&prepared, k, ef.unwrap_or(self.params.ef_search), |p| {
-                    matches(&state.points[p as usize].metadata)
+                    let info = &state.points[p as usize];
+                    current(&info.id) && matches(&info.metadata)
                 });
             // Fewer than k from the walk while more are live (a selective filter, or points the
             // walk cannot reach): scan exactly, so k results come back whenever k match.
@@ -545,12 +585,29 @@ impl VectorIndex {
                     offer(&mut best, scored.distance, state.points[scored.point as usize].id);
                 }
             } else {
-                state.exact_graph(&prepared, matches, |d, id| offer(&mut best, d, id));
+                state.exact_graph(
+                    &prepared,
+                    |i| current(&i.id) && matches(&i.metadata),
+                    |d, id| {
+                        offer(&mut best, d, id);
+                    },
+                );
             }
         } else {
-            state.exact_graph(&prepared, matches, |d, id| offer(&mut best, d, id));
+            state.exact_graph(
+                &prepared,
+                |i| current(&i.id) && matches(&i.metadata),
+                |d, id| {
+                    offer(&mut best, d, id);
+                },
+            );
         }
-        for (id, pending) in &state.pending {
+        let unsettled = state
+            .pending
+            .iter()
+            .filter(|(id, _)| current(id))
+            .chain(inbox.changes.iter().filter_map(|(id, p)| Some((id, p.as_ref()?))));
+        for (id, pending) in unsettled {
             if matches(&pending.metadata) {
                 offer(&mut best, distance(self.metric, &prepared, &pending.vector), *id);
             }
@@ -559,6 +616,19 @@ impl VectorIndex {
             best.into_iter().map(|(s, id)| Hit { id, distance: s.distance }).collect();
         hits.sort_by(|a, b| a.distance.total_cmp(&b.distance).then(a.id.cmp(&b.id)));
         hits
+    }
+}
+
+/// Lowers the calling thread's CPU priority (and that of the threads it starts) to nice 10:
+/// on a busy machine the indexer then takes what writers and searchers leave. (`unsafe` only
+/// because libc's bindings are; the calls take no pointers.)
+#[allow(unsafe_code)]
+fn lower_priority() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: plain syscalls on the calling thread, no memory passed.
+    unsafe {
+        let tid = libc::gettid();
+        let _ = libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, 10);
     }
 }
 
@@ -641,12 +711,12 @@ impl State {
     fn exact_graph(
         &self,
         prepared: &[f32],
-        matches: impl Fn(&Metadata) -> bool,
+        admit: impl Fn(&Point) -> bool,
         mut offer: impl FnMut(f32, ResourceId),
     ) {
         for (point, info) in self.points.iter().enumerate() {
             let point = point as u32;
-            if !self.graph.is_deleted(point) && matches(&info.metadata) {
+            if !self.graph.is_deleted(point) && admit(info) {
                 offer(self.graph.distance(prepared, point), info.id);
             }
         }
@@ -737,6 +807,43 @@ mod tests {
 
     fn vector(seed: u64) -> Vec<f32> {
         crate::dataset::Dataset::synthetic(1, 0, 16, 0, seed).row(0).to_vec()
+    }
+
+    #[test]
+    fn changes_waiting_in_the_inbox_supersede_the_graph() {
+        let index = VectorIndex::new(16, Metric::Cosine, HnswParams::default(), 0);
+        let ids: Vec<ResourceId> = (0..300).map(|_| ResourceId::new()).collect();
+        let upsert = |id: ResourceId, seed: u64, tag: i64| VectorChange::Upsert {
+            id,
+            vector: vector(seed),
+            metadata: Arc::new(serde_json::json!({ "tag": tag }).as_object().unwrap().clone()),
+        };
+        index.apply(ids.iter().enumerate().map(|(i, id)| upsert(*id, i as u64, 0)).collect());
+        index.wait_indexed();
+        // Without letting the indexer run: hold its maintenance lock, so the changes stay in
+        // the inbox while we search.
+        let _hold = index.maintenance.lock();
+        index.apply(vec![
+            upsert(ids[0], 1000, 1),
+            VectorChange::Remove { id: ids[1] },
+            upsert(ids[2], 2, 2),
+        ]);
+        assert!(!index.inbox.read().changes.is_empty());
+        // ids[0] moved: its old vector no longer finds it, its new one does.
+        assert!(index.search(&vector(0), 5, None, None).iter().all(|h| h.id != ids[0]));
+        assert_eq!(index.search(&vector(1000), 1, None, None)[0].id, ids[0]);
+        // ids[1] is gone, under every search path.
+        let filter = Filter::parse(&serde_json::json!({ "tag": 0 })).unwrap();
+        for filter in [None, Some(&filter)] {
+            assert!(index.search(&vector(1), 300, None, filter).iter().all(|h| h.id != ids[1]));
+        }
+        // ids[2] kept its vector but changed its metadata: filters see the new metadata.
+        let two = Filter::parse(&serde_json::json!({ "tag": 2 })).unwrap();
+        let hits = index.search(&vector(2), 10, None, Some(&two));
+        assert_eq!(hits.iter().map(|h| h.id).collect::<Vec<_>>(), vec![ids[2]]);
+        let zero = index.search(&vector(2), 300, None, Some(&filter));
+        assert!(zero.iter().all(|h| h.id != ids[2] && h.id != ids[0]));
+        assert_eq!(zero.len(), 297);
     }
 
     #[test]
