@@ -91,8 +91,11 @@ pub(crate) type Tainted = Arc<Mutex<HashSet<ObjectId>>>;
 /// What the next statement carries in front of (and behind) itself.
 #[derive(Default)]
 struct Pending {
-    /// The session cleanup is due and has not been answered yet.
+    /// The session cleanup is due and not yet sent.
     clean: bool,
+    /// The session cleanup was sent and not yet answered (a cancelled call may never send
+    /// what it took).
+    cleaning: bool,
     /// Free text ran on this checkout: the connection may carry session state.
     tainted: bool,
     /// A transaction to open before the next statement.
@@ -218,6 +221,7 @@ impl PgConn {
         let (clean, begin, commit) = {
             let mut pending = self.pending.lock();
             let clean = std::mem::take(&mut pending.clean);
+            pending.cleaning |= clean;
             let begin = pending.begin.take();
             let commit = begin.is_some() && statement.is_some() && pending.commit_after;
             if commit {
@@ -270,9 +274,7 @@ impl PgConn {
             // Committed, or (after a failed statement) rolled back: no transaction is open.
             self.in_transaction.store(false, Ordering::SeqCst);
         }
-        if cleaned.is_err() {
-            self.pending.lock().clean = true;
-        }
+        self.cleaned(clean, cleaned.is_ok());
         cleaned.map_err(map_error)?;
         begun.map_err(map_error)?;
         tenant_set.map_err(map_error)?;
@@ -354,6 +356,15 @@ impl PgConn {
         }
     }
 
+    /// Records the answer to a cleanup this call sent (`sent`): done, or due again.
+    fn cleaned(&self, sent: bool, ok: bool) {
+        if sent {
+            let mut pending = self.pending.lock();
+            pending.cleaning = false;
+            pending.clean |= !ok;
+        }
+    }
+
     /// Runs statements without parameters (DDL built by [`sql`]), after any pending cleanup.
     /// Free text through the simple protocol: the connection is tainted, cleaned at its next
     /// checkout (see the module docs).
@@ -362,11 +373,14 @@ impl PgConn {
         let clean = {
             let mut pending = self.pending.lock();
             pending.tainted = true;
-            std::mem::take(&mut pending.clean)
+            let clean = std::mem::take(&mut pending.clean);
+            pending.cleaning |= clean;
+            clean
         };
         let clean_f =
             async { if clean { client.batch_execute(sql::SESSION_CLEAN).await } else { Ok(()) } };
         let (cleaned, ran) = tokio::join!(biased; clean_f, client.batch_execute(sql));
+        self.cleaned(clean, cleaned.is_ok());
         cleaned.map_err(map_error)?;
         ran.map_err(map_error)
     }
@@ -381,7 +395,7 @@ impl Drop for PgConn {
             return;
         }
         let pending = self.pending.get_mut();
-        if pending.tainted || pending.clean {
+        if pending.tainted || pending.clean || pending.cleaning {
             // Back to the pool, to be cleaned before its next user runs anything.
             self.pool_tainted.lock().insert(Object::id(&object));
         }
