@@ -311,3 +311,187 @@ fn get_breakdown() {
     }
     rt.block_on(bench::delete_tenant(&engine, &id)).expect("delete tenant");
 }
+
+/// kNN k=10 over `PERCOLATE_PERF_N` (default 100000) 384-d vectors built as `benches/pg_vector.rs`
+/// builds them (the shared dataset plus noisy copies), recall@10 against brute force and
+/// latency through the provider at each `hnsw.ef_search` of `PERCOLATE_PERF_EF` (default
+/// `20,24,32,40,48,64,100`), then the plan of one search (`EXPLAIN ANALYZE, BUFFERS`) and the
+/// server's execution time. The tenant `PERCOLATE_PERF_TENANT` is loaded once and kept when
+/// that variable is set, so a long-running server (`scripts/with-postgres.sh sleep 9999`) can be
+/// probed again without reloading.
+#[test]
+#[ignore = "a measurement: run with --ignored through scripts/with-postgres.sh"]
+fn knn() {
+    const K: usize = 10;
+    let rt = runtime();
+    let engine = MemoryEngine::new(rt.block_on(PgProvider::connect(config())).expect("connect"));
+    let dir = std::env::var_os("PERCOLATE_DATASET").map(PathBuf::from).unwrap_or_else(|| {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data/wordnet-minilm-dev")
+    });
+    let rows = env_usize("PERCOLATE_PERF_N").unwrap_or(100_000);
+    let mut data = Dataset::load(&dir).expect("dataset");
+    let d = data.dimension;
+    data.base.truncate(rows * d);
+    bench::pad_with_noisy_copies(&mut data, rows, 0x5EED);
+    let queries = data.query_count().min(200);
+    data.queries.truncate(queries * d);
+    let keep_tenant = std::env::var("PERCOLATE_PERF_TENANT").ok();
+    let id = match &keep_tenant {
+        Some(name) => percolate::TenantId::new(name.clone()).expect("tenant id"),
+        None => bench::bench_tenant("perf-knn").expect("tenant id"),
+    };
+    let _tenant = match rt.block_on(engine.tenant(&id)) {
+        Ok(tenant) => tenant,
+        Err(_) => {
+            let config =
+                TenantConfig { dimension: Some(d as u32), metric: percolate::Metric::Cosine };
+            let tenant = rt.block_on(engine.create_tenant(&id, config)).expect("tenant");
+            let started = Instant::now();
+            for (b, chunk) in data.base.chunks(1000 * d).enumerate() {
+                let batch: Vec<NewResource> = chunk
+                    .chunks_exact(d)
+                    .enumerate()
+                    .map(|(j, v)| {
+                        NewResource::new(format!("row {}", b * 1000 + j)).with_embedding(v.to_vec())
+                    })
+                    .collect();
+                rt.block_on(tenant.batch_create_resources(batch)).expect("ingest");
+            }
+            println!("loaded {rows} x {d} in {:.1?}", started.elapsed());
+            tenant
+        }
+    };
+    let truth = bench::exact_neighbours(&data, &data.queries, K, &|_| true);
+    let efs: Vec<usize> = std::env::var("PERCOLATE_PERF_EF")
+        .unwrap_or_else(|_| "20,24,32,40,48,64,100".to_owned())
+        .split(',')
+        .filter_map(|v| v.trim().parse().ok())
+        .collect();
+    let row_of = |content: &str| -> u32 {
+        content.strip_prefix("row ").and_then(|n| n.parse().ok()).expect("row content")
+    };
+    for round in 0..2 {
+        for &ef in &efs {
+            let provider =
+                rt.block_on(PgProvider::connect(config().with_ef_search(ef))).expect("connect");
+            let engine = MemoryEngine::new(provider);
+            let handle = rt.block_on(engine.tenant(&id)).expect("open");
+            let search = |q: usize| {
+                let query = percolate::SearchQuery::new(data.queries[q * d..][..d].to_vec(), K);
+                rt.block_on(handle.search_resources(&query)).expect("search")
+            };
+            for q in 0..queries.min(30) {
+                search(q);
+            }
+            let (mut found, mut times) = (0usize, Vec::with_capacity(queries));
+            for (q, truth) in truth.iter().enumerate() {
+                let t = Instant::now();
+                let hits = search(q);
+                times.push(t.elapsed());
+                found +=
+                    hits.iter().filter(|h| truth.contains(&row_of(&h.resource.content))).count();
+            }
+            let recall = found as f64 / (queries * K) as f64;
+            report(&format!("round {round} ef {ef} recall {recall:.3}"), times);
+        }
+    }
+    rt.block_on(knn_plan(&id, &data));
+    if keep_tenant.is_none() {
+        rt.block_on(bench::delete_tenant(&engine, &id)).expect("delete tenant");
+    }
+}
+
+/// The plan and server time of the provider's unfiltered search statement, as the owner role
+/// (row-level security applies to it too) with the provider's transaction-local settings, and
+/// the same statement from a bare client: every column as the provider fetches them, and ids
+/// only; with and without pgvector's iterative scan. The three run in turn on each query
+/// vector, so the second and third find the index pages it visits in the CPU caches: compare
+/// the first with the provider, the others with each other (ids only measured half the time
+/// of every column for that reason alone).
+async fn knn_plan(id: &percolate::TenantId, data: &Dataset) {
+    let Ok(admin) = std::env::var("PERCOLATE_TEST_POSTGRES_ADMIN_URL") else { return };
+    let (client, connection) =
+        tokio_postgres::connect(&admin, tokio_postgres::NoTls).await.expect("admin connect");
+    tokio::spawn(connection);
+    let schema = percolate::postgres::tenant::SchemaName::of(id);
+    let d = data.dimension;
+    let order = format!(
+        "(l2_normalize(embedding)::halfvec({d}) <#> l2_normalize($1::vector)::halfvec({d})), id"
+    );
+    let all = format!(
+        "SELECT id, uri, content, metadata, embedding, created_at, updated_at \
+         FROM {schema}.resources WHERE embedding IS NOT NULL ORDER BY {order} LIMIT $2"
+    );
+    let explain = format!("EXPLAIN (ANALYZE, BUFFERS, SETTINGS) {all}");
+    // The second bare query's columns: `PERCOLATE_PERF_COLUMNS`, ids by default.
+    let some = std::env::var("PERCOLATE_PERF_COLUMNS").unwrap_or_else(|_| "id".to_owned());
+    let ids = format!(
+        "SELECT {some} FROM {schema}.resources WHERE embedding IS NOT NULL ORDER BY {order} LIMIT $2"
+    );
+    let (all_s, ids_s, explain_s) = (
+        client.prepare(&all).await.expect("prepare"),
+        client.prepare(&ids).await.expect("prepare"),
+        client.prepare(&explain).await.expect("prepare"),
+    );
+    let queries = data.query_count().min(200);
+    let efs: Vec<String> = std::env::var("PERCOLATE_PERF_PLAN_EF")
+        .unwrap_or_else(|_| "32,40".to_owned())
+        .split(',')
+        .map(str::to_owned)
+        .collect();
+    for ef in &efs {
+        for iterative in ["strict_order", "off"] {
+            client.batch_execute("BEGIN").await.expect("begin");
+            client
+                .query(
+                    "SELECT set_config('app.current_tenant', $1, true),
+                     set_config('hnsw.ef_search', $2, true),
+                     set_config('hnsw.iterative_scan', $3, true),
+                     set_config('enable_seqscan', 'off', true),
+                     set_config('enable_sort', 'off', true),
+                     set_config('plan_cache_mode', 'force_generic_plan', true)",
+                    &[&id.as_str(), ef, &iterative],
+                )
+                .await
+                .expect("settings");
+            let (mut server, mut all_t, mut ids_t) = (Vec::new(), Vec::new(), Vec::new());
+            for round in 0..2 {
+                for q in 0..queries {
+                    let v = pgvector::Vector::from(data.queries[q * d..][..d].to_vec());
+                    let t = Instant::now();
+                    client.query(&all_s, &[&v, &10i64]).await.expect("all");
+                    let all_time = t.elapsed();
+                    let t = Instant::now();
+                    client.query(&ids_s, &[&v, &10i64]).await.expect("ids");
+                    let ids_time = t.elapsed();
+                    let rows = client.query(&explain_s, &[&v, &10i64]).await.expect("explain");
+                    let lines: Vec<String> = rows.iter().map(|r| r.get::<_, String>(0)).collect();
+                    if round == 1 && q == 0 && ef == &efs[0] && iterative == "strict_order" {
+                        let shown: Vec<String> = lines
+                            .iter()
+                            .map(|l| match l.find("'[") {
+                                Some(at) => format!("{}'[...]", &l[..at]),
+                                None => l.clone(),
+                            })
+                            .collect();
+                        println!("\n{}", shown.join("\n"));
+                    }
+                    let ms: f64 = lines
+                        .iter()
+                        .find_map(|l| l.strip_prefix("Execution Time: "))
+                        .and_then(|l| l.trim_end_matches(" ms").parse().ok())
+                        .unwrap_or(0.0);
+                    if round == 1 {
+                        server.push(Duration::from_secs_f64(ms / 1000.0));
+                        all_t.push(all_time);
+                        ids_t.push(ids_time);
+                    }
+                }
+            }
+            client.batch_execute("COMMIT").await.expect("commit");
+            report(&format!("ef {ef} {iterative}: server (EXPLAIN ANALYZE)"), server);
+            report(&format!("ef {ef} {iterative}: bare, all columns"), all_t);
+            report(&format!("ef {ef} {iterative}: bare, {some}"), ids_t);
+        }
+    }
+}

@@ -79,8 +79,8 @@ pub struct PgConfig {
     pub pool_size: usize,
     /// Connections in the owner pool.
     pub admin_pool_size: usize,
-    /// HNSW `ef_search` of unfiltered searches (pgvector's default is 40): the candidate list
-    /// size, trading latency for recall. A search for `k` results uses at least `k`.
+    /// HNSW `ef_search` of unfiltered searches (default 32; pgvector's is 40): the candidate
+    /// list size, trading latency for recall. A search for `k` results uses at least `k`.
     pub ef_search: usize,
 }
 
@@ -115,8 +115,11 @@ impl PgConfig {
     }
 }
 
-/// pgvector's default `hnsw.ef_search`.
-const DEFAULT_EF_SEARCH: usize = 40;
+/// The default `hnsw.ef_search`: the smallest that keeps recall@10 above 0.95 with a margin on
+/// 100k 384-d MiniLM embeddings (the shared dataset plus noisy copies, cosine, m 16,
+/// ef_construction 64: recall 0.941 at 24, 0.953 at 28, 0.963 at 32, 0.973 at pgvector's 40),
+/// about 10% faster per search than 40 (`cargo test --test postgres_perf -- --ignored knn`).
+const DEFAULT_EF_SEARCH: usize = 32;
 /// pgvector's largest `hnsw.ef_search`.
 const MAX_EF_SEARCH: usize = 1000;
 
