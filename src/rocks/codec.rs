@@ -21,11 +21,17 @@ use crate::model::{
 pub(crate) const FORMAT_VERSION: u8 = 1;
 
 fn encode<T: Serialize>(value: &T) -> Vec<u8> {
-    let mut out = vec![FORMAT_VERSION];
+    let mut out = Vec::new();
+    encode_into(value, &mut out);
+    out
+}
+
+/// Appends the encoding of `value` to `out`.
+fn encode_into<T: Serialize>(value: &T, out: &mut Vec<u8>) {
+    out.push(FORMAT_VERSION);
     // Encoding into a Vec cannot fail for these plain structs: no maps with non-string keys,
     // no unsized sequences.
-    let _ = bincode::serde::encode_into_std_write(value, &mut out, bincode::config::standard());
-    out
+    let _ = bincode::serde::encode_into_std_write(value, out, bincode::config::standard());
 }
 
 /// The most bytes one stored value may claim. bincode allocates a string or sequence at the
@@ -72,13 +78,23 @@ struct StoredResource<'a> {
 
 /// A resource without its embedding (which lives in its own column family).
 pub(crate) fn encode_resource(resource: &Resource) -> Vec<u8> {
-    encode(&StoredResource {
-        uri: resource.uri.as_deref().map(Cow::Borrowed),
-        content: Cow::Borrowed(&resource.content),
-        metadata: Cow::Owned(json_text(&resource.metadata)),
-        created_at: resource.created_at.as_micros(),
-        updated_at: resource.updated_at.as_micros(),
-    })
+    let mut out = Vec::new();
+    encode_resource_into(resource, &mut out);
+    out
+}
+
+/// Appends the encoding of `resource` to `out`.
+pub(crate) fn encode_resource_into(resource: &Resource, out: &mut Vec<u8>) {
+    encode_into(
+        &StoredResource {
+            uri: resource.uri.as_deref().map(Cow::Borrowed),
+            content: Cow::Borrowed(&resource.content),
+            metadata: Cow::Owned(json_text(&resource.metadata)),
+            created_at: resource.created_at.as_micros(),
+            updated_at: resource.updated_at.as_micros(),
+        },
+        out,
+    );
 }
 
 /// Decodes a resource stored under `id`; the embedding is attached by the caller.
@@ -97,12 +113,25 @@ pub(crate) fn decode_resource(id: ResourceId, bytes: &[u8]) -> Result<Resource> 
 
 /// An embedding: the version byte, then the `f32`s little-endian.
 pub(crate) fn encode_embedding(embedding: &[f32]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(1 + 4 * embedding.len());
-    out.push(FORMAT_VERSION);
-    for x in embedding {
-        out.extend_from_slice(&x.to_le_bytes());
-    }
+    let mut out = Vec::with_capacity(embedding_len(embedding));
+    encode_embedding_into(embedding, &mut out);
     out
+}
+
+/// The length of an embedding's encoding.
+pub(crate) fn embedding_len(embedding: &[f32]) -> usize {
+    1 + 4 * embedding.len()
+}
+
+/// Appends the encoding of `embedding` to `out`: one sized copy the compiler vectorises, not a
+/// push per float (a third of a 1000 × 384-d batch's encoding time).
+pub(crate) fn encode_embedding_into(embedding: &[f32], out: &mut Vec<u8>) {
+    out.push(FORMAT_VERSION);
+    let start = out.len();
+    out.resize(start + 4 * embedding.len(), 0);
+    for (bytes, x) in out[start..].chunks_exact_mut(4).zip(embedding) {
+        bytes.copy_from_slice(&x.to_le_bytes());
+    }
 }
 
 /// The raw little-endian `f32` bytes of a stored embedding, checked.

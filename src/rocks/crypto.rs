@@ -437,24 +437,37 @@ impl TenantCrypto {
     /// Seals `plaintext` as the value of `key` in `domain` (a column family or file name).
     /// An empty value stays empty: it carries nothing to hide.
     pub(crate) fn seal(&self, domain: &str, key: &[u8], plaintext: &[u8]) -> Vec<u8> {
-        if plaintext.is_empty() {
+        self.seal_with(domain, key, plaintext.len(), |out| out.extend_from_slice(plaintext))
+    }
+
+    /// Seals the plaintext `encode` appends to the buffer it is given (about `size` bytes),
+    /// encrypting it where it was written: no plaintext copy.
+    pub(crate) fn seal_with(
+        &self,
+        domain: &str,
+        key: &[u8],
+        size: usize,
+        encode: impl FnOnce(&mut Vec<u8>),
+    ) -> Vec<u8> {
+        const START: usize = 1 + SESSION_BYTES + COUNTER_BYTES;
+        let mut out = Vec::with_capacity(size + SEAL_OVERHEAD);
+        out.resize(START, 0);
+        encode(&mut out);
+        if out.len() == START {
             return Vec::new();
         }
         // 2^64 seals in one open (centuries at a seal per nanosecond) would repeat a nonce.
         let counter = self.counter.fetch_add(1, Ordering::Relaxed);
         assert_ne!(counter, u64::MAX, "sealing counter exhausted: reopen the tenant");
-        let mut out = Vec::with_capacity(plaintext.len() + SEAL_OVERHEAD);
-        out.push(SEALED_SESSION);
-        out.extend_from_slice(&self.session.id);
-        out.extend_from_slice(&counter.to_be_bytes());
-        out.extend_from_slice(plaintext);
+        out[0] = SEALED_SESSION;
+        out[1..1 + SESSION_BYTES].copy_from_slice(&self.session.id);
+        out[1 + SESSION_BYTES..START].copy_from_slice(&counter.to_be_bytes());
         let aad = self.aad(domain, key);
-        let start = 1 + SESSION_BYTES + COUNTER_BYTES;
         // Encryption fails only for messages over GCM's 64 GiB limit.
         match self.session.cipher.encrypt_in_place_detached(
             &counter_nonce(counter),
             &aad,
-            &mut out[start..],
+            &mut out[START..],
         ) {
             Ok(tag) => out.extend_from_slice(&tag),
             Err(_) => out.clear(),

@@ -78,6 +78,25 @@ impl TenantDb {
         }
     }
 
+    /// The stored value whose plaintext `encode` appends to the buffer it is given (about
+    /// `size` bytes): encoded straight into the buffer that is sealed in place.
+    fn stored_value(
+        &self,
+        cf: &str,
+        key: &[u8],
+        size: usize,
+        encode: impl FnOnce(&mut Vec<u8>),
+    ) -> Vec<u8> {
+        match &self.crypto {
+            Some(crypto) => crypto.seal_with(cf, key, size, encode),
+            None => {
+                let mut out = Vec::with_capacity(size);
+                encode(&mut out);
+                out
+            }
+        }
+    }
+
     /// Opens a stored value (a no-op for a plaintext tenant).
     ///
     /// # Errors
@@ -305,24 +324,46 @@ impl TenantDb {
     }
 
     /// The stored values (record, embedding) of `resources`: encoded, and sealed when the
-    /// tenant is encrypted. (Sealing big batches on two threads was measured no faster on two
-    /// cores, where the background indexer usually holds the other one.)
+    /// tenant is encrypted. Big batches are encoded and sealed on every core (up to four): the
+    /// background indexer runs at a lower priority and gives the second core up to them.
     pub(crate) fn resource_values(
         &self,
         resources: &[Resource],
     ) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
-        resources
-            .iter()
-            .map(|resource| {
-                let key = resource.id.as_bytes();
-                let record =
-                    self.seal_value(cf::CF_RESOURCES, key, codec::encode_resource(resource));
-                let embedding = resource.embedding.as_ref().map(|embedding| {
-                    self.seal_value(cf::CF_EMBEDDINGS, key, codec::encode_embedding(embedding))
+        let values = |resource: &Resource| {
+            let key = resource.id.as_bytes();
+            let record =
+                self.stored_value(cf::CF_RESOURCES, key, 64 + resource.content.len(), |out| {
+                    codec::encode_resource_into(resource, out);
                 });
-                (record, embedding)
-            })
-            .collect()
+            let embedding = resource.embedding.as_ref().map(|embedding| {
+                self.stored_value(cf::CF_EMBEDDINGS, key, codec::embedding_len(embedding), |out| {
+                    codec::encode_embedding_into(embedding, out);
+                })
+            });
+            (record, embedding)
+        };
+        let threads = super::cores().min(4);
+        if threads < 2 || resources.len() < PARALLEL_VALUES {
+            return resources.iter().map(values).collect();
+        }
+        let chunk = resources.len().div_ceil(threads);
+        std::thread::scope(|scope| {
+            let workers: Vec<_> = resources
+                .chunks(chunk)
+                .skip(1)
+                .map(|part| scope.spawn(move || part.iter().map(values).collect::<Vec<_>>()))
+                .collect();
+            // The calling thread takes the first chunk itself.
+            let mut all: Vec<_> = resources[..chunk].iter().map(values).collect();
+            for worker in workers {
+                match worker.join() {
+                    Ok(part) => all.extend(part),
+                    Err(panic) => std::panic::resume_unwind(panic),
+                }
+            }
+            all
+        })
     }
 
     /// Runs `op` as one auto-commit transaction, retrying when a concurrent commit wins.
@@ -343,6 +384,9 @@ impl TenantDb {
         }
     }
 }
+
+/// Batches of at least this many resources are encoded on several cores.
+const PARALLEL_VALUES: usize = 256;
 
 fn db_options(config: &RocksConfig, cache: &Cache, create: bool) -> Options {
     let mut table = BlockBasedOptions::default();
