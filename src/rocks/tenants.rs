@@ -325,7 +325,7 @@ impl TenantDb {
 
     /// The stored values (record, embedding) of `resources`: encoded, and sealed when the
     /// tenant is encrypted. Big batches are encoded and sealed on every core (up to four): the
-    /// background indexer runs at a lower priority and gives the second core up to them.
+    /// background indexer runs at a lower priority and gives the other cores up to them.
     pub(crate) fn resource_values(
         &self,
         resources: &[Resource],
@@ -347,23 +347,34 @@ impl TenantDb {
         if threads < 2 || resources.len() < PARALLEL_VALUES {
             return resources.iter().map(values).collect();
         }
-        let chunk = resources.len().div_ceil(threads);
-        std::thread::scope(|scope| {
-            let workers: Vec<_> = resources
-                .chunks(chunk)
-                .skip(1)
-                .map(|part| scope.spawn(move || part.iter().map(values).collect::<Vec<_>>()))
-                .collect();
-            // The calling thread takes the first chunk itself.
-            let mut all: Vec<_> = resources[..chunk].iter().map(values).collect();
-            for worker in workers {
-                match worker.join() {
-                    Ok(part) => all.extend(part),
+        // Chunks are claimed, not assigned: on a busy machine a helper thread that starts late
+        // finds the work done by the calling thread instead of holding the batch up.
+        const CHUNK: usize = 64;
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let work = || {
+            let mut done = Vec::new();
+            loop {
+                let start = next.fetch_add(CHUNK, std::sync::atomic::Ordering::Relaxed);
+                if start >= resources.len() {
+                    return done;
+                }
+                let part = &resources[start..(start + CHUNK).min(resources.len())];
+                done.push((start, part.iter().map(values).collect::<Vec<_>>()));
+            }
+        };
+        let mut parts = std::thread::scope(|scope| {
+            let helpers: Vec<_> = (1..threads).map(|_| scope.spawn(work)).collect();
+            let mut parts = work();
+            for helper in helpers {
+                match helper.join() {
+                    Ok(more) => parts.extend(more),
                     Err(panic) => std::panic::resume_unwind(panic),
                 }
             }
-            all
-        })
+            parts
+        });
+        parts.sort_unstable_by_key(|(start, _)| *start);
+        parts.into_iter().flat_map(|(_, part)| part).collect()
     }
 
     /// Runs `op` as one auto-commit transaction, retrying when a concurrent commit wins.
