@@ -10,11 +10,12 @@
 //!   the small file [`KEY_FILE`] inside the tenant directory, with a fingerprint of the master
 //!   key that wrapped it. Rotating the master key rewrites those files only; no data moves.
 //! - **Values.** Every non-empty value of every column family is sealed with AES-256-GCM under
-//!   a *session key*, with associated data binding it to its tenant, column family and key: a
-//!   value copied to another key, column family or tenant fails to open. Each opening of a
-//!   tenant starts a session: a random 128-bit session id, from which (with the data key) BLAKE3
-//!   derives the session key; within a session the nonce is a counter, so no nonce ever repeats
-//!   under a key without any counter having to survive a crash (a new open is a new key).
+//!   a *session key* bound to its tenant and column family, with the value's key as associated
+//!   data: a value copied to another key, column family or tenant fails to open. Each opening
+//!   of a tenant starts a session: a random 128-bit session id, from which (with the data key,
+//!   the tenant id and the column family) BLAKE3 derives the session keys; within a session the
+//!   nonce is a counter, so no nonce ever repeats under a key without any counter having to
+//!   survive a crash (a new open is a new key).
 //!   Sealed value layout: `0xA2`, session id (16), counter (8), ciphertext, tag (16); 41 bytes
 //!   of overhead. Readers derive (and cache) the key of any session they meet.
 //!
@@ -338,13 +339,45 @@ pub(crate) fn is_sealed(value: &[u8]) -> bool {
     matches!(value.first(), Some(&(SEALED_SIV | SEALED_SESSION)))
 }
 
-/// The AES-256-GCM key of session `id`.
-fn session_cipher(root: &[u8; 32], id: &[u8; SESSION_BYTES]) -> Aes256Gcm {
-    let mut material = Zeroizing::new([0u8; 32 + SESSION_BYTES]);
-    material[..32].copy_from_slice(root);
-    material[32..].copy_from_slice(id);
-    let key = Zeroizing::new(blake3::derive_key("percolate 2026 value session key", &*material));
+/// The domains values are sealed in, each under its own session key: the column families and
+/// the index snapshot.
+const DOMAINS: [&str; 10] = [
+    super::cf::CF_META,
+    super::cf::CF_RESOURCES,
+    super::cf::CF_EMBEDDINGS,
+    super::cf::CF_ENTITIES,
+    super::cf::CF_ENTITY_NAMES,
+    super::cf::CF_EDGES,
+    super::cf::CF_ADJACENCY,
+    super::cf::CF_MOMENTS,
+    super::cf::CF_MOMENT_TIME,
+    super::vector::SNAPSHOT_FILE,
+];
+
+/// The AES-256-GCM key of session `id` for values of `tenant` in `domain`. Binding tenant and
+/// domain into the key rather than into every value's associated data leaves only the value's
+/// key to authenticate per value: 16 bytes instead of ~45, two GHASH blocks fewer per seal and
+/// open (~45 ns of a ~200 ns open).
+fn domain_cipher(
+    root: &[u8; 32],
+    tenant: &[u8],
+    domain: &str,
+    id: &[u8; SESSION_BYTES],
+) -> Aes256Gcm {
+    let mut hasher = blake3::Hasher::new_derive_key("percolate 2026 value session key");
+    hasher.update(root);
+    for part in [tenant, domain.as_bytes()] {
+        hasher.update(&(part.len() as u32).to_be_bytes());
+        hasher.update(part);
+    }
+    hasher.update(id);
+    let key = Zeroizing::new(*hasher.finalize().as_bytes());
     Aes256Gcm::new((&*key).into())
+}
+
+/// The keys of session `id` for every one of [`DOMAINS`].
+fn session_ciphers(root: &[u8; 32], tenant: &[u8], id: &[u8; SESSION_BYTES]) -> Vec<Aes256Gcm> {
+    DOMAINS.iter().map(|domain| domain_cipher(root, tenant, domain, id)).collect()
 }
 
 /// The 96-bit GCM nonce of the `counter`th value sealed in a session.
@@ -391,8 +424,9 @@ pub(crate) struct TenantCrypto {
     /// This open's session: values sealed now carry its id and the next counter value.
     session: Session,
     counter: AtomicU64,
-    /// Keys of the other sessions whose values were read (sessions are tenant opens, so few).
-    sessions: RwLock<HashMap<[u8; SESSION_BYTES], Aes256Gcm>>,
+    /// Keys of the other sessions whose values were read (sessions are tenant opens, so few),
+    /// one per [`DOMAINS`] entry.
+    sessions: RwLock<HashMap<[u8; SESSION_BYTES], Vec<Aes256Gcm>>>,
     /// Opens values of the first design (`0xA1`).
     legacy: Aes256GcmSiv,
     token_key: Zeroizing<[u8; 32]>,
@@ -401,7 +435,8 @@ pub(crate) struct TenantCrypto {
 
 struct Session {
     id: [u8; SESSION_BYTES],
-    cipher: Aes256Gcm,
+    /// One per [`DOMAINS`] entry.
+    ciphers: Vec<Aes256Gcm>,
 }
 
 impl TenantCrypto {
@@ -413,7 +448,10 @@ impl TenantCrypto {
         let mut id = [0u8; SESSION_BYTES];
         rand::rng().fill_bytes(&mut id);
         Self {
-            session: Session { id, cipher: session_cipher(&session_root, &id) },
+            session: Session {
+                id,
+                ciphers: session_ciphers(&session_root, tenant.as_str().as_bytes(), &id),
+            },
             session_root,
             counter: AtomicU64::new(0),
             sessions: RwLock::new(HashMap::new()),
@@ -423,8 +461,9 @@ impl TenantCrypto {
         }
     }
 
-    /// Associated data: tenant, column family (or file name) and key, each length-prefixed so
-    /// no two triples share an encoding.
+    /// Associated data of a first-design (`0xA1`) value: tenant, column family (or file name)
+    /// and key, each length-prefixed so no two triples share an encoding. (Session values bind
+    /// tenant and domain in their key, and authenticate only the value's key.)
     fn aad(&self, domain: &str, key: &[u8]) -> smallvec::SmallVec<[u8; 128]> {
         let mut aad = smallvec::SmallVec::new();
         for part in [&self.tenant[..], domain.as_bytes(), key] {
@@ -462,13 +501,16 @@ impl TenantCrypto {
         out[0] = SEALED_SESSION;
         out[1..1 + SESSION_BYTES].copy_from_slice(&self.session.id);
         out[1 + SESSION_BYTES..START].copy_from_slice(&counter.to_be_bytes());
-        let aad = self.aad(domain, key);
+        let derived;
+        let cipher = match DOMAINS.iter().position(|d| *d == domain) {
+            Some(index) => &self.session.ciphers[index],
+            None => {
+                derived = domain_cipher(&self.session_root, &self.tenant, domain, &self.session.id);
+                &derived
+            }
+        };
         // Encryption fails only for messages over GCM's 64 GiB limit.
-        match self.session.cipher.encrypt_in_place_detached(
-            &counter_nonce(counter),
-            &aad,
-            &mut out[START..],
-        ) {
+        match cipher.encrypt_in_place_detached(&counter_nonce(counter), key, &mut out[START..]) {
             Ok(tag) => out.extend_from_slice(&tag),
             Err(_) => out.clear(),
         }
@@ -493,30 +535,35 @@ impl TenantCrypto {
                 let id: [u8; SESSION_BYTES] = id.try_into().unwrap_or_default();
                 let counter = u64::from_be_bytes(counter.try_into().unwrap_or_default());
                 let mut plaintext = ciphertext.to_vec();
-                let aad = self.aad(domain, key);
                 let mut decrypt = |cipher: &Aes256Gcm| {
                     cipher.decrypt_in_place_detached(
                         &counter_nonce(counter),
-                        &aad,
+                        key,
                         &mut plaintext,
                         tag.into(),
                     )
                 };
+                let Some(index) = DOMAINS.iter().position(|d| *d == domain) else {
+                    // Not a domain percolate seals in: derive its key for this value alone.
+                    let cipher = domain_cipher(&self.session_root, &self.tenant, domain, &id);
+                    decrypt(&cipher).map_err(failed)?;
+                    return Ok(plaintext);
+                };
                 if id == self.session.id {
-                    decrypt(&self.session.cipher).map_err(failed)?;
+                    decrypt(&self.session.ciphers[index]).map_err(failed)?;
                 } else {
-                    let known = self.sessions.read().get(&id).map(&mut decrypt);
+                    let known = self.sessions.read().get(&id).map(|c| decrypt(&c[index]));
                     match known {
                         Some(result) => result.map_err(failed)?,
                         None => {
-                            let cipher = session_cipher(&self.session_root, &id);
-                            decrypt(&cipher).map_err(failed)?;
+                            let ciphers = session_ciphers(&self.session_root, &self.tenant, &id);
+                            decrypt(&ciphers[index]).map_err(failed)?;
                             // Only authenticated sessions are cached: forged ids cannot fill it.
                             let mut sessions = self.sessions.write();
                             if sessions.len() >= SESSION_CACHE {
                                 sessions.clear();
                             }
-                            sessions.insert(id, cipher);
+                            sessions.insert(id, ciphers);
                         }
                     }
                 }
