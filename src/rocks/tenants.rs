@@ -352,9 +352,11 @@ impl TenantDb {
         if super::cores() < 2 || resources.len() < PARALLEL_VALUES {
             return resources.iter().map(values).collect();
         }
-        // Work stealing: the calling thread encodes too and waits only for chunks another
-        // thread has taken. (Scoped threads, tried first, made the caller wait for helpers to
-        // be scheduled and exit: 2-5 ms per batch while RocksDB compacted on the other core.)
+        // On rayon's pool (one thread per core, started once): chunks of 64 are stolen by
+        // whichever pool thread is free, so a thread the scheduler keeps waiting holds up no
+        // more than the chunk it took, and no thread is started per batch. (Scoped threads,
+        // tried first, made every batch wait for its helpers to be scheduled and to exit:
+        // 2-5 ms per batch while RocksDB compacted on the other core.)
         use rayon::prelude::*;
         resources.par_iter().with_min_len(64).map(values).collect()
     }
