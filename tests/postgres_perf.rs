@@ -148,16 +148,24 @@ fn table() {
     rt.block_on(bench::delete_tenant(&engine, &id)).expect("delete tenant");
 }
 
+/// A bare client on the owner connection (when `PERCOLATE_TEST_POSTGRES_ADMIN_URL` is set)
+/// and the schema of tenant `id`.
+async fn owner_client(
+    id: &percolate::TenantId,
+) -> Option<(tokio_postgres::Client, percolate::postgres::tenant::SchemaName)> {
+    let admin = std::env::var("PERCOLATE_TEST_POSTGRES_ADMIN_URL").ok()?;
+    let (client, connection) =
+        tokio_postgres::connect(&admin, tokio_postgres::NoTls).await.expect("admin connect");
+    tokio::spawn(connection);
+    Some((client, percolate::postgres::tenant::SchemaName::of(id)))
+}
+
 /// Where a kNN call's time goes: the server's own execution time (`EXPLAIN ANALYZE`) of the
 /// index search, and the same search from a bare client (ids only, and every column as the
 /// provider fetches them), at `hnsw.ef_search` 40, on the owner connection (row-level security
 /// applies to it too: the tenant is set per transaction).
 async fn knn_breakdown(id: &percolate::TenantId, data: &Dataset) {
-    let Ok(admin) = std::env::var("PERCOLATE_TEST_POSTGRES_ADMIN_URL") else { return };
-    let (client, connection) =
-        tokio_postgres::connect(&admin, tokio_postgres::NoTls).await.expect("admin connect");
-    tokio::spawn(connection);
-    let schema = percolate::postgres::tenant::SchemaName::of(id);
+    let Some((client, schema)) = owner_client(id).await else { return };
     let indexdef: String = client
         .query_one(
             "SELECT indexdef FROM pg_indexes WHERE schemaname = $1 AND indexname = \
@@ -409,11 +417,7 @@ fn knn() {
 /// the first with the provider, the others with each other (ids only measured half the time
 /// of every column for that reason alone).
 async fn knn_plan(id: &percolate::TenantId, data: &Dataset) {
-    let Ok(admin) = std::env::var("PERCOLATE_TEST_POSTGRES_ADMIN_URL") else { return };
-    let (client, connection) =
-        tokio_postgres::connect(&admin, tokio_postgres::NoTls).await.expect("admin connect");
-    tokio::spawn(connection);
-    let schema = percolate::postgres::tenant::SchemaName::of(id);
+    let Some((client, schema)) = owner_client(id).await else { return };
     let d = data.dimension;
     let order = format!(
         "(l2_normalize(embedding)::halfvec({d}) <#> l2_normalize($1::vector)::halfvec({d})), id"
