@@ -44,7 +44,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use aes_gcm::Aes256Gcm;
-use aes_gcm_siv::aead::{AeadInPlace, KeyInit};
+use aes_gcm_siv::aead::{AeadInOut, KeyInit};
 use aes_gcm_siv::{Aes256GcmSiv, Nonce};
 use parking_lot::RwLock;
 use rand::RngCore;
@@ -279,7 +279,11 @@ impl MasterKek {
         let mut wrapped = data_key.to_vec();
         let tag = self
             .cipher
-            .encrypt_in_place_detached(Nonce::from_slice(&nonce), &key_aad(tenant), &mut wrapped)
+            .encrypt_inout_detached(
+                &Nonce::from(nonce),
+                &key_aad(tenant),
+                wrapped.as_mut_slice().into(),
+            )
             .map_err(|_| Error::Crypto("cannot wrap a data key".into()))?;
         let mut out = Vec::with_capacity(8 + 8 + NONCE_BYTES + 32 + TAG_BYTES);
         out.extend_from_slice(KEY_FILE_MAGIC);
@@ -298,11 +302,11 @@ impl MasterKek {
             )));
         }
         self.cipher
-            .decrypt_in_place_detached(
-                Nonce::from_slice(&nonce),
+            .decrypt_inout_detached(
+                &Nonce::from(nonce),
                 &key_aad(tenant),
-                &mut wrapped,
-                (&tag).into(),
+                wrapped.as_mut_slice().into(),
+                &tag.into(),
             )
             .map_err(|_| {
                 Error::Crypto(format!("the data key of tenant {tenant} fails authentication"))
@@ -510,7 +514,11 @@ impl TenantCrypto {
             }
         };
         // Encryption fails only for messages over GCM's 64 GiB limit.
-        match cipher.encrypt_in_place_detached(&counter_nonce(counter), key, &mut out[START..]) {
+        match cipher.encrypt_inout_detached(
+            &counter_nonce(counter),
+            key,
+            (&mut out[START..]).into(),
+        ) {
             Ok(tag) => out.extend_from_slice(&tag),
             Err(_) => out.clear(),
         }
@@ -534,13 +542,14 @@ impl TenantCrypto {
                 let (ciphertext, tag) = rest.split_at(rest.len() - TAG_BYTES);
                 let id: [u8; SESSION_BYTES] = id.try_into().unwrap_or_default();
                 let counter = u64::from_be_bytes(counter.try_into().unwrap_or_default());
+                let tag: [u8; TAG_BYTES] = tag.try_into().unwrap_or_default();
                 let mut plaintext = ciphertext.to_vec();
                 let mut decrypt = |cipher: &Aes256Gcm| {
-                    cipher.decrypt_in_place_detached(
+                    cipher.decrypt_inout_detached(
                         &counter_nonce(counter),
                         key,
-                        &mut plaintext,
-                        tag.into(),
+                        plaintext.as_mut_slice().into(),
+                        &tag.into(),
                     )
                 };
                 let Some(index) = DOMAINS.iter().position(|d| *d == domain) else {
@@ -572,13 +581,15 @@ impl TenantCrypto {
             Some((&SEALED_SIV, body)) if body.len() >= NONCE_BYTES + TAG_BYTES => {
                 let (nonce, rest) = body.split_at(NONCE_BYTES);
                 let (ciphertext, tag) = rest.split_at(rest.len() - TAG_BYTES);
+                let nonce: [u8; NONCE_BYTES] = nonce.try_into().unwrap_or_default();
+                let tag: [u8; TAG_BYTES] = tag.try_into().unwrap_or_default();
                 let mut plaintext = ciphertext.to_vec();
                 self.legacy
-                    .decrypt_in_place_detached(
-                        Nonce::from_slice(nonce),
+                    .decrypt_inout_detached(
+                        &Nonce::from(nonce),
                         &self.aad(domain, key),
-                        &mut plaintext,
-                        tag.into(),
+                        plaintext.as_mut_slice().into(),
+                        &tag.into(),
                     )
                     .map_err(failed)?;
                 Ok(plaintext)
@@ -596,7 +607,11 @@ impl TenantCrypto {
         let mut body = plaintext.to_vec();
         let tag = self
             .legacy
-            .encrypt_in_place_detached(Nonce::from_slice(&nonce), &self.aad(domain, key), &mut body)
+            .encrypt_inout_detached(
+                &Nonce::from(nonce),
+                &self.aad(domain, key),
+                body.as_mut_slice().into(),
+            )
             .unwrap();
         [&[SEALED_SIV][..], &nonce, &body, &tag].concat()
     }
@@ -652,6 +667,34 @@ mod tests {
         for cut in 0..sealed.len() {
             assert!(crypto.open("resources", b"k1", &sealed[..cut]).is_err() || cut == 0);
         }
+    }
+
+    /// Bytes sealed by the build that used `aes-gcm` 0.10 / `aes-gcm-siv` 0.11 (before the move
+    /// to the 0.11 / 0.12 releases with 4-block GHASH): the stored format must not drift with
+    /// a dependency.
+    #[test]
+    fn values_sealed_by_an_earlier_build_open() {
+        fn unhex(text: &str) -> Vec<u8> {
+            (0..text.len())
+                .step_by(2)
+                .map(|i| u8::from_str_radix(&text[i..i + 2], 16).unwrap())
+                .collect()
+        }
+        let crypto = TenantCrypto::new(&tenant("kat-tenant"), &[0x5a; 32]);
+        let session = unhex(concat!(
+            "a2a2fc520e6421e8ec2144fa16c049543b000000000000000009ab8d67a17475bd3aae331723c72aa6",
+            "8e7b883e947126c0cbe02299e82a70e873bd2907dc8266bd203af4facc286daaebbdaf165c7b8f2abd",
+            "6dfcb6e9c76f0426",
+        ));
+        let legacy =
+            unhex("a10dda6eb143eaae7890729fce5df7298db680b2fbd2014eb012c49b6efe10c24de483");
+        assert_eq!(
+            crypto.open("embeddings", b"key-1", &session).unwrap(),
+            b"a value sealed by percolate 0.1 with aes-gcm 0.10"
+        );
+        assert_eq!(crypto.open("resources", b"key-2", &legacy).unwrap(), b"legacy");
+        let other = TenantCrypto::new(&tenant("kat-tenant"), &[0x5b; 32]);
+        assert!(other.open("embeddings", b"key-1", &session).is_err());
     }
 
     #[test]
