@@ -772,10 +772,21 @@ fn check_vector(what: &'static str, vector: &[f32]) -> Result<()> {
         }
         other => other,
     })?;
-    if let Some(position) = vector.iter().position(|x| !x.is_finite()) {
-        return Err(Error::invalid(what, format!("value at {position} is {}", vector[position])));
+    if all_finite(vector) {
+        return Ok(());
     }
-    Ok(())
+    let position = vector.iter().position(|x| !x.is_finite()).unwrap_or_default();
+    Err(Error::invalid(what, format!("value at {position} is {}", vector[position])))
+}
+
+/// Whether every value is finite, in a form the compiler vectorises (an early-exit search is
+/// scalar, and was a fifth of validating a batch of 1000 x 384-d embeddings): a value is NaN or
+/// infinite exactly when its bits, less the sign, are at least those of infinity.
+fn all_finite(vector: &[f32]) -> bool {
+    const INFINITY: u32 = 0x7f80_0000;
+    vector.chunks(64).all(|chunk| {
+        chunk.iter().fold(0, |max: u32, x| max.max(x.to_bits() & !(1 << 31))) < INFINITY
+    })
 }
 
 /// Text everywhere must be free of NUL: PostgreSQL cannot store it in `text` or `jsonb`, and a
@@ -867,4 +878,37 @@ fn check_moment(moment: &Moment) -> Result<()> {
     check_name("kind", &moment.kind)?;
     check_content("content", &moment.content)?;
     check_metadata("metadata", &moment.metadata)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn all_finite_agrees_with_is_finite_at_every_position() {
+        let specials = [
+            f32::NAN,
+            -f32::NAN,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            f32::MAX,
+            f32::MIN,
+            f32::MIN_POSITIVE,
+            -0.0,
+            1e-45,
+            f32::from_bits(0x7f80_0001),
+            f32::from_bits(0xffff_ffff),
+        ];
+        for len in [1, 63, 64, 65, 384] {
+            for position in [0, len / 2, len - 1] {
+                for special in specials {
+                    let mut vector = vec![0.5f32; len];
+                    vector[position] = special;
+                    assert_eq!(all_finite(&vector), special.is_finite(), "{special} at {position}");
+                    let error = check_vector("embedding", &vector);
+                    assert_eq!(error.is_ok(), special.is_finite());
+                }
+            }
+        }
+    }
 }

@@ -346,14 +346,17 @@ impl<'a> Ops<'a> {
                 return Err(Error::already_exists("resource", resource.id));
             }
         }
-        for (resource, (record, embedding)) in
-            resources.iter().zip(self.tenant.resource_values(resources))
+        let index = self.tenant.vector_index().map(Arc::as_ref);
+        for (resource, value) in resources.iter().zip(self.tenant.resource_values(resources, index))
         {
             let key = resource.id.as_bytes();
-            self.txn.put_cf(cf, key, record).map_err(map_rocks_error)?;
-            if let Some(value) = embedding {
-                self.txn.put_cf(embeddings, key, value).map_err(map_rocks_error)?;
-                self.upserted(resource);
+            self.txn.put_cf(cf, key, value.record).map_err(map_rocks_error)?;
+            if let Some(embedding) = value.embedding {
+                self.txn.put_cf(embeddings, key, embedding).map_err(map_rocks_error)?;
+                match value.change {
+                    Some(change) => self.changes.borrow_mut().push(change),
+                    None => self.upserted(resource),
+                }
             }
         }
         Ok(())

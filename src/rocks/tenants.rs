@@ -303,51 +303,54 @@ impl TenantDb {
     pub(crate) fn write_fresh_resources(&self, resources: &[Resource]) -> Result<()> {
         let records = self.cf(cf::CF_RESOURCES)?;
         let embeddings = self.cf(cf::CF_EMBEDDINGS)?;
-        let mut changes = Vec::new();
-        let values = self.resource_values(resources);
+        let values = self.resource_values(resources, self.vector_index().map(Arc::as_ref));
         // Sized up front: growing a 1.6 MB batch by doubling copied it about twice over and
         // faulted in every intermediate buffer (~1 ms of a 1000 x 384-d batch).
         let bytes: usize = values
             .iter()
-            .map(|(record, embedding)| record.len() + embedding.as_ref().map_or(0, Vec::len) + 64)
+            .map(|value| value.record.len() + value.embedding.as_ref().map_or(0, Vec::len) + 64)
             .sum();
         let mut batch = rocksdb::WriteBatchWithTransaction::<true>::with_capacity_bytes(bytes + 64);
-        for (resource, (record, embedding)) in resources.iter().zip(values) {
+        let mut changes = Vec::with_capacity(resources.len());
+        for (resource, value) in resources.iter().zip(values) {
             let key = resource.id.as_bytes();
-            batch.put_cf(records, key, record);
-            if let (Some(embedding), Some(value)) = (&resource.embedding, embedding) {
-                batch.put_cf(embeddings, key, value);
-                changes.push(VectorChange::Upsert {
-                    id: resource.id,
-                    vector: embedding.clone(),
-                    metadata: Arc::new(resource.metadata.clone()),
-                });
+            batch.put_cf(records, key, value.record);
+            if let Some(embedding) = value.embedding {
+                batch.put_cf(embeddings, key, embedding);
             }
+            changes.extend(value.change);
         }
         self.commit_with_vectors(changes, || {
             self.db.write_opt(batch, &self.write_options).map_err(map_rocks_error)
         })
     }
 
-    /// The stored values (record, embedding) of `resources`: encoded, and sealed when the
-    /// tenant is encrypted. Big batches are encoded and sealed on every idle core: the
-    /// background indexer runs at a lower priority and gives the other cores up to them.
+    /// The stored values of `resources`, encoded and sealed (when the tenant is encrypted),
+    /// and, when `index` is given, each embedding's change prepared for it. Big batches are
+    /// done on every idle core: the background indexer runs at a lower priority and gives
+    /// the other cores up to them.
     pub(crate) fn resource_values(
         &self,
         resources: &[Resource],
-    ) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
+        index: Option<&VectorIndex>,
+    ) -> Vec<ResourceValues> {
         let values = |resource: &Resource| {
             let key = resource.id.as_bytes();
             let record =
                 self.stored_value(cf::CF_RESOURCES, key, 64 + resource.content.len(), |out| {
                     codec::encode_resource_into(resource, out);
                 });
-            let embedding = resource.embedding.as_ref().map(|embedding| {
-                self.stored_value(cf::CF_EMBEDDINGS, key, codec::embedding_len(embedding), |out| {
-                    codec::encode_embedding_into(embedding, out);
-                })
+            let Some(vector) = &resource.embedding else {
+                return ResourceValues { record, embedding: None, change: None };
+            };
+            let embedding =
+                self.stored_value(cf::CF_EMBEDDINGS, key, codec::embedding_len(vector), |out| {
+                    codec::encode_embedding_into(vector, out);
+                });
+            let change = index.map(|index| {
+                index.prepare(resource.id, vector, Arc::new(resource.metadata.clone()))
             });
-            (record, embedding)
+            ResourceValues { record, embedding: Some(embedding), change }
         };
         if super::cores() < 2 || resources.len() < PARALLEL_VALUES {
             return resources.iter().map(values).collect();
@@ -378,6 +381,16 @@ impl TenantDb {
             }
         }
     }
+}
+
+/// What [`TenantDb::resource_values`] makes of one resource.
+pub(crate) struct ResourceValues {
+    /// The stored record.
+    pub(crate) record: Vec<u8>,
+    /// The stored embedding, if the resource has one.
+    pub(crate) embedding: Option<Vec<u8>>,
+    /// The embedding's change, prepared for the vector index, if an index was given.
+    pub(crate) change: Option<VectorChange>,
 }
 
 /// Batches of at least this many resources are encoded on several cores.

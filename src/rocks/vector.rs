@@ -51,6 +51,8 @@ pub(crate) enum VectorChange {
     Upsert { id: ResourceId, vector: Vec<f32>, metadata: Arc<Metadata> },
     /// The resource has no embedding any more (deleted, or its embedding removed).
     Remove { id: ResourceId },
+    /// An upsert already hashed and prepared by [`VectorIndex::prepare`], off the commit path.
+    Prepared { id: ResourceId, pending: Pending },
 }
 
 /// Where a live resource's vector is.
@@ -60,7 +62,8 @@ enum Slot {
     Pending,
 }
 
-struct Pending {
+#[derive(Clone, Debug)]
+pub(crate) struct Pending {
     /// Prepared as the graph would store it.
     vector: Vec<f32>,
     metadata: Arc<Metadata>,
@@ -307,16 +310,30 @@ impl VectorIndex {
             .map(|change| match change {
                 VectorChange::Upsert { id, vector, metadata } => {
                     let hash = hash_vector(&vector);
-                    // Stored as the graph stores it (unit length under cosine), so the exact
-                    // scan and the graph give the same distances.
                     let vector = prepare_in_place(self.metric, vector);
                     (id, Some(Pending { vector, metadata, hash }))
                 }
                 VectorChange::Remove { id } => (id, None),
+                VectorChange::Prepared { id, pending } => (id, Some(pending)),
             })
             .collect();
         self.inbox.write().changes.extend(prepared);
         self.spawn_indexer();
+    }
+
+    /// The upsert of `vector` for resource `id`, hashed and prepared as the graph stores it
+    /// (unit length under cosine, so the exact scan and the graph give the same distances).
+    /// Callers run it while they encode values, on several cores, so that [`Self::apply`]
+    /// only has to hand the change over.
+    pub(crate) fn prepare(
+        &self,
+        id: ResourceId,
+        vector: &[f32],
+        metadata: Arc<Metadata>,
+    ) -> VectorChange {
+        let hash = hash_vector(vector);
+        let vector = prepare_in_place(self.metric, vector.to_vec());
+        VectorChange::Prepared { id, pending: Pending { vector, metadata, hash } }
     }
 
     /// Moves the inbox into `state` (the caller holds its write lock, so no search sees a
