@@ -499,3 +499,225 @@ async fn knn_plan(id: &percolate::TenantId, data: &Dataset) {
         }
     }
 }
+
+/// kNN with cold caches, variant by variant: every call uses a query vector no other call used
+/// recently (variant `v` takes query `(q + 137 v) % n` at step `q`), so the index pages it walks
+/// are not in the CPU caches from a previous call, as in the bench, which cycles through 200
+/// queries. Runs on the kept tenant `PERCOLATE_PERF_TENANT` (load it with `knn`), as the
+/// application role (row-level security applies), over the tables of `PERCOLATE_PERF_TABLES`
+/// (default `resources`; other tables of the tenant's schema with the same columns, policy and
+/// an HNSW index of other build parameters) at each `hnsw.ef_search` of `PERCOLATE_PERF_EF`
+/// (default `24,32`). For each: the provider's pipeline from a bare client (`BEGIN`, settings,
+/// search, `COMMIT` in one round trip) and its recall@10, and the server's time for the same
+/// search (`EXPLAIN (ANALYZE, BUFFERS)`, also on a fresh vector) with the buffers it touched.
+#[test]
+#[ignore = "a measurement: run with --ignored through scripts/with-postgres.sh"]
+fn knn_cold() {
+    const K: usize = 10;
+    let rt = runtime();
+    let dir = std::env::var_os("PERCOLATE_DATASET").map(PathBuf::from).unwrap_or_else(|| {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data/wordnet-minilm-dev")
+    });
+    let rows = env_usize("PERCOLATE_PERF_N").unwrap_or(100_000);
+    let mut data = Dataset::load(&dir).expect("dataset");
+    let d = data.dimension;
+    data.base.truncate(rows * d);
+    bench::pad_with_noisy_copies(&mut data, rows, 0x5EED);
+    // `PERCOLATE_PERF_QUERIES` limits the query vectors (the bench uses the first 200).
+    let n = data.query_count().min(env_usize("PERCOLATE_PERF_QUERIES").unwrap_or(usize::MAX));
+    data.queries.truncate(n * d);
+    let truth = bench::exact_neighbours(&data, &data.queries, K, &|_| true);
+    let name = std::env::var("PERCOLATE_PERF_TENANT").expect("PERCOLATE_PERF_TENANT: see knn");
+    let id = percolate::TenantId::new(name).expect("tenant id");
+    let schema = percolate::postgres::tenant::SchemaName::of(&id);
+    let url = std::env::var("PERCOLATE_TEST_POSTGRES_URL").expect("url");
+    let client = rt.block_on(async {
+        let (client, connection) =
+            tokio_postgres::connect(&url, tokio_postgres::NoTls).await.expect("connect");
+        rt.spawn(connection);
+        client
+    });
+    let list = |name: &str, default: &str| -> Vec<String> {
+        std::env::var(name)
+            .unwrap_or_else(|_| default.to_owned())
+            .split(',')
+            .map(|s| s.trim().to_owned())
+            .filter(|s| !s.is_empty())
+            .collect()
+    };
+    let tables = list("PERCOLATE_PERF_TABLES", "resources");
+    let efs = list("PERCOLATE_PERF_EF", "24,32");
+    let order = format!(
+        "(l2_normalize(embedding)::halfvec({d}) <#> l2_normalize($1::vector)::halfvec({d})), id"
+    );
+    let settings = rt
+        .block_on(client.prepare(
+            "SELECT set_config('app.current_tenant', $1, true),
+                set_config('hnsw.ef_search', $2, true),
+                set_config('hnsw.iterative_scan', $3, true),
+                set_config('hnsw.max_scan_tuples', '20000', true),
+                set_config('enable_seqscan', 'off', true), set_config('enable_sort', 'off', true),
+                set_config('plan_cache_mode', 'force_generic_plan', true)",
+        ))
+        .expect("prepare");
+    struct Variant {
+        name: String,
+        ef: String,
+        search: tokio_postgres::Statement,
+        explain: tokio_postgres::Statement,
+        times: Vec<Duration>,
+        server: Vec<Duration>,
+        buffers: Vec<u64>,
+        found: usize,
+    }
+    // Statement shapes (`PERCOLATE_PERF_SHAPES`, default `provider`): `provider`, the
+    // provider's statement; `no-tiebreak`, ordered by distance alone; `ids`, ids only;
+    // `inner`, ids and distances from the index, full rows joined for those alone.
+    let shapes = list("PERCOLATE_PERF_SHAPES", "provider");
+    let distance = format!(
+        "(l2_normalize(embedding)::halfvec({d}) <#> l2_normalize($1::vector)::halfvec({d}))"
+    );
+    let columns = "id, uri, content, metadata, embedding, created_at, updated_at";
+    let mut variants = Vec::new();
+    for table in &tables {
+        for ef in &efs {
+            for shape in &shapes {
+                let from = format!("FROM {schema}.{table} WHERE embedding IS NOT NULL");
+                let search = match shape.as_str() {
+                    "provider" => format!("SELECT {columns} {from} ORDER BY {order} LIMIT $2"),
+                    "no-tiebreak" => {
+                        format!("SELECT {columns} {from} ORDER BY {distance} LIMIT $2")
+                    }
+                    "ids" => format!("SELECT id, '', 'row 0' {from} ORDER BY {order} LIMIT $2"),
+                    "inner" => format!(
+                        "SELECT r.id, r.uri, r.content, r.metadata, r.embedding, r.created_at, \
+                         r.updated_at FROM (SELECT id, {distance} AS distance {from} \
+                         ORDER BY 2 LIMIT $2) n JOIN {schema}.{table} r ON r.id = n.id \
+                         ORDER BY n.distance, n.id"
+                    ),
+                    // A function of the tenant's schema that sets the tenant and settings
+                    // itself (created by hand for the probe): one statement, no BEGIN/COMMIT.
+                    "function" => format!(
+                        "SELECT id, uri, content, metadata, embedding, created_at, updated_at \
+                         FROM {schema}.knn_{table}($3, $1, $2, $4)"
+                    ),
+                    other => panic!("unknown shape {other}"),
+                };
+                let explain = format!("EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) {search}");
+                variants.push(Variant {
+                    name: format!("{table} ef {ef} {shape}"),
+                    ef: ef.clone(),
+                    search: rt.block_on(client.prepare(&search)).expect("prepare"),
+                    explain: rt.block_on(client.prepare(&explain)).expect("prepare"),
+                    times: Vec::new(),
+                    server: Vec::new(),
+                    buffers: Vec::new(),
+                    found: 0,
+                });
+            }
+        }
+    }
+    let tenant = id.as_str().to_owned();
+    // `hnsw.iterative_scan` (`PERCOLATE_PERF_ITERATIVE`, default the provider's `strict_order`).
+    let iterative =
+        std::env::var("PERCOLATE_PERF_ITERATIVE").unwrap_or_else(|_| "strict_order".to_owned());
+    let c = &client;
+    let limit = K as i64;
+    let rounds = env_usize("PERCOLATE_PERF_ROUNDS").unwrap_or(2);
+    let vector = |q: usize| pgvector::Vector::from(data.queries[q * d..][..d].to_vec());
+    // How many of a search's rows are among query `q`'s true neighbours.
+    let found = |rows: &[tokio_postgres::Row], q: usize| {
+        rows.iter()
+            .filter(|row| {
+                let content: &str = row.get(2);
+                content
+                    .strip_prefix("row ")
+                    .and_then(|r| r.parse::<u32>().ok())
+                    .is_some_and(|r| truth[q].contains(&r))
+            })
+            .count()
+    };
+    for round in 0..=rounds {
+        for step in 0..n {
+            for (v, variant) in variants.iter_mut().enumerate() {
+                // The provider's pipeline: one round trip.
+                let q = (step + 137 * v) % n;
+                let query = vector(q);
+                let t = Instant::now();
+                let settings_params: [&(dyn tokio_postgres::types::ToSql + Sync); 3] =
+                    [&tenant, &variant.ef, &iterative];
+                let search_params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] =
+                    [&query, &limit];
+                if variant.name.ends_with(" function") {
+                    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 4] =
+                        [&query, &limit, &tenant, &variant.ef];
+                    let t = Instant::now();
+                    let rows = rt.block_on(c.query(&variant.search, &params)).expect("search");
+                    let elapsed = t.elapsed();
+                    if round > 0 {
+                        variant.times.push(elapsed);
+                        variant.found += found(&rows, q);
+                    }
+                    continue;
+                }
+                let alone = std::env::var("PERCOLATE_PERF_ALONE").is_ok();
+                if alone {
+                    // The search alone: its transaction and settings sent before the clock.
+                    rt.block_on(async {
+                        c.batch_execute("BEGIN").await.expect("begin");
+                        c.query(&settings, &settings_params).await.expect("settings");
+                    });
+                    let t = Instant::now();
+                    let rows = rt.block_on(c.query(&variant.search, &search_params));
+                    let elapsed = t.elapsed();
+                    rt.block_on(c.batch_execute("COMMIT")).expect("commit");
+                    if round > 0 {
+                        variant.times.push(elapsed);
+                        variant.found += found(&rows.expect("search"), q);
+                    }
+                    continue;
+                }
+                let rows = rt.block_on(async {
+                    let (b, s, r, e) = tokio::join!(biased;
+                        c.batch_execute("BEGIN ISOLATION LEVEL READ COMMITTED"),
+                        c.query(&settings, &settings_params),
+                        c.query(&variant.search, &search_params),
+                        c.batch_execute("COMMIT"));
+                    b.and(s.map(drop)).and(e).expect("pipeline");
+                    r.expect("search")
+                });
+                let elapsed = t.elapsed();
+                // The server's time on another fresh vector.
+                let other = vector((step + 137 * v + 59) % n);
+                let plan: serde_json::Value = rt.block_on(async {
+                    c.batch_execute("BEGIN").await.expect("begin");
+                    c.query(&settings, &settings_params).await.expect("settings");
+                    let row = c.query_one(&variant.explain, &[&other, &limit]).await;
+                    c.batch_execute("COMMIT").await.expect("commit");
+                    row.expect("explain").get(0)
+                });
+                if round == 0 {
+                    continue; // warm-up: connections, plans, shared buffers
+                }
+                variant.times.push(elapsed);
+                let ms = plan[0]["Execution Time"].as_f64().unwrap_or(0.0);
+                variant.server.push(Duration::from_secs_f64(ms / 1000.0));
+                variant.buffers.push(plan[0]["Plan"]["Shared Hit Blocks"].as_u64().unwrap_or(0));
+                variant.found += found(&rows, q);
+            }
+        }
+    }
+    for variant in variants {
+        let recall = variant.found as f64 / (rounds * n * K) as f64;
+        let mut buffers = variant.buffers;
+        buffers.sort_unstable();
+        report(&format!("{} pipeline, recall {recall:.3}", variant.name), variant.times);
+        if buffers.is_empty() {
+            continue;
+        }
+        report(
+            &format!("{} server, {} buffers p50", variant.name, buffers[buffers.len() / 2]),
+            variant.server,
+        );
+    }
+}
