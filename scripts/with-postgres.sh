@@ -8,7 +8,12 @@
 # 2. ensures an unprivileged system user to run the server as (initdb refuses root);
 # 3. initdb's a fresh data directory in a temp dir, starts it with pg_ctl on a free loopback port
 #    (shared_buffers 1GB, or PERCOLATE_PG_SHARED_BUFFERS: a 100k x 384-d table and its HNSW index
-#    must fit for the kNN bench to measure the index and not page-cache copies);
+#    must fit for the kNN bench to measure the index and not page-cache copies). A throwaway
+#    server needs no durability, so it runs with fsync, synchronous_commit and full_page_writes
+#    off, which a production server never does: a commit then returns before its WAL reaches
+#    the disk. PERCOLATE_PG_DURABLE=1 keeps PostgreSQL's defaults (all on) instead, for
+#    measuring writes as a user's server does them. PERCOLATE_PG_OPTIONS adds server options
+#    (e.g. "-c max_wal_size=256MB" where disk space is short);
 # 4. creates an owner role (owns the database and every schema: runs schema setup) and an
 #    application role (no superuser, no BYPASSRLS, owns nothing: runs every data query), the
 #    database `percolate` and the `vector` extension;
@@ -88,8 +93,12 @@ trap 'exit 130' INT TERM
 
 as_pg "$PG_BIN/initdb" -D "$DATA" -U postgres --auth=trust --encoding=UTF8 --locale=C.UTF-8 \
     >"$WORK/initdb.log" 2>&1 || { cat "$WORK/initdb.log" >&2; exit 1; }
+DURABILITY="-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+if [ "${PERCOLATE_PG_DURABLE:-0}" = "1" ]; then
+    DURABILITY="-c fsync=on -c synchronous_commit=on -c full_page_writes=on"
+fi
 as_pg "$PG_BIN/pg_ctl" -D "$DATA" -l "$WORK/server.log" -w -t 60 \
-    -o "-c listen_addresses=127.0.0.1 -p $PORT -k $WORK -c max_connections=300 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c shared_buffers=${PERCOLATE_PG_SHARED_BUFFERS:-1GB}" \
+    -o "-c listen_addresses=127.0.0.1 -p $PORT -k $WORK -c max_connections=300 $DURABILITY -c shared_buffers=${PERCOLATE_PG_SHARED_BUFFERS:-1GB} ${PERCOLATE_PG_OPTIONS:-}" \
     start >/dev/null || { cat "$WORK/server.log" >&2; exit 1; }
 
 # --- 4. roles, database, extension ---------------------------------------------------------
@@ -111,7 +120,7 @@ SQL
 
 export PERCOLATE_TEST_POSTGRES_URL="postgres://percolate_app:app-secret@127.0.0.1:$PORT/percolate"
 export PERCOLATE_TEST_POSTGRES_ADMIN_URL="postgres://percolate_owner:owner-secret@127.0.0.1:$PORT/percolate"
-log "postgres on 127.0.0.1:$PORT"
+log "postgres on 127.0.0.1:$PORT ($DURABILITY)"
 
 # --- 5. the command ------------------------------------------------------------------------
 set +e
