@@ -54,6 +54,67 @@ async fn raw_app_client() -> tokio_postgres::Client {
     client
 }
 
+/// The search function of `tenant`'s schema, once its background index build created it.
+async fn search_function_of(tenant: &TenantId) -> String {
+    let client = raw_app_client().await;
+    let schema = SchemaName::of(tenant);
+    for _ in 0..500 {
+        let found = client
+            .query_one(
+                "SELECT count(*) FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace \
+                 WHERE n.nspname = $1 AND p.proname = 'nearest_resources'",
+                &[&schema.as_str()],
+            )
+            .await
+            .expect("catalog")
+            .get::<_, i64>(0);
+        if found == 1 {
+            return format!("{schema}.nearest_resources");
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    panic!("no search function in {schema} after 10 s");
+}
+
+/// The search function sets the tenant it is given, for its own statement only: called by
+/// hand with another tenant's id it finds nothing, and it leaves no setting behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_search_function_answers_only_for_the_tenant_it_sets_and_leaves_nothing_set() {
+    let engine = engine(config()).await;
+    let a = tenant(&engine, "fa").await;
+    let b = tenant(&engine, "fb").await;
+    b.create_resource(NewResource::new("b's secret").with_embedding(vec![1.0, 0.0]))
+        .await
+        .expect("resource");
+    let function = search_function_of(b.id()).await;
+    let client = raw_app_client().await;
+    let call = format!("SELECT content FROM {function}($1, $2, $3, $4)");
+    let query = pgvector::Vector::from(vec![1.0, 0.0]);
+    for (caller, expected) in [(a.id(), 0), (b.id(), 1)] {
+        let rows =
+            client.query(&call, &[&query, &10i64, &caller.as_str(), &"40"]).await.expect("call");
+        assert_eq!(rows.len(), expected, "called for {caller}");
+        let left: Option<String> = client
+            .query_one("SELECT nullif(current_setting('app.current_tenant', true), '')", &[])
+            .await
+            .expect("setting")
+            .get(0);
+        assert_eq!(left, None, "the tenant setting outlived the call");
+    }
+    let definer: bool = client
+        .query_one(
+            "SELECT bool_or(p.prosecdef) FROM pg_proc p \
+             JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname LIKE 't\\_%'",
+            &[],
+        )
+        .await
+        .expect("catalog")
+        .get(0);
+    assert!(!definer, "a tenant function runs with its owner's rights");
+    engine.delete_tenant(a.id()).await.expect("delete tenant");
+    engine.delete_tenant(b.id()).await.expect("delete tenant");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tenant_a_cannot_read_change_or_delete_tenant_b_records_through_any_operation() {
     let engine = engine(config()).await;
@@ -217,6 +278,16 @@ async fn application_role_is_not_privileged_and_owns_nothing() {
         .expect("owned")
         .get(0);
     assert_eq!(owned, 0, "the application role owns relations");
+    let functions: i64 = client
+        .query_one(
+            "SELECT count(*) FROM pg_proc p JOIN pg_roles r ON r.oid = p.proowner \
+             WHERE r.rolname = current_user",
+            &[],
+        )
+        .await
+        .expect("functions")
+        .get(0);
+    assert_eq!(functions, 0, "the application role owns functions");
     // Every tenant table has RLS enabled and forced, with a policy.
     let unprotected: i64 = client
         .query_one(
@@ -356,6 +427,12 @@ async fn no_operation_leaves_session_state_for_the_next_user_of_a_one_connection
     assert_clean(&engine, "update_resource").await;
     a.search_resources(&SearchQuery::new(vec![1.0, 0.0, 0.0], 5)).await.expect("search");
     assert_clean(&engine, "search_resources").await;
+    // Once the index is built, unfiltered searches call the tenant's search function instead
+    // (a tenant opened after the build knows it has one).
+    search_function_of(a.id()).await;
+    let reopened = engine.tenant(a.id()).await.expect("open");
+    reopened.search_resources(&SearchQuery::new(vec![1.0, 0.0, 0.0], 5)).await.expect("search");
+    assert_clean(&engine, "search_resources through the search function").await;
     let mut filtered = SearchQuery::new(vec![1.0, 0.0, 0.0], 5);
     filtered.filter =
         Some(percolate::Filter::parse(&serde_json::json!({"topic": "x"})).expect("filter"));

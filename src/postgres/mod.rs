@@ -79,7 +79,7 @@ pub struct PgConfig {
     pub pool_size: usize,
     /// Connections in the owner pool.
     pub admin_pool_size: usize,
-    /// HNSW `ef_search` of unfiltered searches (default 32; pgvector's is 40): the candidate
+    /// HNSW `ef_search` of unfiltered searches (default 48; pgvector's is 40): the candidate
     /// list size, trading latency for recall. A search for `k` results uses at least `k`.
     pub ef_search: usize,
 }
@@ -116,10 +116,12 @@ impl PgConfig {
 }
 
 /// The default `hnsw.ef_search`: the smallest that keeps recall@10 above 0.95 with a margin on
-/// 100k 384-d MiniLM embeddings (the shared dataset plus noisy copies, cosine, m 16,
-/// ef_construction 64: recall 0.941 at 24, 0.953 at 28, 0.963 at 32, 0.973 at pgvector's 40),
-/// about 10% faster per search than 40 (`cargo test --test postgres_perf -- --ignored knn`).
-const DEFAULT_EF_SEARCH: usize = 32;
+/// 100k 384-d MiniLM embeddings (the bench's data: the shared dataset plus noisy copies, cosine,
+/// its 200 queries) indexed row by row with [`sql::HNSW_M`] 8 and [`sql::HNSW_EF_CONSTRUCTION`]
+/// 128, as the bench ingests them: recall 0.934-0.941 at 32, 0.948-0.954 at 40, 0.961-0.963
+/// at 48 over two builds (`cargo bench --bench pg_vector`). Tenants indexed before with
+/// pgvector's m 16 and ef_construction 64 get 0.977 at 48.
+const DEFAULT_EF_SEARCH: usize = 48;
 /// pgvector's largest `hnsw.ef_search`.
 const MAX_EF_SEARCH: usize = 1000;
 
@@ -194,6 +196,9 @@ struct TenantInner {
     dimension: std::sync::OnceLock<u32>,
     /// How its embeddings are indexed, once known (it never changes after that).
     layout: std::sync::OnceLock<sql::Layout>,
+    /// Whether its schema has the search function ([`sql::create_search_function`]), once
+    /// known: read with the index definition, or set by the build that created both.
+    search_function: std::sync::OnceLock<bool>,
 }
 
 /// What [`PgProvider::probe_session`] found on a pooled connection.
@@ -329,12 +334,17 @@ impl PgProvider {
     /// fast at the size a tenant has when its first embedding arrives. A build cut short by
     /// the process ending is started again when the tenant is next opened.
     fn build_vector_index(&self, tenant: &PgTenant, dimension: u32) {
-        let Some(ddl) = sql::create_vector_index(&tenant.0.schema, dimension, tenant.0.metric)
-        else {
+        let (schema, metric) = (&tenant.0.schema, tenant.0.metric);
+        let Some(index) = sql::create_vector_index(schema, dimension, metric) else {
             return;
         };
+        // The search function goes with the index, in the same transaction: a tenant has
+        // both or neither.
+        let function = sql::create_search_function(schema, dimension, metric, &self.app_role);
+        let ddl = format!("{index};\n{}", function.unwrap_or_default());
         let admin = self.admin.clone();
         let id = tenant.0.id.clone();
+        let tenant = tenant.clone();
         tokio::spawn(async move {
             let mut pause = std::time::Duration::from_millis(20);
             loop {
@@ -349,7 +359,10 @@ impl PgProvider {
                     conn.finish(result).await
                 };
                 match attempt.await {
-                    Ok(()) => return,
+                    Ok(()) => {
+                        let _ = tenant.0.search_function.set(true);
+                        return;
+                    }
                     // The lock timed out (a conflict) or the pool was busy: try again later.
                     Err(Error::Conflict(_) | Error::Invalid { .. }) => {}
                     // The schema was dropped with its tenant, or the server went away.
@@ -369,17 +382,14 @@ impl PgProvider {
         }
         let conn = self.app.get().await?;
         let row = conn.query_opt(sql::SELECT_VECTOR_INDEX, &[&tenant.0.schema.as_str()]).await?;
-        let layout = match row {
-            Some(row) => {
-                let indexdef: String =
-                    row.try_get(0).map_err(|e| Error::corrupt("vector index", e))?;
-                sql::layout_of(&indexdef)
-            }
+        match row {
+            Some(row) => record_vector_index(tenant, &row)?,
             // Not built yet (see `build_vector_index`): it will be built in today's layout.
-            None => sql::new_layout(tenant.0.metric),
-        };
-        let _ = tenant.0.layout.set(layout);
-        Ok(layout)
+            None => {
+                let _ = tenant.0.layout.set(sql::new_layout(tenant.0.metric));
+            }
+        }
+        Ok(*tenant.0.layout.get_or_init(|| sql::new_layout(tenant.0.metric)))
     }
 
     async fn registry_row(&self, id: &TenantId) -> Result<Option<(String, Option<u32>, Metric)>> {
@@ -387,6 +397,17 @@ impl PgProvider {
         let row = conn.query_opt(sql::SELECT_TENANT, &[&id.as_str()]).await?;
         row.map(|row| decode_registry(&row)).transpose()
     }
+}
+
+/// Records what a row of [`sql::SELECT_VECTOR_INDEX`] says of `tenant`'s index: its layout
+/// and whether the search function exists.
+fn record_vector_index(tenant: &PgTenant, row: &tokio_postgres::Row) -> Result<()> {
+    let bad = |e| Error::corrupt("vector index", e);
+    let indexdef: String = row.try_get(0).map_err(bad)?;
+    let function: bool = row.try_get(1).map_err(bad)?;
+    let _ = tenant.0.layout.set(sql::layout_of(&indexdef));
+    let _ = tenant.0.search_function.set(function);
+    Ok(())
 }
 
 /// Runs [`sql::PROBE_SESSION`] on `conn`.
@@ -496,6 +517,7 @@ impl Provider for PgProvider {
             metric,
             dimension: std::sync::OnceLock::new(),
             layout: std::sync::OnceLock::new(),
+            search_function: std::sync::OnceLock::new(),
         }));
         if let Some(dimension) = dimension {
             let _ = tenant.0.dimension.set(dimension);
@@ -506,11 +528,7 @@ impl Provider for PgProvider {
                     conn.query_opt(sql::SELECT_VECTOR_INDEX, &[&tenant.0.schema.as_str()]).await?;
                 drop(conn);
                 match row {
-                    Some(row) => {
-                        let indexdef: String =
-                            row.try_get(0).map_err(|e| Error::corrupt("vector index", e))?;
-                        let _ = tenant.0.layout.set(sql::layout_of(&indexdef));
-                    }
+                    Some(row) => record_vector_index(&tenant, &row)?,
                     None => self.build_vector_index(&tenant, dimension),
                 }
             }
@@ -712,6 +730,19 @@ impl Provider for PgProvider {
             (sql::SET_SEARCH, vec![ef.to_string(), order.to_owned(), "20000".to_owned()]);
         let mut conn = self.app.get().await?;
         let tenant_id = tenant.0.id.as_str();
+        let function = tenant.0.search_function.get().copied().unwrap_or(false)
+            && layout == sql::new_layout(tenant.0.metric);
+        if query.filter.is_none() && function {
+            // One statement in its own implicit transaction: the function sets the tenant and
+            // the settings for it. Nothing to commit, nothing left open.
+            let statement = sql::call_search_function(&tenant.0.schema);
+            let vector = pgvector::Vector::from(query.vector.clone());
+            let limit = i64::try_from(query.k).unwrap_or(i64::MAX);
+            let rows =
+                conn.query(&statement, &[&vector, &limit, &tenant_id, &ef.to_string()]).await?;
+            let hits = rows.iter().map(store::resource_from_row).collect::<Result<Vec<_>>>()?;
+            return Ok(rerank(tenant.0.metric, query, hits));
+        }
         if query.filter.is_some() {
             conn.begin_lazy(sql::BEGIN_READ_COMMITTED, tenant_id, Some(settings));
         } else {
@@ -931,7 +962,12 @@ async fn search(
             }
         }
     }
-    let metric = tenant.0.metric;
+    Ok(rerank(tenant.0.metric, query, hits))
+}
+
+/// `hits` with the contract's exact distances to the query, nearest first (ties by id), at
+/// most `k`.
+fn rerank(metric: Metric, query: &SearchQuery, hits: Vec<Resource>) -> Vec<ScoredResource> {
     let mut scored: Vec<ScoredResource> = hits
         .into_iter()
         .filter_map(|resource| {
@@ -942,6 +978,6 @@ async fn search(
     scored.sort_by(|a, b| {
         a.distance.total_cmp(&b.distance).then_with(|| a.resource.id.cmp(&b.resource.id))
     });
-    scored.truncate(k);
-    Ok(scored)
+    scored.truncate(query.k);
+    scored
 }
