@@ -361,6 +361,7 @@ impl TenantDb {
         // tried first, made every batch wait for its helpers to be scheduled and to exit:
         // 2-5 ms per batch while RocksDB compacted on the other core.)
         use rayon::prelude::*;
+        let _encoding = index.map(VectorIndex::encoding);
         resources.par_iter().with_min_len(64).map(values).collect()
     }
 
