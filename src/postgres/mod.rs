@@ -118,8 +118,8 @@ impl PgConfig {
 /// The default `hnsw.ef_search`: the smallest that keeps recall@10 above 0.95 with a margin on
 /// 100k 384-d MiniLM embeddings (the bench's data: the shared dataset plus noisy copies, cosine,
 /// its 200 queries) indexed row by row with [`sql::HNSW_M`] 8 and [`sql::HNSW_EF_CONSTRUCTION`]
-/// 128, as the bench ingests them: recall 0.934-0.941 at 32, 0.948-0.954 at 40, 0.961-0.963
-/// at 48 over two builds (`cargo bench --bench pg_vector`). Tenants indexed before with
+/// 128, as the bench ingests them: recall 0.934-0.946 at 32, 0.948-0.955 at 40, 0.961-0.967
+/// at 48 over four builds (`cargo bench --bench pg_vector`). Tenants indexed before with
 /// pgvector's m 16 and ef_construction 64 get 0.977 at 48.
 const DEFAULT_EF_SEARCH: usize = 48;
 /// pgvector's largest `hnsw.ef_search`.
