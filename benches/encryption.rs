@@ -82,17 +82,21 @@ fn criterion_rows(c: &mut Criterion) {
 }
 
 /// p50 and p99 of `op`, interleaving plaintext and sealed calls so both see the same machine.
-fn side_by_side(
+/// `input` makes each call's argument before its timer starts: building a batch of 1000 notes
+/// (384k random floats for the embedded batch) is not the store's work.
+fn side_by_side<I>(
     name: &str,
     samples: usize,
     stores: &[Store; 2],
-    mut op: impl FnMut(&Store, usize),
+    mut input: impl FnMut(usize) -> I,
+    mut op: impl FnMut(&Store, I),
 ) {
     let mut times = [Vec::with_capacity(samples), Vec::with_capacity(samples)];
     for k in 0..samples + samples / 10 {
         for (store, times) in stores.iter().zip(&mut times) {
+            let argument = input(k);
             let start = Instant::now();
-            op(store, k);
+            op(store, argument);
             if k >= samples / 10 {
                 times.push(start.elapsed());
             }
@@ -116,19 +120,30 @@ fn profile(_: &mut Criterion) {
     let stores =
         [store("plain", None, &rt), store("sealed", Some(MasterKey::from_bytes([7; 32])), &rt)];
     println!("\nencryption cost (RocksDB, single calls, interleaved):");
-    side_by_side("get", 100_000, &stores, |s, k| {
-        rt.block_on(s.tenant.get_resource(s.ids[(k * 7919) % s.ids.len()])).expect("get");
+    side_by_side(
+        "get",
+        100_000,
+        &stores,
+        |k| k,
+        |s, k| {
+            rt.block_on(s.tenant.get_resource(s.ids[(k * 7919) % s.ids.len()])).expect("get");
+        },
+    );
+    side_by_side(
+        "put",
+        50_000,
+        &stores,
+        |k| note(k, 0),
+        |s, note| {
+            rt.block_on(s.tenant.create_resource(note)).expect("put");
+        },
+    );
+    let batch = |dimension| move |_| (0..1000).map(|i| note(i, dimension)).collect::<Vec<_>>();
+    side_by_side("batch_1000", 200, &stores, batch(0), |s, batch| {
+        rt.block_on(s.tenant.batch_create_resources(batch)).expect("batch");
     });
-    side_by_side("put", 50_000, &stores, |s, k| {
-        rt.block_on(s.tenant.create_resource(note(k, 0))).expect("put");
-    });
-    side_by_side("batch_1000", 60, &stores, |s, _| {
-        rt.block_on(s.tenant.batch_create_resources((0..1000).map(|i| note(i, 0)).collect()))
-            .expect("batch");
-    });
-    side_by_side("batch_1000_embeddings_384", 30, &stores, |s, _| {
-        rt.block_on(s.tenant.batch_create_resources((0..1000).map(|i| note(i, 384)).collect()))
-            .expect("batch");
+    side_by_side("batch_1000_embeddings_384", 100, &stores, batch(384), |s, batch| {
+        rt.block_on(s.tenant.batch_create_resources(batch)).expect("batch");
     });
 }
 

@@ -41,7 +41,7 @@
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use aes_gcm::Aes256Gcm;
 use aes_gcm_siv::aead::{AeadInOut, KeyInit};
@@ -420,14 +420,45 @@ pub(crate) fn shred_key(dir: &Path) -> std::io::Result<()> {
     std::fs::File::open(dir)?.sync_all()
 }
 
+/// A session's nonce counters, striped so that threads sealing one batch together do not take
+/// turns at one cache line (that cost as much as the sealing it fed). Stripe `s` counts up
+/// from `s << STRIPE_SHIFT`: stripes share no value, and each hands out every value once, so no
+/// nonce repeats within a session. A thread keeps to one stripe.
+#[derive(Default)]
+struct Counters([Stripe; STRIPES]);
+
+/// One counter on a cache line of its own.
+#[derive(Default)]
+#[repr(align(128))]
+struct Stripe(AtomicU64);
+
+const STRIPES: usize = 16;
+const STRIPE_SHIFT: u32 = 60;
+
+impl Counters {
+    fn next(&self) -> u64 {
+        static NEXT_STRIPE: AtomicUsize = AtomicUsize::new(0);
+        thread_local! {
+            static STRIPE: usize = NEXT_STRIPE.fetch_add(1, Ordering::Relaxed) % STRIPES;
+        }
+        let stripe = STRIPE.with(|stripe| *stripe);
+        let count = self.0[stripe].0.fetch_add(1, Ordering::Relaxed);
+        // 2^60 seals by one thread in one open (decades at a seal per nanosecond) would
+        // reach the next stripe's values.
+        assert!(count < 1 << STRIPE_SHIFT, "sealing counter exhausted: reopen the tenant");
+        (stripe as u64) << STRIPE_SHIFT | count
+    }
+}
+
 /// One tenant's sealing state: the data key's derivatives, this open's session, the keys of
 /// other sessions met while reading, and the tenant id that every seal is bound to.
 pub(crate) struct TenantCrypto {
     /// The key session keys are derived from.
     session_root: Zeroizing<[u8; 32]>,
-    /// This open's session: values sealed now carry its id and the next counter value.
+    /// This open's session: values sealed now carry its id and a counter value from
+    /// `counters`.
     session: Session,
-    counter: AtomicU64,
+    counters: Counters,
     /// Keys of the other sessions whose values were read (sessions are tenant opens, so few),
     /// one per [`DOMAINS`] entry.
     sessions: RwLock<HashMap<[u8; SESSION_BYTES], Vec<Aes256Gcm>>>,
@@ -457,7 +488,7 @@ impl TenantCrypto {
                 ciphers: session_ciphers(&session_root, tenant.as_str().as_bytes(), &id),
             },
             session_root,
-            counter: AtomicU64::new(0),
+            counters: Counters::default(),
             sessions: RwLock::new(HashMap::new()),
             legacy: Aes256GcmSiv::new((&*legacy_key).into()),
             token_key: Zeroizing::new(blake3::derive_key("percolate 2026 name tokens", data_key)),
@@ -499,9 +530,7 @@ impl TenantCrypto {
         if out.len() == START {
             return Vec::new();
         }
-        // 2^64 seals in one open (centuries at a seal per nanosecond) would repeat a nonce.
-        let counter = self.counter.fetch_add(1, Ordering::Relaxed);
-        assert_ne!(counter, u64::MAX, "sealing counter exhausted: reopen the tenant");
+        let counter = self.counters.next();
         out[0] = SEALED_SESSION;
         out[1..1 + SESSION_BYTES].copy_from_slice(&self.session.id);
         out[1 + SESSION_BYTES..START].copy_from_slice(&counter.to_be_bytes());
@@ -717,6 +746,19 @@ mod tests {
         let stranger = TenantCrypto::new(&tenant("a"), &[8u8; 32]);
         assert!(stranger.open("resources", b"k", &sealed).is_err());
         assert!(stranger.open("resources", b"k", &legacy).is_err());
+    }
+
+    #[test]
+    fn counters_of_threads_sealing_together_never_meet() {
+        let counters = Counters::default();
+        let seen: Vec<u64> = std::thread::scope(|scope| {
+            let threads: Vec<_> = (0..2 * STRIPES)
+                .map(|_| scope.spawn(|| (0..1000).map(|_| counters.next()).collect::<Vec<_>>()))
+                .collect();
+            threads.into_iter().flat_map(|t| t.join().unwrap()).collect()
+        });
+        let unique: std::collections::HashSet<_> = seen.iter().collect();
+        assert_eq!(unique.len(), seen.len());
     }
 
     #[test]
