@@ -400,6 +400,104 @@ async fn a_dropped_transaction_leaves_nothing_for_the_next_user_of_a_one_connect
     assert_eq!(probe.leftovers, Vec::<String>::new());
 }
 
+/// Inserts are one statement in an implicit transaction that sets the tenant itself: on a pool
+/// of one connection, nothing of it is left for the next caller, after a write that succeeded
+/// or one that failed at the database (the setting is rolled back with the statement).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_one_statement_write_leaves_no_tenant_setting_even_when_it_fails() {
+    let engine = engine(config().with_pool_size(1)).await;
+    let a = tenant(&engine, "wa").await;
+    let b = tenant(&engine, "wb").await;
+    let pid = assert_clean(&engine, "tenant creation").await;
+    let resource = a.create_resource(NewResource::new("a's note")).await.expect("resource");
+    assert_clean(&engine, "create_resource").await;
+    let batch = vec![NewResource::new("one"), NewResource::new("two")];
+    a.batch_create_resources(batch).await.expect("batch");
+    assert_clean(&engine, "batch_create_resources").await;
+    let x = a.create_entity(NewEntity::new("Ann", "person")).await.expect("entity");
+    assert_clean(&engine, "create_entity").await;
+    let edge = a.create_edge(NewEdge::new(x.id, x.id, "self")).await.expect("edge");
+    assert_clean(&engine, "create_edge").await;
+    let moment = a
+        .create_moment(NewMoment::new(Timestamp::from_micros(0), Timestamp::from_micros(9), "m"))
+        .await
+        .expect("moment");
+    assert_clean(&engine, "create_moment").await;
+
+    // Failures raised by the server inside the statement: taken ids, a missing endpoint.
+    let taken = a.insert_resources(std::slice::from_ref(&resource)).await;
+    assert!(matches!(taken, Err(Error::AlreadyExists { .. })), "{taken:?}");
+    assert_clean(&engine, "a failed insert of a resource").await;
+    let taken = a.insert_resources(&[resource.clone(), resource.clone()]).await;
+    assert!(matches!(taken, Err(Error::AlreadyExists { .. })), "{taken:?}");
+    assert_clean(&engine, "a failed batch insert").await;
+    let taken = a.insert_entity(&x).await;
+    assert!(matches!(taken, Err(Error::AlreadyExists { .. })), "{taken:?}");
+    assert_clean(&engine, "a failed insert of an entity").await;
+    let taken = a.insert_edge(&edge).await;
+    assert!(matches!(taken, Err(Error::AlreadyExists { .. })), "{taken:?}");
+    let dangling = a.create_edge(NewEdge::new(x.id, percolate::EntityId::new(), "r")).await;
+    assert!(is_not_found(dangling));
+    assert_clean(&engine, "failed inserts of edges").await;
+    let taken = a.insert_moment(&moment).await;
+    assert!(matches!(taken, Err(Error::AlreadyExists { .. })), "{taken:?}");
+    let after_failures = assert_clean(&engine, "a failed insert of a moment").await;
+    // One connection served all of it, so each probe saw what the writes left.
+    assert_eq!(after_failures, pid, "the pool's connection was replaced");
+
+    // The next caller, another tenant, on the same connection: none of a's rows.
+    for kind in RecordKind::ALL {
+        assert_eq!(b.scan(kind, None, 100).await.expect("scan").len(), 0, "{kind:?}");
+    }
+    assert!(is_not_found(b.get_resource(resource.id).await));
+    assert_eq!(a.scan(RecordKind::Resource, None, 100).await.expect("scan").len(), 3);
+    engine.delete_tenant(a.id()).await.expect("delete tenant");
+    engine.delete_tenant(b.id()).await.expect("delete tenant");
+}
+
+/// The shape of the provider's one-statement insert (`sql::AS_TENANT`), by hand as the
+/// application role: the row's `tenant_id` must be the tenant the statement sets, or the
+/// policy's `WITH CHECK` refuses it; the setting made in the statement is what the check sees.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_one_statement_insert_cannot_write_a_row_for_another_tenant() {
+    let engine = engine(config()).await;
+    let a = tenant(&engine, "ia").await;
+    let b = tenant(&engine, "ib").await;
+    let client = raw_app_client().await;
+    let insert = |schema: &SchemaName| {
+        format!(
+            "WITH tenant AS MATERIALIZED \
+                 (SELECT set_config('app.current_tenant', $1, true) AS id) \
+             INSERT INTO {schema}.entities \
+                 (tenant_id, id, name, kind, words, properties, created_at, updated_at) \
+             SELECT $2, gen_random_uuid(), 'Forged', 'x', '{{}}', '{{}}', 0, 0 FROM tenant"
+        )
+    };
+    let (a_schema, b_schema) = (SchemaName::of(a.id()), SchemaName::of(b.id()));
+    let (a_id, b_id) = (a.id().as_str(), b.id().as_str());
+    // Set to a, claiming b: refused, in b's schema and in a's.
+    for schema in [&b_schema, &a_schema] {
+        let forged = client.execute(&insert(schema), &[&a_id, &b_id]).await;
+        let error = forged.expect_err("WITH CHECK let in a row for b while set to a");
+        assert_eq!(error.code(), Some(&tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE));
+        let left: Option<String> = client
+            .query_one("SELECT nullif(current_setting('app.current_tenant', true), '')", &[])
+            .await
+            .expect("setting")
+            .get(0);
+        assert_eq!(left, None, "the failed statement left its tenant setting");
+    }
+    // The control: the row for the tenant the statement sets goes in, so the check ran after
+    // the setting (before it, no tenant would match).
+    let inserted = client.execute(&insert(&a_schema), &[&a_id, &a_id]).await.expect("insert");
+    assert_eq!(inserted, 1);
+    let found = a.search_entities(&EntityQuery::new("")).await.expect("search");
+    assert_eq!(found.len(), 1);
+    assert!(b.search_entities(&EntityQuery::new("")).await.expect("search").is_empty());
+    engine.delete_tenant(a.id()).await.expect("delete tenant");
+    engine.delete_tenant(b.id()).await.expect("delete tenant");
+}
+
 /// Asserts the pool's next connection carries nothing: no transaction, no tenant, no session
 /// state; returns its server process.
 async fn assert_clean(engine: &MemoryEngine<PgProvider>, after: &str) -> i32 {

@@ -18,7 +18,11 @@
 //! - **Transactions.** Each auto-commit operation is one `READ COMMITTED` transaction whose row
 //!   locks and foreign keys keep it atomic and consistent; its `BEGIN`, tenant setting,
 //!   statement and (for single-statement operations) `COMMIT` are pipelined into one round trip
-//!   ([`conn`]). [`PgTxn`] is optimistic (see [`txn`]).
+//!   ([`conn`]). Inserts (`create_resource`, batches, entities, edges, moments) are instead
+//!   one statement in its own implicit transaction that sets the tenant itself
+//!   (`sql::AS_TENANT` says why that is as safe): the server parses and answers one message,
+//!   not four. Updates and deletes keep the transaction (their row-level security filter could
+//!   run before a setting made in the same statement). [`PgTxn`] is optimistic (see [`txn`]).
 //!   A connection dropped inside a transaction never returns to the pool ([`conn`]).
 //! - **Vectors.** Embeddings live in an untyped `vector` column, at full precision; fixing
 //!   the dimension adds a check constraint and an HNSW index ([`sql::Layout`]): for cosine
@@ -602,9 +606,14 @@ impl Provider for PgProvider {
     }
 
     async fn insert_resources(&self, tenant: &PgTenant, resources: &[Resource]) -> Result<()> {
-        let conn = self.auto_one(tenant).await?;
-        let result = store::insert_resources(&conn, &tenant.0.schema, resources).await;
-        conn.finish(result).await
+        // One statement in its own implicit transaction that sets the tenant (see
+        // `sql::AS_TENANT`): nothing to begin or commit, nothing left open.
+        let conn = self.app.get().await?;
+        let (schema, id) = (&tenant.0.schema, Some(tenant.0.id.as_str()));
+        match resources {
+            [one] => store::insert_resource(&conn, schema, one, id).await,
+            _ => store::insert_resources(&conn, schema, resources, id).await,
+        }
     }
 
     async fn get_resource(&self, tenant: &PgTenant, id: ResourceId) -> Result<Resource> {
@@ -626,9 +635,8 @@ impl Provider for PgProvider {
     }
 
     async fn insert_entity(&self, tenant: &PgTenant, entity: &Entity) -> Result<()> {
-        let conn = self.auto_one(tenant).await?;
-        let result = store::insert_entity(&conn, &tenant.0.schema, entity).await;
-        conn.finish(result).await
+        let conn = self.app.get().await?;
+        store::insert_entity(&conn, &tenant.0.schema, entity, Some(tenant.0.id.as_str())).await
     }
 
     async fn get_entity(&self, tenant: &PgTenant, id: EntityId) -> Result<Entity> {
@@ -650,9 +658,8 @@ impl Provider for PgProvider {
     }
 
     async fn insert_edge(&self, tenant: &PgTenant, edge: &Edge) -> Result<()> {
-        let conn = self.auto(tenant).await?;
-        let result = store::insert_edge(&conn, &tenant.0.schema, edge).await;
-        conn.finish(result).await
+        let conn = self.app.get().await?;
+        store::insert_edge_as_tenant(&conn, &tenant.0.schema, edge, tenant.0.id.as_str()).await
     }
 
     async fn get_edge(&self, tenant: &PgTenant, id: EdgeId) -> Result<Edge> {
@@ -691,9 +698,8 @@ impl Provider for PgProvider {
     }
 
     async fn insert_moment(&self, tenant: &PgTenant, moment: &Moment) -> Result<()> {
-        let conn = self.auto_one(tenant).await?;
-        let result = store::insert_moment(&conn, &tenant.0.schema, moment).await;
-        conn.finish(result).await
+        let conn = self.app.get().await?;
+        store::insert_moment(&conn, &tenant.0.schema, moment, Some(tenant.0.id.as_str())).await
     }
 
     async fn get_moment(&self, tenant: &PgTenant, id: MomentId) -> Result<Moment> {

@@ -449,6 +449,66 @@ pub(crate) fn insert_resources(schema: &SchemaName) -> String {
     )
 }
 
+/// Opens a write that is one statement in its own implicit transaction: `$8` is the tenant,
+/// set transaction-locally by the CTE `tenant` and written as each row's `tenant_id`.
+///
+/// Why this is as safe as `BEGIN`, [`SET_TENANT`], the `INSERT` and `COMMIT`:
+/// - a statement sent outside a transaction block runs in an implicit transaction that ends
+///   with it, so `set_config(.., true)` lasts for that statement only and is undone on failure;
+///   nothing is left on the pooled connection (the isolation tests probe it);
+/// - `set_config` is volatile, so the CTE is evaluated once and never inlined, and every row to
+///   insert is built *from* its one row (`... FROM tenant`): no row reaches the table, and so no
+///   `WITH CHECK` runs, before the tenant is set. The policy then checks the row's `tenant_id`
+///   against the setting as for any insert; a forged `tenant_id` is refused (tested);
+/// - only inserts take this form: an `UPDATE` or `DELETE` scans the table, and row-level
+///   security's filter could be evaluated before the CTE, against no tenant.
+///
+/// One statement instead of four saves the server parsing and answering `BEGIN`, the setting
+/// and `COMMIT` (see `conn`), which matters most on a durable server.
+const AS_TENANT: &str =
+    "WITH tenant AS MATERIALIZED (SELECT set_config('app.current_tenant', $8, true) AS id)";
+
+/// Inserts one resource as the tenant `$8`, as one statement (see [`AS_TENANT`]).
+pub(crate) fn insert_resource_as_tenant(schema: &SchemaName) -> String {
+    format!(
+        "{AS_TENANT} INSERT INTO {schema}.resources (tenant_id, {RESOURCE_COLUMNS})
+         SELECT tenant.id, $1::uuid, $2::text, $3::text, $4::jsonb, $5::vector, $6::bigint,
+                $7::bigint
+         FROM tenant"
+    )
+}
+
+/// [`insert_resources`] as the tenant `$8`, as one statement (see [`AS_TENANT`]).
+pub(crate) fn insert_resources_as_tenant(schema: &SchemaName) -> String {
+    format!(
+        "{AS_TENANT} INSERT INTO {schema}.resources (tenant_id, {RESOURCE_COLUMNS})
+         SELECT tenant.id, r.* FROM tenant CROSS JOIN
+             unnest($1::uuid[], $2::text[], $3::text[], $4::jsonb[], $5::vector[],
+                    $6::bigint[], $7::bigint[]) AS r"
+    )
+}
+
+/// [`insert_entity`] as the tenant `$8`, as one statement (see [`AS_TENANT`]).
+pub(crate) fn insert_entity_as_tenant(schema: &SchemaName) -> String {
+    format!(
+        "{AS_TENANT} INSERT INTO {schema}.entities
+             (tenant_id, id, name, kind, words, properties, created_at, updated_at)
+         SELECT tenant.id, $1::uuid, $2::text, $3::text, $4::text[], $5::jsonb, $6::bigint,
+                $7::bigint
+         FROM tenant"
+    )
+}
+
+/// [`insert_moment`] as the tenant `$8`, as one statement (see [`AS_TENANT`]).
+pub(crate) fn insert_moment_as_tenant(schema: &SchemaName) -> String {
+    format!(
+        "{AS_TENANT} INSERT INTO {schema}.moments (tenant_id, {MOMENT_COLUMNS})
+         SELECT tenant.id, $1::uuid, $2::bigint, $3::bigint, $4::text, $5::text, $6::uuid[],
+                $7::jsonb
+         FROM tenant"
+    )
+}
+
 /// Inserts one resource.
 pub(crate) fn insert_resource(schema: &SchemaName) -> String {
     format!(
@@ -524,6 +584,18 @@ pub(crate) fn search_entities(schema: &SchemaName) -> String {
                    SELECT 1 FROM unnest(e.words) AS w(word) WHERE starts_with(w.word, q.word)))
          ORDER BY e.name COLLATE \"C\", e.id
          LIMIT $3"
+    )
+}
+
+/// [`insert_edge`] as the tenant `$8`, as one statement (see [`AS_TENANT`]). Without the
+/// endpoint lock of [`lock_entities`]: the foreign key checks lock both endpoints themselves
+/// and name a missing one.
+pub(crate) fn insert_edge_as_tenant(schema: &SchemaName) -> String {
+    format!(
+        "{AS_TENANT} INSERT INTO {schema}.edges (tenant_id, {EDGE_COLUMNS})
+         SELECT tenant.id, $1::uuid, $2::uuid, $3::uuid, $4::text, $5::real, $6::jsonb,
+                $7::bigint
+         FROM tenant"
     )
 }
 

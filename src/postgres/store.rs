@@ -5,7 +5,7 @@
 
 use pgvector::Vector;
 use tokio_postgres::Row;
-use tokio_postgres::types::Json;
+use tokio_postgres::types::{Json, ToSql};
 use uuid::Uuid;
 
 use super::conn::{PgConn, is_foreign_key_violation, is_unique_violation, violating_key};
@@ -94,10 +94,14 @@ fn insert_error(what: &'static str, id: impl ToString) -> impl FnOnce(Error) -> 
     }
 }
 
+/// Inserts resources in one statement: in the connection's transaction, or with `as_tenant`
+/// in a statement of its own that sets that tenant (`sql::AS_TENANT`; the connection must then
+/// have no transaction open).
 pub(crate) async fn insert_resources(
     conn: &PgConn,
     schema: &SchemaName,
     resources: &[Resource],
+    as_tenant: Option<&str>,
 ) -> Result<()> {
     if resources.is_empty() {
         return Ok(());
@@ -119,36 +123,38 @@ pub(crate) async fn insert_resources(
         updated.push(r.updated_at.as_micros());
     }
     let first = resources[0].id;
-    conn.execute(
-        &sql::insert_resources(schema),
-        &[&ids, &uris, &contents, &metadata, &embeddings, &created, &updated],
-    )
-    .await
-    .map(drop)
-    .map_err(insert_error("resource", first))
+    let params: [&(dyn ToSql + Sync); 8] =
+        [&ids, &uris, &contents, &metadata, &embeddings, &created, &updated, &as_tenant];
+    let (statement, params) = match as_tenant {
+        Some(_) => (sql::insert_resources_as_tenant(schema), &params[..]),
+        None => (sql::insert_resources(schema), &params[..7]),
+    };
+    conn.execute(&statement, params).await.map(drop).map_err(insert_error("resource", first))
 }
 
+/// Inserts a resource: in the connection's transaction, or `as_tenant` as [`insert_resources`].
 pub(crate) async fn insert_resource(
     conn: &PgConn,
     schema: &SchemaName,
     r: &Resource,
+    as_tenant: Option<&str>,
 ) -> Result<()> {
     let embedding = r.embedding.clone().map(Vector::from);
-    conn.execute(
-        &sql::insert_resource(schema),
-        &[
-            &r.id.as_uuid(),
-            &r.uri,
-            &r.content,
-            &Json(&r.metadata),
-            &embedding,
-            &r.created_at.as_micros(),
-            &r.updated_at.as_micros(),
-        ],
-    )
-    .await
-    .map(drop)
-    .map_err(insert_error("resource", r.id))
+    let params: [&(dyn ToSql + Sync); 8] = [
+        &r.id.as_uuid(),
+        &r.uri,
+        &r.content,
+        &Json(&r.metadata),
+        &embedding,
+        &r.created_at.as_micros(),
+        &r.updated_at.as_micros(),
+        &as_tenant,
+    ];
+    let (statement, params) = match as_tenant {
+        Some(_) => (sql::insert_resource_as_tenant(schema), &params[..]),
+        None => (sql::insert_resource(schema), &params[..7]),
+    };
+    conn.execute(&statement, params).await.map(drop).map_err(insert_error("resource", r.id))
 }
 
 pub(crate) async fn get_resource(
@@ -199,22 +205,28 @@ pub(crate) async fn delete_resource(
     Ok(conn.execute(&sql::delete_resource(schema), &[&id.as_uuid()]).await? > 0)
 }
 
-pub(crate) async fn insert_entity(conn: &PgConn, schema: &SchemaName, e: &Entity) -> Result<()> {
-    conn.execute(
-        &sql::insert_entity(schema),
-        &[
-            &e.id.as_uuid(),
-            &e.name,
-            &e.kind,
-            &words(&e.name),
-            &Json(&e.properties),
-            &e.created_at.as_micros(),
-            &e.updated_at.as_micros(),
-        ],
-    )
-    .await
-    .map(drop)
-    .map_err(insert_error("entity", e.id))
+/// Inserts an entity: in the connection's transaction, or `as_tenant` as [`insert_resources`].
+pub(crate) async fn insert_entity(
+    conn: &PgConn,
+    schema: &SchemaName,
+    e: &Entity,
+    as_tenant: Option<&str>,
+) -> Result<()> {
+    let params: [&(dyn ToSql + Sync); 8] = [
+        &e.id.as_uuid(),
+        &e.name,
+        &e.kind,
+        &words(&e.name),
+        &Json(&e.properties),
+        &e.created_at.as_micros(),
+        &e.updated_at.as_micros(),
+        &as_tenant,
+    ];
+    let (statement, params) = match as_tenant {
+        Some(_) => (sql::insert_entity_as_tenant(schema), &params[..]),
+        None => (sql::insert_entity(schema), &params[..7]),
+    };
+    conn.execute(&statement, params).await.map(drop).map_err(insert_error("entity", e.id))
 }
 
 pub(crate) async fn get_entity(
@@ -305,6 +317,40 @@ pub(crate) async fn insert_edge(conn: &PgConn, schema: &SchemaName, edge: &Edge)
     })
 }
 
+/// Inserts an edge as `tenant` in one statement of its own (`sql::AS_TENANT`; the connection
+/// must have no transaction open). The foreign key checks lock the endpoints (a concurrent
+/// delete of either waits for the insert, or the insert sees it gone); a missing endpoint is
+/// [`Error::NotFound`] naming it.
+pub(crate) async fn insert_edge_as_tenant(
+    conn: &PgConn,
+    schema: &SchemaName,
+    edge: &Edge,
+    tenant: &str,
+) -> Result<()> {
+    let params: [&(dyn ToSql + Sync); 8] = [
+        &edge.id.as_uuid(),
+        &edge.from.as_uuid(),
+        &edge.to.as_uuid(),
+        &edge.relation,
+        &edge.weight,
+        &Json(&edge.properties),
+        &edge.created_at.as_micros(),
+        &tenant,
+    ];
+    conn.execute(&sql::insert_edge_as_tenant(schema), &params).await.map(drop).map_err(|e| {
+        if is_foreign_key_violation(&e) {
+            // `Key (from_id)=(...) is not present in table "entities".`
+            let missing = violating_key(&e)
+                .and_then(|key| key.parse::<Uuid>().ok())
+                .map(EntityId::from)
+                .unwrap_or(edge.from);
+            Error::not_found("entity", missing)
+        } else {
+            insert_error("edge", edge.id)(e)
+        }
+    })
+}
+
 pub(crate) async fn get_edge(
     conn: &PgConn,
     schema: &SchemaName,
@@ -354,15 +400,22 @@ fn moment_params(m: &Moment) -> (Uuid, i64, i64, Vec<Uuid>) {
     )
 }
 
-pub(crate) async fn insert_moment(conn: &PgConn, schema: &SchemaName, m: &Moment) -> Result<()> {
+/// Inserts a moment: in the connection's transaction, or `as_tenant` as [`insert_resources`].
+pub(crate) async fn insert_moment(
+    conn: &PgConn,
+    schema: &SchemaName,
+    m: &Moment,
+    as_tenant: Option<&str>,
+) -> Result<()> {
     let (id, start, end, entities) = moment_params(m);
-    conn.execute(
-        &sql::insert_moment(schema),
-        &[&id, &start, &end, &m.kind, &m.content, &entities, &Json(&m.metadata)],
-    )
-    .await
-    .map(drop)
-    .map_err(insert_error("moment", m.id))
+    let metadata = Json(&m.metadata);
+    let params: [&(dyn ToSql + Sync); 8] =
+        [&id, &start, &end, &m.kind, &m.content, &entities, &metadata, &as_tenant];
+    let (statement, params) = match as_tenant {
+        Some(_) => (sql::insert_moment_as_tenant(schema), &params[..]),
+        None => (sql::insert_moment(schema), &params[..7]),
+    };
+    conn.execute(&statement, params).await.map(drop).map_err(insert_error("moment", m.id))
 }
 
 pub(crate) async fn get_moment(

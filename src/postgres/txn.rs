@@ -105,14 +105,14 @@ impl PgTxn<'_> {
         for write in &self.overlay.log {
             let applied = match write {
                 Write::InsertResource(r) => {
-                    store::insert_resource(conn, schema, r).await.map(|()| true)
+                    store::insert_resource(conn, schema, r, None).await.map(|()| true)
                 }
                 Write::UpdateResource(r) => {
                     store::update_resource(conn, schema, r).await.map(|r| r.is_some())
                 }
                 Write::DeleteResource(id) => store::delete_resource(conn, schema, *id).await,
                 Write::InsertEntity(e) => {
-                    store::insert_entity(conn, schema, e).await.map(|()| true)
+                    store::insert_entity(conn, schema, e, None).await.map(|()| true)
                 }
                 Write::UpdateEntity(e) => {
                     store::update_entity(conn, schema, e).await.map(|e| e.is_some())
@@ -121,7 +121,7 @@ impl PgTxn<'_> {
                 Write::InsertEdge(e) => store::insert_edge(conn, schema, e).await.map(|()| true),
                 Write::DeleteEdge(id) => store::delete_edge(conn, schema, *id).await,
                 Write::InsertMoment(m) => {
-                    store::insert_moment(conn, schema, m).await.map(|()| true)
+                    store::insert_moment(conn, schema, m, None).await.map(|()| true)
                 }
                 Write::UpdateMoment(m) => store::update_moment(conn, schema, m).await,
                 Write::DeleteMoment(id) => store::delete_moment(conn, schema, *id).await,
