@@ -10,6 +10,10 @@
 //! # cleanup, statement by statement, interleaved with the provider's get):
 //! bash scripts/with-postgres.sh cargo test --release --features postgres --test postgres_perf \
 //!     -- --ignored --nocapture get_breakdown
+//! # where a single put's time goes (bare client: the pipelined transaction against one
+//! # statement that sets the tenant itself, interleaved with the provider's put):
+//! bash scripts/with-postgres.sh cargo test --release --features postgres --test postgres_perf \
+//!     -- --ignored --nocapture put_breakdown
 //! # the design table's rows on the workload of `percolate bench` (the shared dataset when
 //! # present, so traversal runs on the WordNet graph; PERCOLATE_PERF_N resources):
 //! bash scripts/with-postgres.sh cargo test --release --features postgres --test postgres_perf \
@@ -316,6 +320,87 @@ fn get_breakdown() {
         .chain(["SELECT 1 (a round trip)".to_owned(), "provider get".to_owned()]);
     for (name, times) in names.zip(times) {
         report(&name, times);
+    }
+    rt.block_on(bench::delete_tenant(&engine, &id)).expect("delete tenant");
+}
+
+/// Where a single put's time goes: bare-client inserts of one resource row, one call of each
+/// variant in turn (so a busy machine slows all alike), interleaved with the provider's put:
+/// the pipelined transaction (`BEGIN`, tenant, `INSERT`, `COMMIT` in one round trip, what the
+/// provider sent before) and the one statement that sets the tenant itself (what it sends now).
+#[test]
+#[ignore = "a measurement: run with --ignored through scripts/with-postgres.sh"]
+fn put_breakdown() {
+    let rt = runtime();
+    let engine = MemoryEngine::new(rt.block_on(PgProvider::connect(config())).expect("connect"));
+    let samples = env_usize("PERCOLATE_PERF_SAMPLES").unwrap_or(3000);
+    let id = bench::bench_tenant("perf-put").expect("tenant id");
+    let tenant = rt.block_on(engine.create_tenant(&id, TenantConfig::default())).expect("tenant");
+    let url = std::env::var("PERCOLATE_TEST_POSTGRES_URL").expect("url");
+    let client = rt.block_on(async {
+        let (client, connection) =
+            tokio_postgres::connect(&url, tokio_postgres::NoTls).await.expect("connect");
+        rt.spawn(connection);
+        client
+    });
+    let schema = percolate::postgres::tenant::SchemaName::of(&id);
+    let columns = "id, uri, content, metadata, embedding, created_at, updated_at";
+    let insert = format!(
+        "INSERT INTO {schema}.resources ({columns}) VALUES ($1, NULL, $2, '{{}}', NULL, 0, 0)"
+    );
+    let one_statement = format!(
+        "WITH tenant AS MATERIALIZED \
+             (SELECT set_config('app.current_tenant', $3, true) AS id) \
+         INSERT INTO {schema}.resources (tenant_id, {columns}) \
+         SELECT tenant.id, $1::uuid, NULL, $2::text, '{{}}', NULL, 0, 0 FROM tenant"
+    );
+    let (insert, one_statement, set) = rt.block_on(async {
+        (
+            client.prepare(&insert).await.expect("prepare"),
+            client.prepare(&one_statement).await.expect("prepare"),
+            client
+                .prepare("SELECT set_config('app.current_tenant', $1, true)")
+                .await
+                .expect("prepare"),
+        )
+    });
+    let tenant_id = id.as_str().to_owned();
+    let c = &client;
+    let content = "a note".to_owned();
+    let mut times: Vec<Vec<Duration>> = vec![Vec::new(); 3];
+    for i in 0..samples + 300 {
+        let keep = i >= 300;
+        let t = Instant::now();
+        rt.block_on(async {
+            let key = uuid::Uuid::now_v7();
+            let tp: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&tenant_id];
+            let ip: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&key, &content];
+            let (a, b, r, d) = tokio::join!(biased;
+                c.batch_execute("BEGIN ISOLATION LEVEL READ COMMITTED"),
+                c.query(&set, &tp),
+                c.execute(&insert, &ip),
+                c.batch_execute("COMMIT"));
+            a.and(b.map(drop)).and(r.map(drop)).and(d).expect("pipeline");
+        });
+        if keep {
+            times[0].push(t.elapsed());
+        }
+        let t = Instant::now();
+        let key = uuid::Uuid::now_v7();
+        rt.block_on(c.execute(&one_statement, &[&key, &content, &tenant_id]))
+            .expect("one statement");
+        if keep {
+            times[1].push(t.elapsed());
+        }
+        let t = Instant::now();
+        rt.block_on(tenant.create_resource(NewResource::new(format!("put {i}")))).expect("put");
+        if keep {
+            times[2].push(t.elapsed());
+        }
+    }
+    let names = ["pipelined transaction (4 statements)", "one statement", "provider put"];
+    for (name, times) in names.into_iter().zip(times) {
+        report(name, times);
     }
     rt.block_on(bench::delete_tenant(&engine, &id)).expect("delete tenant");
 }
