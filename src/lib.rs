@@ -37,7 +37,7 @@ mod error;
 pub mod fuzzing;
 pub mod model;
 pub mod portable;
-mod provider;
+pub mod provider;
 
 #[cfg(feature = "rocksdb")]
 pub mod rocks;

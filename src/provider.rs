@@ -62,7 +62,7 @@ pub struct Capabilities {
     pub persistent: bool,
 }
 
-/// A storage backend for agent memory. See the [module docs](self) for the contract.
+/// A storage backend for agent memory. See the [module docs](crate::provider) for the contract.
 ///
 /// Every method returns a `Send` future, so engine calls can be handed to `tokio::spawn`.
 /// Backend calls that block for long (scans, index builds) run off the async worker threads.

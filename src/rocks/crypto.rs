@@ -77,7 +77,7 @@ const SESSION_CACHE: usize = 1024;
 const NAME_TOKEN_CHARS: usize = 8;
 
 /// Where the master key comes from. Its bytes never leave this type unwrapped except into
-/// [`MasterKek`], and both are wiped on drop.
+/// the key-encryption key derived from it, and both are wiped on drop.
 #[derive(Clone)]
 pub struct MasterKey(Secret);
 

@@ -3,18 +3,19 @@
 //! Design decisions:
 //! - **A database per tenant** (`root/<tenant id>/`): tenants share nothing on disk, deleting a
 //!   tenant is deleting a directory, and a tenant's files can be moved or backed up alone.
-//!   [`tenants`] keeps a bounded cache of open databases so thousands of tenants do not exhaust
+//!   `tenants.rs` keeps a bounded cache of open databases so thousands of tenants do not exhaust
 //!   file handles, and shares one block cache among them.
-//! - **Optimistic transactions for every write** ([`store`]): each write, auto-commit or not,
+//! - **Optimistic transactions for every write** (`store.rs`): each write, auto-commit or not,
 //!   is one atomic RocksDB batch whose read-for-update keys are validated at commit. Writers
 //!   never block each other; a lost race is [`crate::Error::Conflict`] (auto-commit calls retry
 //!   it themselves).
 //! - **Durability**: every write goes through the write-ahead log. By default the WAL is not
 //!   fsynced per write (a process crash loses nothing; a power loss may lose the last writes);
 //!   [`RocksConfig::sync_writes`] fsyncs every commit.
-//! - **Encryption at rest** ([`crypto`]): with [`RocksConfig::master_key`] set, new tenants get
-//!   their own data key and every value is sealed with AES-256-GCM-SIV; relation names and
-//!   name prefixes in keys become keyed tokens; deleting a tenant shreds its key first.
+//! - **Encryption at rest** (`crypto.rs`): with [`RocksConfig::master_key`] set, new tenants get
+//!   their own data key and every value is sealed with AES-256-GCM under per-open session keys
+//!   bound to the tenant and column family; relation names and name prefixes in keys become
+//!   keyed tokens; deleting a tenant shreds its key first.
 //! - **Blocking**: point reads and writes take microseconds and run inline on the calling task;
 //!   scans whose cost grows with the tenant (vector search, entity search, export pages, time
 //!   ranges) run on tokio's blocking pool.
