@@ -83,7 +83,7 @@ pub struct PgConfig {
     pub pool_size: usize,
     /// Connections in the owner pool.
     pub admin_pool_size: usize,
-    /// HNSW `ef_search` of unfiltered searches (default 48; pgvector's is 40): the candidate
+    /// HNSW `ef_search` of unfiltered searches (default 32; pgvector's is 40): the candidate
     /// list size, trading latency for recall. A search for `k` results uses at least `k`.
     pub ef_search: usize,
 }
@@ -121,11 +121,11 @@ impl PgConfig {
 
 /// The default `hnsw.ef_search`: the smallest that keeps recall@10 above 0.95 with a margin on
 /// 100k 384-d MiniLM embeddings (the bench's data: the shared dataset plus noisy copies, cosine,
-/// its 200 queries) indexed row by row with [`sql::HNSW_M`] 8 and [`sql::HNSW_EF_CONSTRUCTION`]
-/// 128, as the bench ingests them: recall 0.934-0.946 at 32, 0.948-0.955 at 40, 0.961-0.967
-/// at 48 over four builds (`cargo bench --bench pg_vector`). Tenants indexed before with
-/// pgvector's m 16 and ef_construction 64 get 0.977 at 48.
-const DEFAULT_EF_SEARCH: usize = 48;
+/// its 200 queries). With pgvector's m 16 and ef_construction 64 ([`sql::HNSW_M`]) recall was
+/// 0.963-0.964 at 32 and 0.977 at 48; with m 8 / 128, tried and not kept (see
+/// [`sql::HNSW_M`]), 0.934-0.946 at 32 and 0.961-0.967 at 48 over four builds
+/// (`cargo bench --bench pg_vector`).
+const DEFAULT_EF_SEARCH: usize = 32;
 /// pgvector's largest `hnsw.ef_search`.
 const MAX_EF_SEARCH: usize = 1000;
 
