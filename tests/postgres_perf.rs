@@ -152,6 +152,20 @@ fn table() {
     rt.block_on(bench::delete_tenant(&engine, &id)).expect("delete tenant");
 }
 
+/// The transaction-local tenant setting every provider transaction starts with.
+const SET_TENANT: &str = "SELECT set_config('app.current_tenant', $1, true)";
+
+/// A bare client as the application role (the test URL), its connection driven on `rt`.
+fn app_client(rt: &tokio::runtime::Runtime) -> tokio_postgres::Client {
+    let url = std::env::var("PERCOLATE_TEST_POSTGRES_URL").expect("url");
+    rt.block_on(async {
+        let (client, connection) =
+            tokio_postgres::connect(&url, tokio_postgres::NoTls).await.expect("connect");
+        rt.spawn(connection);
+        client
+    })
+}
+
 /// A bare client on the owner connection (when `PERCOLATE_TEST_POSTGRES_ADMIN_URL` is set)
 /// and the schema of tenant `id`.
 async fn owner_client(
@@ -248,13 +262,7 @@ fn get_breakdown() {
         .into_iter()
         .map(|r| r.id.as_uuid())
         .collect();
-    let url = std::env::var("PERCOLATE_TEST_POSTGRES_URL").expect("url");
-    let client = rt.block_on(async {
-        let (client, connection) =
-            tokio_postgres::connect(&url, tokio_postgres::NoTls).await.expect("connect");
-        rt.spawn(connection);
-        client
-    });
+    let client = app_client(&rt);
     let schema = percolate::postgres::tenant::SchemaName::of(&id);
     let select = format!(
         "SELECT id, uri, content, metadata, embedding, created_at, updated_at \
@@ -265,10 +273,7 @@ fn get_breakdown() {
         (
             client.prepare("SELECT 1").await.expect("prepare"),
             client.prepare(&select).await.expect("prepare"),
-            client
-                .prepare("SELECT set_config('app.current_tenant', $1, true)")
-                .await
-                .expect("prepare"),
+            client.prepare(SET_TENANT).await.expect("prepare"),
         )
     });
     let tenant_id = id.as_str().to_owned();
@@ -336,13 +341,7 @@ fn put_breakdown() {
     let samples = env_usize("PERCOLATE_PERF_SAMPLES").unwrap_or(3000);
     let id = bench::bench_tenant("perf-put").expect("tenant id");
     let tenant = rt.block_on(engine.create_tenant(&id, TenantConfig::default())).expect("tenant");
-    let url = std::env::var("PERCOLATE_TEST_POSTGRES_URL").expect("url");
-    let client = rt.block_on(async {
-        let (client, connection) =
-            tokio_postgres::connect(&url, tokio_postgres::NoTls).await.expect("connect");
-        rt.spawn(connection);
-        client
-    });
+    let client = app_client(&rt);
     let schema = percolate::postgres::tenant::SchemaName::of(&id);
     let columns = "id, uri, content, metadata, embedding, created_at, updated_at";
     let insert = format!(
@@ -358,10 +357,7 @@ fn put_breakdown() {
         (
             client.prepare(&insert).await.expect("prepare"),
             client.prepare(&one_statement).await.expect("prepare"),
-            client
-                .prepare("SELECT set_config('app.current_tenant', $1, true)")
-                .await
-                .expect("prepare"),
+            client.prepare(SET_TENANT).await.expect("prepare"),
         )
     });
     let tenant_id = id.as_str().to_owned();
@@ -615,13 +611,7 @@ fn knn_cold() {
     let name = std::env::var("PERCOLATE_PERF_TENANT").expect("PERCOLATE_PERF_TENANT: see knn");
     let id = percolate::TenantId::new(name).expect("tenant id");
     let schema = percolate::postgres::tenant::SchemaName::of(&id);
-    let url = std::env::var("PERCOLATE_TEST_POSTGRES_URL").expect("url");
-    let client = rt.block_on(async {
-        let (client, connection) =
-            tokio_postgres::connect(&url, tokio_postgres::NoTls).await.expect("connect");
-        rt.spawn(connection);
-        client
-    });
+    let client = app_client(&rt);
     let list = |name: &str, default: &str| -> Vec<String> {
         std::env::var(name)
             .unwrap_or_else(|_| default.to_owned())
