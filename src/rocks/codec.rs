@@ -126,11 +126,19 @@ pub(crate) fn embedding_len(embedding: &[f32]) -> usize {
 /// Appends the encoding of `embedding` to `out`: one sized copy the compiler vectorises, not a
 /// push per float (a third of a 1000 × 384-d batch's encoding time).
 pub(crate) fn encode_embedding_into(embedding: &[f32], out: &mut Vec<u8>) {
-    out.push(FORMAT_VERSION);
     let start = out.len();
-    out.resize(start + 4 * embedding.len(), 0);
-    for (bytes, x) in out[start..].chunks_exact_mut(4).zip(embedding) {
-        bytes.copy_from_slice(&x.to_le_bytes());
+    out.resize(start + embedding_len(embedding), 0);
+    write_embedding(embedding, &mut out[start..]);
+}
+
+/// Writes the encoding of `embedding` over `out`, which is [`embedding_len`] bytes long.
+pub(crate) fn write_embedding(embedding: &[f32], out: &mut [u8]) {
+    debug_assert_eq!(out.len(), embedding_len(embedding));
+    if let Some((version, floats)) = out.split_first_mut() {
+        *version = FORMAT_VERSION;
+        for (bytes, x) in floats.chunks_exact_mut(4).zip(embedding) {
+            bytes.copy_from_slice(&x.to_le_bytes());
+        }
     }
 }
 

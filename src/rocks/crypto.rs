@@ -69,7 +69,9 @@ const SESSION_BYTES: usize = 16;
 const COUNTER_BYTES: usize = 8;
 const TAG_BYTES: usize = 16;
 /// Bytes a sealed value adds to its plaintext.
-pub const SEAL_OVERHEAD: usize = 1 + SESSION_BYTES + COUNTER_BYTES + TAG_BYTES;
+pub const SEAL_OVERHEAD: usize = SEAL_HEADER + TAG_BYTES;
+/// A session value's bytes before its ciphertext: format byte, session id, counter.
+const SEAL_HEADER: usize = 1 + SESSION_BYTES + COUNTER_BYTES;
 /// Sessions whose keys a reader keeps derived; past this the cache starts over.
 const SESSION_CACHE: usize = 1024;
 /// Name prefixes longer than this many characters share the token of their first
@@ -523,17 +525,60 @@ impl TenantCrypto {
         size: usize,
         encode: impl FnOnce(&mut Vec<u8>),
     ) -> Vec<u8> {
-        const START: usize = 1 + SESSION_BYTES + COUNTER_BYTES;
         let mut out = Vec::with_capacity(size + SEAL_OVERHEAD);
-        out.resize(START, 0);
+        out.resize(SEAL_HEADER, 0);
         encode(&mut out);
-        if out.len() == START {
+        if out.len() == SEAL_HEADER {
             return Vec::new();
         }
+        let (header, body) = out.split_at_mut(SEAL_HEADER);
+        match self.seal_in_place(domain, key, header, body) {
+            Some(tag) => out.extend_from_slice(&tag),
+            None => out.clear(),
+        }
+        out
+    }
+
+    /// Seals into `out` the plaintext `encode` writes over the slice it is given, which is
+    /// `out.len() - SEAL_OVERHEAD` bytes long (at least one): for values whose size is known
+    /// before they are encoded, written into a buffer the caller reuses.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] when `out` has no room for a plaintext, or the plaintext is over
+    /// GCM's 64 GiB limit.
+    pub(crate) fn seal_into(
+        &self,
+        domain: &str,
+        key: &[u8],
+        out: &mut [u8],
+        encode: impl FnOnce(&mut [u8]),
+    ) -> Result<()> {
+        let too_small = || Error::invalid("sealed value", "no room for a plaintext");
+        let body_len =
+            out.len().checked_sub(SEAL_OVERHEAD).filter(|n| *n > 0).ok_or_else(too_small)?;
+        let (header, rest) = out.split_at_mut(SEAL_HEADER);
+        let (body, tag_out) = rest.split_at_mut(body_len);
+        encode(body);
+        let tag = self
+            .seal_in_place(domain, key, header, body)
+            .ok_or_else(|| Error::invalid("sealed value", "over the AES-GCM message limit"))?;
+        tag_out.copy_from_slice(&tag);
+        Ok(())
+    }
+
+    /// Writes the session header of a new seal into `header` and encrypts `body` in place;
+    /// the tag, or `None` for messages over GCM's 64 GiB limit.
+    fn seal_in_place(
+        &self,
+        domain: &str,
+        key: &[u8],
+        header: &mut [u8],
+        body: &mut [u8],
+    ) -> Option<[u8; TAG_BYTES]> {
         let counter = self.counters.next();
-        out[0] = SEALED_SESSION;
-        out[1..1 + SESSION_BYTES].copy_from_slice(&self.session.id);
-        out[1 + SESSION_BYTES..START].copy_from_slice(&counter.to_be_bytes());
+        header[0] = SEALED_SESSION;
+        header[1..1 + SESSION_BYTES].copy_from_slice(&self.session.id);
+        header[1 + SESSION_BYTES..SEAL_HEADER].copy_from_slice(&counter.to_be_bytes());
         let derived;
         let cipher = match DOMAINS.iter().position(|d| *d == domain) {
             Some(index) => &self.session.ciphers[index],
@@ -542,16 +587,10 @@ impl TenantCrypto {
                 &derived
             }
         };
-        // Encryption fails only for messages over GCM's 64 GiB limit.
-        match cipher.encrypt_inout_detached(
-            &counter_nonce(counter),
-            key,
-            (&mut out[START..]).into(),
-        ) {
-            Ok(tag) => out.extend_from_slice(&tag),
-            Err(_) => out.clear(),
-        }
-        out
+        cipher
+            .encrypt_inout_detached(&counter_nonce(counter), key, body.into())
+            .ok()
+            .map(Into::into)
     }
 
     /// Opens a value sealed by [`TenantCrypto::seal`] (in this or any earlier open of the
@@ -695,6 +734,32 @@ mod tests {
         }
         for cut in 0..sealed.len() {
             assert!(crypto.open("resources", b"k1", &sealed[..cut]).is_err() || cut == 0);
+        }
+    }
+
+    #[test]
+    fn values_sealed_into_a_buffer_open_like_any_other() {
+        let dir = tempfile::tempdir().unwrap();
+        let kek = MasterKey::from_bytes([7; 32]).kek(dir.path()).unwrap();
+        let crypto = kek.create_tenant_key(dir.path(), &tenant("a")).unwrap();
+        // Stale bytes in the buffer are overwritten, whatever they were.
+        let mut out = vec![0xEE; 5 + SEAL_OVERHEAD];
+        crypto
+            .seal_into("embeddings", b"k1", &mut out, |body| body.copy_from_slice(b"hello"))
+            .unwrap();
+        assert_eq!(crypto.open("embeddings", b"k1", &out).unwrap(), b"hello");
+        assert!(crypto.open("embeddings", b"k2", &out).is_err());
+        assert!(crypto.open("resources", b"k1", &out).is_err());
+        // Two seals of the same value never share a nonce.
+        let mut again = vec![0; out.len()];
+        crypto
+            .seal_into("embeddings", b"k1", &mut again, |body| body.copy_from_slice(b"hello"))
+            .unwrap();
+        assert_ne!(again, out);
+        // No room for a plaintext: an error, not a panic or an empty seal.
+        for len in [0, SEAL_OVERHEAD - 1, SEAL_OVERHEAD] {
+            let mut small = vec![0; len];
+            assert!(crypto.seal_into("embeddings", b"k1", &mut small, |_| {}).is_err(), "{len}");
         }
     }
 

@@ -347,12 +347,13 @@ impl<'a> Ops<'a> {
             }
         }
         let index = self.tenant.vector_index().map(Arc::as_ref);
-        for (resource, value) in resources.iter().zip(self.tenant.resource_values(resources, index))
-        {
+        let encoded = self.tenant.resource_values(resources, index)?;
+        for (resource, value) in resources.iter().zip(encoded.values) {
             let key = resource.id.as_bytes();
             self.txn.put_cf(cf, key, value.record).map_err(map_rocks_error)?;
-            if let Some(embedding) = value.embedding {
-                self.txn.put_cf(embeddings, key, embedding).map_err(map_rocks_error)?;
+            if let Some(range) = value.embedding {
+                let stored = &encoded.embeddings[range];
+                self.txn.put_cf(embeddings, key, stored).map_err(map_rocks_error)?;
                 match value.change {
                     Some(change) => self.changes.borrow_mut().push(change),
                     None => self.upserted(resource),
