@@ -82,23 +82,26 @@ fn criterion_rows(c: &mut Criterion) {
 }
 
 /// p50 and p99 of `op`, interleaving plaintext and sealed calls so both see the same machine.
-/// `input` makes each call's argument before its timer starts: building a batch of 1000 notes
-/// (384k random floats for the embedded batch) is not the store's work.
-fn side_by_side<I>(
+/// `input` makes each call's argument before its timer starts, and what `op` returns is
+/// dropped after it stops: building a batch of 1000 notes (384k random floats for the
+/// embedded batch) and dropping the records it returns are the caller's work, not the store's.
+fn side_by_side<I, O>(
     name: &str,
     samples: usize,
     stores: &[Store; 2],
     mut input: impl FnMut(usize) -> I,
-    mut op: impl FnMut(&Store, I),
+    mut op: impl FnMut(&Store, I) -> O,
 ) {
     let mut times = [Vec::with_capacity(samples), Vec::with_capacity(samples)];
     for k in 0..samples + samples / 10 {
         for (store, times) in stores.iter().zip(&mut times) {
             let argument = input(k);
             let start = Instant::now();
-            op(store, argument);
+            let out = op(store, argument);
+            let elapsed = start.elapsed();
+            drop(out);
             if k >= samples / 10 {
-                times.push(start.elapsed());
+                times.push(elapsed);
             }
         }
     }
@@ -125,25 +128,21 @@ fn profile(_: &mut Criterion) {
         100_000,
         &stores,
         |k| k,
-        |s, k| {
-            rt.block_on(s.tenant.get_resource(s.ids[(k * 7919) % s.ids.len()])).expect("get");
-        },
+        |s, k| rt.block_on(s.tenant.get_resource(s.ids[(k * 7919) % s.ids.len()])).expect("get"),
     );
     side_by_side(
         "put",
         50_000,
         &stores,
         |k| note(k, 0),
-        |s, note| {
-            rt.block_on(s.tenant.create_resource(note)).expect("put");
-        },
+        |s, note| rt.block_on(s.tenant.create_resource(note)).expect("put"),
     );
     let batch = |dimension| move |_| (0..1000).map(|i| note(i, dimension)).collect::<Vec<_>>();
     side_by_side("batch_1000", 200, &stores, batch(0), |s, batch| {
-        rt.block_on(s.tenant.batch_create_resources(batch)).expect("batch");
+        rt.block_on(s.tenant.batch_create_resources(batch)).expect("batch")
     });
     side_by_side("batch_1000_embeddings_384", 100, &stores, batch(384), |s, batch| {
-        rt.block_on(s.tenant.batch_create_resources(batch)).expect("batch");
+        rt.block_on(s.tenant.batch_create_resources(batch)).expect("batch")
     });
 }
 
