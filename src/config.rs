@@ -17,6 +17,7 @@
 //! |---|---|---|
 //! | `PERCOLATE_STORAGE_PROVIDER` | `storage_provider` | `rocksdb` (`rocksdb` or `postgres`) |
 //! | `PERCOLATE_ROCKSDB_PATH` | `rocksdb_path` | `./data/percolate.db` |
+//! | `PERCOLATE_ROCKSDB_OPEN_TENANTS` | `rocksdb_open_tenants` | `64` (idle tenants kept open, ~41 MB each) |
 //! | `PERCOLATE_POSTGRES_URL` | `postgres_url` | none (required for `postgres`) |
 //! | `PERCOLATE_POSTGRES_ADMIN_URL` | `postgres_admin_url` | the `postgres_url` |
 //! | `PERCOLATE_POSTGRES_POOL_SIZE` | `postgres_pool_size` | `10` |
@@ -44,9 +45,10 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 
 /// The environment variables [`Settings::load`] reads, without their `PERCOLATE_` prefix.
-pub const ENV_KEYS: [&str; 7] = [
+pub const ENV_KEYS: [&str; 8] = [
     "storage_provider",
     "rocksdb_path",
+    "rocksdb_open_tenants",
     "postgres_url",
     "postgres_admin_url",
     "postgres_pool_size",
@@ -105,6 +107,11 @@ pub struct Settings {
     pub storage_provider: ProviderKind,
     /// The RocksDB root directory (a database per tenant below it).
     pub rocksdb_path: PathBuf,
+    /// How many idle RocksDB tenant databases stay open (`RocksConfig::open_tenants`; 0 closes
+    /// each as soon as no handle holds it). Each costs about 41 MB of memory before any data
+    /// (see the README), so a process that serves a few tenants at a time should keep this
+    /// small.
+    pub rocksdb_open_tenants: usize,
     /// The PostgreSQL connection URL of the application role.
     pub postgres_url: Option<String>,
     /// The PostgreSQL connection URL of the schema owner role, when it differs.
@@ -123,6 +130,7 @@ impl Default for Settings {
         Self {
             storage_provider: ProviderKind::default(),
             rocksdb_path: PathBuf::from("./data/percolate.db"),
+            rocksdb_open_tenants: 64,
             postgres_url: None,
             postgres_admin_url: None,
             postgres_pool_size: 10,
@@ -139,6 +147,7 @@ impl fmt::Debug for Settings {
         f.debug_struct("Settings")
             .field("storage_provider", &self.storage_provider)
             .field("rocksdb_path", &self.rocksdb_path)
+            .field("rocksdb_open_tenants", &self.rocksdb_open_tenants)
             .field("postgres_url", &redacted(self.postgres_url.is_some()))
             .field("postgres_admin_url", &redacted(self.postgres_admin_url.is_some()))
             .field("postgres_pool_size", &self.postgres_pool_size)
@@ -236,6 +245,7 @@ impl Settings {
     #[cfg(feature = "rocksdb")]
     pub fn rocks_config_at(&self, root: &Path) -> Result<crate::rocks::RocksConfig> {
         let mut config = crate::rocks::RocksConfig::new(root);
+        config.open_tenants = self.rocksdb_open_tenants;
         config.master_key = self.master_key()?;
         Ok(config)
     }
@@ -284,7 +294,21 @@ mod tests {
         assert_eq!(settings.storage_provider, ProviderKind::Rocksdb);
         assert_eq!(settings.rocksdb_path, PathBuf::from("./data/percolate.db"));
         assert_eq!(settings.postgres_pool_size, 10);
+        assert_eq!(settings.rocksdb_open_tenants, 64);
         assert!(settings.postgres_url.is_none());
+    }
+
+    #[test]
+    fn open_tenants_reach_the_rocksdb_config() {
+        // 0 is allowed: every tenant is closed as soon as no handle holds it.
+        for open in [0, 3] {
+            let toml = format!("rocksdb_open_tenants = {open}");
+            let settings = Settings::from_toml_str(&toml).expect("settings");
+            assert_eq!(settings.rocksdb_open_tenants, open);
+            settings.check().expect("valid");
+            #[cfg(feature = "rocksdb")]
+            assert_eq!(settings.rocks_config().expect("config").open_tenants, open);
+        }
     }
 
     #[test]

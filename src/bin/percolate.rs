@@ -63,7 +63,8 @@ mod bench;
     version,
     about = "A storage engine for agent memory",
     after_help = "Settings: PERCOLATE_STORAGE_PROVIDER (rocksdb|postgres), PERCOLATE_ROCKSDB_PATH \
-                  (default ./data/percolate.db), PERCOLATE_POSTGRES_URL, \
+                  (default ./data/percolate.db), PERCOLATE_ROCKSDB_OPEN_TENANTS (default 64), \
+                  PERCOLATE_POSTGRES_URL, \
                   PERCOLATE_POSTGRES_ADMIN_URL, PERCOLATE_POSTGRES_POOL_SIZE (default 10); \
                   they override --config FILE.\n\
                   Exit codes: 0 ok, 1 storage failure, 2 bad input, 3 not found, \
