@@ -901,38 +901,37 @@ impl Lanes {
     }
 }
 
+/// [`Lanes`] over `items`, `per_word` of them to a word (`word` makes it; the last one may
+/// get fewer).
+#[inline(always)]
+fn hash_items<T>(seed: u64, items: &[T], per_word: usize, word: impl Fn(&[T]) -> u64) -> u64 {
+    let mut lanes = Lanes::new(seed, items.len());
+    let groups = items.chunks_exact(4 * per_word);
+    let tail = groups.remainder();
+    for group in groups {
+        lanes.group(std::array::from_fn(|i| word(&group[per_word * i..per_word * (i + 1)])));
+    }
+    lanes.finish(tail.chunks(per_word).map(word))
+}
+
 /// A fast 64-bit hash (not cryptographic: it detects damage and change, not attacks): the
 /// checksum of a snapshot. Little-endian words, the last one zero-padded.
 fn hash_bytes(bytes: &[u8]) -> u64 {
-    let word = |b: &[u8]| {
+    hash_items(0xcbf2_9ce4_8422_2325, bytes, 8, |b| {
         let mut w = [0u8; 8];
         w[..b.len()].copy_from_slice(b);
         u64::from_le_bytes(w)
-    };
-    let mut lanes = Lanes::new(0xcbf2_9ce4_8422_2325, bytes.len());
-    let groups = bytes.chunks_exact(32);
-    let tail = groups.remainder();
-    for group in groups {
-        lanes.group(std::array::from_fn(|i| word(&group[8 * i..8 * i + 8])));
-    }
-    lanes.finish(tail.chunks(8).map(word))
+    })
 }
 
 /// The hash of an embedding (of its bits, so it agrees with the stored bytes): two floats
 /// to a word, the last one alone when the dimension is odd.
 fn hash_vector(vector: &[f32]) -> u64 {
-    let word = |pair: &[f32]| {
+    hash_items(0x8422_2325_cbf2_9ce4, vector, 2, |pair| {
         let low = u64::from(pair[0].to_bits());
         let high = pair.get(1).map_or(0, |x| u64::from(x.to_bits()));
         low | high << 32
-    };
-    let mut lanes = Lanes::new(0x8422_2325_cbf2_9ce4, vector.len());
-    let groups = vector.chunks_exact(8);
-    let tail = groups.remainder();
-    for group in groups {
-        lanes.group(std::array::from_fn(|i| word(&group[2 * i..2 * i + 2])));
-    }
-    lanes.finish(tail.chunks(2).map(word))
+    })
 }
 
 /// The hashes of snapshot format 02, one chain each: read to open such snapshots, never
