@@ -656,3 +656,139 @@ async fn connection_failure_names_the_server_but_not_the_password() {
     assert!(chain.contains("127.0.0.1:1"), "the address is missing: {chain}");
     assert!(!chain.contains("hunter2"), "the password leaked: {chain}");
 }
+
+/// A raw connection as the owner role, for making a schema as an earlier version left it.
+async fn raw_owner_client() -> tokio_postgres::Client {
+    let (client, connection) =
+        tokio_postgres::connect(&url("PERCOLATE_TEST_POSTGRES_ADMIN_URL"), tokio_postgres::NoTls)
+            .await
+            .expect("raw owner connect");
+    tokio::spawn(connection);
+    client
+}
+
+/// As the application role with the transaction set to `set`, inserts into `schema` one row of
+/// every table tagged `tag` (the edge between `from` and `to`, entities of that schema); then
+/// counts the rows of `schema` tagged `tag` that the same transaction sees, and commits.
+async fn forge_rows(
+    client: &mut tokio_postgres::Client,
+    schema: &SchemaName,
+    set: &TenantId,
+    tag: &TenantId,
+    (from, to): (uuid::Uuid, uuid::Uuid),
+) -> Result<i64, tokio_postgres::Error> {
+    let txn = client.transaction().await?;
+    txn.execute("SELECT set_config('app.current_tenant', $1, true)", &[&set.as_str()]).await?;
+    let tag = tag.as_str();
+    let inserts = [
+        format!(
+            "INSERT INTO {schema}.resources \
+             (tenant_id, id, content, metadata, embedding, created_at, updated_at) \
+             VALUES ($1, gen_random_uuid(), 'forged', '{{}}', '[1,0]', 0, 0)"
+        ),
+        format!(
+            "INSERT INTO {schema}.entities \
+             (tenant_id, id, name, kind, words, properties, created_at, updated_at) \
+             VALUES ($1, gen_random_uuid(), 'Forged', 'x', '{{}}', '{{}}', 0, 0)"
+        ),
+        format!(
+            "INSERT INTO {schema}.moments \
+             (tenant_id, id, start_at, end_at, kind, content, entities, metadata) \
+             VALUES ($1, gen_random_uuid(), 0, 1, 'x', 'forged', '{{}}', '{{}}')"
+        ),
+    ];
+    for insert in &inserts {
+        txn.execute(insert, &[&tag]).await?;
+    }
+    txn.execute(
+        &format!(
+            "INSERT INTO {schema}.edges \
+             (tenant_id, id, from_id, to_id, relation, weight, properties, created_at) \
+             VALUES ($1, gen_random_uuid(), $2, $3, 'forged', 1, '{{}}', 0)"
+        ),
+        &[&tag, &from, &to],
+    )
+    .await?;
+    let mut seen = 0;
+    for table in ["resources", "entities", "edges", "moments"] {
+        let count: i64 = txn
+            .query_one(
+                &format!("SELECT count(*) FROM {schema}.{table} WHERE tenant_id = $1"),
+                &[&tag],
+            )
+            .await?
+            .get(0);
+        seen += count;
+    }
+    txn.commit().await?;
+    Ok(seen)
+}
+
+/// Each schema accepts and shows only rows of its own tenant, whatever tenant the transaction
+/// is set to: set to a, the application role can put no row tagged a into b's schema (the
+/// setting alone would allow it, and show the rows back). A schema an earlier version made
+/// (its policy on the setting alone, no `tenant` table) is tied to its tenant when opened: the
+/// control shows the attack succeeding against it before, and failing after.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_schema_accepts_and_shows_only_rows_of_its_own_tenant() {
+    let reopened = engine(config()).await;
+    let engine = engine(config()).await;
+    let a = tenant(&engine, "sa").await;
+    let b = tenant(&engine, "sb").await;
+    let x = b.create_entity(NewEntity::new("Bob", "person")).await.expect("entity");
+    let y = b.create_entity(NewEntity::new("Eve", "person")).await.expect("entity");
+    let ends = (x.id.as_uuid(), y.id.as_uuid());
+    let b_schema = SchemaName::of(b.id());
+    let mut client = raw_app_client().await;
+    let refused = |result: Result<i64, tokio_postgres::Error>| {
+        let error = result.expect_err("a row tagged a went into b's schema");
+        assert_eq!(error.code(), Some(&tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE));
+    };
+    refused(forge_rows(&mut client, &b_schema, a.id(), a.id(), ends).await);
+    // The provider's own rows still go in: a's into a's schema, as a.
+    a.create_entity(NewEntity::new("Ann", "person")).await.expect("a's own entity");
+
+    // b's schema as an earlier version made it.
+    let owner = raw_owner_client().await;
+    let old = "tenant_id = current_setting('app.current_tenant')";
+    let mut downgrade = String::new();
+    for table in ["resources", "entities", "edges", "moments"] {
+        downgrade.push_str(&format!(
+            "ALTER POLICY tenant_isolation ON {b_schema}.{table} USING ({old}) \
+             WITH CHECK ({old});"
+        ));
+    }
+    downgrade.push_str(&format!("DROP TABLE {b_schema}.tenant;"));
+    owner.batch_execute(&downgrade).await.expect("downgrade b's schema");
+    // The control: against it the attack succeeds, and the forged rows show in b's schema.
+    let seen = forge_rows(&mut client, &b_schema, a.id(), a.id(), ends).await;
+    assert_eq!(seen.expect("the untied schema refused the forged rows"), 4);
+
+    // Opened again (by a provider that had not opened it), the schema is tied: the attack fails, the forged rows show to nobody, and
+    // b's own rows are intact.
+    let b = reopened.tenant(b.id()).await.expect("open b");
+    refused(forge_rows(&mut client, &b_schema, a.id(), a.id(), ends).await);
+    for set in [a.id(), b.id()] {
+        let txn = client.transaction().await.expect("begin");
+        txn.execute("SELECT set_config('app.current_tenant', $1, true)", &[&set.as_str()])
+            .await
+            .expect("set");
+        for table in ["resources", "entities", "edges", "moments"] {
+            let forged: i64 = txn
+                .query_one(
+                    &format!("SELECT count(*) FROM {b_schema}.{table} WHERE tenant_id <> $1"),
+                    &[&b.id().as_str()],
+                )
+                .await
+                .expect("count")
+                .get(0);
+            assert_eq!(forged, 0, "{table} of b shows rows of another tenant when set to {set}");
+        }
+        txn.commit().await.expect("commit");
+    }
+    let found = b.search_entities(&EntityQuery::new("")).await.expect("search");
+    assert_eq!(found.iter().map(|e| e.name.as_str()).collect::<Vec<_>>(), ["Bob", "Eve"]);
+    b.create_entity(NewEntity::new("Bo", "person")).await.expect("b still writes");
+    engine.delete_tenant(a.id()).await.expect("delete tenant");
+    engine.delete_tenant(b.id()).await.expect("delete tenant");
+}

@@ -35,7 +35,12 @@ use percolate::{MemoryEngine, NewResource, TenantConfig};
 fn config() -> PgConfig {
     let url = std::env::var("PERCOLATE_TEST_POSTGRES_URL")
         .expect("PERCOLATE_TEST_POSTGRES_URL: run through scripts/with-postgres.sh");
-    let config = PgConfig::new(url);
+    let mut config = PgConfig::new(url);
+    // `PERCOLATE_PERF_EXACT_BELOW` overrides the provider's exact search threshold (0: every
+    // search through the index), to compare the two on one tenant.
+    if let Some(exact_below) = env_usize("PERCOLATE_PERF_EXACT_BELOW") {
+        config = config.with_exact_below(exact_below);
+    }
     match std::env::var("PERCOLATE_TEST_POSTGRES_ADMIN_URL") {
         Ok(admin) => config.with_admin_url(admin),
         Err(_) => config,

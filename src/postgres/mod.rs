@@ -11,29 +11,35 @@
 //! - **Isolation by schema and by policy.** Each tenant's tables live in a schema named only by
 //!   [`tenant`] (collision-free, at most 63 bytes, quoted) and recorded in the registry
 //!   `percolate.tenants` (`schema` unique). Every table has `tenant_id`; RLS is enabled and
-//!   forced, and its policy checks `current_setting('app.current_tenant')` in `USING` and
-//!   `WITH CHECK`. Every transaction sets it with `set_config(.., true)`, which lasts until the
-//!   transaction ends, never a session-level `SET` that would leak to the next user of a pooled
-//!   connection.
+//!   forced, and its policy checks, in `USING` and `WITH CHECK`, that a row's `tenant_id` is
+//!   both `current_setting('app.current_tenant')` and the schema's own tenant (a one-row table
+//!   of the schema, written by the owner role): a transaction set to one tenant can neither
+//!   write nor see rows in another's schema, whatever it tags them with. Schemas made before
+//!   that table existed are tied to their tenant when opened. Every transaction sets the tenant
+//!   with `set_config(.., true)`, which lasts until the transaction ends, never a session-level
+//!   `SET` that would leak to the next user of a pooled connection.
 //! - **Transactions.** Each auto-commit operation is one `READ COMMITTED` transaction whose row
 //!   locks and foreign keys keep it atomic and consistent; its `BEGIN`, tenant setting,
 //!   statement and (for single-statement operations) `COMMIT` are pipelined into one round trip
-//!   ([`conn`]). Inserts (`create_resource`, batches, entities, edges, moments) are instead
+//!   (`conn`). Inserts (`create_resource`, batches, entities, edges, moments) are instead
 //!   one statement in its own implicit transaction that sets the tenant itself
 //!   (`sql::AS_TENANT` says why that is as safe): the server parses and answers one message,
 //!   not four. Updates and deletes keep the transaction (their row-level security filter could
-//!   run before a setting made in the same statement). [`PgTxn`] is optimistic (see [`txn`]).
-//!   A connection dropped inside a transaction never returns to the pool ([`conn`]).
+//!   run before a setting made in the same statement). [`PgTxn`] is optimistic (see `txn`).
+//!   A connection dropped inside a transaction never returns to the pool (`conn`).
 //! - **Vectors.** Embeddings live in an untyped `vector` column, at full precision; fixing
-//!   the dimension adds a check constraint and an HNSW index ([`sql::Layout`]): for cosine
+//!   the dimension adds a check constraint and an HNSW index (`sql::Layout`): for cosine
 //!   tenants over the unit vectors at half precision by inner product (half the index, one
 //!   product per distance: cheaper searches and inserts), for L2 and dot on the typed
 //!   expression with the metric's operator class (`halfvec` between 2001 and 4000 dimensions;
-//!   an exact scan above). Searches use the
-//!   index with `hnsw.ef_search` from [`PgConfig::ef_search`] (at least `k`), all settings
+//!   an exact scan above). Tenants with fewer than [`PgConfig::exact_below`] embeddings (as
+//!   last counted: see `TenantSize`) are searched by an exact scan, which costs about what
+//!   the index does at that size, so the graph's parameters can suit large tenants
+//!   (`sql::HNSW_M`). Other searches use the index with `hnsw.ef_search` from
+//!   [`PgConfig::ef_search`] (at least `k`), all settings
 //!   transaction-local and sent with `BEGIN`: an unfiltered search is one round trip
 //!   (`strict_order` iterative scan). A filtered search pushes the part of the
-//!   [`crate::Filter`] that containment can express ([`prefilter`]) into SQL and scans the
+//!   [`crate::Filter`] that containment can express (`prefilter`) into SQL and scans the
 //!   HNSW index iteratively (`relaxed_order`, up to `hnsw.max_scan_tuples`), evaluating the
 //!   exact filter in Rust. With fewer than `k` matches (a selective filter), or with no
 //!   containment to push down, the search is exact: a scan with rows in true distance order,
@@ -41,7 +47,7 @@
 //!   `k` results come back whenever `k` resources match. Distances are recomputed with
 //!   [`Metric::distance`], so they are exactly the contract's (cosine `1 - cos`, squared L2,
 //!   negative dot) on every provider.
-//! - **Values are bind parameters**; all SQL text is in [`sql`].
+//! - **Values are bind parameters**; all SQL text is in `sql`.
 
 mod conn;
 mod prefilter;
@@ -51,6 +57,7 @@ pub mod tenant;
 mod txn;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio_postgres::NoTls;
@@ -86,6 +93,11 @@ pub struct PgConfig {
     /// HNSW `ef_search` of unfiltered searches (default 32; pgvector's is 40): the candidate
     /// list size, trading latency for recall. A search for `k` results uses at least `k`.
     pub ef_search: usize,
+    /// Tenants with fewer embeddings than this are searched exactly, by a scan in true distance
+    /// order (recall 1), not through the HNSW index (default 500; 0 always uses the index).
+    /// Below it a scan costs about what an index search does at 384 dimensions, and the index
+    /// can then be built for large tenants alone (`sql::HNSW_M`).
+    pub exact_below: usize,
 }
 
 impl PgConfig {
@@ -97,6 +109,7 @@ impl PgConfig {
             pool_size: 10,
             admin_pool_size: 2,
             ef_search: DEFAULT_EF_SEARCH,
+            exact_below: DEFAULT_EXACT_BELOW,
         }
     }
 
@@ -117,17 +130,32 @@ impl PgConfig {
         self.ef_search = ef_search;
         self
     }
+
+    /// Tenants with fewer than `exact_below` embeddings are searched exactly (0: never).
+    pub fn with_exact_below(mut self, exact_below: usize) -> Self {
+        self.exact_below = exact_below;
+        self
+    }
 }
 
 /// The default `hnsw.ef_search`: the smallest that keeps recall@10 above 0.95 with a margin on
 /// 100k 384-d MiniLM embeddings (the bench's data: the shared dataset plus noisy copies, cosine,
-/// its 200 queries). With pgvector's m 16 and ef_construction 64 ([`sql::HNSW_M`]) recall was
-/// 0.963-0.964 at 32 and 0.977 at 48; with m 8 / 128, tried and not kept (see
-/// [`sql::HNSW_M`]), 0.934-0.946 at 32 and 0.961-0.967 at 48 over four builds
-/// (`cargo bench --bench pg_vector`).
-const DEFAULT_EF_SEARCH: usize = 32;
+/// its 200 queries) in the graph of [`sql::HNSW_M`] (m 8, ef_construction 200), built row by
+/// row as the bench ingests: recall 0.952 at 32, 0.955 at 36, 0.958 at 40 (2026-11-27,
+/// `postgres_perf knn`). Pgvector's m 16 / 64 needed 32 for 0.961; m 8 / 128 needed 40 for
+/// 0.956 and 48 for 0.968.
+const DEFAULT_EF_SEARCH: usize = 40;
 /// pgvector's largest `hnsw.ef_search`.
 const MAX_EF_SEARCH: usize = 1000;
+/// The default [`PgConfig::exact_below`]: about where a scan of 384-d embeddings costs what the
+/// index does. Measured through the provider (`postgres_perf knn` with `PERCOLATE_PERF_N` and
+/// `PERCOLATE_PERF_EXACT_BELOW`, 2026-11-27, load 0.8-1.6): 999 rows, exact 0.72-1.00 ms p50
+/// against 0.47-0.80 ms through the index (recall 0.983); 1999 rows, exact 1.00-1.16 ms against
+/// 0.55-0.72 ms (0.975). Lower dimensions scan faster; the conformance suite's tenants (up to
+/// 400 rows) are all below it.
+const DEFAULT_EXACT_BELOW: usize = 500;
+/// How long a tenant's count of embeddings is trusted before the next search counts again.
+const RECOUNT_AFTER: std::time::Duration = std::time::Duration::from_secs(10);
 
 impl std::fmt::Debug for PgConfig {
     /// Never prints the URLs: they may hold passwords.
@@ -136,6 +164,7 @@ impl std::fmt::Debug for PgConfig {
             .field("pool_size", &self.pool_size)
             .field("admin_pool_size", &self.admin_pool_size)
             .field("ef_search", &self.ef_search)
+            .field("exact_below", &self.exact_below)
             .finish_non_exhaustive()
     }
 }
@@ -200,9 +229,73 @@ struct TenantInner {
     dimension: std::sync::OnceLock<u32>,
     /// How its embeddings are indexed, once known (it never changes after that).
     layout: std::sync::OnceLock<sql::Layout>,
-    /// Whether its schema has the search function ([`sql::create_search_function`]), once
-    /// known: read with the index definition, or set by the build that created both.
-    search_function: std::sync::OnceLock<bool>,
+    /// Whether its schema is known to have the search function
+    /// ([`sql::create_search_function`]): read with the index definition, or set by the build
+    /// that created it (never unset: the function is only dropped with the schema).
+    search_function: std::sync::atomic::AtomicBool,
+    /// Its embeddings as last counted, for choosing exact search.
+    size: TenantSize,
+}
+
+/// What a provider knows of a tenant's number of embeddings, to search small tenants exactly
+/// ([`PgConfig::exact_below`]) without counting on every search. Either choice gives correct
+/// results (the scan exactly; the index approximately, as for any large tenant), so a stale
+/// count costs at most speed or recall, and only until the next count: a search counts again
+/// when the count is older than [`RECOUNT_AFTER`], and a count never reads more than
+/// `exact_below` rows ([`sql::count_embeddings_up_to`]), however large the tenant.
+#[derive(Debug)]
+struct TenantSize {
+    /// Embeddings counted (up to `exact_below`) plus those inserted through this handle since;
+    /// [`TenantSize::UNCOUNTED`] until the first count.
+    embeddings: AtomicU64,
+    /// When last counted, in milliseconds after `opened`; the search that moves it counts.
+    counted_at: AtomicU64,
+    opened: std::time::Instant,
+}
+
+impl TenantSize {
+    const UNCOUNTED: u64 = u64::MAX;
+
+    fn new() -> Self {
+        Self {
+            embeddings: AtomicU64::new(Self::UNCOUNTED),
+            counted_at: AtomicU64::new(0),
+            opened: std::time::Instant::now(),
+        }
+    }
+
+    fn now(&self) -> u64 {
+        u64::try_from(self.opened.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// The count, or `None` when this caller must count (never counted, or counted too long
+    /// ago and no concurrent search has claimed the recount).
+    fn known(&self) -> Option<u64> {
+        let embeddings = self.embeddings.load(Ordering::Relaxed);
+        if embeddings == Self::UNCOUNTED {
+            return None;
+        }
+        let (at, now) = (self.counted_at.load(Ordering::Relaxed), self.now());
+        let recount = u64::try_from(RECOUNT_AFTER.as_millis()).unwrap_or(u64::MAX);
+        let due = now.saturating_sub(at) >= recount
+            && self
+                .counted_at
+                .compare_exchange(at, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok();
+        if due { None } else { Some(embeddings) }
+    }
+
+    fn counted(&self, embeddings: u64) {
+        self.embeddings.store(embeddings, Ordering::Relaxed);
+        self.counted_at.store(self.now(), Ordering::Relaxed);
+    }
+
+    /// `added` embeddings were inserted through this handle.
+    fn added(&self, added: u64) {
+        let _ = self.embeddings.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+            (n != Self::UNCOUNTED).then(|| n.saturating_add(added).min(Self::UNCOUNTED - 1))
+        });
+    }
 }
 
 /// What [`PgProvider::probe_session`] found on a pooled connection.
@@ -226,6 +319,9 @@ pub struct PgProvider {
     admin: Pooled,
     app_role: String,
     ef_search: usize,
+    exact_below: usize,
+    /// Searches served by the HNSW index (see [`PgProvider::index_searches`]).
+    index_searches: AtomicU64,
 }
 
 impl PgProvider {
@@ -262,12 +358,55 @@ impl PgProvider {
                 Err(e) => return Err(e),
             }
         }
-        Ok(Self { app, admin, app_role, ef_search: config.ef_search.clamp(1, MAX_EF_SEARCH) })
+        Ok(Self {
+            app,
+            admin,
+            app_role,
+            ef_search: config.ef_search.clamp(1, MAX_EF_SEARCH),
+            exact_below: config.exact_below,
+            index_searches: AtomicU64::new(0),
+        })
     }
 
     /// The role data queries run as.
     pub fn app_role(&self) -> &str {
         &self.app_role
+    }
+
+    /// How many searches since [`PgProvider::connect`] went to the HNSW index rather than an
+    /// exact scan: a diagnostic, for tests that the index path is exercised and checked.
+    pub fn index_searches(&self) -> u64 {
+        self.index_searches.load(Ordering::Relaxed)
+    }
+
+    /// Whether a search of `tenant` is exact: it has fewer than `exact_below` embeddings, as
+    /// last counted (see [`TenantSize`]).
+    async fn searched_exactly(&self, tenant: &PgTenant) -> Result<bool> {
+        if self.exact_below == 0 {
+            return Ok(false);
+        }
+        let size = &tenant.0.size;
+        let embeddings = match size.known() {
+            Some(embeddings) => embeddings,
+            None => {
+                let conn = self.auto_one(tenant).await?;
+                let limit = i64::try_from(self.exact_below).unwrap_or(i64::MAX);
+                let statement = sql::count_embeddings_up_to(&tenant.0.schema);
+                let result = async {
+                    let row = conn.query_opt(&statement, &[&limit]).await?;
+                    let count: i64 = row
+                        .ok_or_else(|| Error::corrupt("embedding count", "no row"))?
+                        .try_get(0)
+                        .map_err(|e| Error::corrupt("embedding count", e))?;
+                    Ok(u64::try_from(count).unwrap_or(0))
+                }
+                .await;
+                let embeddings = conn.finish(result).await?;
+                size.counted(embeddings);
+                embeddings
+            }
+        };
+        Ok(embeddings < self.exact_below as u64)
     }
 
     /// Takes a connection from the application pool, as the next operation would, and
@@ -364,7 +503,7 @@ impl PgProvider {
                 };
                 match attempt.await {
                     Ok(()) => {
-                        let _ = tenant.0.search_function.set(true);
+                        tenant.0.search_function.store(true, Ordering::Relaxed);
                         return;
                     }
                     // The lock timed out (a conflict) or the pool was busy: try again later.
@@ -396,10 +535,45 @@ impl PgProvider {
         Ok(*tenant.0.layout.get_or_init(|| sql::new_layout(tenant.0.metric)))
     }
 
-    async fn registry_row(&self, id: &TenantId) -> Result<Option<(String, Option<u32>, Metric)>> {
+    /// A tenant's registry row ([`decode_registry`]) and whether its schema is tied to it
+    /// ([`sql::SELECT_TENANT`]).
+    async fn registry_row(
+        &self,
+        id: &TenantId,
+    ) -> Result<Option<((String, Option<u32>, Metric), bool)>> {
         let conn = self.app.get().await?;
         let row = conn.query_opt(sql::SELECT_TENANT, &[&id.as_str()]).await?;
-        row.map(|row| decode_registry(&row)).transpose()
+        row.map(|row| {
+            let tied = row.try_get(3).map_err(|e| Error::corrupt("tenant registry", e))?;
+            Ok((decode_registry(&row)?, tied))
+        })
+        .transpose()
+    }
+
+    /// Ties the schema of a tenant created by an earlier version to its tenant
+    /// ([`sql::tie_schema`]), as the owner role, once: concurrent openers wait on the registry
+    /// row, and the later ones find the schema tied.
+    async fn tie_schema(&self, id: &TenantId, schema: &SchemaName) -> Result<()> {
+        let mut conn = self.admin.get().await?;
+        conn.begin(sql::BEGIN_READ_COMMITTED, id.as_str()).await?;
+        let result = async {
+            conn.query_opt(sql::SELECT_TENANT_FOR_UPDATE, &[&id.as_str()])
+                .await?
+                .ok_or_else(|| Error::not_found("tenant", id))?;
+            let tied: bool = conn
+                .query_opt(sql::SELECT_TENANT, &[&id.as_str()])
+                .await?
+                .ok_or_else(|| Error::not_found("tenant", id))?
+                .try_get(3)
+                .map_err(|e| Error::corrupt("tenant registry", e))?;
+            if !tied {
+                conn.batch(&sql::tie_schema(schema, &self.app_role)).await?;
+                conn.execute(&sql::insert_schema_tenant(schema), &[&id.as_str()]).await?;
+            }
+            Ok(())
+        }
+        .await;
+        conn.finish(result).await
     }
 }
 
@@ -410,7 +584,9 @@ fn record_vector_index(tenant: &PgTenant, row: &tokio_postgres::Row) -> Result<(
     let indexdef: String = row.try_get(0).map_err(bad)?;
     let function: bool = row.try_get(1).map_err(bad)?;
     let _ = tenant.0.layout.set(sql::layout_of(&indexdef));
-    let _ = tenant.0.search_function.set(function);
+    if function {
+        tenant.0.search_function.store(true, Ordering::Relaxed);
+    }
     Ok(())
 }
 
@@ -494,11 +670,16 @@ impl Provider for PgProvider {
                 }
             })?;
             conn.batch(&sql::create_schema(&schema, &self.app_role)).await?;
-            // A new schema has no other users yet: its index is built right here.
-            if let Some(ddl) =
-                config.dimension.and_then(|d| sql::create_vector_index(&schema, d, config.metric))
-            {
-                conn.batch(&ddl).await?;
+            conn.execute(&sql::insert_schema_tenant(&schema), &[&id.as_str()]).await?;
+            // A new schema has no other users yet: its index and search function are built
+            // right here.
+            if let Some(dimension) = config.dimension {
+                let index = sql::create_vector_index(&schema, dimension, config.metric);
+                let function =
+                    sql::create_search_function(&schema, dimension, config.metric, &self.app_role);
+                if let (Some(index), Some(function)) = (index, function) {
+                    conn.batch(&format!("{index};\n{function}")).await?;
+                }
             }
             Ok(())
         }
@@ -509,11 +690,14 @@ impl Provider for PgProvider {
     }
 
     async fn open_tenant(&self, id: &TenantId) -> Result<PgTenant> {
-        let (schema, dimension, metric) =
+        let ((schema, dimension, metric), tied) =
             self.registry_row(id).await?.ok_or_else(|| Error::not_found("tenant", id))?;
         let expected = SchemaName::of(id);
         if schema != expected.as_str() {
             return Err(Error::corrupt("tenant registry", format!("schema {schema} for {id}")));
+        }
+        if !tied {
+            self.tie_schema(id, &expected).await?;
         }
         let tenant = PgTenant(Arc::new(TenantInner {
             id: id.clone(),
@@ -521,7 +705,8 @@ impl Provider for PgProvider {
             metric,
             dimension: std::sync::OnceLock::new(),
             layout: std::sync::OnceLock::new(),
-            search_function: std::sync::OnceLock::new(),
+            search_function: std::sync::atomic::AtomicBool::new(false),
+            size: TenantSize::new(),
         }));
         if let Some(dimension) = dimension {
             let _ = tenant.0.dimension.set(dimension);
@@ -532,7 +717,15 @@ impl Provider for PgProvider {
                     conn.query_opt(sql::SELECT_VECTOR_INDEX, &[&tenant.0.schema.as_str()]).await?;
                 drop(conn);
                 match row {
-                    Some(row) => record_vector_index(&tenant, &row)?,
+                    Some(row) => {
+                        record_vector_index(&tenant, &row)?;
+                        // Tenants created with their dimension by an earlier version got the
+                        // index without the search function: the build adds it.
+                        let current = tenant.0.layout.get() == Some(&sql::new_layout(metric));
+                        if current && !tenant.0.search_function.load(Ordering::Relaxed) {
+                            self.build_vector_index(&tenant, dimension);
+                        }
+                    }
                     None => self.build_vector_index(&tenant, dimension),
                 }
             }
@@ -571,7 +764,7 @@ impl Provider for PgProvider {
     }
 
     async fn tenant_config(&self, tenant: &PgTenant) -> Result<TenantConfig> {
-        let (_, dimension, metric) = self
+        let ((_, dimension, metric), _) = self
             .registry_row(&tenant.0.id)
             .await?
             .ok_or_else(|| Error::not_found("tenant", &tenant.0.id))?;
@@ -613,7 +806,10 @@ impl Provider for PgProvider {
         match resources {
             [one] => store::insert_resource(&conn, schema, one, id).await,
             _ => store::insert_resources(&conn, schema, resources, id).await,
-        }
+        }?;
+        let embedded = resources.iter().filter(|r| r.embedding.is_some()).count();
+        tenant.0.size.added(embedded as u64);
+        Ok(())
     }
 
     async fn get_resource(&self, tenant: &PgTenant, id: ResourceId) -> Result<Resource> {
@@ -729,6 +925,19 @@ impl Provider for PgProvider {
             return Ok(Vec::new());
         };
         let layout = self.layout(tenant).await?;
+        if self.searched_exactly(tenant).await? {
+            // A small tenant: a scan in true distance order, the tenant alone set.
+            let mut conn = self.app.get().await?;
+            let tenant_id = tenant.0.id.as_str();
+            if query.filter.is_some() {
+                conn.begin_lazy(sql::BEGIN_READ_COMMITTED, tenant_id, None);
+            } else {
+                conn.one_shot(sql::BEGIN_READ_COMMITTED, tenant_id, None);
+            }
+            let result = search(&conn, tenant, dimension, layout, query, true).await;
+            return conn.finish(result).await;
+        }
+        self.index_searches.fetch_add(1, Ordering::Relaxed);
         // The HNSW parameters travel with BEGIN, transaction-local like the tenant.
         let ef = self.ef_search.max(query.k).min(MAX_EF_SEARCH);
         let order = if query.filter.is_some() { "relaxed_order" } else { "strict_order" };
@@ -736,7 +945,7 @@ impl Provider for PgProvider {
             (sql::SET_SEARCH, vec![ef.to_string(), order.to_owned(), "20000".to_owned()]);
         let mut conn = self.app.get().await?;
         let tenant_id = tenant.0.id.as_str();
-        let function = tenant.0.search_function.get().copied().unwrap_or(false)
+        let function = tenant.0.search_function.load(Ordering::Relaxed)
             && layout == sql::new_layout(tenant.0.metric);
         if query.filter.is_none() && function {
             // One statement in its own implicit transaction: the function sets the tenant and
@@ -755,7 +964,7 @@ impl Provider for PgProvider {
             // One statement: BEGIN, settings, search and COMMIT in one round trip.
             conn.one_shot(sql::BEGIN_READ_COMMITTED, tenant_id, Some(settings));
         }
-        let result = search(&conn, tenant, dimension, layout, query).await;
+        let result = search(&conn, tenant, dimension, layout, query, false).await;
         conn.finish(result).await
     }
 
@@ -894,13 +1103,16 @@ async fn nearest(
     }
 }
 
-/// Vector search inside an auto-commit transaction (see the module docs).
+/// Vector search inside an auto-commit transaction (see the module docs): through the index
+/// with the settings of [`sql::SET_SEARCH`], or, when `exact`, by a scan in true distance order
+/// with no setting but the tenant.
 async fn search(
     conn: &PgConn,
     tenant: &PgTenant,
     dimension: u32,
     layout: sql::Layout,
     query: &SearchQuery,
+    exact: bool,
 ) -> Result<Vec<ScoredResource>> {
     let vector = pgvector::Vector::from(query.vector.clone());
     let schema = &tenant.0.schema;
@@ -909,13 +1121,8 @@ async fn search(
     let mut hits = Vec::with_capacity(k);
     match &query.filter {
         None => {
-            let statement = sql::search_resources(
-                schema,
-                dimension,
-                tenant.0.metric,
-                sql::Order::Index(layout),
-                false,
-            );
+            let order = if exact { sql::Order::Exact } else { sql::Order::Index(layout) };
+            let statement = sql::search_resources(schema, dimension, tenant.0.metric, order, false);
             for row in conn.query(&statement, &[&vector, &limit]).await? {
                 hits.push(store::resource_from_row(&row)?);
             }
@@ -927,7 +1134,7 @@ async fn search(
             let statement =
                 |order| sql::search_resources(schema, dimension, tenant.0.metric, order, narrowed);
             let contains = narrowed.then_some(&contains);
-            if narrowed {
+            if narrowed && !exact {
                 // An iterative scan goes on past rows the containment rejects, up to
                 // `hnsw.max_scan_tuples`.
                 let statement = statement(sql::Order::Index(layout));
@@ -939,12 +1146,15 @@ async fn search(
                 }
             }
             if hits.len() < k {
-                // The index scan gave up (a selective filter), or the filter has no containment
-                // to push down: an exact scan, rows in true distance order, the window growing
-                // until `k` rows match or the table is exhausted. (A GIN index on `metadata`
+                // A small tenant, the index scan gave up (a selective filter), or the filter has
+                // no containment to push down: an exact scan, rows in true distance order, the
+                // window growing until `k` rows match or the table is exhausted. (A GIN index on `metadata`
                 // cannot narrow it: under row-level security the planner never makes the
                 // non-leakproof `@>` an index condition.)
-                conn.query(sql::EXACT_SEARCH, &[]).await?;
+                if !exact {
+                    // Undoes the index settings sent with BEGIN.
+                    conn.query(sql::EXACT_SEARCH, &[]).await?;
+                }
                 let statement = statement(sql::Order::Exact);
                 let mut window = k.saturating_mul(4).max(64);
                 loop {

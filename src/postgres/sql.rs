@@ -102,9 +102,14 @@ pub(crate) fn grant_registry(app_role: &str) -> String {
 /// Registers a tenant: `$1` id, `$2` schema, `$3` dimension, `$4` metric.
 pub(crate) const INSERT_TENANT: &str =
     "INSERT INTO percolate.tenants (id, schema, dimension, metric) VALUES ($1, $2, $3, $4)";
-/// A tenant's registry row: schema, dimension, metric.
-pub(crate) const SELECT_TENANT: &str =
-    "SELECT schema, dimension, metric FROM percolate.tenants WHERE id = $1";
+/// A tenant's registry row: schema, dimension, metric; and whether the schema is tied to its
+/// tenant ([`create_schema`]'s table `tenant`; schemas created before it are tied by
+/// [`tie_schema`] when opened). The catalog is readable by every role.
+pub(crate) const SELECT_TENANT: &str = "SELECT t.schema, t.dimension, t.metric,
+    EXISTS (SELECT 1 FROM pg_catalog.pg_class c
+        JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+        WHERE n.nspname = t.schema AND c.relname = 'tenant' AND c.relkind = 'r')
+    FROM percolate.tenants t WHERE t.id = $1";
 /// A tenant's registry row, locked for fixing its dimension.
 pub(crate) const SELECT_TENANT_FOR_UPDATE: &str =
     "SELECT schema, dimension, metric FROM percolate.tenants WHERE id = $1 FOR UPDATE";
@@ -124,8 +129,68 @@ pub(crate) fn drop_schema(schema: &SchemaName) -> String {
 
 const TABLES: [&str; 4] = ["resources", "entities", "edges", "moments"];
 
+/// The schema's own tenant: a table of one row (`only_row` is unique and must be true) holding
+/// the id of the tenant the schema belongs to, written once by the owner role as a bind
+/// parameter ([`insert_schema_tenant`]). The application role may only read it, and its own
+/// policy shows the row only to a transaction set to that tenant. That policy reads the
+/// setting with `missing_ok` (unset is no match, still failing closed): the planner evaluates
+/// it to estimate the subquery of [`tenant_policy`], which a one-statement insert
+/// ([`AS_TENANT`]) plans before its CTE has set the tenant.
+fn create_tenant_table(schema: &SchemaName, app: &str) -> String {
+    let s = schema;
+    format!(
+        "CREATE TABLE {s}.tenant (
+            id text PRIMARY KEY,
+            only_row boolean NOT NULL DEFAULT true UNIQUE CHECK (only_row)
+        );
+        ALTER TABLE {s}.tenant ENABLE ROW LEVEL SECURITY;
+        ALTER TABLE {s}.tenant FORCE ROW LEVEL SECURITY;
+        CREATE POLICY tenant_isolation ON {s}.tenant
+            USING (id = current_setting('app.current_tenant', true))
+            WITH CHECK (id = current_setting('app.current_tenant', true));
+        GRANT SELECT ON {s}.tenant TO {app};
+        "
+    )
+}
+
+/// Writes the schema's tenant (`$1`) into [`create_tenant_table`]'s table, once: run by the
+/// owner role with the tenant set, as its policy requires.
+pub(crate) fn insert_schema_tenant(schema: &SchemaName) -> String {
+    format!("INSERT INTO {schema}.tenant (id) VALUES ($1) ON CONFLICT DO NOTHING")
+}
+
+/// The condition of every tenant table's policy, in `USING` and `WITH CHECK`: the row's
+/// `tenant_id` is the transaction's tenant *and* the schema's own ([`create_tenant_table`]).
+/// The setting alone would let a transaction set to tenant A write rows tagged A into B's
+/// schema and read them back there; the second comparison ties each schema to its tenant
+/// whatever the setting says. The subquery runs once per statement.
+fn tenant_policy(schema: &SchemaName) -> String {
+    format!(
+        "tenant_id = current_setting('app.current_tenant') \
+         AND tenant_id = (SELECT id FROM {schema}.tenant)"
+    )
+}
+
+/// Ties a schema created before [`create_tenant_table`] existed to its tenant: the table (its
+/// row written after, by [`insert_schema_tenant`]) and every policy changed in place to
+/// [`tenant_policy`]. Run by the owner role in one transaction, so a schema is tied wholly
+/// or not at all.
+pub(crate) fn tie_schema(schema: &SchemaName, app_role: &str) -> String {
+    let app = quote_identifier(app_role);
+    let mut sql = create_tenant_table(schema, &app);
+    let policy = tenant_policy(schema);
+    for table in TABLES {
+        sql.push_str(&format!(
+            "ALTER POLICY tenant_isolation ON {schema}.{table} USING ({policy}) \
+             WITH CHECK ({policy});\n"
+        ));
+    }
+    sql
+}
+
 /// Creates a tenant's schema, tables, indexes and row-level security, and grants the
-/// application role data access (no DDL, no ownership).
+/// application role data access (no DDL, no ownership). The schema's tenant is written after,
+/// in the same transaction, by [`insert_schema_tenant`].
 pub(crate) fn create_schema(schema: &SchemaName, app_role: &str) -> String {
     let s = schema;
     // Every row names its tenant; the default comes from the transaction's setting and the
@@ -184,13 +249,13 @@ pub(crate) fn create_schema(schema: &SchemaName, app_role: &str) -> String {
     );
     let app = quote_identifier(app_role);
     sql.push_str(&format!("GRANT USAGE ON SCHEMA {s} TO {app};\n"));
+    sql.push_str(&create_tenant_table(s, &app));
+    let policy = tenant_policy(s);
     for table in TABLES {
         sql.push_str(&format!(
             "ALTER TABLE {s}.{table} ENABLE ROW LEVEL SECURITY;
             ALTER TABLE {s}.{table} FORCE ROW LEVEL SECURITY;
-            CREATE POLICY tenant_isolation ON {s}.{table}
-                USING (tenant_id = current_setting('app.current_tenant'))
-                WITH CHECK (tenant_id = current_setting('app.current_tenant'));
+            CREATE POLICY tenant_isolation ON {s}.{table} USING ({policy}) WITH CHECK ({policy});
             GRANT SELECT, INSERT, UPDATE, DELETE ON {s}.{table} TO {app};
             "
         ));
@@ -288,13 +353,25 @@ fn ops_suffix(metric: Metric) -> &'static str {
 /// worse than in bulk (recall 0.948-0.954 at 40, 0.961-0.963 at 48 over two builds; at
 /// ef_construction 200, 0.961 at 40 but 198 s to ingest).
 ///
-/// Not adopted all the same: pgvector's default 16 and 64 stay. On small tenants the m 8
-/// graph misses true neighbours: the conformance case `exact_search_matches_brute_force`
-/// (300 24-d vectors, k 10, `ef_search` 48) failed 10 of 12 runs with m 8 / 128 and passed 10
-/// of 10 with 16 / 64.
-pub(crate) const HNSW_M: u32 = 16;
+/// On small tenants the m 8 graph misses true neighbours: the conformance case
+/// `exact_search_matches_brute_force` (300 24-d vectors, k 10, `ef_search` 48) failed 10 of
+/// 12 runs with m 8 / 128 and passed 10 of 10 with 16 / 64. So m 8 is used only because small
+/// tenants are not searched through the graph at all: below `PgConfig::exact_below`
+/// embeddings (500) a search is an exact scan, about as cheap as the index there and exact,
+/// and the graph serves the large tenants it is tuned for.
+///
+/// Re-measured on 2026-11-27 through the provider (`postgres_perf knn`, 100k rows loaded row
+/// by row in batches of 1000, recall on the bench's 200 queries; pages per search from
+/// `knn_cold`; load 1.1-2.2 with another agent at work, which moves latency more than these
+/// parameters do): m 16 / 64 at `ef_search` 32, recall 0.961, 702 pages, p50 1.22-1.46 ms
+/// (a build of ours was running); m 8 / 128 at 40, 0.956, 560 pages, 1.02-1.12 ms, at 32,
+/// 0.941, 481 pages; m 8 / 200 at 32, 0.952, 497 pages, 0.90-1.01 ms, at 36, 0.955, 540
+/// pages, at 40, 0.958, 582 pages, 0.85-1.15 ms over six rounds. At equal recall 200 visits
+/// 5-10% fewer pages than 128, and ingest took about as long (190 s against 178 s; earlier
+/// sessions measured 198 s against 132 s): 200 is kept.
+pub(crate) const HNSW_M: u32 = 8;
 /// See [`HNSW_M`].
-pub(crate) const HNSW_EF_CONSTRUCTION: u32 = 64;
+pub(crate) const HNSW_EF_CONSTRUCTION: u32 = 200;
 
 /// The HNSW index of a tenant whose dimension is fixed, in [`new_layout`]; `None` when the
 /// dimension is too large for pgvector's HNSW (search is then an exact scan). Built with
@@ -388,6 +465,16 @@ pub(crate) fn search_resources(
         "SELECT {RESOURCE_COLUMNS} FROM {schema}.resources
          WHERE embedding IS NOT NULL{filter}
          ORDER BY {distance}, id LIMIT $2"
+    )
+}
+
+/// How many of a tenant's resources have an embedding, counted up to `$1` and no further:
+/// what tells a small tenant, searched exactly, from a large one (see
+/// `PgConfig::exact_below`). It reads at most `$1` rows, however large the tenant.
+pub(crate) fn count_embeddings_up_to(schema: &SchemaName) -> String {
+    format!(
+        "SELECT count(*) FROM (SELECT 1 FROM {schema}.resources WHERE embedding IS NOT NULL \
+         LIMIT $1) AS bounded"
     )
 }
 
@@ -739,7 +826,7 @@ mod tests {
     fn cosine_tenants_index_unit_vectors_and_search_by_the_same_expression() {
         let ddl = create_vector_index(&schema(), 384, Metric::Cosine).expect("indexed");
         assert!(ddl.contains("((l2_normalize(embedding)::halfvec(384)) halfvec_ip_ops)"), "{ddl}");
-        assert!(ddl.ends_with("WITH (m = 8, ef_construction = 128)"), "{ddl}");
+        assert!(ddl.ends_with("WITH (m = 8, ef_construction = 200)"), "{ddl}");
         let search =
             search_resources(&schema(), 384, Metric::Cosine, Order::Index(Layout::Unit), false);
         assert!(search.contains("ORDER BY (l2_normalize(embedding)::halfvec(384) <#>"), "{search}");

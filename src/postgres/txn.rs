@@ -54,7 +54,8 @@ struct Overlay {
     log: Vec<Write>,
 }
 
-/// A transaction of the [`PgProvider`]. See the [module docs](self) for how it works.
+/// A transaction of the [`PgProvider`]: optimistic, its reads on one snapshot (see the
+/// `postgres::txn` module comments for how it works).
 pub struct PgTxn<'p> {
     conn: PgConn,
     tenant: PgTenant,
