@@ -41,7 +41,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use parking_lot::{Mutex, RwLock};
 
 use super::crypto::TenantCrypto;
-use super::hnsw::{Hnsw, HnswParams, InsertPlan, Scored, prepare_in_place};
+use super::hnsw::{Hnsw, HnswParams, InsertPlan, Scored, prepare_in_place, prepared_copy};
 use crate::model::{Filter, Metadata, Metric, ResourceId};
 
 /// A change to the searchable set, produced by a write and applied after its commit.
@@ -342,7 +342,7 @@ impl VectorIndex {
         metadata: Arc<Metadata>,
     ) -> VectorChange {
         let hash = hash_vector(vector);
-        let vector = prepare_in_place(self.metric, vector.to_vec());
+        let vector = prepared_copy(self.metric, vector);
         VectorChange::Prepared { id, pending: Pending { vector, metadata, hash } }
     }
 
