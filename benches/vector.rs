@@ -109,10 +109,13 @@ fn report(rt: &tokio::runtime::Runtime, data: &Dataset, loaded: &Loaded) {
     let stats = RocksProvider::index_stats(tenant);
     let raw = data.len() * data.dimension * 4;
     println!(
-        "index memory: {:.1} MiB for {:.1} MiB of raw vectors ({:.2}x)",
+        "index memory: graph {:.1} MiB for {:.1} MiB of raw vectors ({:.2}x); with ids, \
+         metadata, postings and pending vectors {:.1} MiB ({:.2}x)",
         stats.bytes as f64 / 1048576.0,
         raw as f64 / 1048576.0,
-        stats.bytes as f64 / raw as f64
+        stats.bytes as f64 / raw as f64,
+        (stats.bytes + stats.side_bytes) as f64 / 1048576.0,
+        (stats.bytes + stats.side_bytes) as f64 / raw as f64
     );
     let queries = data.query_count().min(200);
     let filters: [FilterCase; 3] = [

@@ -166,7 +166,13 @@ impl RocksProvider {
         match tenant.vector_index() {
             Some(index) => {
                 let (graph, pending, tombstones) = index.stats();
-                IndexStats { graph, pending, tombstones, bytes: index.memory_bytes() }
+                IndexStats {
+                    graph,
+                    pending,
+                    tombstones,
+                    bytes: index.memory_bytes(),
+                    side_bytes: index.side_bytes(),
+                }
             }
             None => IndexStats::default(),
         }
@@ -213,6 +219,10 @@ pub struct IndexStats {
     pub tombstones: usize,
     /// Bytes held by the graph's vectors and links.
     pub bytes: usize,
+    /// Bytes held beside the graph, estimated: point ids and hashes, each point's metadata
+    /// (kept in memory for filters; a `BTreeMap` node of ~630 bytes even for two small
+    /// fields), the id map, postings and pending vectors.
+    pub side_bytes: usize,
 }
 
 /// Vector search: the index finds ids and distances, the store supplies the records. A hit

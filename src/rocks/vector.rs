@@ -590,6 +590,34 @@ impl VectorIndex {
         self.state.read().graph.memory_bytes()
     }
 
+    /// Bytes held beside the graph, estimated from capacities (allocator overhead not
+    /// counted): each point's id, hash and metadata (kept for filters), the id map, postings,
+    /// and pending vectors.
+    pub(crate) fn side_bytes(&self) -> usize {
+        use std::mem::size_of;
+        let state = self.state.read();
+        let arc = |m: &Metadata| 2 * size_of::<usize>() + size_of::<Metadata>() + map_heap_bytes(m);
+        let points = state.points.capacity() * size_of::<Point>()
+            + state.points.iter().map(|p| arc(&p.metadata)).sum::<usize>();
+        let slots = state.slots.capacity() * (size_of::<(ResourceId, Slot)>() + 1);
+        let pending = state.pending.capacity() * (size_of::<(ResourceId, Pending)>() + 1)
+            + state
+                .pending
+                .values()
+                .map(|p| 4 * p.vector.capacity() + arc(&p.metadata))
+                .sum::<usize>();
+        let postings = state
+            .postings
+            .iter()
+            .map(|(key, values)| {
+                key.capacity()
+                    + values.capacity() * (size_of::<(Scalar, Vec<u32>)>() + 1)
+                    + values.values().map(|ids| 4 * ids.capacity()).sum::<usize>()
+            })
+            .sum::<usize>();
+        points + slots + pending + postings
+    }
+
     /// The `k` nearest live resources that match `filter`, nearest first, ties by id.
     pub(crate) fn search(
         &self,
@@ -857,6 +885,31 @@ fn read_snapshot(
         .map(|c| u64::from_le_bytes(c.try_into().unwrap_or([0; 8])))
         .collect();
     Some(Snapshot { graph, ids, hashes, format_02 })
+}
+
+/// Heap bytes of a JSON map and what it holds, estimated: `serde_json`'s map is a `BTreeMap`
+/// whose nodes hold up to 11 entries, so even a map of two small fields costs a whole node
+/// (~630 bytes).
+fn map_heap_bytes(map: &Metadata) -> usize {
+    use std::mem::size_of;
+    const CAPACITY: usize = 11;
+    let node =
+        2 * size_of::<usize>() + CAPACITY * (size_of::<String>() + size_of::<serde_json::Value>());
+    map.len().div_ceil(CAPACITY) * node
+        + map.iter().map(|(key, value)| key.capacity() + value_heap_bytes(value)).sum::<usize>()
+}
+
+fn value_heap_bytes(value: &serde_json::Value) -> usize {
+    use serde_json::Value;
+    match value {
+        Value::String(text) => text.capacity(),
+        Value::Array(items) => {
+            items.capacity() * std::mem::size_of::<Value>()
+                + items.iter().map(value_heap_bytes).sum::<usize>()
+        }
+        Value::Object(map) => map_heap_bytes(map),
+        Value::Null | Value::Bool(_) | Value::Number(_) => 0,
+    }
 }
 
 const HASH_K: u64 = 0x9E37_79B9_7F4A_7C15;
