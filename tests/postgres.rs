@@ -57,25 +57,6 @@ impl conformance::Harness for PgHarness {
 
 conformance_suite!(PgHarness);
 
-/// A deterministic vector of `dimension` components in [-1, 1].
-fn random_vector(seed: u64, dimension: usize) -> Vec<f32> {
-    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15).wrapping_add(1);
-    (0..dimension)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            ((state >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-        })
-        .collect()
-}
-
-fn cosine_distance(a: &[f32], b: &[f32]) -> f64 {
-    let dot: f64 = a.iter().zip(b).map(|(x, y)| f64::from(*x) * f64::from(*y)).sum();
-    let norm = |v: &[f32]| v.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
-    1.0 - dot / (norm(a) * norm(b))
-}
-
 /// The conformance suite's tenants are small, so they are searched exactly: this one is
 /// searched through the HNSW index (`exact_below` 0), and every answer is checked against
 /// brute force: recall@10 at least 0.95 at `ef_search` 200 (the index is approximate, but at
@@ -98,26 +79,40 @@ async fn index_searches_of_a_large_tenant_find_the_brute_force_neighbours() {
     for chunk in (0..ROWS).collect::<Vec<_>>().chunks(1000) {
         let batch = chunk
             .iter()
-            .map(|&i| NewResource::new(format!("r{i}")).with_embedding(random_vector(i, DIMENSION)))
+            .map(|&i| {
+                NewResource::new(format!("r{i}")).with_embedding(conformance::vector(i, DIMENSION))
+            })
             .collect();
         created.extend(tenant.batch_create_resources(batch).await.expect("insert"));
     }
     let mut found = 0;
     for q in 0..QUERIES {
-        let query = random_vector(1_000_000 + q, DIMENSION);
+        let query = conformance::vector(1_000_000 + q, DIMENSION);
         let hits =
             tenant.search_resources(&SearchQuery::new(query.clone(), 10)).await.expect("search");
         assert_eq!(hits.len(), 10);
         let mut truth: Vec<(f64, _)> = created
             .iter()
-            .map(|r| (cosine_distance(r.embedding.as_deref().expect("embedding"), &query), r.id))
+            .map(|r| {
+                (
+                    conformance::brute_distance(
+                        Metric::Cosine,
+                        r.embedding.as_deref().expect("embedding"),
+                        &query,
+                    ),
+                    r.id,
+                )
+            })
             .collect();
         truth.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
         let truth: Vec<_> = truth[..10].iter().map(|(_, id)| *id).collect();
         found += hits.iter().filter(|hit| truth.contains(&hit.resource.id)).count();
         for hit in &hits {
-            let expected =
-                cosine_distance(hit.resource.embedding.as_deref().expect("embedding"), &query);
+            let expected = conformance::brute_distance(
+                Metric::Cosine,
+                hit.resource.embedding.as_deref().expect("embedding"),
+                &query,
+            );
             assert!((f64::from(hit.distance) - expected).abs() < 1e-4, "distance {hit:?}");
         }
         assert!(hits.windows(2).all(|w| w[0].distance <= w[1].distance), "nearest first");

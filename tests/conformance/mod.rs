@@ -148,7 +148,7 @@ fn ts(seconds: i64) -> Timestamp {
 }
 
 /// A deterministic pseudo-random vector, so cases need no RNG dependency.
-fn vector(seed: u64, dimension: usize) -> Vec<f32> {
+pub(crate) fn vector(seed: u64, dimension: usize) -> Vec<f32> {
     let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15).wrapping_add(1);
     (0..dimension)
         .map(|_| {
@@ -161,7 +161,7 @@ fn vector(seed: u64, dimension: usize) -> Vec<f32> {
 }
 
 /// Brute-force distance, computed here in f64 independently of the library.
-fn brute_distance(metric: Metric, a: &[f32], b: &[f32]) -> f64 {
+pub(crate) fn brute_distance(metric: Metric, a: &[f32], b: &[f32]) -> f64 {
     let dot: f64 = a.iter().zip(b).map(|(x, y)| f64::from(*x) * f64::from(*y)).sum();
     match metric {
         Metric::Cosine => {
