@@ -106,21 +106,27 @@ impl Filter {
 
     /// Whether `metadata` satisfies the filter.
     pub fn matches(&self, metadata: &Metadata) -> bool {
+        self.matches_fields(&|key: &str| metadata.get(key))
+    }
+
+    /// [`Filter::matches`] on metadata kept in another form: `field` gives the value of a
+    /// top-level key.
+    pub(crate) fn matches_fields<'a>(&self, field: &impl Fn(&str) -> Option<&'a Value>) -> bool {
         match self {
-            Filter::And(all) => all.iter().all(|f| f.matches(metadata)),
-            Filter::Or(any) => any.iter().any(|f| f.matches(metadata)),
-            Filter::Not(inner) => !inner.matches(metadata),
-            Filter::Compare { path, op, value } => match (lookup(metadata, path), op) {
+            Filter::And(all) => all.iter().all(|f| f.matches_fields(field)),
+            Filter::Or(any) => any.iter().any(|f| f.matches_fields(field)),
+            Filter::Not(inner) => !inner.matches_fields(field),
+            Filter::Compare { path, op, value } => match (lookup(field, path), op) {
                 (None, CmpOp::Ne) => true,
                 (None, _) => false,
                 (Some(found), op) => compare(found, *op, value),
             },
             Filter::In { path, values, negated } => {
-                let hit = lookup(metadata, path)
+                let hit = lookup(field, path)
                     .is_some_and(|found| values.iter().any(|v| json_eq(found, v)));
                 hit != *negated
             }
-            Filter::Exists { path, exists } => lookup(metadata, path).is_some() == *exists,
+            Filter::Exists { path, exists } => lookup(field, path).is_some() == *exists,
         }
     }
 
@@ -232,9 +238,9 @@ fn parse_field(field: &str, operand: &Value) -> Result<Filter> {
     Ok(if parts.len() == 1 { parts.remove(0) } else { Filter::And(parts) })
 }
 
-fn lookup<'a>(metadata: &'a Metadata, path: &[String]) -> Option<&'a Value> {
+fn lookup<'a>(field: &impl Fn(&str) -> Option<&'a Value>, path: &[String]) -> Option<&'a Value> {
     let (first, rest) = path.split_first()?;
-    let mut current = metadata.get(first)?;
+    let mut current = field(first)?;
     for key in rest {
         current = current.as_object()?.get(key)?;
     }

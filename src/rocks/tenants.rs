@@ -381,9 +381,7 @@ impl TenantDb {
                 Some(crypto) => crypto.seal_into(cf::CF_EMBEDDINGS, key, slot, encode)?,
                 None => encode(slot),
             }
-            let change = index.map(|index| {
-                index.prepare(resource.id, vector, Arc::new(resource.metadata.clone()))
-            });
+            let change = index.map(|index| index.prepare(resource.id, vector, &resource.metadata));
             Ok(ResourceValues { record, embedding: None, change })
         };
         let mut values: Vec<ResourceValues> = if super::cores() < 2

@@ -66,7 +66,7 @@ enum Slot {
 pub(crate) struct Pending {
     /// Prepared as the graph would store it.
     vector: Vec<f32>,
-    metadata: Arc<Metadata>,
+    metadata: Arc<Fields>,
     /// [`hash_vector`] of the embedding as stored, so a snapshot can be checked against the
     /// store without comparing whole vectors.
     hash: u64,
@@ -75,7 +75,7 @@ pub(crate) struct Pending {
 /// A point of the graph.
 struct Point {
     id: ResourceId,
-    metadata: Arc<Metadata>,
+    metadata: Arc<Fields>,
     hash: u64,
 }
 
@@ -213,11 +213,7 @@ impl VectorIndex {
                 state.points = ids
                     .iter()
                     .zip(&hashes)
-                    .map(|(id, hash)| Point {
-                        id: *id,
-                        metadata: Arc::new(Metadata::new()),
-                        hash: *hash,
-                    })
+                    .map(|(id, hash)| Point { id: *id, metadata: Arc::default(), hash: *hash })
                     .collect();
                 state.graph = graph;
                 // A snapshot of format 02 is checked with its own hash; its points then take
@@ -228,8 +224,9 @@ impl VectorIndex {
                         Some(point)
                             if state.points[point as usize].hash == snapshot_hash(&vector) =>
                         {
-                            state.post(point, &metadata);
-                            state.points[point as usize].metadata = metadata;
+                            let fields = Fields::of(&metadata);
+                            state.post(point, &fields);
+                            state.points[point as usize].metadata = Arc::new(fields);
                             if upgraded {
                                 state.points[point as usize].hash = hash_vector(&vector);
                             }
@@ -321,6 +318,7 @@ impl VectorIndex {
                 VectorChange::Upsert { id, vector, metadata } => {
                     let hash = hash_vector(&vector);
                     let vector = prepare_in_place(self.metric, vector);
+                    let metadata = Arc::new(Fields::of(&metadata));
                     (id, Some(Pending { vector, metadata, hash }))
                 }
                 VectorChange::Remove { id } => (id, None),
@@ -339,10 +337,11 @@ impl VectorIndex {
         &self,
         id: ResourceId,
         vector: &[f32],
-        metadata: Arc<Metadata>,
+        metadata: &Metadata,
     ) -> VectorChange {
         let hash = hash_vector(vector);
         let vector = prepared_copy(self.metric, vector);
+        let metadata = Arc::new(Fields::of(metadata));
         VectorChange::Prepared { id, pending: Pending { vector, metadata, hash } }
     }
 
@@ -503,7 +502,7 @@ impl VectorIndex {
             old: u32,
             vector: Vec<f32>,
             id: ResourceId,
-            metadata: Arc<Metadata>,
+            metadata: Arc<Fields>,
             hash: u64,
         }
         let _maintenance = self.maintenance.lock();
@@ -596,7 +595,7 @@ impl VectorIndex {
     pub(crate) fn side_bytes(&self) -> usize {
         use std::mem::size_of;
         let state = self.state.read();
-        let arc = |m: &Metadata| 2 * size_of::<usize>() + size_of::<Metadata>() + map_heap_bytes(m);
+        let arc = |m: &Fields| 2 * size_of::<usize>() + size_of::<Fields>() + m.heap_bytes();
         let points = state.points.capacity() * size_of::<Point>()
             + state.points.iter().map(|p| arc(&p.metadata)).sum::<usize>();
         let slots = state.slots.capacity() * (size_of::<(ResourceId, Slot)>() + 1);
@@ -628,7 +627,7 @@ impl VectorIndex {
     ) -> Vec<Hit> {
         let state = self.state.read();
         let inbox = self.inbox.read();
-        let matches = |metadata: &Metadata| filter.is_none_or(|f| f.matches(metadata));
+        let matches = |fields: &Fields| filter.is_none_or(|f| fields.matches(f));
         // What the inbox holds for a resource supersedes what the graph or `pending` holds.
         let current = |id: &ResourceId| inbox.changes.is_empty() || !inbox.changes.contains_key(id);
         let live = state.slots.len();
@@ -747,11 +746,11 @@ fn distance(metric: Metric, a: &[f32], b: &[f32]) -> f32 {
 
 impl State {
     /// Lists `point` under each top-level scalar of its metadata.
-    fn post(&mut self, point: u32, metadata: &Metadata) {
-        for (key, value) in metadata {
+    fn post(&mut self, point: u32, metadata: &Fields) {
+        for (key, value) in metadata.iter() {
             if let Some(scalar) = Scalar::of(value) {
                 self.postings
-                    .entry(key.clone())
+                    .entry(key.to_owned())
                     .or_default()
                     .entry(scalar)
                     .or_default()
@@ -885,6 +884,39 @@ fn read_snapshot(
         .map(|c| u64::from_le_bytes(c.try_into().unwrap_or([0; 8])))
         .collect();
     Some(Snapshot { graph, ids, hashes, format_02 })
+}
+
+/// A point's metadata as the index keeps it for filters: the top-level fields sorted by key in
+/// one allocation. `serde_json`'s own map is a `BTreeMap` whose node alone is ~630 bytes even
+/// for two small fields: on the bench's 50k points that was 1.97x the raw vectors for the whole
+/// index against 1.44x for the graph.
+#[derive(Debug, Default)]
+pub(crate) struct Fields(Box<[(Box<str>, serde_json::Value)]>);
+
+impl Fields {
+    pub(crate) fn of(metadata: &Metadata) -> Self {
+        // The map iterates in key order (byte order, as `str` compares), so the slice is sorted.
+        Self(metadata.iter().map(|(key, value)| (key.as_str().into(), value.clone())).collect())
+    }
+
+    fn get(&self, key: &str) -> Option<&serde_json::Value> {
+        let found = self.0.binary_search_by(|(k, _)| (**k).cmp(key)).ok()?;
+        Some(&self.0[found].1)
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (&str, &serde_json::Value)> {
+        self.0.iter().map(|(key, value)| (&**key, value))
+    }
+
+    fn matches(&self, filter: &Filter) -> bool {
+        filter.matches_fields(&|key: &str| self.get(key))
+    }
+
+    /// Heap bytes, estimated (allocator overhead not counted).
+    fn heap_bytes(&self) -> usize {
+        self.0.len() * std::mem::size_of::<(Box<str>, serde_json::Value)>()
+            + self.iter().map(|(key, value)| key.len() + value_heap_bytes(value)).sum::<usize>()
+    }
 }
 
 /// Heap bytes of a JSON map and what it holds, estimated: `serde_json`'s map is a `BTreeMap`
@@ -1048,7 +1080,7 @@ mod tests {
             upsert(ids[0], 1000, 1),
             VectorChange::Remove { id: ids[1] },
             // Prepared off the commit path, as a batch does.
-            index.prepare(ids[2], &vector(2), tag_two),
+            index.prepare(ids[2], &vector(2), &tag_two),
         ]);
         assert!(!index.inbox.read().changes.is_empty());
         // Stats count the inbox as a drain would apply it: three graph points superseded,
@@ -1184,5 +1216,37 @@ mod tests {
         std::fs::write(&path, &body).unwrap();
         let (graph, pending, tombstones) = open(&changed).stats();
         assert_eq!((graph, pending, tombstones), (500, 1, 1));
+    }
+
+    /// The index's compact metadata answers every filter as the metadata itself does.
+    #[test]
+    fn fields_match_filters_as_the_metadata_does() {
+        let maps = [
+            serde_json::json!({}),
+            serde_json::json!({"a": 1, "b": "x", "c": {"d": [1, 2]}, "z": null}),
+            serde_json::json!({"b": "y", "a": 2.0, "aa": true, "": 0}),
+        ];
+        let filters = [
+            serde_json::json!({"a": 1}),
+            serde_json::json!({"a": {"$gte": 1.5}}),
+            serde_json::json!({"b": {"$in": ["x", "q"]}}),
+            serde_json::json!({"c.d": {"$exists": true}}),
+            serde_json::json!({"z": {"$exists": false}}),
+            serde_json::json!({"$or": [{"aa": true}, {"b": {"$ne": "x"}}]}),
+            serde_json::json!({"$not": {"missing": 1}}),
+        ];
+        for map in &maps {
+            let metadata = map.as_object().unwrap();
+            let fields = Fields::of(metadata);
+            assert_eq!(fields.iter().count(), metadata.len());
+            for (key, value) in metadata {
+                assert_eq!(fields.get(key), Some(value), "{key}");
+            }
+            assert_eq!(fields.get("absent"), None);
+            for filter in &filters {
+                let filter = Filter::parse(filter).unwrap();
+                assert_eq!(fields.matches(&filter), filter.matches(metadata), "{map} {filter:?}");
+            }
+        }
     }
 }
