@@ -114,6 +114,19 @@ mod rocks {
         codec::decode_i64("fuzzed i64", bytes)
     }
 
+    /// Encodes the `meta` value registering a sealing session (its random id).
+    pub fn encode_session(id: &[u8; 16]) -> Vec<u8> {
+        codec::encode_session(id)
+    }
+
+    /// Decodes a sealing session's `meta` value.
+    ///
+    /// # Errors
+    /// As the store's decoder.
+    pub fn decode_session(bytes: &[u8]) -> Result<[u8; 16]> {
+        codec::decode_session(bytes)
+    }
+
     /// An adjacency entry parsed from its key: `(entity, incoming, relation, other, edge)`.
     pub type ParsedAdjacency = (EntityId, bool, Vec<u8>, EntityId, EdgeId);
 
@@ -273,14 +286,17 @@ mod rocks {
     }
 
     /// One tenant's sealing keys, for the `sealed` target: seals and opens values exactly as
-    /// an encrypted tenant does.
+    /// an encrypted tenant does (its session registered as number 0, so values name it by
+    /// number; values that name it by id, as earlier builds wrote, open too).
     pub struct Sealer(crate::rocks::crypto::TenantCrypto);
 
     impl Sealer {
         /// The sealing keys derived from `data_key` for `tenant`; `None` for an invalid id.
         pub fn new(tenant: &str, data_key: [u8; 32]) -> Option<Self> {
             let tenant = crate::TenantId::new(tenant).ok()?;
-            Some(Self(crate::rocks::crypto::TenantCrypto::new(&tenant, &data_key)))
+            let mut crypto = crate::rocks::crypto::TenantCrypto::new(&tenant, &data_key);
+            crypto.numbered(0, std::collections::HashMap::new());
+            Some(Self(crypto))
         }
 
         /// Seals `plaintext` as the value of `key` in `domain` (a column family or file).

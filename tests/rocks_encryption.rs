@@ -421,3 +421,51 @@ async fn check_damaged(root: &Path, written: &BTreeMap<ResourceId, Resource>) ->
     }
     format!("opened; {good} read intact, {errors} errors")
 }
+
+/// Each open seals under a session of its own, registered under the next session number; a
+/// value names its session by that number. Values of every earlier open read back; a removed
+/// registration makes its session's values errors, never garbage.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn values_of_every_earlier_open_read_back_by_their_session_number() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut written = Vec::new();
+    for round in 0..4 {
+        let engine = engine(dir.path(), raw_key()).unwrap();
+        let tenant = if round == 0 {
+            engine.create_tenant(&tenant_id(), TenantConfig::default()).await.unwrap()
+        } else {
+            engine.tenant(&tenant_id()).await.unwrap()
+        };
+        let note = NewResource::new(format!("written in open {round}"))
+            .with_embedding(canary_embedding(round));
+        written.push(tenant.create_resource(note).await.unwrap());
+        for resource in &written {
+            assert_eq!(&tenant.get_resource(resource.id).await.unwrap(), resource);
+        }
+    }
+    {
+        let db = raw_db(&dir.path().join("vault"));
+        let meta = db.cf_handle("meta").unwrap();
+        let sessions: Vec<Vec<u8>> = db
+            .prefix_iterator_cf(meta, b"session/")
+            .map(|item| item.unwrap().0.to_vec())
+            .take_while(|key| key.starts_with(b"session/"))
+            .collect();
+        let numbers: Vec<u32> =
+            sessions.iter().map(|k| u32::from_be_bytes(k[8..].try_into().unwrap())).collect();
+        // Creating the tenant is an open of its own (session 0, which sealed its settings);
+        // then one session per open, numbered in order.
+        assert_eq!(numbers, [0, 1, 2, 3, 4]);
+        // Open 2's resource names session 3 right after the format byte.
+        let value = raw_value(&db, "resources", written[2].id.as_bytes());
+        assert_eq!(&value[..2], &[0xA3, 3]);
+        assert!(value.len() < 64 + written[2].content.len());
+        db.delete_cf(meta, [&b"session/"[..], &3u32.to_be_bytes()].concat()).unwrap();
+    }
+    let engine = engine(dir.path(), raw_key()).unwrap();
+    let tenant = engine.tenant(&tenant_id()).await.unwrap();
+    assert!(is_corrupt(tenant.get_resource(written[2].id).await), "its session is gone");
+    for i in [0, 1, 3] {
+        assert_eq!(tenant.get_resource(written[i].id).await.unwrap(), written[i]);
+    }
+}

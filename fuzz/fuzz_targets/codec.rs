@@ -26,7 +26,7 @@ fuzz_target!(|data: &[u8]| {
     let entity = EntityId::from_bytes([2; 16]);
     let edge = EdgeId::from_bytes([3; 16]);
     let moment = MomentId::from_bytes([4; 16]);
-    match which % 7 {
+    match which % 8 {
         0 => {
             if let Ok(v) = codec::decode_resource(resource, bytes) {
                 assert!(v.embedding.is_none(), "embeddings live in their own column family");
@@ -57,6 +57,11 @@ fuzz_target!(|data: &[u8]| {
         5 => {
             if let Ok(v) = codec::decode_config(bytes) {
                 fixed_point(v, codec::encode_config, codec::decode_config);
+            }
+        }
+        6 => {
+            if let Ok(v) = codec::decode_session(bytes) {
+                assert_eq!(codec::encode_session(&v), bytes, "session bytes changed");
             }
         }
         _ => {

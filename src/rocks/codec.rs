@@ -11,6 +11,7 @@ use std::borrow::Cow;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use super::crypto::SESSION_BYTES;
 use crate::error::{Error, Result};
 use crate::model::{
     Edge, EdgeId, Entity, EntityId, EntityIds, Metadata, Moment, MomentId, Resource, ResourceId,
@@ -276,6 +277,18 @@ pub(crate) fn encode_i64(value: i64) -> Vec<u8> {
 pub(crate) fn decode_i64(what: &'static str, bytes: &[u8]) -> Result<i64> {
     let body = check_version(what, bytes)?;
     body.try_into().map(i64::from_be_bytes).map_err(|_| Error::corrupt(what, "not 8 bytes"))
+}
+
+/// The value registering a sealing session: its random id.
+pub(crate) fn encode_session(id: &[u8; SESSION_BYTES]) -> Vec<u8> {
+    let mut out = vec![FORMAT_VERSION];
+    out.extend_from_slice(id);
+    out
+}
+
+pub(crate) fn decode_session(bytes: &[u8]) -> Result<[u8; SESSION_BYTES]> {
+    let body = check_version("sealing session", bytes)?;
+    body.try_into().map_err(|_| Error::corrupt("sealing session", "not a 16-byte id"))
 }
 
 #[cfg(test)]

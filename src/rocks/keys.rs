@@ -31,6 +31,20 @@ pub(crate) const META_FORMAT_VERSION: &[u8] = b"format_version";
 pub(crate) const META_CONFIG: &[u8] = b"config";
 /// `meta` key of the longest moment duration ever written (an upper bound).
 pub(crate) const META_MOMENT_SPAN: &[u8] = b"moment_span";
+/// Prefix of the `meta` keys that register sealing sessions: then the session number (u32,
+/// big-endian, so they sort by number). The value holds the session's random id.
+pub(crate) const META_SESSION: &[u8] = b"session/";
+
+/// `meta` key registering sealing session `number`.
+pub(crate) fn session_key(number: u32) -> Vec<u8> {
+    [META_SESSION, &number.to_be_bytes()].concat()
+}
+
+/// The session number of a key made by [`session_key`]; `None` for any other key.
+pub(crate) fn session_number(key: &[u8]) -> Option<u32> {
+    let number = key.strip_prefix(META_SESSION)?;
+    number.try_into().ok().map(u32::from_be_bytes)
+}
 
 /// Which side of an edge an adjacency entry describes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -358,34 +358,39 @@ impl TenantDb {
             .collect();
         let mut embeddings = Scratch::take(&self.scratch, end);
         let mut rest = &mut embeddings[..end];
-        let slots: Vec<Option<&mut [u8]>> = ranges
-            .iter()
+        let slots: Vec<Option<(&mut [u8], Range<usize>)>> = ranges
+            .into_iter()
             .map(|range| {
-                let range = range.as_ref()?;
+                let range = range?;
                 let (slot, tail) = std::mem::take(&mut rest).split_at_mut(range.len());
                 rest = tail;
-                Some(slot)
+                Some((slot, range))
             })
             .collect();
-        let values = |(resource, slot): (&Resource, Option<&mut [u8]>)| -> Result<ResourceValues> {
+        // Each embedding's slot holds it, sealed or not; a sealed one may start a few bytes
+        // in (its header is shorter than the room kept for it).
+        type Slot<'a> = Option<(&'a mut [u8], Range<usize>)>;
+        let values = |(resource, slot): (&Resource, Slot<'_>)| -> Result<ResourceValues> {
             let key = resource.id.as_bytes();
             let record =
                 self.stored_value(cf::CF_RESOURCES, key, 64 + resource.content.len(), |out| {
                     codec::encode_resource_into(resource, out);
                 });
-            let (Some(vector), Some(slot)) = (&resource.embedding, slot) else {
+            let (Some(vector), Some((slot, range))) = (&resource.embedding, slot) else {
                 return Ok(ResourceValues { record, embedding: None, change: None });
             };
             let encode = |out: &mut [u8]| codec::write_embedding(vector, out);
-            match &self.crypto {
+            let start = match &self.crypto {
                 Some(crypto) => crypto.seal_into(cf::CF_EMBEDDINGS, key, slot, encode)?,
-                None => encode(slot),
-            }
+                None => {
+                    encode(slot);
+                    0
+                }
+            };
             let change = index.map(|index| index.prepare(resource.id, vector, &resource.metadata));
-            Ok(ResourceValues { record, embedding: None, change })
+            Ok(ResourceValues { record, embedding: Some(range.start + start..range.end), change })
         };
-        let mut values: Vec<ResourceValues> = if super::cores() < 2
-            || resources.len() < PARALLEL_VALUES
+        let values: Vec<ResourceValues> = if super::cores() < 2 || resources.len() < PARALLEL_VALUES
         {
             resources.iter().zip(slots).map(values).collect::<Result<_>>()?
         } else {
@@ -399,9 +404,6 @@ impl TenantDb {
             let _encoding = index.map(VectorIndex::encoding);
             resources.par_iter().zip(slots).with_min_len(64).map(values).collect::<Result<_>>()?
         };
-        for (value, range) in values.iter_mut().zip(ranges) {
-            value.embedding = range;
-        }
         Ok(Encoded { values, embeddings })
     }
 
@@ -540,6 +542,33 @@ fn open_db(
         .map_err(map_rocks_error)
 }
 
+/// Registers this open's sealing session under the next session number, durably and before
+/// it seals anything, and hands `crypto` the ids of the sessions registered before it (see
+/// [`crypto`]: values name their session by number).
+fn register_session(db: &OptimisticTransactionDB, crypto: &mut TenantCrypto) -> Result<()> {
+    let meta = db
+        .cf_handle(cf::CF_META)
+        .ok_or_else(|| Error::corrupt("tenant database", "meta column family missing"))?;
+    let mut earlier = HashMap::new();
+    let mut next = 0u32;
+    let from = rocksdb::IteratorMode::From(keys::META_SESSION, rocksdb::Direction::Forward);
+    for item in db.iterator_cf(meta, from) {
+        let (key, value) = item.map_err(map_rocks_error)?;
+        let Some(number) = keys::session_number(&key) else { break };
+        earlier.insert(number, codec::decode_session(&value)?);
+        next = number
+            .checked_add(1)
+            .ok_or_else(|| Error::Crypto("the tenant has used every session number".into()))?;
+    }
+    let mut batch = rocksdb::WriteBatchWithTransaction::<true>::default();
+    batch.put_cf(meta, keys::session_key(next), codec::encode_session(&crypto.session_id()));
+    let mut sync = WriteOptions::default();
+    sync.set_sync(true);
+    db.write_opt(batch, &sync).map_err(map_rocks_error)?;
+    crypto.numbered(next, earlier);
+    Ok(())
+}
+
 fn load(
     id: TenantId,
     db: OptimisticTransactionDB,
@@ -670,8 +699,11 @@ impl TenantCache {
             self.config.root.join(format!(".staging-{}-{}", id, uuid::Uuid::now_v7().simple()));
         let result = (|| {
             let db = open_db(&self.config, &self.block_cache, &staging, true, self.kek.is_some())?;
-            let crypto =
+            let mut crypto =
                 self.kek.as_ref().map(|kek| kek.create_tenant_key(&staging, id)).transpose()?;
+            if let Some(crypto) = &mut crypto {
+                register_session(&db, crypto)?;
+            }
             let meta = db
                 .cf_handle(cf::CF_META)
                 .ok_or_else(|| Error::corrupt("tenant database", "meta column family missing"))?;
@@ -708,8 +740,11 @@ impl TenantCache {
         if !dir.is_dir() {
             return Err(Error::not_found("tenant", id));
         }
-        let crypto = self.tenant_crypto(&dir, id)?;
+        let mut crypto = self.tenant_crypto(&dir, id)?;
         let db = open_db(&self.config, &self.block_cache, &dir, false, crypto.is_some())?;
+        if let Some(crypto) = &mut crypto {
+            register_session(&db, crypto)?;
+        }
         let tenant = Arc::new(load(id.clone(), db, &self.config, dir, crypto)?);
         open.entries.insert(id.clone(), Entry { db: Arc::clone(&tenant), last_used: now });
         self.evict(&mut open);
