@@ -386,16 +386,20 @@ impl Hnsw {
                 {
                     break;
                 }
-                let neighbours = self.neighbours(candidate.point, level);
-                // Start loading every neighbour's vector before scoring the first: each is a
-                // cache miss, and overlapping them is what hnswlib's prefetching buys too.
-                for &n in neighbours {
+                // The neighbours not seen yet; start loading each one's vector before scoring
+                // the first: each is a cache miss, and overlapping them is what hnswlib's
+                // prefetching buys too. (Prefetching the seen ones as well, most of a
+                // neighbourhood late in a walk, spent memory bandwidth on vectors never read.)
+                let fresh: smallvec::SmallVec<[u32; 64]> = self
+                    .neighbours(candidate.point, level)
+                    .iter()
+                    .copied()
+                    .filter(|&n| visited.insert(n))
+                    .collect();
+                for &n in &fresh {
                     simd::prefetch(self.vector(n));
                 }
-                for &n in neighbours {
-                    if !visited.insert(n) {
-                        continue;
-                    }
+                for &n in &fresh {
                     let distance = self.distance(query, n);
                     let bound = results.peek().map_or(f32::INFINITY, |w| w.distance);
                     if results.len() < ef || distance < bound {
