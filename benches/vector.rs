@@ -8,7 +8,11 @@
 //! recall@10 against exact brute force and single-thread p50/p99 latency.
 //!
 //! It first measures `hnsw_rs` on the same data, the baseline this index replaced (set
-//! `PERCOLATE_BENCH_SKIP_BASELINE` to skip it).
+//! `PERCOLATE_BENCH_SKIP_BASELINE` to skip it). Right after its own report, on real data, it
+//! runs `scripts/hnswlib_baseline.py` (the C++ reference, single-thread queries on the same
+//! data) with the Python named by `PERCOLATE_HNSWLIB_PYTHON`, else
+//! `~/.cache/percolate/benchvenv/bin/python` when that exists (see the script for the venv),
+//! so both are measured in the same run.
 //!
 //! Goals (2-core machine): recall@10 ≥ 0.95 at p50 ≤ 0.25 ms on 100k × 384; filtered at 1%:
 //! recall ≥ 0.95 at p50 ≤ 2 ms; reopen ≤ 1 s; memory ≤ 1.5× the raw vectors.
@@ -218,6 +222,7 @@ fn vectors(c: &mut Criterion) {
     }
     let loaded = load(&rt, &data);
     report(&rt, &data, &loaded);
+    hnswlib_reference(&data);
     let tenant = loaded.tenant.provider_tenant();
     let mut q = 0;
     c.bench_function("rocksdb/knn_k10_ef64", |b| {
@@ -242,6 +247,34 @@ fn vectors(c: &mut Criterion) {
         "reopen: tenant open and searchable in {opened:.2?}; graph rebuilt after {:.2?}",
         started.elapsed()
     );
+}
+
+/// Runs the hnswlib reference on the same data, when the data is real and a Python with
+/// hnswlib is at hand (see the module docs); says why not otherwise.
+fn hnswlib_reference(data: &Dataset) {
+    let python =
+        std::env::var_os("PERCOLATE_HNSWLIB_PYTHON").map(std::path::PathBuf::from).or_else(|| {
+            let venv = std::path::Path::new(&std::env::var_os("HOME")?)
+                .join(".cache/percolate/benchvenv/bin/python");
+            venv.exists().then_some(venv)
+        });
+    let dir = common::real_dataset_dir();
+    let (Some(python), true) = (python, dir.join("base.fbin").exists()) else {
+        println!("hnswlib reference: skipped (needs the real dataset and a Python with hnswlib)");
+        return;
+    };
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/hnswlib_baseline.py");
+    match std::process::Command::new(&python)
+        .arg(script)
+        .arg(&dir)
+        .arg(data.len().to_string())
+        .output()
+    {
+        Ok(out) if out.status.success() => print!("{}", String::from_utf8_lossy(&out.stdout)),
+        Ok(out) => println!("hnswlib reference failed: {}", String::from_utf8_lossy(&out.stderr)),
+        Err(e) => println!("hnswlib reference: cannot run {}: {e}", python.display()),
+    }
 }
 
 criterion_group!(benches, vectors);

@@ -16,12 +16,18 @@ pub fn rocks_engine() -> (tempfile::TempDir, MemoryEngine<RocksProvider>) {
     (dir, engine)
 }
 
+/// Where [`real_dataset`] looks: `PERCOLATE_DATASET`, else `../shared/data/wordnet-minilm-dev`
+/// beside the crate.
+pub fn real_dataset_dir() -> PathBuf {
+    std::env::var_os("PERCOLATE_DATASET").map(PathBuf::from).unwrap_or_else(|| {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data/wordnet-minilm-dev")
+    })
+}
+
 /// The dataset named by `PERCOLATE_DATASET`, else `../shared/data/wordnet-minilm-dev` beside
 /// the crate, else `None`.
 pub fn real_dataset() -> Option<Dataset> {
-    let dir = std::env::var_os("PERCOLATE_DATASET").map(PathBuf::from).unwrap_or_else(|| {
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data/wordnet-minilm-dev")
-    });
+    let dir = real_dataset_dir();
     if !dir.join("base.fbin").exists() {
         return None;
     }
