@@ -404,6 +404,12 @@ impl Hnsw {
                     let bound = results.peek().map_or(f32::INFINITY, |w| w.distance);
                     if results.len() < ef || distance < bound {
                         let scored = Scored { distance, point: n };
+                        if level == 0 {
+                            // Its links are read if it is expanded, from another array than
+                            // its vector (hnswlib keeps both in one block per point): start
+                            // loading them now rather than miss when it is.
+                            simd::prefetch(self.links0.row(n as usize));
+                        }
                         candidates.push(Reverse(scored));
                         if accept(n) {
                             results.push(scored);

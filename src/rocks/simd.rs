@@ -54,17 +54,19 @@ pub(crate) fn squared_l2(a: &[f32], b: &[f32]) -> f32 {
     squared_l2_portable(a, b)
 }
 
-/// Hints the CPU to start loading the start of `data` into cache (the hardware prefetcher
-/// follows the rest of a sequential read). A hint only: it reads nothing and cannot fault.
+/// Hints the CPU to start loading the first two cache lines of `data` (a vector, or a row of
+/// links) into cache; the hardware prefetcher follows the rest of a sequential read. A hint
+/// only: it reads nothing and cannot fault.
 #[inline]
-pub(crate) fn prefetch(data: &[f32]) {
+pub(crate) fn prefetch<T>(data: &[T]) {
     #[cfg(target_arch = "x86_64")]
     {
         use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
         let start = data.as_ptr().cast::<i8>();
         // SAFETY: PREFETCHT0 is a hint that never faults, whatever the address, and reads no
         // memory architecturally; `wrapping_add` computes the second line's address without
-        // asserting it is in bounds (it is, for vectors of 16 floats or more).
+        // asserting it is in bounds (it is for rows of 64 bytes or more; past the end of a
+        // shorter one the hint is merely wasted).
         unsafe {
             _mm_prefetch::<_MM_HINT_T0>(start);
             _mm_prefetch::<_MM_HINT_T0>(start.wrapping_add(64));
