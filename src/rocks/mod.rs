@@ -234,16 +234,16 @@ fn search(
 ) -> Result<Vec<ScoredResource>> {
     let Some(index) = tenant.vector_index() else { return Ok(Vec::new()) };
     let hits = index.search(&query.vector, query.k, ef, query.filter.as_ref());
-    let view = View::Db(tenant);
-    let mut found = Vec::with_capacity(hits.len());
-    for hit in hits {
-        match view.resource(hit.id) {
-            Ok(resource) => found.push(ScoredResource { resource, distance: hit.distance }),
-            Err(Error::NotFound { .. }) => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(found)
+    let ids: Vec<ResourceId> = hits.iter().map(|hit| hit.id).collect();
+    let resources = View::Db(tenant).resources(&ids)?;
+    // A hit deleted since the index answered is left out.
+    Ok(hits
+        .into_iter()
+        .zip(resources)
+        .filter_map(|(hit, resource)| {
+            Some(ScoredResource { resource: resource?, distance: hit.distance })
+        })
+        .collect())
 }
 
 /// Runs CPU-bound work (a search) on the calling task without starving the runtime: on a
