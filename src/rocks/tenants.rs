@@ -569,12 +569,15 @@ fn register_session(db: &OptimisticTransactionDB, crypto: &mut TenantCrypto) -> 
     Ok(())
 }
 
+/// Loads an opened tenant database: checks its format version; then, for an encrypted
+/// tenant, registers this open's sealing session (after the check, so a database of another
+/// format is never written to); then reads its settings and index.
 fn load(
     id: TenantId,
     db: OptimisticTransactionDB,
     config: &RocksConfig,
     dir: PathBuf,
-    crypto: Option<TenantCrypto>,
+    mut crypto: Option<TenantCrypto>,
 ) -> Result<TenantDb> {
     let mut write_options = WriteOptions::default();
     write_options.set_sync(config.sync_writes);
@@ -592,6 +595,9 @@ fn load(
             });
         }
         _ => return Err(Error::corrupt("tenant database", "no format version")),
+    }
+    if let Some(crypto) = &mut crypto {
+        register_session(&db, crypto)?;
     }
     let open = |key: &[u8], bytes: Vec<u8>| match &crypto {
         Some(crypto) => crypto.open(cf::CF_META, key, &bytes),
@@ -740,11 +746,8 @@ impl TenantCache {
         if !dir.is_dir() {
             return Err(Error::not_found("tenant", id));
         }
-        let mut crypto = self.tenant_crypto(&dir, id)?;
+        let crypto = self.tenant_crypto(&dir, id)?;
         let db = open_db(&self.config, &self.block_cache, &dir, false, crypto.is_some())?;
-        if let Some(crypto) = &mut crypto {
-            register_session(&db, crypto)?;
-        }
         let tenant = Arc::new(load(id.clone(), db, &self.config, dir, crypto)?);
         open.entries.insert(id.clone(), Entry { db: Arc::clone(&tenant), last_used: now });
         self.evict(&mut open);
