@@ -44,14 +44,19 @@ fn is_not_found<T: std::fmt::Debug>(result: percolate::Result<T>) -> bool {
     matches!(result, Err(Error::NotFound { .. }))
 }
 
-/// A raw connection as the application role, for looking under the provider.
-async fn raw_app_client() -> tokio_postgres::Client {
-    let (client, connection) =
-        tokio_postgres::connect(&url("PERCOLATE_TEST_POSTGRES_URL"), tokio_postgres::NoTls)
-            .await
-            .expect("raw connect");
+/// A raw connection to the server named by the environment variable `var`, below the
+/// provider.
+async fn raw_client(var: &str) -> tokio_postgres::Client {
+    let (client, connection) = tokio_postgres::connect(&url(var), tokio_postgres::NoTls)
+        .await
+        .unwrap_or_else(|e| panic!("raw connect ({var}): {e}"));
     tokio::spawn(connection);
     client
+}
+
+/// A raw connection as the application role, for looking under the provider.
+async fn raw_app_client() -> tokio_postgres::Client {
+    raw_client("PERCOLATE_TEST_POSTGRES_URL").await
 }
 
 /// The search function of `tenant`'s schema, once its background index build created it.
@@ -659,12 +664,7 @@ async fn connection_failure_names_the_server_but_not_the_password() {
 
 /// A raw connection as the owner role, for making a schema as an earlier version left it.
 async fn raw_owner_client() -> tokio_postgres::Client {
-    let (client, connection) =
-        tokio_postgres::connect(&url("PERCOLATE_TEST_POSTGRES_ADMIN_URL"), tokio_postgres::NoTls)
-            .await
-            .expect("raw owner connect");
-    tokio::spawn(connection);
-    client
+    raw_client("PERCOLATE_TEST_POSTGRES_ADMIN_URL").await
 }
 
 /// As the application role with the transaction set to `set`, inserts into `schema` one row of
