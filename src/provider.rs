@@ -27,11 +27,14 @@
 //!    once with its fewest hops, ordered by depth then id; the start is not included.
 //! 8. **Moments** in a [`TimeRange`] are those that overlap it (touching counts), ordered by
 //!    start, then id.
-//! 9. **Transactions** ([`Provider::begin`]) see their own writes, are invisible to others until
-//!    [`Txn::commit`], vanish on [`Txn::rollback`] or drop, and fail to commit with
+//! 9. **Transactions** ([`Provider::begin`]) see their own writes on top of one snapshot (what
+//!    commits elsewhere after their first read stays invisible to them), are invisible to others
+//!    until [`Txn::commit`], vanish on [`Txn::rollback`] or drop, and fail to commit with
 //!    [`Error::Conflict`](crate::Error::Conflict) when a concurrent commit changed a record they wrote (or read in order
 //!    to validate, such as an edge's endpoints).
-//! 10. Auto-commit operations (the non-transaction methods) are each one atomic transaction.
+//! 10. Auto-commit operations (the non-transaction methods) are each one atomic transaction,
+//!     and each read returns one committed state: a resource's record and embedding come from
+//!     the same write.
 
 use std::future::Future;
 

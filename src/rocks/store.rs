@@ -108,7 +108,7 @@ impl<'a> View<'a> {
         let handle = self.tenant().cf(cf)?;
         match self {
             View::Db(tenant) => tenant.db.get_pinned_cf(handle, key),
-            View::Txn(_, txn) => txn.get_pinned_cf(handle, key),
+            View::Txn(_, txn) => txn.get_pinned_cf_opt(handle, key, &at_snapshot(txn)),
         }
         .map_err(map_rocks_error)
     }
@@ -128,7 +128,9 @@ impl<'a> View<'a> {
         let handle = self.tenant().cf(cf)?;
         match self {
             View::Db(tenant) => tenant.db.get_pinned_cf(handle, key),
-            View::Txn(_, txn) => txn.get_pinned_for_update_cf(handle, key, true),
+            View::Txn(_, txn) => {
+                txn.get_pinned_for_update_cf_opt(handle, key, true, &at_snapshot(txn))
+            }
         }
         .map_err(map_rocks_error)
     }
@@ -164,7 +166,10 @@ impl<'a> View<'a> {
         }
         match self {
             View::Db(tenant) => drive(tenant.db.raw_iterator_cf_opt(handle, options), lower, visit),
-            View::Txn(_, txn) => drive(txn.raw_iterator_cf_opt(handle, options), lower, visit),
+            View::Txn(_, txn) => {
+                options.set_snapshot(&txn.snapshot());
+                drive(txn.raw_iterator_cf_opt(handle, options), lower, visit)
+            }
         }
     }
 
@@ -178,7 +183,31 @@ impl<'a> View<'a> {
         self.scan(cf, prefix, keys::prefix_end(prefix), visit)
     }
 
+    /// The resource `id` with its embedding: a record and an embedding stored together, never
+    /// one write's record with another's embedding.
+    ///
+    /// A transaction reads both at its snapshot. Outside one, the two point reads are
+    /// bracketed by the database's last sequence number: when it has not moved, no write
+    /// landed between them and both read the same state; when it has, both are read again
+    /// from one snapshot. (Two plain reads cost ~1.1 µs; one MultiGet over both column
+    /// families measured +48% on every get, a snapshot per get costs a DB mutex, and the
+    /// check costs two atomic loads.)
     pub(crate) fn resource(&self, id: ResourceId) -> Result<Resource> {
+        let View::Db(tenant) = self else { return self.resource_once(id) };
+        let before = tenant.db.latest_sequence_number();
+        let resource = self.resource_once(id);
+        if tenant.db.latest_sequence_number() == before {
+            return resource;
+        }
+        match self.resources(&[id])?.pop().flatten() {
+            Some(resource) => Ok(resource),
+            None => Err(Error::not_found("resource", id)),
+        }
+    }
+
+    /// [`View::resource`] by two point reads, consistent only in a transaction or when no
+    /// write lands between them.
+    fn resource_once(&self, id: ResourceId) -> Result<Resource> {
         let bytes = self
             .get(CF_RESOURCES, id.as_bytes())?
             .ok_or_else(|| Error::not_found("resource", id))?;
@@ -197,7 +226,7 @@ impl<'a> View<'a> {
         let View::Db(tenant) = self else {
             return ids
                 .iter()
-                .map(|&id| match self.resource(id) {
+                .map(|&id| match self.resource_once(id) {
                     Ok(resource) => Ok(Some(resource)),
                     Err(Error::NotFound { .. }) => Ok(None),
                     Err(e) => Err(e),
@@ -289,6 +318,15 @@ pub(crate) fn sides(direction: Direction) -> &'static [Side] {
         Direction::In => &[Side::In],
         Direction::Both => &[Side::Out, Side::In],
     }
+}
+
+/// Read options at `txn`'s snapshot, taken when it began: a transaction's reads all see one
+/// state (plus its own writes), as PostgreSQL's `REPEATABLE READ` does, and its commit fails
+/// if a key it read for update or wrote changed after that snapshot.
+fn at_snapshot(txn: &RocksTxn<'_>) -> ReadOptions {
+    let mut options = ReadOptions::default();
+    options.set_snapshot(&txn.snapshot());
+    options
 }
 
 fn drive<D: DBAccess>(

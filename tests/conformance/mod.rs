@@ -83,6 +83,8 @@ macro_rules! conformance_suite {
             transaction_rollback_discards_writes,
             dropped_transaction_rolls_back,
             transaction_reads_its_own_writes,
+            transaction_reads_one_snapshot,
+            get_never_pairs_a_record_with_another_writes_embedding,
             concurrent_conflicting_commit_fails_with_conflict,
             edge_insert_racing_entity_delete_cannot_both_commit,
             reopen_keeps_everything,
@@ -1070,6 +1072,64 @@ pub async fn transaction_reads_its_own_writes<H: Harness>(h: &mut H) -> Result<(
         "deleted edge stays deleted",
     )?;
     ensure_eq(t.get_moment(m.id).await?, m, "moment committed")
+}
+
+/// A transaction's reads see one state: what commits elsewhere after its first read stays
+/// invisible to it (PostgreSQL's `REPEATABLE READ`, a RocksDB snapshot).
+pub async fn transaction_reads_one_snapshot<H: Harness>(h: &mut H) -> Result<()> {
+    let t = tenant(h).await?;
+    let e = t.create_entity(NewEntity::new("before", "k")).await?;
+    let r = t.create_resource(NewResource::new("before").with_embedding(vec![1.0, 0.0])).await?;
+    let mut txn = t.begin().await?;
+    ensure_eq(txn.get_entity(e.id).await?, e.clone(), "first read")?;
+    let mut renamed = e.clone();
+    renamed.name = "after".into();
+    t.update_entity(renamed).await?;
+    let mut changed = r.clone();
+    changed.content = "after".into();
+    changed.embedding = Some(vec![0.0, 1.0]);
+    t.update_resource(changed).await?;
+    let other = t.create_entity(NewEntity::new("later", "k")).await?;
+    ensure_eq(txn.get_entity(e.id).await?, e, "entity as of the snapshot")?;
+    ensure_eq(txn.get_resource(r.id).await?, r.clone(), "resource as of the snapshot")?;
+    expect_err(txn.get_entity(other.id).await, "not_found")?;
+    txn.commit().await?;
+    ensure_eq(t.get_resource(r.id).await?.content, "after".to_owned(), "visible after")
+}
+
+/// A resource's record and embedding are written together and read together: a get racing
+/// updates returns one update's content with that update's embedding, never a mix.
+pub async fn get_never_pairs_a_record_with_another_writes_embedding<H: Harness>(
+    h: &mut H,
+) -> Result<()> {
+    const UPDATES: u32 = 2000;
+    let t = tenant(h).await?;
+    let r = t.create_resource(NewResource::new("0").with_embedding(vec![0.0, 1.0])).await?;
+    let writer = {
+        let t = t.clone();
+        let r = r.clone();
+        tokio::spawn(async move {
+            for n in 1..=UPDATES {
+                let mut next = r.clone();
+                next.content = n.to_string();
+                next.embedding = Some(vec![n as f32, 1.0]);
+                t.update_resource(next).await?;
+            }
+            Ok::<_, Error>(())
+        })
+    };
+    let mut reads = 0u64;
+    while !writer.is_finished() {
+        let got = t.get_resource(r.id).await?;
+        let embedding = got.embedding.as_deref().unwrap_or_default();
+        ensure(
+            embedding.first().map(|&x| x.to_string()) == Some(got.content.clone()),
+            format!("content {:?} read with embedding {embedding:?}", got.content),
+        )?;
+        reads += 1;
+    }
+    writer.await.map_err(|e| Error::invalid("writer", e.to_string()))??;
+    ensure(reads > 0, "the reader ran while the writer did")
 }
 
 pub async fn concurrent_conflicting_commit_fails_with_conflict<H: Harness>(
