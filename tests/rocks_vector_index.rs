@@ -381,3 +381,59 @@ async fn stored_embeddings_read_back_exactly_after_batches_of_every_size() -> pe
     }
     Ok(())
 }
+
+/// The child of [`a_killed_process_reopens_from_the_snapshot_its_indexer_wrote`]: active only
+/// when `PERCOLATE_SNAPSHOT_CHILD_DIR` is set. It loads a tenant, waits until its indexer has
+/// written a snapshot on its own, says so, and waits to be killed (it never closes the tenant).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snapshot_child() -> percolate::Result<()> {
+    let Some(dir) = std::env::var_os("PERCOLATE_SNAPSHOT_CHILD_DIR") else { return Ok(()) };
+    let dir = std::path::Path::new(&dir);
+    let engine = engine(dir);
+    let tenant = engine.create_tenant(&TenantId::new("killed")?, TenantConfig::default()).await?;
+    load(&tenant, &Dataset::synthetic(6000, 0, DIMENSION, 0, 17)).await?;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while !snapshot_path(dir, "killed").is_file() {
+        assert!(std::time::Instant::now() < deadline, "no snapshot from the indexer");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    println!("snapshot written");
+    tokio::time::sleep(std::time::Duration::from_secs(600)).await;
+    Ok(())
+}
+
+/// A process killed before it closes its tenants (as a phone kills apps) keeps the graph its
+/// indexer built: the indexer snapshots a graph that changed enough, and the reopen takes
+/// those points from the snapshot instead of inserting every embedding again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_process_reopens_from_the_snapshot_its_indexer_wrote() -> percolate::Result<()> {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut child = std::process::Command::new(std::env::current_exe().expect("test binary"))
+        .args(["snapshot_child", "--exact", "--nocapture", "--test-threads=1"])
+        .env("PERCOLATE_SNAPSHOT_CHILD_DIR", dir.path())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("start the child");
+    let stdout = child.stdout.take().expect("child stdout");
+    let written = std::io::BufReader::new(stdout)
+        .lines()
+        .map_while(Result::ok)
+        .any(|line| line.contains("snapshot written"));
+    child.kill().expect("SIGKILL");
+    child.wait().expect("reap the child");
+    assert!(written, "the child saw its indexer write a snapshot");
+    let engine = engine(dir.path());
+    let tenant = engine.tenant(&TenantId::new("killed")?).await?;
+    let stats = RocksProvider::index_stats(tenant.provider_tenant());
+    assert!(stats.restored >= 4096, "the graph came from the snapshot: {stats:?}");
+    RocksProvider::wait_for_index(tenant.provider_tenant());
+    let stats = RocksProvider::index_stats(tenant.provider_tenant());
+    assert_eq!(stats.graph - stats.tombstones, 6000, "every stored embedding indexed: {stats:?}");
+    let data = Dataset::synthetic(6000, 0, DIMENSION, 0, 17);
+    for i in [0, 2999, 5999] {
+        let hits = tenant.search_resources(&SearchQuery::new(data.row(i).to_vec(), 1)).await?;
+        assert_eq!(hits[0].resource.content, format!("r{i}"), "row {i} finds itself");
+    }
+    Ok(())
+}

@@ -172,6 +172,7 @@ impl RocksProvider {
                     tombstones,
                     bytes: index.memory_bytes(),
                     side_bytes: index.side_bytes(),
+                    restored: index.restored(),
                 }
             }
             None => IndexStats::default(),
@@ -223,6 +224,9 @@ pub struct IndexStats {
     /// (kept in memory for filters; a `BTreeMap` node of ~630 bytes even for two small
     /// fields), the id map, postings and pending vectors.
     pub side_bytes: usize,
+    /// Points the graph took from its snapshot when the tenant was opened; the rest of the
+    /// stored embeddings were (or are being) inserted since.
+    pub restored: usize,
 }
 
 /// Vector search: the index finds ids and distances, the store supplies the records. A hit

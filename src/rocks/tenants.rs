@@ -29,7 +29,7 @@ use super::codec;
 use super::crypto::{self, MasterKek, TenantCrypto};
 use super::keys;
 use super::store::{Ops, Value, View, map_rocks_error};
-use super::vector::{VectorChange, VectorIndex};
+use super::vector::{Persist, VectorChange, VectorIndex};
 use crate::error::{Error, Result};
 use crate::model::{Entity, Resource, TenantConfig, TenantId, words};
 
@@ -54,12 +54,15 @@ pub struct TenantDb {
     vectors: OnceLock<Arc<VectorIndex>>,
     /// The database directory, which also holds the vector index snapshot.
     dir: PathBuf,
-    /// Set when the tenant is being deleted: no snapshot is worth writing then.
-    discarded: std::sync::atomic::AtomicBool,
+    /// Set when the tenant is being deleted: no snapshot is worth writing then (shared with
+    /// the vector index, which writes snapshots of its own).
+    discarded: Arc<std::sync::atomic::AtomicBool>,
     hnsw: super::HnswParams,
     exact_search_below: usize,
-    /// The tenant's sealing keys; `None` for a tenant stored in plaintext.
-    crypto: Option<TenantCrypto>,
+    /// The tenant's sealing keys; `None` for a tenant stored in plaintext. Shared (never
+    /// cloned: one session has one nonce counter) with the vector index, which seals its
+    /// snapshots.
+    crypto: Option<Arc<TenantCrypto>>,
     /// Memory for the stored embeddings of a batch, kept between batches (see [`Scratch`]).
     scratch: Mutex<Vec<u8>>,
 }
@@ -172,7 +175,13 @@ impl TenantDb {
     fn ensure_vector_index(&self, dimension: u32) -> &Arc<VectorIndex> {
         let metric = self.config.lock().metric;
         self.vectors.get_or_init(|| {
-            VectorIndex::new(dimension as usize, metric, self.hnsw, self.exact_search_below)
+            VectorIndex::new(
+                dimension as usize,
+                metric,
+                self.hnsw,
+                self.exact_search_below,
+                Some(self.persist()),
+            )
         })
     }
 
@@ -213,8 +222,7 @@ impl TenantDb {
         })?;
         let metric = self.config.lock().metric;
         let index = VectorIndex::open(
-            &self.dir,
-            self.crypto.as_ref(),
+            self.persist(),
             dimension as usize,
             metric,
             self.hnsw,
@@ -224,6 +232,15 @@ impl TenantDb {
         // Set once, here, before the tenant is shared: nobody else can have set it.
         let _ = self.vectors.set(index);
         Ok(())
+    }
+
+    /// Where the vector index writes its snapshots.
+    fn persist(&self) -> Persist {
+        Persist {
+            dir: self.dir.clone(),
+            crypto: self.crypto.clone(),
+            discarded: Arc::clone(&self.discarded),
+        }
     }
 
     /// Runs `commit` and then applies `changes` to the vector index, under the index's commit
@@ -624,10 +641,10 @@ fn load(
         write_options,
         vectors: OnceLock::new(),
         dir,
-        discarded: std::sync::atomic::AtomicBool::new(false),
+        discarded: Arc::default(),
         hnsw: config.hnsw,
         exact_search_below: config.exact_search_below,
-        crypto,
+        crypto: crypto.map(Arc::new),
         scratch: Mutex::new(Vec::new()),
     };
     if let Some(dimension) = tenant_config.dimension {
@@ -640,11 +657,8 @@ impl Drop for TenantDb {
     /// Closing a tenant writes its vector index snapshot, so the next open need not rebuild
     /// the graph. Failing to write it loses nothing: the index is rebuilt from the store.
     fn drop(&mut self) {
-        if self.discarded.load(Ordering::Acquire) {
-            return;
-        }
         if let Some(index) = self.vectors.get() {
-            let _ = index.write_snapshot(&self.dir, self.crypto.as_ref());
+            let _ = index.persist_now();
         }
     }
 }
@@ -655,9 +669,7 @@ impl Drop for TenantDb {
 /// [`Error::Backend`] if the file cannot be written.
 pub(crate) fn write_snapshot(tenant: &TenantDb) -> Result<()> {
     match tenant.vectors.get() {
-        Some(index) => index
-            .write_snapshot(&tenant.dir, tenant.crypto.as_ref())
-            .map_err(|e| io_error(&tenant.dir, e)),
+        Some(index) => index.persist_now().map_err(|e| io_error(&tenant.dir, e)),
         None => Ok(()),
     }
 }

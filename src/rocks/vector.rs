@@ -24,8 +24,10 @@
 //! - **Small tenants are searched exactly**: below `exact_below` live points an exact scan is
 //!   as fast as the graph and has recall 1.
 //! - **Derived state, snapshotted.** The graph is persisted to `vectors.hnsw` in the tenant
-//!   directory (temporary file, fsync, rename) when the tenant closes, with a checksum and a
-//!   hash of every point's embedding. On open the snapshot is checked point by point against
+//!   directory (temporary file, fsync, rename), with a checksum and a hash of every point's
+//!   embedding: when the tenant closes, and by the indexer whenever enough of the graph changed
+//!   since the last snapshot (see [`VectorIndex::snapshot_if_due`]), so a process killed before
+//!   it closes its tenants does not lose the graph it built. On open the snapshot is checked point by point against
 //!   the stored embeddings: unchanged points are reused, changed or vanished ones tombstoned,
 //!   missing ones indexed in the background. A missing, damaged or foreign snapshot means a
 //!   rebuild. So after any crash the index holds exactly the stored embeddings, without a
@@ -34,7 +36,7 @@
 //!
 use std::collections::{BinaryHeap, HashMap};
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
@@ -130,6 +132,20 @@ struct Inbox {
     changes: HashMap<ResourceId, Option<Pending>>,
 }
 
+/// Where an index writes its snapshots (see [`VectorIndex::snapshot_if_due`]).
+pub(crate) struct Persist {
+    /// The tenant directory.
+    pub(crate) dir: PathBuf,
+    /// The tenant's sealing keys, shared with the tenant (one session, one nonce counter).
+    pub(crate) crypto: Option<Arc<TenantCrypto>>,
+    /// Set when the tenant is being deleted: no snapshot is worth writing then.
+    pub(crate) discarded: Arc<AtomicBool>,
+}
+
+/// The indexer writes no snapshot for fewer graph changes than this (see
+/// [`VectorIndex::snapshot_if_due`]).
+const SNAPSHOT_MIN_CHANGES: usize = 4096;
+
 /// The vector index of one tenant.
 pub(crate) struct VectorIndex {
     /// Lock order: `state` before `inbox`.
@@ -153,6 +169,15 @@ pub(crate) struct VectorIndex {
     maintenance: Mutex<()>,
     /// The graph changed since it was loaded or last written.
     dirty: AtomicBool,
+    /// Points linked into the graph (or rebuilt by a compaction) since the last snapshot.
+    changed: AtomicUsize,
+    /// Points the graph took from its snapshot when the index was opened.
+    restored: AtomicUsize,
+    /// Where snapshots go; `None` for an index of no tenant (unit tests).
+    persist: Option<Persist>,
+    /// Held while a snapshot is written: the indexer and a closing tenant never write one
+    /// together.
+    snapshot_lock: Mutex<()>,
 }
 
 impl VectorIndex {
@@ -161,6 +186,7 @@ impl VectorIndex {
         metric: Metric,
         params: HnswParams,
         exact_below: usize,
+        persist: Option<Persist>,
     ) -> Arc<Self> {
         Arc::new(Self {
             state: RwLock::new(State {
@@ -181,27 +207,32 @@ impl VectorIndex {
             encoders: AtomicUsize::new(0),
             maintenance: Mutex::new(()),
             dirty: AtomicBool::new(false),
+            changed: AtomicUsize::new(0),
+            restored: AtomicUsize::new(0),
+            persist,
+            snapshot_lock: Mutex::new(()),
         })
     }
 
     /// Opens the index of a tenant whose stored embeddings are `stored`: from the snapshot in
-    /// `dir` when there is a valid one for this dimension and metric, checked point by point
+    /// `persist`'s directory when there is a valid one for this dimension and metric, checked point by point
     /// against the store (a point whose embedding changed or vanished is tombstoned; an
     /// embedding the snapshot lacks becomes pending), else rebuilt from scratch in the
     /// background. The snapshot is only ever a cache: whatever it says, the index ends up
     /// holding exactly the stored embeddings.
     pub(crate) fn open(
-        dir: &Path,
-        crypto: Option<&TenantCrypto>,
+        persist: Persist,
         dimension: usize,
         metric: Metric,
         params: HnswParams,
         exact_below: usize,
         stored: Vec<(ResourceId, Vec<f32>, Arc<Metadata>)>,
     ) -> Arc<Self> {
-        let index = Self::new(dimension, metric, params, exact_below);
+        let path = persist.dir.join(SNAPSHOT_FILE);
+        let crypto = persist.crypto.clone();
+        let index = Self::new(dimension, metric, params, exact_below, Some(persist));
         let mut changes = Vec::new();
-        match read_snapshot(&dir.join(SNAPSHOT_FILE), crypto, dimension, metric) {
+        match read_snapshot(&path, crypto.as_deref(), dimension, metric) {
             Some(Snapshot { graph, ids, hashes, format_02: upgraded }) => {
                 let mut state = index.state.write();
                 let mut by_id: HashMap<ResourceId, u32> = HashMap::with_capacity(ids.len());
@@ -246,6 +277,7 @@ impl VectorIndex {
                     state.graph.delete(point);
                 }
                 index.dirty.store(upgraded || vanished || !changes.is_empty(), Ordering::Release);
+                index.restored.store(state.slots.len(), Ordering::Relaxed);
             }
             None => {
                 changes = stored
@@ -267,12 +299,14 @@ impl VectorIndex {
         dir: &Path,
         crypto: Option<&TenantCrypto>,
     ) -> std::io::Result<()> {
+        let _writing = self.snapshot_lock.lock();
         if !self.dirty.swap(false, Ordering::AcqRel) {
             return Ok(());
         }
         let mut out = Vec::new();
         {
             let state = self.state.read();
+            self.changed.store(0, Ordering::Relaxed);
             out.reserve(state.graph.memory_bytes() + state.points.len() * 24 + 64);
             out.extend_from_slice(SNAPSHOT_MAGIC);
             state.graph.encode(&mut out);
@@ -302,6 +336,41 @@ impl VectorIndex {
             let _ = std::fs::remove_file(&temporary);
         }
         result
+    }
+
+    /// Writes a snapshot now to the tenant's directory, if the graph changed since the last
+    /// one and the tenant is not being deleted.
+    pub(crate) fn persist_now(&self) -> std::io::Result<()> {
+        match &self.persist {
+            Some(persist) if !persist.discarded.load(Ordering::Acquire) => {
+                self.write_snapshot(&persist.dir, persist.crypto.as_deref())
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Writes a snapshot from the indexer when enough of the graph changed since the last one:
+    /// half the graph while points keep coming (so a growing index is written at sizes that
+    /// double, and all its snapshots add up to about twice the last), an eighth once it is
+    /// idle, and never for fewer than [`SNAPSHOT_MIN_CHANGES`] points. A process killed before
+    /// it closes its tenants (a phone kills apps at any moment) then reopens from the last one
+    /// and inserts only what changed since, instead of building the whole graph again. A
+    /// failed write is left for the next one: the snapshot is only ever a cache.
+    fn snapshot_if_due(&self, idle: bool) {
+        let changed = self.changed.load(Ordering::Relaxed);
+        if self.persist.is_none() || changed < SNAPSHOT_MIN_CHANGES {
+            return;
+        }
+        let size = self.state.read().graph.len();
+        let due = if idle { size / 8 } else { size / 2 };
+        if changed >= due {
+            let _ = self.persist_now();
+        }
+    }
+
+    /// Points the graph took from its snapshot when the index was opened.
+    pub(crate) fn restored(&self) -> usize {
+        self.restored.load(Ordering::Relaxed)
     }
 
     /// Applies committed changes, then makes sure a background indexer drains them.
@@ -395,7 +464,9 @@ impl VectorIndex {
                 let Some(index) = index.upgrade() else { return };
                 // Let writers and searchers at the lock between inserts.
                 std::thread::yield_now();
-                if !index.index_one() && !index.compact() {
+                let busy = index.index_one() || index.compact();
+                index.snapshot_if_due(!busy);
+                if !busy {
                     index.indexing.store(false, Ordering::Release);
                     // A change may have arrived between the last check and the flag reset.
                     if index.idle() || index.indexing.swap(true, Ordering::AcqRel) {
@@ -486,6 +557,7 @@ impl VectorIndex {
                 state.post(point, &pending.metadata);
                 state.points.push(Point { id, metadata: pending.metadata, hash: pending.hash });
                 state.slots.insert(id, Slot::Graph(point));
+                self.changed.fetch_add(1, Ordering::Relaxed);
             }
             self.dirty.store(true, Ordering::Release);
             parking_lot::RwLockWriteGuard::unlock_fair(state);
@@ -547,6 +619,7 @@ impl VectorIndex {
             }
             points.push(Point { id: point.id, metadata: point.metadata, hash: point.hash });
         }
+        self.changed.fetch_add(points.len(), Ordering::Relaxed);
         state.graph = fresh;
         state.points = points;
         state.slots = slots;
@@ -1063,7 +1136,7 @@ mod tests {
 
     #[test]
     fn changes_waiting_in_the_inbox_supersede_the_graph() {
-        let index = VectorIndex::new(16, Metric::Cosine, HnswParams::default(), 0);
+        let index = VectorIndex::new(16, Metric::Cosine, HnswParams::default(), 0, None);
         let ids: Vec<ResourceId> = (0..300).map(|_| ResourceId::new()).collect();
         let upsert = |id: ResourceId, seed: u64, tag: i64| VectorChange::Upsert {
             id,
@@ -1108,7 +1181,7 @@ mod tests {
 
     #[test]
     fn compaction_keeps_every_live_point_findable() {
-        let index = VectorIndex::new(16, Metric::Cosine, HnswParams::default(), 0);
+        let index = VectorIndex::new(16, Metric::Cosine, HnswParams::default(), 0, None);
         let ids: Vec<ResourceId> = (0..2000).map(|_| ResourceId::new()).collect();
         index.apply(
             ids.iter()
@@ -1148,13 +1221,57 @@ mod tests {
     const PINNED_VECTOR_HASH: u64 = 5_563_758_725_442_807_478;
     const PINNED_BYTES_HASH: u64 = 3_547_941_887_860_245_957;
 
+    /// The indexer writes a snapshot by itself once enough of the graph changed, and only
+    /// then; a tenant being deleted gets none.
+    #[test]
+    fn the_indexer_snapshots_a_graph_that_changed_enough() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(SNAPSHOT_FILE);
+        let discarded = Arc::new(AtomicBool::new(false));
+        let persist = Persist {
+            dir: dir.path().to_path_buf(),
+            crypto: None,
+            discarded: Arc::clone(&discarded),
+        };
+        let index =
+            VectorIndex::open(persist, 16, Metric::Cosine, HnswParams::default(), 0, vec![]);
+        let upserts = |range: std::ops::Range<u64>| -> Vec<VectorChange> {
+            range
+                .map(|i| VectorChange::Upsert {
+                    id: ResourceId::new(),
+                    vector: vector(i),
+                    metadata: Arc::default(),
+                })
+                .collect()
+        };
+        index.apply(upserts(0..SNAPSHOT_MIN_CHANGES as u64 - 1));
+        index.wait_indexed();
+        index.snapshot_if_due(true);
+        assert!(!path.exists(), "too few changes for a snapshot");
+        index.apply(upserts(SNAPSHOT_MIN_CHANGES as u64..SNAPSHOT_MIN_CHANGES as u64 + 2));
+        index.wait_indexed();
+        // The background indexer may have written it already (or be writing it: the lock
+        // waits for that); if not, this call does.
+        index.snapshot_if_due(true);
+        drop(index.snapshot_lock.lock());
+        assert!(path.exists(), "a snapshot once enough changed");
+        assert_eq!(index.changed.load(Ordering::Relaxed), 0);
+        std::fs::remove_file(&path).unwrap();
+        discarded.store(true, Ordering::Release);
+        index.apply(upserts(100_000..100_000 + SNAPSHOT_MIN_CHANGES as u64));
+        index.wait_indexed();
+        index.snapshot_if_due(true);
+        drop(index.snapshot_lock.lock());
+        assert!(!path.exists(), "no snapshot for a tenant being deleted");
+    }
+
     /// A snapshot written by an earlier build (format 02) opens as it is: its points are
     /// checked with that format's hash, nothing is re-inserted, and the next snapshot is
     /// written in the current format.
     #[test]
     fn snapshots_of_format_02_open_without_a_rebuild() {
         let dir = tempfile::tempdir().unwrap();
-        let index = VectorIndex::new(16, Metric::Cosine, HnswParams::default(), 0);
+        let index = VectorIndex::new(16, Metric::Cosine, HnswParams::default(), 0, None);
         let stored: Vec<(ResourceId, Vec<f32>, Arc<Metadata>)> =
             (0..500).map(|i| (ResourceId::new(), vector(i), Arc::default())).collect();
         index.apply(
@@ -1191,9 +1308,10 @@ mod tests {
         std::fs::write(&path, &body).unwrap();
 
         let open = |stored: &[(ResourceId, Vec<f32>, Arc<Metadata>)]| {
+            let persist =
+                Persist { dir: dir.path().to_path_buf(), crypto: None, discarded: Arc::default() };
             VectorIndex::open(
-                dir.path(),
-                None,
+                persist,
                 16,
                 Metric::Cosine,
                 HnswParams::default(),
@@ -1204,6 +1322,7 @@ mod tests {
         let reopened = open(&stored);
         // Every point came from the snapshot: none pending, none tombstoned.
         assert_eq!(reopened.stats(), (500, 0, 0));
+        assert_eq!(reopened.restored(), 500);
         assert!(reopened.dirty.load(Ordering::Acquire), "an 02 snapshot is rewritten");
         assert_eq!(reopened.search(&vector(7), 1, None, None)[0].id, stored[7].0);
         reopened.write_snapshot(dir.path(), None).unwrap();
