@@ -31,7 +31,7 @@ use super::keys;
 use super::store::{Ops, Value, View, map_rocks_error};
 use super::vector::{Persist, VectorChange, VectorIndex};
 use crate::error::{Error, Result};
-use crate::model::{Entity, Resource, TenantConfig, TenantId, words};
+use crate::model::{Entity, Metadata, Resource, TenantConfig, TenantId, words};
 
 /// How often an auto-commit write is retried after losing an optimistic conflict.
 const AUTO_COMMIT_ATTEMPTS: usize = 16;
@@ -185,17 +185,65 @@ impl TenantDb {
         })
     }
 
-    /// Loads every stored embedding into the index (as pending points, which a background
-    /// thread inserts into the graph). An embedding or resource whose stored bytes are damaged
-    /// is left out of the index rather than making the whole tenant unreadable: reading that
-    /// resource reports the damage, and every other record stays reachable (to export them).
+    /// Opens the vector index over every stored embedding: from its snapshot where the
+    /// snapshot still matches the store, the rest as pending points that a background thread
+    /// inserts into the graph. An embedding or resource whose stored bytes are damaged is left
+    /// out of the index rather than making the whole tenant unreadable: reading that resource
+    /// reports the damage, and every other record stays reachable (to export them).
+    ///
+    /// The snapshot is read and decoded on a second thread while this one reads the store:
+    /// for 100k 384-d vectors the two took 0.31 s and 0.48 s one after the other.
     fn load_vectors(&self, dimension: u32) -> Result<()> {
+        let metric = self.config.lock().metric;
+        let persist = self.persist();
+        let (snapshot, stored) = std::thread::scope(|scope| {
+            let reading = std::thread::Builder::new()
+                .name("percolate-snapshot".into())
+                .spawn_scoped(scope, || {
+                    VectorIndex::read_snapshot(&persist, dimension as usize, metric)
+                });
+            let stored = self.stored_embeddings(dimension);
+            // No thread (or a panic in it): no snapshot, and the graph is rebuilt.
+            let snapshot = match reading {
+                Ok(reading) => reading.join().ok().flatten(),
+                Err(_) => VectorIndex::read_snapshot(&persist, dimension as usize, metric),
+            };
+            (snapshot, stored)
+        });
+        let index = VectorIndex::open(
+            persist,
+            snapshot,
+            dimension as usize,
+            metric,
+            self.hnsw,
+            self.exact_search_below,
+            stored?,
+        );
+        // Set once, here, before the tenant is shared: nobody else can have set it.
+        let _ = self.vectors.set(index);
+        Ok(())
+    }
+
+    /// Every stored embedding with its resource's metadata, in id order, leaving out damaged
+    /// ones (see [`Self::load_vectors`]). The records are read by a second iterator walking
+    /// alongside the embeddings (both column families are keyed by resource id), not by a
+    /// point read per embedding.
+    fn stored_embeddings(
+        &self,
+        dimension: u32,
+    ) -> Result<Vec<(crate::model::ResourceId, Vec<f32>, Arc<Metadata>)>> {
         let view = View::Db(self);
+        let mut records = self.db.raw_iterator_cf(self.cf(cf::CF_RESOURCES)?);
+        records.seek_to_first();
         let mut stored = Vec::new();
         view.scan_raw(cf::CF_EMBEDDINGS, &[], None, |key, value| {
             let id = crate::model::ResourceId::from_bytes(
                 key.try_into().map_err(|_| Error::corrupt("embedding key", "not 16 bytes"))?,
             );
+            while records.key().is_some_and(|record| record < key) {
+                records.next();
+            }
+            let record = records.key().filter(|record| *record == key).and(records.value());
             let loaded = (|| {
                 let vector =
                     codec::decode_embedding(&self.open_value(cf::CF_EMBEDDINGS, key, value)?)?;
@@ -205,13 +253,11 @@ impl TenantDb {
                         format!("dimension {} in a tenant of {dimension}", vector.len()),
                     ));
                 }
-                let metadata = match view.get(cf::CF_RESOURCES, key)? {
-                    Some(bytes) => Arc::new(codec::decode_resource(id, &bytes)?.metadata),
-                    None => {
-                        return Err(Error::corrupt("embedding", format!("resource {id} missing")));
-                    }
+                let Some(record) = record else {
+                    return Err(Error::corrupt("embedding", format!("resource {id} missing")));
                 };
-                Ok((id, vector, metadata))
+                let record = self.open_value(cf::CF_RESOURCES, key, record)?;
+                Ok((id, vector, Arc::new(codec::decode_resource(id, &record)?.metadata)))
             })();
             match loaded {
                 Ok(point) => stored.push(point),
@@ -220,18 +266,8 @@ impl TenantDb {
             }
             Ok(true)
         })?;
-        let metric = self.config.lock().metric;
-        let index = VectorIndex::open(
-            self.persist(),
-            dimension as usize,
-            metric,
-            self.hnsw,
-            self.exact_search_below,
-            stored,
-        );
-        // Set once, here, before the tenant is shared: nobody else can have set it.
-        let _ = self.vectors.set(index);
-        Ok(())
+        records.status().map_err(map_rocks_error)?;
+        Ok(stored)
     }
 
     /// Where the vector index writes its snapshots.

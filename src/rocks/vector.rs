@@ -214,25 +214,41 @@ impl VectorIndex {
         })
     }
 
-    /// Opens the index of a tenant whose stored embeddings are `stored`: from the snapshot in
-    /// `persist`'s directory when there is a valid one for this dimension and metric, checked point by point
+    /// Reads the snapshot in `persist`'s directory: `None` when there is none, or none valid
+    /// for this dimension and metric (damaged, foreign, of another dimension). The
+    /// [`VectorIndex::open`] of a tenant reads it on one core while it reads the stored
+    /// embeddings on another.
+    pub(crate) fn read_snapshot(
+        persist: &Persist,
+        dimension: usize,
+        metric: Metric,
+    ) -> Option<Snapshot> {
+        read_snapshot(
+            &persist.dir.join(SNAPSHOT_FILE),
+            persist.crypto.as_deref(),
+            dimension,
+            metric,
+        )
+    }
+
+    /// Opens the index of a tenant whose stored embeddings are `stored`: from `snapshot` (see
+    /// [`VectorIndex::read_snapshot`]) when there is one, checked point by point
     /// against the store (a point whose embedding changed or vanished is tombstoned; an
     /// embedding the snapshot lacks becomes pending), else rebuilt from scratch in the
     /// background. The snapshot is only ever a cache: whatever it says, the index ends up
     /// holding exactly the stored embeddings.
     pub(crate) fn open(
         persist: Persist,
+        snapshot: Option<Snapshot>,
         dimension: usize,
         metric: Metric,
         params: HnswParams,
         exact_below: usize,
         stored: Vec<(ResourceId, Vec<f32>, Arc<Metadata>)>,
     ) -> Arc<Self> {
-        let path = persist.dir.join(SNAPSHOT_FILE);
-        let crypto = persist.crypto.clone();
         let index = Self::new(dimension, metric, params, exact_below, Some(persist));
         let mut changes = Vec::new();
-        match read_snapshot(&path, crypto.as_deref(), dimension, metric) {
+        match snapshot {
             Some(Snapshot { graph, ids, hashes, format_02: upgraded }) => {
                 let mut state = index.state.write();
                 let mut by_id: HashMap<ResourceId, u32> = HashMap::with_capacity(ids.len());
@@ -908,7 +924,7 @@ const SNAPSHOT_MAGIC_02: &[u8; 8] = b"PCHNSW02";
 
 /// A snapshot as read: the graph, each point's resource id and embedding hash, and whether
 /// it is of format 02 (its hashes made by [`format_02::hash_vector`]).
-struct Snapshot {
+pub(crate) struct Snapshot {
     graph: Hnsw,
     ids: Vec<ResourceId>,
     hashes: Vec<u64>,
@@ -1234,7 +1250,7 @@ mod tests {
             discarded: Arc::clone(&discarded),
         };
         let index =
-            VectorIndex::open(persist, 16, Metric::Cosine, HnswParams::default(), 0, vec![]);
+            VectorIndex::open(persist, None, 16, Metric::Cosine, HnswParams::default(), 0, vec![]);
         let upserts = |range: std::ops::Range<u64>| -> Vec<VectorChange> {
             range
                 .map(|i| VectorChange::Upsert {
@@ -1310,8 +1326,10 @@ mod tests {
         let open = |stored: &[(ResourceId, Vec<f32>, Arc<Metadata>)]| {
             let persist =
                 Persist { dir: dir.path().to_path_buf(), crypto: None, discarded: Arc::default() };
+            let snapshot = VectorIndex::read_snapshot(&persist, 16, Metric::Cosine);
             VectorIndex::open(
                 persist,
+                snapshot,
                 16,
                 Metric::Cosine,
                 HnswParams::default(),
