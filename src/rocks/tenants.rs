@@ -359,8 +359,15 @@ impl TenantDb {
     pub(crate) fn write_fresh_resources(&self, resources: &[Resource]) -> Result<()> {
         let records = self.cf(cf::CF_RESOURCES)?;
         let embeddings_cf = self.cf(cf::CF_EMBEDDINGS)?;
+        let index = self.vector_index();
+        // A big batch prepares its embeddings for the index while RocksDB writes it (below);
+        // a small one while it encodes them, as a transaction does.
+        let overlap = index.is_some()
+            && super::cores() >= 2
+            && resources.len() >= PARALLEL_VALUES
+            && resources.iter().any(|resource| resource.embedding.is_some());
         let Encoded { values, embeddings } =
-            self.resource_values(resources, self.vector_index().map(Arc::as_ref))?;
+            self.resource_values(resources, if overlap { None } else { index.map(Arc::as_ref) })?;
         // Sized up front: growing a 1.6 MB batch by doubling copied it about twice over and
         // faulted in every intermediate buffer (~1 ms of a 1000 x 384-d batch).
         let bytes: usize = values
@@ -377,9 +384,34 @@ impl TenantDb {
             }
             changes.extend(value.change);
         }
-        self.commit_with_vectors(changes, || {
-            self.db.write_opt(batch, &self.write_options).map_err(map_rocks_error)
-        })
+        drop(embeddings);
+        let write = || self.db.write_opt(batch, &self.write_options).map_err(map_rocks_error);
+        match index {
+            Some(index) if overlap => {
+                // The RocksDB write runs on one core; the index's copies of the embeddings
+                // (hashed, normalised, their metadata's fields), needed only once it has
+                // committed, are made meanwhile on the others, under the commit lock so the
+                // index still sees commits in order.
+                use rayon::prelude::*;
+                let _order = index.commit_lock.lock();
+                let _encoding = index.encoding();
+                let prepare = || -> Vec<VectorChange> {
+                    resources
+                        .par_iter()
+                        .with_min_len(64)
+                        .filter_map(|resource| {
+                            let vector = resource.embedding.as_deref()?;
+                            Some(index.prepare(resource.id, vector, &resource.metadata))
+                        })
+                        .collect()
+                };
+                let (written, changes) = rayon::join(write, prepare);
+                written?;
+                index.apply(changes);
+                Ok(())
+            }
+            _ => self.commit_with_vectors(changes, write),
+        }
     }
 
     /// The stored values of `resources`, encoded and sealed (when the tenant is encrypted),
