@@ -29,9 +29,9 @@ use super::codec;
 use super::crypto::{self, MasterKek, TenantCrypto};
 use super::keys;
 use super::store::{Ops, Value, View, map_rocks_error};
-use super::vector::{Persist, VectorChange, VectorIndex};
+use super::vector::{Persist, Stored, VectorChange, VectorIndex};
 use crate::error::{Error, Result};
-use crate::model::{Entity, Metadata, Resource, TenantConfig, TenantId, words};
+use crate::model::{Entity, Resource, TenantConfig, TenantId, words};
 
 /// How often an auto-commit write is retried after losing an optimistic conflict.
 const AUTO_COMMIT_ATTEMPTS: usize = 16;
@@ -228,10 +228,7 @@ impl TenantDb {
     /// ones (see [`Self::load_vectors`]). The records are read by a second iterator walking
     /// alongside the embeddings (both column families are keyed by resource id), not by a
     /// point read per embedding.
-    fn stored_embeddings(
-        &self,
-        dimension: u32,
-    ) -> Result<Vec<(crate::model::ResourceId, Vec<f32>, Arc<Metadata>)>> {
+    fn stored_embeddings(&self, dimension: u32) -> Result<Vec<Stored>> {
         let view = View::Db(self);
         let mut records = self.db.raw_iterator_cf(self.cf(cf::CF_RESOURCES)?);
         records.seek_to_first();

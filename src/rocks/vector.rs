@@ -132,6 +132,10 @@ struct Inbox {
     changes: HashMap<ResourceId, Option<Pending>>,
 }
 
+/// A stored embedding as an index is opened over it: the resource, its vector as stored,
+/// and its metadata (for filters).
+pub(crate) type Stored = (ResourceId, Vec<f32>, Arc<Metadata>);
+
 /// Where an index writes its snapshots (see [`VectorIndex::snapshot_if_due`]).
 pub(crate) struct Persist {
     /// The tenant directory.
@@ -244,7 +248,7 @@ impl VectorIndex {
         metric: Metric,
         params: HnswParams,
         exact_below: usize,
-        stored: Vec<(ResourceId, Vec<f32>, Arc<Metadata>)>,
+        stored: Vec<Stored>,
     ) -> Arc<Self> {
         let index = Self::new(dimension, metric, params, exact_below, Some(persist));
         let mut changes = Vec::new();
