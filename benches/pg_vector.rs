@@ -25,9 +25,9 @@ use std::time::Instant;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use percolate::dataset::Dataset;
-use percolate::postgres::PgConfig;
 use percolate::postgres::PgProvider;
 use percolate::postgres::tenant::SchemaName;
+use percolate::postgres::{HNSW_EF_CONSTRUCTION, HNSW_M, PgConfig};
 use percolate::{
     Filter, MemoryEngine, Metric, NewResource, SearchQuery, TenantConfig, TenantHandle,
 };
@@ -247,13 +247,14 @@ fn index_rebuild(rt: &tokio::runtime::Runtime, id: &percolate::TenantId, base: &
                 "SET maintenance_work_mem = '1GB';
                  CREATE INDEX resources_embedding ON {schema}.resources
                      USING hnsw ((l2_normalize(embedding)::halfvec({DIMENSION})) halfvec_ip_ops)
-                     WITH (m = 8, ef_construction = 128);"
+                     WITH (m = {HNSW_M}, ef_construction = {HNSW_EF_CONSTRUCTION});"
             ))
             .await
             .expect("create index");
         println!(
-            "CREATE INDEX (HNSW as the provider builds it: unit halfvec, m=8, \
-             ef_construction=128) over {} rows, maintenance_work_mem 1GB: {:.1?}",
+            "CREATE INDEX (HNSW as the provider builds it: unit halfvec, m={HNSW_M}, \
+             ef_construction={HNSW_EF_CONSTRUCTION}) over {} rows, maintenance_work_mem 1GB: \
+             {:.1?}",
             base.len() / DIMENSION + extra * 1000,
             started.elapsed()
         );

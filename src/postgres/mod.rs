@@ -64,6 +64,7 @@ use tokio_postgres::NoTls;
 use tokio_postgres::types::Json;
 use uuid::Uuid;
 
+pub use sql::{HNSW_EF_CONSTRUCTION, HNSW_M};
 pub use txn::PgTxn;
 
 use crate::error::{Error, Result};

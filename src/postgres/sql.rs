@@ -369,9 +369,9 @@ fn ops_suffix(metric: Metric) -> &'static str {
 /// pages, at 40, 0.958, 582 pages, 0.85-1.15 ms over six rounds. At equal recall 200 visits
 /// 5-10% fewer pages than 128, and ingest took about as long (190 s against 178 s; earlier
 /// sessions measured 198 s against 132 s): 200 is kept.
-pub(crate) const HNSW_M: u32 = 8;
+pub const HNSW_M: u32 = 8;
 /// See [`HNSW_M`].
-pub(crate) const HNSW_EF_CONSTRUCTION: u32 = 200;
+pub const HNSW_EF_CONSTRUCTION: u32 = 200;
 
 /// The HNSW index of a tenant whose dimension is fixed, in [`new_layout`]; `None` when the
 /// dimension is too large for pgvector's HNSW (search is then an exact scan). Built with
