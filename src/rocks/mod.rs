@@ -143,8 +143,10 @@ impl RocksProvider {
         self.tenants.close_idle();
     }
 
-    /// Blocks until every embedding of the tenant is in its HNSW graph (searches never need
-    /// this: pending embeddings are searched exactly). For benches and tests.
+    /// Blocks until every embedding of the tenant is in its HNSW graph and the snapshot the
+    /// indexer then owes is written, so what a caller times next does not overlap that
+    /// background work (searches never need this: pending embeddings are searched exactly).
+    /// For benches and tests.
     pub fn wait_for_index(tenant: &TenantDb) {
         if let Some(index) = tenant.vector_index() {
             index.wait_indexed();
