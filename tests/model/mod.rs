@@ -17,7 +17,9 @@
 //!   writes; the model records which keys they change. A transaction op that touches such a key
 //!   is skipped (providers differ on whether a transaction reads its snapshot or the latest
 //!   commit, and the contract does not say). The commit must fail with `Conflict` exactly when
-//!   the transaction wrote (or validated) a key an outside write changed, and succeed otherwise.
+//!   the transaction wrote (or validated) a key an outside write changed, and succeed otherwise,
+//!   except where the contract leaves it open (see `TxnModel::absent` and
+//!   `TxnModel::validated_outside`): then either outcome is accepted.
 //! - Vector search uses tiny tenants, which every provider searches exactly; distances are
 //!   compared with a tolerance and the top-k set up to ties at the cut.
 //! - After a reopen and at the end, every record is compared through `scan`.
@@ -686,6 +688,11 @@ struct TxnModel {
     /// The contract leaves open whether such a read conflicts: RocksDB reads them for update
     /// (a concurrent insert makes the commit fail), PostgreSQL does not.
     absent: HashSet<Key>,
+    /// Keys outside writes validated without changing them: an edge insert's endpoints. The
+    /// contract leaves open whether a transaction that also touched one conflicts: RocksDB
+    /// rewrites the endpoints unchanged (so that an insert racing a delete of one cannot both
+    /// commit) and refuses, PostgreSQL commits.
+    validated_outside: HashSet<Key>,
 }
 
 /// The model: the committed store, the tenant's dimension, and the open transaction.
@@ -819,6 +826,7 @@ impl Model {
                 let changed = self.committed.apply(&write);
                 if let Some(txn) = txn {
                     txn.outside.extend(changed);
+                    txn.validated_outside.extend(validated.iter().copied());
                 }
             }
         }
@@ -999,7 +1007,8 @@ impl<'h, P: Provider> Session<'h, P> {
                 let real = txn.commit().await;
                 let touched: Vec<&Key> =
                     model_txn.footprint.intersection(&model_txn.outside).collect();
-                let may_conflict = !model_txn.absent.is_disjoint(&model_txn.outside);
+                let may_conflict = !model_txn.absent.is_disjoint(&model_txn.outside)
+                    || !model_txn.footprint.is_disjoint(&model_txn.validated_outside);
                 // Outside writes that left every key they share with the transaction as it was
                 // when it began (an insert then a delete of the same id) leave it serializable
                 // after them: PostgreSQL commits it, RocksDB (which validates by key) refuses.
@@ -1281,7 +1290,8 @@ impl<'h, P: Provider> Session<'h, P> {
                 {
                     Err(NOT_FOUND.to_owned())
                 } else {
-                    self.model.write(false, Write::PutEdge(edge), &[]);
+                    let validated = [Key::Entity(edge.from), Key::Entity(edge.to)];
+                    self.model.write(false, Write::PutEdge(edge), &validated);
                     Ok(())
                 };
                 compare(step, op, &real, &expected)
