@@ -2,8 +2,9 @@
 //! without a master key, measured in the same run on the same data.
 //!
 //! `cargo bench --bench encryption` runs criterion on both, then prints p50/p99 of single calls
-//! side by side with the overhead, each store measured alone in a process of its own (see
-//! [`profile`]). Goal: at most 25% over plaintext on get, put and batch.
+//! side by side with the overhead, each store measured alone in a process of its own, and
+//! gets also with both stores in one process, in alternating blocks (see [`profile`]). Goal:
+//! at most 25% over plaintext on get, put and batch.
 
 #![allow(missing_docs)] // criterion_group! generates undocumented items.
 
@@ -117,6 +118,45 @@ fn measure<I, O>(
     println!("measured {name} {p50} {p99}");
 }
 
+/// The child measuring gets on both stores in one process, in alternating blocks, so that
+/// whatever the machine does to one block it does to the blocks beside it. For reads that
+/// is fair: once seeded, neither store has a flush or compaction under way (10k small notes
+/// stay in the memtable), so they share no background work. Prints the p50 and p99 of each
+/// over all its blocks.
+fn measure_gets_interleaved() {
+    const BLOCKS: usize = 200;
+    const PER_BLOCK: usize = 500;
+    let rt = common::runtime();
+    let stores =
+        [store("plain", None, &rt), store("sealed", Some(MasterKey::from_bytes([7; 32])), &rt)];
+    let mut times: [Vec<Duration>; 2] = Default::default();
+    for block in 0..BLOCKS + BLOCKS / 10 {
+        // Each store goes first in every other block.
+        for turn in 0..2 {
+            let which = (block + turn) % 2;
+            let s = &stores[which];
+            for k in 0..PER_BLOCK {
+                let id = s.ids[((block * PER_BLOCK + k) * 7919) % s.ids.len()];
+                let start = Instant::now();
+                let got = rt.block_on(s.tenant.get_resource(id)).expect("get");
+                let elapsed = start.elapsed();
+                drop(got);
+                if block >= BLOCKS / 10 {
+                    times[which].push(elapsed);
+                }
+            }
+        }
+    }
+    let [plain, sealed] = &mut times;
+    println!(
+        "paired get {} {} {} {}",
+        common::percentile(plain, 0.5).as_nanos(),
+        common::percentile(plain, 0.99).as_nanos(),
+        common::percentile(sealed, 0.5).as_nanos(),
+        common::percentile(sealed, 0.99).as_nanos()
+    );
+}
+
 /// The child: one store, plaintext or sealed, alone in its process.
 fn measure_one(which: &str) {
     let rt = common::runtime();
@@ -152,30 +192,51 @@ fn measure_one(which: &str) {
 /// threads, so each store's calls also paid for the other's flushes and compactions, and
 /// unevenly (the plaintext store compresses, the sealed one does not). A 1000-record batch
 /// measured +29-37% that way against +15% with each store alone (2026-11-27).
+///
+/// Gets are measured both ways: alone, and both stores in one process in alternating blocks
+/// ([`measure_gets_interleaved`]). A process sometimes runs slow as a whole on this VM (every
+/// operation of it 1.5-1.8x, pinned to one core or not), which one of ten alone-runs of each
+/// store turns into -30% or +70% on a 1.2 us get; blocks side by side share that fate.
 fn profile(_: &mut Criterion) {
     if let Some(which) = std::env::var_os(CHILD) {
-        measure_one(&which.to_string_lossy());
+        match which.to_str() {
+            Some("interleaved") => measure_gets_interleaved(),
+            _ => measure_one(&which.to_string_lossy()),
+        }
         return;
     }
     let exe = std::env::current_exe().expect("bench executable");
-    // results[store][op] = [(p50, p99) per round]
+    // Each child prints lines `measured <op> <p50> <p99>`, or `paired <op> <plain p50>
+    // <plain p99> <sealed p50> <sealed p99>`, in nanoseconds.
+    let child = |which: &str| -> Vec<(String, Vec<u128>)> {
+        let out = std::process::Command::new(&exe)
+            .arg("--bench")
+            .arg("no criterion bench matches this")
+            .env(CHILD, which)
+            .output()
+            .expect("run the bench as a child");
+        assert!(out.status.success(), "{which}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|line| {
+                let mut fields = line.split_whitespace();
+                fields.next().filter(|tag| ["measured", "paired"].contains(tag))?;
+                let name = fields.next()?.to_string();
+                Some((name, fields.map(|t| t.parse().expect("nanoseconds")).collect()))
+            })
+            .collect()
+    };
+    // results[store][op] = [(p50, p99) per round]; paired = [(plain p50, sealed p50) per round]
     let mut results: [BTreeMap<String, Vec<(u128, u128)>>; 2] = Default::default();
+    let mut paired = Vec::new();
     for _ in 0..ROUNDS {
         for (which, results) in ["plain", "sealed"].iter().zip(&mut results) {
-            let out = std::process::Command::new(&exe)
-                .arg("--bench")
-                .arg("no criterion bench matches this")
-                .env(CHILD, which)
-                .output()
-                .expect("run the bench as a child");
-            assert!(out.status.success(), "{which}: {}", String::from_utf8_lossy(&out.stderr));
-            for line in String::from_utf8_lossy(&out.stdout).lines() {
-                let fields: Vec<&str> = line.split_whitespace().collect();
-                if let ["measured", name, p50, p99] = fields[..] {
-                    let parse = |t: &str| t.parse::<u128>().expect("nanoseconds");
-                    results.entry(name.to_string()).or_default().push((parse(p50), parse(p99)));
-                }
+            for (name, times) in child(which) {
+                results.entry(name).or_default().push((times[0], times[1]));
             }
+        }
+        for (_, times) in child("interleaved") {
+            paired.push((times[0], times[2]));
         }
     }
     let median = |mut v: Vec<u128>| {
@@ -205,6 +266,18 @@ fn profile(_: &mut Criterion) {
             runs.join(" ")
         );
     }
+    let plain = median(paired.iter().map(|p| p.0).collect());
+    let sealed = median(paired.iter().map(|p| p.1).collect());
+    let runs: Vec<String> = paired
+        .iter()
+        .map(|(p, s)| format!("{:+.0}%", (*s as f64 / *p as f64 - 1.0) * 100.0))
+        .collect();
+    println!(
+        "{:<28} plain p50 {plain:>9.2?} | sealed p50 {sealed:>9.2?} | p50 {:+.0}% (runs: {})",
+        "get, both in one process",
+        (sealed.as_secs_f64() / plain.as_secs_f64() - 1.0) * 100.0,
+        runs.join(" ")
+    );
 }
 
 criterion_group!(benches, criterion_rows, profile);
