@@ -464,29 +464,51 @@ fn knn() {
     let row_of = |content: &str| -> u32 {
         content.strip_prefix("row ").and_then(|n| n.parse().ok()).expect("row content")
     };
+    // Each search is also made from a current-thread runtime, on an engine of its own: the
+    // connections' tasks then run on the calling thread, so a call has no hand-over to the
+    // worker thread and back, as a synchronous client (psql, psycopg) has none. The two run
+    // one query after the other, so a busy machine slows both alike.
+    let local = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("rt");
     for round in 0..2 {
         for &ef in &efs {
             let provider =
                 rt.block_on(PgProvider::connect(config().with_ef_search(ef))).expect("connect");
             let engine = MemoryEngine::new(provider);
             let handle = rt.block_on(engine.tenant(&id)).expect("open");
-            let search = |q: usize| {
+            let local_engine = MemoryEngine::new(
+                local.block_on(PgProvider::connect(config().with_ef_search(ef))).expect("connect"),
+            );
+            let local_handle = local.block_on(local_engine.tenant(&id)).expect("open");
+            let search = |q: usize, on_local: bool| {
                 let query = percolate::SearchQuery::new(data.queries[q * d..][..d].to_vec(), K);
-                rt.block_on(handle.search_resources(&query)).expect("search")
+                if on_local {
+                    local.block_on(local_handle.search_resources(&query)).expect("search")
+                } else {
+                    rt.block_on(handle.search_resources(&query)).expect("search")
+                }
             };
             for q in 0..queries.min(30) {
-                search(q);
+                search(q, false);
+                search(q, true);
             }
-            let (mut found, mut times) = (0usize, Vec::with_capacity(queries));
+            let mut found = [0usize; 2];
+            let mut times = [Vec::with_capacity(queries), Vec::with_capacity(queries)];
             for (q, truth) in truth.iter().enumerate() {
-                let t = Instant::now();
-                let hits = search(q);
-                times.push(t.elapsed());
-                found +=
-                    hits.iter().filter(|h| truth.contains(&row_of(&h.resource.content))).count();
+                for on_local in [q % 2 == 0, q % 2 == 1] {
+                    let t = Instant::now();
+                    let hits = search(q, on_local);
+                    times[usize::from(on_local)].push(t.elapsed());
+                    found[usize::from(on_local)] += hits
+                        .iter()
+                        .filter(|h| truth.contains(&row_of(&h.resource.content)))
+                        .count();
+                }
             }
-            let recall = found as f64 / (queries * K) as f64;
-            report(&format!("round {round} ef {ef} recall {recall:.3}"), times);
+            for (on_local, times) in times.into_iter().enumerate() {
+                let recall = found[on_local] as f64 / (queries * K) as f64;
+                let flavour = if on_local == 1 { "current-thread" } else { "worker" };
+                report(&format!("round {round} ef {ef} recall {recall:.3} {flavour}"), times);
+            }
         }
     }
     rt.block_on(knn_plan(&id, &data));
