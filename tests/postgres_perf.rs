@@ -88,25 +88,50 @@ fn point_calls() {
         .into_iter()
         .map(|r| r.id)
         .collect();
+    // Every call is also made from a current-thread runtime, on an engine of its own, one
+    // after the other with the worker-thread call (see `knn`): no hand-over to a worker
+    // thread and back, as a synchronous client such as pgbench or psycopg has none.
+    let local = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("rt");
+    let local_engine =
+        MemoryEngine::new(local.block_on(PgProvider::connect(config())).expect("connect"));
+    let local_tenant = local.block_on(local_engine.tenant(&id)).expect("open");
     for round in 0..2 {
         for i in 0..500 {
             rt.block_on(tenant.get_resource(ids[i % ids.len()])).expect("warm up");
+            local.block_on(local_tenant.get_resource(ids[i % ids.len()])).expect("warm up");
         }
-        let mut times = Vec::with_capacity(samples);
+        let mut times = [Vec::with_capacity(samples), Vec::with_capacity(samples)];
         for i in 0..samples {
-            let t = Instant::now();
-            rt.block_on(tenant.get_resource(ids[(i * 7919) % ids.len()])).expect("get");
-            times.push(t.elapsed());
+            let id = ids[(i * 7919) % ids.len()];
+            for on_local in [i % 2 == 0, i % 2 == 1] {
+                let t = Instant::now();
+                if on_local {
+                    local.block_on(local_tenant.get_resource(id)).expect("get");
+                } else {
+                    rt.block_on(tenant.get_resource(id)).expect("get");
+                }
+                times[usize::from(on_local)].push(t.elapsed());
+            }
         }
-        report(&format!("get (round {round})"), times);
-        let mut times = Vec::with_capacity(samples);
+        let [worker, current] = times;
+        report(&format!("get (round {round})"), worker);
+        report(&format!("get (round {round}, current-thread)"), current);
+        let mut times = [Vec::with_capacity(samples), Vec::with_capacity(samples)];
         for i in 0..samples {
-            let new = NewResource::new(format!("put {round} {i}"));
-            let t = Instant::now();
-            rt.block_on(tenant.create_resource(new)).expect("put");
-            times.push(t.elapsed());
+            for on_local in [i % 2 == 0, i % 2 == 1] {
+                let new = NewResource::new(format!("put {round} {i} {on_local}"));
+                let t = Instant::now();
+                if on_local {
+                    local.block_on(local_tenant.create_resource(new)).expect("put");
+                } else {
+                    rt.block_on(tenant.create_resource(new)).expect("put");
+                }
+                times[usize::from(on_local)].push(t.elapsed());
+            }
         }
-        report(&format!("put (round {round})"), times);
+        let [worker, current] = times;
+        report(&format!("put (round {round})"), worker);
+        report(&format!("put (round {round}, current-thread)"), current);
     }
     let mut times = Vec::new();
     for b in 0..20 {
