@@ -100,38 +100,37 @@ fn point_calls() {
             rt.block_on(tenant.get_resource(ids[i % ids.len()])).expect("warm up");
             local.block_on(local_tenant.get_resource(ids[i % ids.len()])).expect("warm up");
         }
-        let mut times = [Vec::with_capacity(samples), Vec::with_capacity(samples)];
-        for i in 0..samples {
+        // `samples` calls of `op(i, on_local)` on each runtime, the two in turn (the one that
+        // goes first alternates), timed one by one; reported as `name`.
+        let paired = |name: &str, op: &mut dyn FnMut(usize, bool)| {
+            let mut times = [Vec::with_capacity(samples), Vec::with_capacity(samples)];
+            for i in 0..samples {
+                for on_local in [i % 2 == 0, i % 2 == 1] {
+                    let t = Instant::now();
+                    op(i, on_local);
+                    times[usize::from(on_local)].push(t.elapsed());
+                }
+            }
+            let [worker, current] = times;
+            report(&format!("{name} (round {round})"), worker);
+            report(&format!("{name} (round {round}, current-thread)"), current);
+        };
+        paired("get", &mut |i, on_local| {
             let id = ids[(i * 7919) % ids.len()];
-            for on_local in [i % 2 == 0, i % 2 == 1] {
-                let t = Instant::now();
-                if on_local {
-                    local.block_on(local_tenant.get_resource(id)).expect("get");
-                } else {
-                    rt.block_on(tenant.get_resource(id)).expect("get");
-                }
-                times[usize::from(on_local)].push(t.elapsed());
+            if on_local {
+                local.block_on(local_tenant.get_resource(id)).expect("get");
+            } else {
+                rt.block_on(tenant.get_resource(id)).expect("get");
             }
-        }
-        let [worker, current] = times;
-        report(&format!("get (round {round})"), worker);
-        report(&format!("get (round {round}, current-thread)"), current);
-        let mut times = [Vec::with_capacity(samples), Vec::with_capacity(samples)];
-        for i in 0..samples {
-            for on_local in [i % 2 == 0, i % 2 == 1] {
-                let new = NewResource::new(format!("put {round} {i} {on_local}"));
-                let t = Instant::now();
-                if on_local {
-                    local.block_on(local_tenant.create_resource(new)).expect("put");
-                } else {
-                    rt.block_on(tenant.create_resource(new)).expect("put");
-                }
-                times[usize::from(on_local)].push(t.elapsed());
+        });
+        paired("put", &mut |i, on_local| {
+            let new = NewResource::new(format!("put {round} {i} {on_local}"));
+            if on_local {
+                local.block_on(local_tenant.create_resource(new)).expect("put");
+            } else {
+                rt.block_on(tenant.create_resource(new)).expect("put");
             }
-        }
-        let [worker, current] = times;
-        report(&format!("put (round {round})"), worker);
-        report(&format!("put (round {round}, current-thread)"), current);
+        });
     }
     let mut times = Vec::new();
     for b in 0..20 {
