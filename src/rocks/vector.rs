@@ -27,12 +27,12 @@
 //!   directory (temporary file, fsync, rename), with a checksum and a hash of every point's
 //!   embedding: when the tenant closes, and by the indexer when it is idle and enough of the
 //!   graph changed since the last snapshot (see [`VectorIndex::snapshot_if_due`]), so a process
-//!   killed before it closes its tenants does not lose the graph it built. On open the snapshot is checked point by point against
-//!   the stored embeddings: unchanged points are reused, changed or vanished ones tombstoned,
-//!   missing ones indexed in the background. A missing, damaged or foreign snapshot means a
-//!   rebuild. So after any crash the index holds exactly the stored embeddings, without a
-//!   sequence-number protocol to get wrong, and a reopen costs one scan of the store instead
-//!   of a graph build.
+//!   killed before it closes its tenants does not lose the graph it built. On open the
+//!   snapshot is checked point by point against the stored embeddings: unchanged points are
+//!   reused, changed or vanished ones tombstoned, missing ones indexed in the background. A
+//!   missing, damaged or foreign snapshot means a rebuild. So after any crash the index holds
+//!   exactly the stored embeddings, without a sequence-number protocol to get wrong, and a
+//!   reopen costs one scan of the store instead of a graph build.
 //!
 use std::collections::{BinaryHeap, HashMap};
 use std::io::Write;
