@@ -89,6 +89,8 @@ fn criterion_rows(c: &mut Criterion) {
 
 /// The environment variable that makes this bench a child measuring one store.
 const CHILD: &str = "PERCOLATE_ENCRYPTION_BENCH_STORE";
+/// Restricts a child to the operations it lists (comma-separated), to profile one of them.
+const ONLY: &str = "PERCOLATE_ENCRYPTION_BENCH_ONLY";
 /// Child processes per store.
 const ROUNDS: usize = 5;
 
@@ -102,6 +104,9 @@ fn measure<I, O>(
     mut input: impl FnMut(usize) -> I,
     mut op: impl FnMut(I) -> O,
 ) {
+    if std::env::var(ONLY).is_ok_and(|only| !only.split(',').any(|op| op == name)) {
+        return;
+    }
     let mut times = Vec::with_capacity(samples);
     for k in 0..samples + samples / 10 {
         let argument = input(k);

@@ -523,6 +523,14 @@ pub(crate) struct TenantCrypto {
     tenant: Vec<u8>,
 }
 
+/// A value [`TenantCrypto::begin_seal`] encoded behind its seal's header, waiting for
+/// [`TenantCrypto::finish_seal`] to encrypt it.
+pub(crate) struct Unsealed {
+    buffer: Vec<u8>,
+    header_len: usize,
+    counter: u64,
+}
+
 struct Session {
     id: [u8; SESSION_BYTES],
     /// The number it is registered under, once it is.
@@ -613,12 +621,26 @@ impl TenantCrypto {
         size: usize,
         encode: impl FnOnce(&mut Vec<u8>),
     ) -> Vec<u8> {
+        self.finish_seal(domain, key, self.begin_seal(size, encode))
+    }
+
+    /// The first half of [`Self::seal_with`]: the plaintext `encode` appends, behind the
+    /// header of the seal it is given (so its nonce is fixed here, on this thread), not yet
+    /// encrypted. [`Self::finish_seal`] encrypts it, on any thread.
+    pub(crate) fn begin_seal(&self, size: usize, encode: impl FnOnce(&mut Vec<u8>)) -> Unsealed {
         let counter = self.counters.next();
         let mut header = [0; SEAL_HEADER];
         let header_len = self.header(counter, &mut header);
-        let mut out = Vec::with_capacity(header_len + size + TAG_BYTES);
-        out.extend_from_slice(&header[..header_len]);
-        encode(&mut out);
+        let mut buffer = Vec::with_capacity(header_len + size + TAG_BYTES);
+        buffer.extend_from_slice(&header[..header_len]);
+        encode(&mut buffer);
+        Unsealed { buffer, header_len, counter }
+    }
+
+    /// Encrypts a value [`Self::begin_seal`] encoded, as the value of `key` in `domain`: the
+    /// sealed value (empty for an empty plaintext, or one over GCM's 64 GiB limit).
+    pub(crate) fn finish_seal(&self, domain: &str, key: &[u8], unsealed: Unsealed) -> Vec<u8> {
+        let Unsealed { buffer: mut out, header_len, counter } = unsealed;
         if out.len() == header_len {
             return Vec::new();
         }

@@ -27,6 +27,7 @@ mod graph;
 pub(crate) mod hnsw;
 pub(crate) mod keys;
 mod query;
+mod sealing;
 mod simd;
 mod store;
 mod tenants;

@@ -28,6 +28,7 @@ use super::cf;
 use super::codec;
 use super::crypto::{self, MasterKek, TenantCrypto};
 use super::keys;
+use super::sealing::RecordSealer;
 use super::store::{Ops, Value, View, map_rocks_error};
 use super::vector::{Persist, Stored, VectorChange, VectorIndex};
 use crate::error::{Error, Result};
@@ -450,17 +451,15 @@ impl TenantDb {
             })
             .collect();
         // Each embedding's slot holds it, sealed or not; a sealed one may start a few bytes
-        // in (its header is shorter than the room kept for it).
+        // in (its header is shorter than the room kept for it). With it, the embedding's
+        // change prepared for the index, if one was given.
         type Slot<'a> = Option<(&'a mut [u8], Range<usize>)>;
-        let values = |(resource, slot): (&Resource, Slot<'_>)| -> Result<ResourceValues> {
-            let key = resource.id.as_bytes();
-            let record =
-                self.stored_value(cf::CF_RESOURCES, key, 64 + resource.content.len(), |out| {
-                    codec::encode_resource_into(resource, out);
-                });
+        type Embedded = (Option<Range<usize>>, Option<VectorChange>);
+        let embedded = |resource: &Resource, slot: Slot<'_>| -> Result<Embedded> {
             let (Some(vector), Some((slot, range))) = (&resource.embedding, slot) else {
-                return Ok(ResourceValues { record, embedding: None, change: None });
+                return Ok((None, None));
             };
+            let key = resource.id.as_bytes();
             let encode = |out: &mut [u8]| codec::write_embedding(vector, out);
             let start = match &self.crypto {
                 Some(crypto) => crypto.seal_into(cf::CF_EMBEDDINGS, key, slot, encode)?,
@@ -470,12 +469,21 @@ impl TenantDb {
                 }
             };
             let change = index.map(|index| index.prepare(resource.id, vector, &resource.metadata));
-            Ok(ResourceValues { record, embedding: Some(range.start + start..range.end), change })
+            Ok((Some(range.start + start..range.end), change))
         };
-        let values: Vec<ResourceValues> = if super::cores() < 2 || resources.len() < PARALLEL_VALUES
-        {
-            resources.iter().zip(slots).map(values).collect::<Result<_>>()?
-        } else {
+        let record_size = |resource: &Resource| 64 + resource.content.len();
+        let values = |(resource, slot): (&Resource, Slot<'_>)| -> Result<ResourceValues> {
+            let record = self.stored_value(
+                cf::CF_RESOURCES,
+                resource.id.as_bytes(),
+                record_size(resource),
+                |out| codec::encode_resource_into(resource, out),
+            );
+            let (embedding, change) = embedded(resource, slot)?;
+            Ok(ResourceValues { record, embedding, change })
+        };
+        let parallel = super::cores() >= 2 && resources.len() >= PARALLEL_VALUES;
+        let values: Vec<ResourceValues> = if parallel && end >= PARALLEL_EMBEDDING_BYTES {
             // On rayon's pool (one thread per core, started once): chunks of 64 are
             // stolen by whichever pool thread is free, so a thread the scheduler keeps
             // waiting holds up no more than the chunk it took, and no thread is started
@@ -485,6 +493,28 @@ impl TenantDb {
             use rayon::prelude::*;
             let _encoding = index.map(VectorIndex::encoding);
             resources.par_iter().zip(slots).with_min_len(64).map(values).collect::<Result<_>>()?
+        } else if let (true, Some(crypto)) = (parallel, &self.crypto) {
+            // Small records: encoded here, encrypted here and by a helper that this batch
+            // never waits for (see `sealing`).
+            let mut sealer =
+                RecordSealer::start(Arc::clone(crypto), cf::CF_RESOURCES, resources.len());
+            let embedded: Vec<Embedded> = resources
+                .iter()
+                .zip(slots)
+                .map(|(resource, slot)| {
+                    sealer.push(*resource.id.as_bytes(), record_size(resource), |out| {
+                        codec::encode_resource_into(resource, out)
+                    });
+                    embedded(resource, slot)
+                })
+                .collect::<Result<_>>()?;
+            (sealer.finish()?.into_iter().zip(embedded))
+                .map(|(record, (embedding, change))| ResourceValues { record, embedding, change })
+                .collect()
+        } else {
+            // Small plaintext records cost ~100 ns each to encode: handing a batch of them
+            // to the pool cost more in wake-ups than it saved (see `sealing`).
+            resources.iter().zip(slots).map(values).collect::<Result<_>>()?
         };
         Ok(Encoded { values, embeddings })
     }
@@ -525,8 +555,14 @@ pub(crate) struct ResourceValues {
     pub(crate) change: Option<VectorChange>,
 }
 
-/// Batches of at least this many resources are encoded on several cores.
+/// Batches of at least this many resources are encoded on several cores, when they carry
+/// [`PARALLEL_EMBEDDING_BYTES`] of stored embeddings, or sealed with a helper (see
+/// [`RecordSealer`]) when they are encrypted.
 const PARALLEL_VALUES: usize = 256;
+
+/// The stored embedding bytes that make a batch worth handing to rayon's pool (each
+/// embedding also costs a copy for the index, and sealing when encrypted): ~40 384-d ones.
+const PARALLEL_EMBEDDING_BYTES: usize = 64 << 10;
 
 /// The most scratch memory a tenant keeps between batches (a batch of ~2,600 384-d
 /// embeddings); a bigger batch gets a buffer of its own.

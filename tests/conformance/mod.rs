@@ -440,8 +440,16 @@ pub async fn batch_resources_are_readable_and_searchable_on_return<H: Harness>(
         (0..500).map(|i| NewResource::new(format!("r{i}")).with_embedding(vector(i, 16))).collect();
     let created = t.batch_create_resources(batch).await?;
     ensure_eq(created.len(), 500, "count")?;
-    for r in created.iter().step_by(50) {
+    // Every one: big batches are encoded (and sealed) in chunks, on more than one thread.
+    for r in &created {
         ensure_eq(&t.get_resource(r.id).await?, r, "readable")?;
+    }
+    // And without embeddings, the batch shape of small notes.
+    let notes: Vec<NewResource> = (0..300).map(|i| NewResource::new(format!("n{i}"))).collect();
+    for r in &t.batch_create_resources(notes).await? {
+        ensure_eq(&t.get_resource(r.id).await?, r, "note readable")?;
+    }
+    for r in created.iter().step_by(50) {
         let hits =
             search_ids(&t, &SearchQuery::new(r.embedding.clone().unwrap_or_default(), 1)).await?;
         ensure_eq(hits, vec![r.id], "own vector is its nearest")?;
