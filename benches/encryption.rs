@@ -3,8 +3,10 @@
 //!
 //! `cargo bench --bench encryption` runs criterion on both, then prints p50/p99 of single calls
 //! side by side with the overhead, each store measured alone in a process of its own, and
-//! gets also with both stores in one process, in alternating blocks (see [`profile`]). Goal:
-//! at most 25% over plaintext on get, put and batch.
+//! gets also with both stores in one process, in alternating blocks, both on the stores as
+//! seeded and on stores reopened after seeding (see [`profile`]). Goal: at most 25% over
+//! plaintext on get, put and batch. `PERCOLATE_ENCRYPTION_BENCH_ONLY=batch_1000` (a comma
+//! list) restricts the single-store children to the operations named, for profiling one.
 
 #![allow(missing_docs)] // criterion_group! generates undocumented items.
 
@@ -35,24 +37,38 @@ struct Store {
     ids: Vec<ResourceId>,
 }
 
-fn store(name: &'static str, key: Option<MasterKey>, rt: &tokio::runtime::Runtime) -> Store {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let mut config = RocksConfig::new(dir.path());
+fn open(dir: &std::path::Path, key: Option<MasterKey>) -> MemoryEngine<RocksProvider> {
+    let mut config = RocksConfig::new(dir);
     config.master_key = key;
-    // Leaked: the tenant handle borrows nothing, but the engine must outlive the bench.
-    let engine: &'static _ =
-        Box::leak(Box::new(MemoryEngine::new(RocksProvider::open(config).expect("open"))));
-    let tenant = rt
-        .block_on(
-            engine.create_tenant(&TenantId::new("bench").expect("id"), TenantConfig::default()),
-        )
-        .expect("tenant");
+    MemoryEngine::new(RocksProvider::open(config).expect("open"))
+}
+
+/// A store seeded with 10k small notes; with `reopen`, closed and opened again after seeding,
+/// so the notes are values of an earlier open (as most values an application reads are).
+fn store(
+    name: &'static str,
+    key: Option<MasterKey>,
+    rt: &tokio::runtime::Runtime,
+    reopen: bool,
+) -> Store {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let id = TenantId::new("bench").expect("id");
+    let mut engine = open(dir.path(), key.clone());
+    let mut tenant =
+        rt.block_on(engine.create_tenant(&id, TenantConfig::default())).expect("tenant");
     let ids = rt
         .block_on(tenant.batch_create_resources((0..10_000).map(|i| note(i, 0)).collect()))
         .expect("seed")
         .into_iter()
         .map(|r| r.id)
         .collect();
+    if reopen {
+        drop((tenant, engine));
+        engine = open(dir.path(), key);
+        tenant = rt.block_on(engine.tenant(&id)).expect("reopen");
+    }
+    // Leaked: the tenant handle borrows nothing, but the engine must outlive the bench.
+    let engine: &'static _ = Box::leak(Box::new(engine));
     Store { name, _dir: dir, _engine: engine, tenant, ids }
 }
 
@@ -61,9 +77,10 @@ fn criterion_rows(c: &mut Criterion) {
         return;
     }
     let rt = common::runtime();
-    for store in
-        [store("plain", None, &rt), store("sealed", Some(MasterKey::from_bytes([7; 32])), &rt)]
-    {
+    for store in [
+        store("plain", None, &rt, false),
+        store("sealed", Some(MasterKey::from_bytes([7; 32])), &rt, false),
+    ] {
         let mut group = c.benchmark_group(format!("encryption/{}", store.name));
         let mut i = 0usize;
         group.bench_function("get", |b| {
@@ -127,13 +144,23 @@ fn measure<I, O>(
 /// whatever the machine does to one block it does to the blocks beside it. For reads that
 /// is fair: once seeded, neither store has a flush or compaction under way (10k small notes
 /// stay in the memtable), so they share no background work. Prints the p50 and p99 of each
-/// over all its blocks.
+/// over all its blocks: `get` on the stores as seeded, then `get_reopened` on stores closed
+/// and opened again after seeding (values of an earlier open, whose key a reader looks up by
+/// the value's session number).
 fn measure_gets_interleaved() {
+    for (name, reopen) in [("get", false), ("get_reopened", true)] {
+        measure_gets_paired(name, reopen);
+    }
+}
+
+fn measure_gets_paired(name: &str, reopen: bool) {
     const BLOCKS: usize = 200;
     const PER_BLOCK: usize = 500;
     let rt = common::runtime();
-    let stores =
-        [store("plain", None, &rt), store("sealed", Some(MasterKey::from_bytes([7; 32])), &rt)];
+    let stores = [
+        store("plain", None, &rt, reopen),
+        store("sealed", Some(MasterKey::from_bytes([7; 32])), &rt, reopen),
+    ];
     let mut times: [Vec<Duration>; 2] = Default::default();
     for block in 0..BLOCKS + BLOCKS / 10 {
         // Each store goes first in every other block.
@@ -154,7 +181,7 @@ fn measure_gets_interleaved() {
     }
     let [plain, sealed] = &mut times;
     println!(
-        "paired get {} {} {} {}",
+        "paired {name} {} {} {} {}",
         common::percentile(plain, 0.5).as_nanos(),
         common::percentile(plain, 0.99).as_nanos(),
         common::percentile(sealed, 0.5).as_nanos(),
@@ -166,7 +193,7 @@ fn measure_gets_interleaved() {
 fn measure_one(which: &str) {
     let rt = common::runtime();
     let key = (which == "sealed").then(|| MasterKey::from_bytes([7; 32]));
-    let s = store(if key.is_some() { "sealed" } else { "plain" }, key, &rt);
+    let s = store(if key.is_some() { "sealed" } else { "plain" }, key, &rt, false);
     measure(
         "get",
         100_000,
@@ -231,17 +258,18 @@ fn profile(_: &mut Criterion) {
             })
             .collect()
     };
-    // results[store][op] = [(p50, p99) per round]; paired = [(plain p50, sealed p50) per round]
+    // results[store][op] = [(p50, p99) per round]; paired[op] = [(plain p50, sealed p50) per
+    // round]
     let mut results: [BTreeMap<String, Vec<(u128, u128)>>; 2] = Default::default();
-    let mut paired = Vec::new();
+    let mut paired: BTreeMap<String, Vec<(u128, u128)>> = BTreeMap::new();
     for _ in 0..ROUNDS {
         for (which, results) in ["plain", "sealed"].iter().zip(&mut results) {
             for (name, times) in child(which) {
                 results.entry(name).or_default().push((times[0], times[1]));
             }
         }
-        for (_, times) in child("interleaved") {
-            paired.push((times[0], times[2]));
+        for (name, times) in child("interleaved") {
+            paired.entry(name).or_default().push((times[0], times[2]));
         }
     }
     let median = |mut v: Vec<u128>| {
@@ -271,18 +299,20 @@ fn profile(_: &mut Criterion) {
             runs.join(" ")
         );
     }
-    let plain = median(paired.iter().map(|p| p.0).collect());
-    let sealed = median(paired.iter().map(|p| p.1).collect());
-    let runs: Vec<String> = paired
-        .iter()
-        .map(|(p, s)| format!("{:+.0}%", (*s as f64 / *p as f64 - 1.0) * 100.0))
-        .collect();
-    println!(
-        "{:<28} plain p50 {plain:>9.2?} | sealed p50 {sealed:>9.2?} | p50 {:+.0}% (runs: {})",
-        "get, both in one process",
-        (sealed.as_secs_f64() / plain.as_secs_f64() - 1.0) * 100.0,
-        runs.join(" ")
-    );
+    for (name, paired) in paired {
+        let plain = median(paired.iter().map(|p| p.0).collect());
+        let sealed = median(paired.iter().map(|p| p.1).collect());
+        let runs: Vec<String> = paired
+            .iter()
+            .map(|(p, s)| format!("{:+.0}%", (*s as f64 / *p as f64 - 1.0) * 100.0))
+            .collect();
+        println!(
+            "{:<28} plain p50 {plain:>9.2?} | sealed p50 {sealed:>9.2?} | p50 {:+.0}% (runs: {})",
+            format!("{name}, both in one process"),
+            (sealed.as_secs_f64() / plain.as_secs_f64() - 1.0) * 100.0,
+            runs.join(" ")
+        );
+    }
 }
 
 criterion_group!(benches, criterion_rows, profile);
