@@ -508,7 +508,7 @@ impl TenantDb {
                     embedded(resource, slot)
                 })
                 .collect::<Result<_>>()?;
-            (sealer.finish()?.into_iter().zip(embedded))
+            (sealer.finish().into_iter().zip(embedded))
                 .map(|(record, (embedding, change))| ResourceValues { record, embedding, change })
                 .collect()
         } else {
