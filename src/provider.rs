@@ -40,8 +40,8 @@ use std::future::Future;
 
 use crate::error::Result;
 use crate::model::{
-    Direction, Edge, EdgeId, Entity, EntityId, EntityQuery, Moment, MomentId, NewResource,
-    Reached, Record, RecordKind, Resource, ResourceId, ScoredResource, SearchQuery, TenantConfig, TenantId,
+    Direction, Edge, EdgeId, Entity, EntityId, EntityQuery, Moment, MomentId, NewResource, Reached,
+    Record, RecordKind, Resource, ResourceId, ScoredResource, SearchQuery, TenantConfig, TenantId,
     TimeRange, TraverseQuery,
 };
 

@@ -44,8 +44,8 @@ pub use txn::RocksTxn;
 
 use crate::error::{Error, Result};
 use crate::model::{
-    Direction, Edge, EdgeId, Entity, EntityId, EntityQuery, Moment, MomentId, NewResource,
-    Reached, Record, RecordKind, Resource, ResourceId, ScoredResource, SearchQuery, TenantConfig, TenantId,
+    Direction, Edge, EdgeId, Entity, EntityId, EntityQuery, Moment, MomentId, NewResource, Reached,
+    Record, RecordKind, Resource, ResourceId, ScoredResource, SearchQuery, TenantConfig, TenantId,
     TimeRange, TraverseQuery,
 };
 use crate::provider::{Capabilities, Provider, VectorIndexKind};

@@ -190,13 +190,12 @@ fn helper() -> Option<&'static std::thread::Thread> {
     static HELPER: std::sync::OnceLock<Option<std::thread::Thread>> = std::sync::OnceLock::new();
     HELPER
         .get_or_init(|| {
-            let spawned =
-                std::thread::Builder::new().name("percolate-seal".into()).spawn(|| {
-                    loop {
-                        std::thread::park();
-                        serve();
-                    }
-                });
+            let spawned = std::thread::Builder::new().name("percolate-seal".into()).spawn(|| {
+                loop {
+                    std::thread::park();
+                    serve();
+                }
+            });
             spawned.ok().map(|handle| handle.thread().clone())
         })
         .as_ref()
@@ -215,7 +214,7 @@ fn serve() {
             while OFFERED.try_lock().is_none_or(|offered| offered.is_none()) {
                 std::hint::spin_loop();
                 polls += 1;
-                if polls % 64 == 0 && Instant::now() >= deadline {
+                if polls.is_multiple_of(64) && Instant::now() >= deadline {
                     break;
                 }
             }
