@@ -2,11 +2,13 @@
 //! without a master key, measured in the same run on the same data.
 //!
 //! `cargo bench --bench encryption` runs criterion on both, then prints p50/p99 of single calls
-//! side by side with the overhead, each store measured alone in a process of its own, and
+//! side by side with the overhead, each store and operation measured alone in a process of
+//! its own, and
 //! gets also with both stores in one process, in alternating blocks, both on the stores as
 //! seeded and on stores reopened after seeding (see [`profile`]). Goal: at most 25% over
 //! plaintext on get, put and batch. `PERCOLATE_ENCRYPTION_BENCH_ONLY=batch_1000` (a comma
-//! list) restricts the single-store children to the operations named, for profiling one.
+//! list) restricts the bench to the operations named (and a child, run by hand with
+//! `PERCOLATE_ENCRYPTION_BENCH_STORE=plain` or `sealed`, to those), for profiling one.
 
 #![allow(missing_docs)] // criterion_group! generates undocumented items.
 
@@ -108,8 +110,10 @@ fn criterion_rows(c: &mut Criterion) {
 const CHILD: &str = "PERCOLATE_ENCRYPTION_BENCH_STORE";
 /// Restricts a child to the operations it lists (comma-separated), to profile one of them.
 const ONLY: &str = "PERCOLATE_ENCRYPTION_BENCH_ONLY";
-/// Child processes per store.
+/// Child processes per store and operation.
 const ROUNDS: usize = 5;
+/// What the single-store children measure, each operation in a process of its own.
+const OPERATIONS: [&str; 4] = ["get", "put", "batch_1000", "batch_1000_embeddings_384"];
 
 /// p50 and p99 of `samples` calls of `op` (after a tenth as many uncounted warm-up calls).
 /// `input` makes each call's argument before its timer starts, and what `op` returns is
@@ -217,8 +221,17 @@ fn measure_one(which: &str) {
     });
 }
 
-/// Runs each store in processes of its own, alternating plaintext and sealed `ROUNDS` times,
-/// and prints the median over rounds of each operation's p50 and p99, with the overhead.
+/// Runs each store and operation in a process of its own, on a freshly seeded store,
+/// alternating plaintext and sealed `ROUNDS` times, and prints the median over rounds of
+/// each operation's p50 and p99, with the overhead.
+///
+/// One operation per process: measured one after another on one store, each operation paid
+/// for the flushes and compactions the ones before it left behind, and unevenly. Sealed
+/// values do not compress, so the 2.2M small records of `batch_1000` left the sealed store
+/// much more to compact than the plaintext one, and the embedded batches measured after them
+/// paid for it: +22% to +32% over plaintext that way, +14% to +16% alone (2026-11-27). Each
+/// operation still runs long enough to pay for the flushes and compactions of its own
+/// writes.
 ///
 /// Not interleaved in one process: two stores in one process share RocksDB's background
 /// threads, so each store's calls also paid for the other's flushes and compactions, and
@@ -240,11 +253,12 @@ fn profile(_: &mut Criterion) {
     let exe = std::env::current_exe().expect("bench executable");
     // Each child prints lines `measured <op> <p50> <p99>`, or `paired <op> <plain p50>
     // <plain p99> <sealed p50> <sealed p99>`, in nanoseconds.
-    let child = |which: &str| -> Vec<(String, Vec<u128>)> {
+    let child = |which: &str, operation: &str| -> Vec<(String, Vec<u128>)> {
         let out = std::process::Command::new(&exe)
             .arg("--bench")
             .arg("no criterion bench matches this")
             .env(CHILD, which)
+            .env(ONLY, operation)
             .output()
             .expect("run the bench as a child");
         assert!(out.status.success(), "{which}: {}", String::from_utf8_lossy(&out.stderr));
@@ -262,14 +276,21 @@ fn profile(_: &mut Criterion) {
     // round]
     let mut results: [BTreeMap<String, Vec<(u128, u128)>>; 2] = Default::default();
     let mut paired: BTreeMap<String, Vec<(u128, u128)>> = BTreeMap::new();
+    let wanted = |operation: &str| {
+        std::env::var(ONLY).map_or(true, |only| only.split(',').any(|op| op == operation))
+    };
     for _ in 0..ROUNDS {
-        for (which, results) in ["plain", "sealed"].iter().zip(&mut results) {
-            for (name, times) in child(which) {
-                results.entry(name).or_default().push((times[0], times[1]));
+        for operation in OPERATIONS.into_iter().filter(|op| wanted(op)) {
+            for (which, results) in ["plain", "sealed"].iter().zip(&mut results) {
+                for (name, times) in child(which, operation) {
+                    results.entry(name).or_default().push((times[0], times[1]));
+                }
             }
         }
-        for (name, times) in child("interleaved") {
-            paired.entry(name).or_default().push((times[0], times[2]));
+        if wanted("get") {
+            for (name, times) in child("interleaved", "get") {
+                paired.entry(name).or_default().push((times[0], times[2]));
+            }
         }
     }
     let median = |mut v: Vec<u128>| {
@@ -277,8 +298,8 @@ fn profile(_: &mut Criterion) {
         Duration::from_nanos(v[v.len() / 2] as u64)
     };
     println!(
-        "\nencryption cost (RocksDB, single calls; each store alone in its process, \
-         median of {ROUNDS} alternating runs):"
+        "\nencryption cost (RocksDB, single calls; each store and operation alone in its \
+         process, median of {ROUNDS} alternating runs):"
     );
     for (name, plain) in &results[0] {
         let sealed = &results[1][name];
