@@ -40,8 +40,8 @@ use std::future::Future;
 
 use crate::error::Result;
 use crate::model::{
-    Direction, Edge, EdgeId, Entity, EntityId, EntityQuery, Moment, MomentId, NewResource, Reached,
-    Record, RecordKind, Resource, ResourceId, ScoredResource, SearchQuery, TenantConfig, TenantId,
+    Direction, Edge, EdgeId, Entity, EntityId, EntityQuery, Moment, MomentId, Reached, Record,
+    RecordKind, Resource, ResourceId, ScoredResource, SearchQuery, TenantConfig, TenantId,
     TimeRange, TraverseQuery,
 };
 
@@ -156,15 +156,6 @@ pub trait Provider: Send + Sync + Sized + 'static {
         resources: &[Resource],
     ) -> impl Future<Output = Result<()>> + Send {
         self.insert_resources(tenant, resources)
-    }
-    /// A hint that `batch` is about to be stamped, checked and handed to
-    /// [`Provider::create_resources`]: a provider may get ready meanwhile. The RocksDB
-    /// provider wakes the thread that helps seal a big batch of small records in an
-    /// encrypted tenant, so that waking it (17-52 µs on the reference VM, and longer while
-    /// a flush holds the other core) overlaps the engine's checks instead of the batch.
-    /// Does nothing by default; a batch that is never written costs nothing but the hint.
-    fn expect_resources(&self, tenant: &Self::Tenant, batch: &[NewResource]) {
-        let _ = (tenant, batch);
     }
     /// The resource with this id, embedding included.
     ///

@@ -44,8 +44,8 @@ pub use txn::RocksTxn;
 
 use crate::error::{Error, Result};
 use crate::model::{
-    Direction, Edge, EdgeId, Entity, EntityId, EntityQuery, Moment, MomentId, NewResource, Reached,
-    Record, RecordKind, Resource, ResourceId, ScoredResource, SearchQuery, TenantConfig, TenantId,
+    Direction, Edge, EdgeId, Entity, EntityId, EntityQuery, Moment, MomentId, Reached, Record,
+    RecordKind, Resource, ResourceId, ScoredResource, SearchQuery, TenantConfig, TenantId,
     TimeRange, TraverseQuery,
 };
 use crate::provider::{Capabilities, Provider, VectorIndexKind};
@@ -316,10 +316,6 @@ impl Provider for RocksProvider {
 
     async fn insert_resources(&self, tenant: &Self::Tenant, resources: &[Resource]) -> Result<()> {
         tenant.write(|ops| ops.insert_resources(resources))
-    }
-
-    fn expect_resources(&self, tenant: &Self::Tenant, batch: &[NewResource]) {
-        tenant.expect_resources(batch);
     }
 
     async fn create_resources(&self, tenant: &Self::Tenant, resources: &[Resource]) -> Result<()> {

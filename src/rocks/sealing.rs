@@ -15,17 +15,14 @@
 //! encoded buffers, their keys and the tenant's keys, behind an [`Arc`]), so the caller never
 //! waits for it to start: a helper that comes late finds nothing left, and one that never
 //! comes costs nothing. The caller waits only for a chunk the helper is encrypting at that
-//! moment (32 records, ~4 µs). Woken as the batch starts, the helper took 17-52 µs to start
-//! (p10-p90 in the batch bench: waking a thread on the other, idle, vCPU of the reference
-//! VM), and then sealed about three quarters of a batch of 1000; timed in one process,
-//! alternating batch by batch, it saved 20-60 µs per batch against sealing on the calling
-//! thread alone. The engine now announces a batch before it stamps and checks it
-//! ([`expect_batch`]), so the helper is usually running, waiting for it, when it starts.
+//! moment (32 records, ~4 µs). The helper still takes 17-52 µs to start (p10-p90 in the
+//! batch bench: waking a thread on the other, idle, vCPU of the reference VM), and then seals
+//! about three quarters of a batch of 1000; timed in one process, alternating batch by batch,
+//! it saved 20-60 µs per batch against sealing on the calling thread alone.
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
@@ -154,73 +151,24 @@ impl RecordSealer {
 /// seals on its own thread.
 static OFFERED: Mutex<Option<Arc<Job>>> = Mutex::new(None);
 
-/// Set by [`expect_batch`]: a batch is about to be offered, so the helper, once awake,
-/// waits for it (for at most [`EXPECTED_WAIT`]) instead of parking again.
-static EXPECTED: AtomicBool = AtomicBool::new(false);
-
-/// How long the helper waits, spinning, for a batch announced by [`expect_batch`]: the
-/// engine stamps and checks 1000 small resources in about 90 µs on the reference VM. Longer
-/// preparations (batches of several thousand) find it parked again, and wake it as before.
-const EXPECTED_WAIT: Duration = Duration::from_micros(250);
-
-/// Offers `job` to the thread that helps seal batches. If that thread cannot be started,
-/// batches seal on their own thread.
+/// Offers `job` to the thread that helps seal batches: started on the first offer, parked
+/// between batches. If it cannot be started, batches seal on their own thread.
 fn offer(job: Arc<Job>) {
-    if let Some(helper) = helper() {
-        *OFFERED.lock() = Some(job);
-        helper.unpark();
-    }
-}
-
-/// Wakes the helper ahead of a batch that is about to be offered, so that it is running
-/// when the batch starts. Waking a parked thread on the other, idle vCPU of the reference
-/// VM takes 17-52 µs, and longer while a RocksDB flush holds that core: started as the
-/// batch started, the helper came in 25-37 µs late at the median and never, before the
-/// batch was done, in one batch of ten. Timed in one process, alternating batch by batch,
-/// waking it this early took 15-25 µs off a sealed batch of 1000 small resources.
-pub(crate) fn expect_batch() {
-    if let Some(helper) = helper() {
-        EXPECTED.store(true, Ordering::Release);
-        helper.unpark();
-    }
-}
-
-/// The thread that helps seal batches: started on first use, parked between batches.
-fn helper() -> Option<&'static std::thread::Thread> {
     static HELPER: std::sync::OnceLock<Option<std::thread::Thread>> = std::sync::OnceLock::new();
-    HELPER
-        .get_or_init(|| {
-            let spawned = std::thread::Builder::new().name("percolate-seal".into()).spawn(|| {
-                loop {
-                    std::thread::park();
-                    serve();
-                }
-            });
-            spawned.ok().map(|handle| handle.thread().clone())
-        })
-        .as_ref()
-}
-
-/// The helper's work once woken: every batch offered, and each one announced by
-/// [`expect_batch`] if it is offered within [`EXPECTED_WAIT`].
-fn serve() {
-    loop {
-        if let Some(job) = OFFERED.lock().take() {
-            job.help();
-        } else if EXPECTED.swap(false, Ordering::AcqRel) {
-            let deadline = Instant::now() + EXPECTED_WAIT;
-            let mut polls = 0u32;
-            // `try_lock`: a caller offering its batch never waits for this poll.
-            while OFFERED.try_lock().is_none_or(|offered| offered.is_none()) {
-                std::hint::spin_loop();
-                polls += 1;
-                if polls.is_multiple_of(64) && Instant::now() >= deadline {
-                    break;
+    let helper = HELPER.get_or_init(|| {
+        let spawned = std::thread::Builder::new().name("percolate-seal".into()).spawn(|| {
+            loop {
+                std::thread::park();
+                while let Some(job) = OFFERED.lock().take() {
+                    job.help();
                 }
             }
-        } else {
-            return;
-        }
+        });
+        spawned.ok().map(|handle| handle.thread().clone())
+    });
+    if let Some(helper) = helper {
+        *OFFERED.lock() = Some(job);
+        helper.unpark();
     }
 }
 
@@ -332,31 +280,6 @@ mod tests {
             for _ in 0..4 {
                 scope.spawn(|| {
                     for records in [300, 1000, 257] {
-                        seal_and_check(&crypto, records, records);
-                    }
-                });
-            }
-        });
-    }
-
-    #[test]
-    fn announced_batches_are_sealed_whether_they_come_or_not() {
-        let (_dir, crypto) = crypto();
-        // Announced and offered at once, while the helper waits for it.
-        expect_batch();
-        seal_and_check(&crypto, 1000, 1000);
-        // Announced but never offered: the helper stops waiting and parks again, and the
-        // next batch wakes it as usual.
-        expect_batch();
-        expect_batch();
-        std::thread::sleep(EXPECTED_WAIT * 4);
-        seal_and_check(&crypto, 500, 500);
-        // Announced from several threads at once.
-        std::thread::scope(|scope| {
-            for _ in 0..3 {
-                scope.spawn(|| {
-                    for records in [300, 1000] {
-                        expect_batch();
                         seal_and_check(&crypto, records, records);
                     }
                 });

@@ -28,11 +28,11 @@ use super::cf;
 use super::codec;
 use super::crypto::{self, MasterKek, TenantCrypto};
 use super::keys;
-use super::sealing::{self, RecordSealer};
+use super::sealing::RecordSealer;
 use super::store::{Ops, Value, View, map_rocks_error};
 use super::vector::{Persist, Stored, VectorChange, VectorIndex};
 use crate::error::{Error, Result};
-use crate::model::{Entity, NewResource, Resource, TenantConfig, TenantId, words};
+use crate::model::{Entity, Resource, TenantConfig, TenantId, words};
 
 /// How often an auto-commit write is retried after losing an optimistic conflict.
 const AUTO_COMMIT_ATTEMPTS: usize = 16;
@@ -428,12 +428,14 @@ impl TenantDb {
         resources: &[Resource],
         index: Option<&VectorIndex>,
     ) -> Result<Encoded<'_>> {
+        let overhead = if self.crypto.is_some() { crypto::SEAL_OVERHEAD } else { 0 };
         let mut end = 0;
         let ranges: Vec<Option<Range<usize>>> = resources
             .iter()
             .map(|resource| {
+                let vector = resource.embedding.as_deref()?;
                 let start = end;
-                end += self.stored_embedding_len(resource.embedding.as_deref()?);
+                end += codec::embedding_len(vector) + overhead;
                 Some(start..end)
             })
             .collect();
@@ -480,8 +482,8 @@ impl TenantDb {
             let (embedding, change) = embedded(resource, slot)?;
             Ok(ResourceValues { record, embedding, change })
         };
-        let encoding = self.batch_encoding(resources.len(), end);
-        let values: Vec<ResourceValues> = if encoding == BatchEncoding::Pool {
+        let parallel = super::cores() >= 2 && resources.len() >= PARALLEL_VALUES;
+        let values: Vec<ResourceValues> = if parallel && end >= PARALLEL_EMBEDDING_BYTES {
             // On rayon's pool (one thread per core, started once): chunks of 64 are
             // stolen by whichever pool thread is free, so a thread the scheduler keeps
             // waiting holds up no more than the chunk it took, and no thread is started
@@ -491,7 +493,7 @@ impl TenantDb {
             use rayon::prelude::*;
             let _encoding = index.map(VectorIndex::encoding);
             resources.par_iter().zip(slots).with_min_len(64).map(values).collect::<Result<_>>()?
-        } else if let (BatchEncoding::Helper, Some(crypto)) = (encoding, &self.crypto) {
+        } else if let (true, Some(crypto)) = (parallel, &self.crypto) {
             // Small records: encoded here, encrypted here and by a helper that this batch
             // never waits for (see `sealing`).
             let mut sealer =
@@ -517,44 +519,6 @@ impl TenantDb {
         Ok(Encoded { values, embeddings })
     }
 
-    /// The length of `embedding` as stored in this tenant (sealed, when it is encrypted).
-    fn stored_embedding_len(&self, embedding: &[f32]) -> usize {
-        let overhead = if self.crypto.is_some() { crypto::SEAL_OVERHEAD } else { 0 };
-        codec::embedding_len(embedding) + overhead
-    }
-
-    /// Where [`Self::resource_values`] encodes a batch of `count` resources whose stored
-    /// embeddings take `embedding_bytes`.
-    fn batch_encoding(&self, count: usize, embedding_bytes: usize) -> BatchEncoding {
-        if super::cores() < 2 || count < PARALLEL_VALUES {
-            BatchEncoding::Here
-        } else if embedding_bytes >= PARALLEL_EMBEDDING_BYTES {
-            BatchEncoding::Pool
-        } else if self.crypto.is_some() {
-            BatchEncoding::Helper
-        } else {
-            BatchEncoding::Here
-        }
-    }
-
-    /// Gets ready for `batch`, about to be created (see [`Provider::expect_resources`]): a
-    /// batch that [`Self::resource_values`] will seal with the helper wakes it now.
-    ///
-    /// [`Provider::expect_resources`]: crate::provider::Provider::expect_resources
-    pub(crate) fn expect_resources(&self, batch: &[NewResource]) {
-        if self.crypto.is_none() || batch.len() < PARALLEL_VALUES {
-            return;
-        }
-        let embedding_bytes = batch
-            .iter()
-            .filter_map(|new| new.embedding.as_deref())
-            .map(|embedding| self.stored_embedding_len(embedding))
-            .sum();
-        if self.batch_encoding(batch.len(), embedding_bytes) == BatchEncoding::Helper {
-            sealing::expect_batch();
-        }
-    }
-
     /// Runs `op` as one auto-commit transaction, retrying when a concurrent commit wins.
     pub(crate) fn write<T>(&self, mut op: impl FnMut(&Ops<'_>) -> Result<T>) -> Result<T> {
         let mut attempt = 0;
@@ -572,17 +536,6 @@ impl TenantDb {
             }
         }
     }
-}
-
-/// Where [`TenantDb::resource_values`] encodes a batch.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum BatchEncoding {
-    /// On the calling thread.
-    Here,
-    /// On the calling thread, sealed with the help of [`sealing`]'s thread.
-    Helper,
-    /// On rayon's pool.
-    Pool,
 }
 
 /// What [`TenantDb::resource_values`] makes of a batch: each resource's values, and the
