@@ -113,7 +113,13 @@ const ONLY: &str = "PERCOLATE_ENCRYPTION_BENCH_ONLY";
 /// Child processes per store and operation.
 const ROUNDS: usize = 5;
 /// What the single-store children measure, each operation in a process of its own.
-const OPERATIONS: [&str; 4] = ["get", "put", "batch_1000", "batch_1000_embeddings_384"];
+const OPERATIONS: [&str; 5] =
+    ["get", "put", "batch_1000", "batch_1000_1kb", "batch_1000_embeddings_384"];
+
+/// Whether `operation` is to be measured: every one, unless [`ONLY`] lists some.
+fn selected(operation: &str) -> bool {
+    std::env::var(ONLY).map_or(true, |only| only.split(',').any(|op| op == operation))
+}
 
 /// p50 and p99 of `samples` calls of `op` (after a tenth as many uncounted warm-up calls).
 /// `input` makes each call's argument before its timer starts, and what `op` returns is
@@ -125,7 +131,7 @@ fn measure<I, O>(
     mut input: impl FnMut(usize) -> I,
     mut op: impl FnMut(I) -> O,
 ) {
-    if std::env::var(ONLY).is_ok_and(|only| !only.split(',').any(|op| op == name)) {
+    if !selected(name) {
         return;
     }
     let mut times = Vec::with_capacity(samples);
@@ -219,6 +225,61 @@ fn measure_one(which: &str) {
     measure("batch_1000_embeddings_384", 300, batch(384), |batch| {
         rt.block_on(s.tenant.batch_create_resources(batch)).expect("batch")
     });
+    if selected("batch_1000_1kb") {
+        let pages = pages(1000);
+        let batch = |k: usize| {
+            (0..1000)
+                .map(|i| {
+                    let mut resource =
+                        NewResource::new(pages[(k * 1000 + i) % pages.len()].clone());
+                    resource.metadata.insert("n".into(), serde_json::json!(i));
+                    resource
+                })
+                .collect::<Vec<_>>()
+        };
+        measure("batch_1000_1kb", 300, batch, |batch| {
+            rt.block_on(s.tenant.batch_create_resources(batch)).expect("batch")
+        });
+    }
+}
+
+/// Texts of about `bytes` each: consecutive texts of the real dataset's `texts.jsonl` joined
+/// (WordNet lemmas and glosses, so they compress as prose does), or, without it, words drawn
+/// from a small vocabulary.
+fn pages(bytes: usize) -> Vec<String> {
+    let texts: Vec<String> =
+        std::fs::read_to_string(common::real_dataset_dir().join("texts.jsonl"))
+            .map(|jsonl| {
+                jsonl
+                    .lines()
+                    .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+                    .filter_map(|row| row.get("text")?.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default();
+    let mut rng = percolate::dataset::XorShift(7);
+    const WORDS: [&str; 12] = [
+        "agent", "memory", "saw", "the", "user", "asked", "about", "a", "file", "and", "then",
+        "wrote",
+    ];
+    let mut next = 0;
+    let mut word = || {
+        next += 1;
+        match texts.get(next % texts.len().max(1)) {
+            Some(text) => text.clone(),
+            None => WORDS[rng.below(WORDS.len())].to_owned(),
+        }
+    };
+    (0..5000)
+        .map(|_| {
+            let mut page = String::with_capacity(bytes + 200);
+            while page.len() < bytes {
+                page.push_str(&word());
+                page.push_str(". ");
+            }
+            page
+        })
+        .collect()
 }
 
 /// Runs each store and operation in a process of its own, on a freshly seeded store,
@@ -276,18 +337,15 @@ fn profile(_: &mut Criterion) {
     // round]
     let mut results: [BTreeMap<String, Vec<(u128, u128)>>; 2] = Default::default();
     let mut paired: BTreeMap<String, Vec<(u128, u128)>> = BTreeMap::new();
-    let wanted = |operation: &str| {
-        std::env::var(ONLY).map_or(true, |only| only.split(',').any(|op| op == operation))
-    };
     for _ in 0..ROUNDS {
-        for operation in OPERATIONS.into_iter().filter(|op| wanted(op)) {
+        for operation in OPERATIONS.into_iter().filter(|op| selected(op)) {
             for (which, results) in ["plain", "sealed"].iter().zip(&mut results) {
                 for (name, times) in child(which, operation) {
                     results.entry(name).or_default().push((times[0], times[1]));
                 }
             }
         }
-        if wanted("get") {
+        if selected("get") {
             for (name, times) in child("interleaved", "get") {
                 paired.entry(name).or_default().push((times[0], times[2]));
             }
