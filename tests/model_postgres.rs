@@ -5,6 +5,10 @@
 //! Needs a server: run through `scripts/with-postgres.sh`, which exports
 //! `PERCOLATE_TEST_POSTGRES_URL` and `PERCOLATE_TEST_POSTGRES_ADMIN_URL`. Without them the test
 //! fails: a missing server must never look like a pass.
+//!
+//! Failing cases proptest finds are saved in `tests/model_postgres.proptest-regressions`,
+//! which is committed and replayed first on every run. Its first case is a float property of
+//! 1.8643341586470144e18 that `jsonb` handed back as an integer (see `src/postgres/json.rs`).
 #![cfg(feature = "postgres")]
 
 mod model;

@@ -50,6 +50,7 @@
 //! - **Values are bind parameters**; all SQL text is in `sql`.
 
 mod conn;
+mod json;
 mod prefilter;
 mod sql;
 mod store;

@@ -9,6 +9,7 @@ use tokio_postgres::types::{Json, ToSql};
 use uuid::Uuid;
 
 use super::conn::{PgConn, is_foreign_key_violation, is_unique_violation, violating_key};
+use super::json::StoredJson;
 use super::sql;
 use super::tenant::SchemaName;
 use crate::error::{Error, Result};
@@ -117,7 +118,7 @@ pub(crate) async fn insert_resources(
         ids.push(r.id.as_uuid());
         uris.push(r.uri.as_deref());
         contents.push(r.content.as_str());
-        metadata.push(Json(&r.metadata));
+        metadata.push(StoredJson(&r.metadata));
         embeddings.push(r.embedding.clone().map(Vector::from));
         created.push(r.created_at.as_micros());
         updated.push(r.updated_at.as_micros());
@@ -144,7 +145,7 @@ pub(crate) async fn insert_resource(
         &r.id.as_uuid(),
         &r.uri,
         &r.content,
-        &Json(&r.metadata),
+        &StoredJson(&r.metadata),
         &embedding,
         &r.created_at.as_micros(),
         &r.updated_at.as_micros(),
@@ -183,7 +184,7 @@ pub(crate) async fn update_resource(
                 &r.id.as_uuid(),
                 &r.uri,
                 &r.content,
-                &Json(&r.metadata),
+                &StoredJson(&r.metadata),
                 &embedding,
                 &r.updated_at.as_micros(),
             ],
@@ -217,7 +218,7 @@ pub(crate) async fn insert_entity(
         &e.name,
         &e.kind,
         &words(&e.name),
-        &Json(&e.properties),
+        &StoredJson(&e.properties),
         &e.created_at.as_micros(),
         &e.updated_at.as_micros(),
         &as_tenant,
@@ -262,7 +263,7 @@ pub(crate) async fn update_entity(
                 &e.name,
                 &e.kind,
                 &words(&e.name),
-                &Json(&e.properties),
+                &StoredJson(&e.properties),
                 &e.updated_at.as_micros(),
             ],
         )
@@ -302,7 +303,7 @@ pub(crate) async fn insert_edge(conn: &PgConn, schema: &SchemaName, edge: &Edge)
             &edge.to.as_uuid(),
             &edge.relation,
             &edge.weight,
-            &Json(&edge.properties),
+            &StoredJson(&edge.properties),
             &edge.created_at.as_micros(),
         ],
     )
@@ -333,7 +334,7 @@ pub(crate) async fn insert_edge_as_tenant(
         &edge.to.as_uuid(),
         &edge.relation,
         &edge.weight,
-        &Json(&edge.properties),
+        &StoredJson(&edge.properties),
         &edge.created_at.as_micros(),
         &tenant,
     ];
@@ -408,7 +409,7 @@ pub(crate) async fn insert_moment(
     as_tenant: Option<&str>,
 ) -> Result<()> {
     let (id, start, end, entities) = moment_params(m);
-    let metadata = Json(&m.metadata);
+    let metadata = StoredJson(&m.metadata);
     let params: [&(dyn ToSql + Sync); 8] =
         [&id, &start, &end, &m.kind, &m.content, &entities, &metadata, &as_tenant];
     let (statement, params) = match as_tenant {
@@ -436,7 +437,7 @@ pub(crate) async fn update_moment(conn: &PgConn, schema: &SchemaName, m: &Moment
     let changed = conn
         .execute(
             &sql::update_moment(schema),
-            &[&id, &start, &end, &m.kind, &m.content, &entities, &Json(&m.metadata)],
+            &[&id, &start, &end, &m.kind, &m.content, &entities, &StoredJson(&m.metadata)],
         )
         .await?;
     Ok(changed > 0)
