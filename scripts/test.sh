@@ -20,8 +20,9 @@ cargo test "${cargo_flags[@]}"
 echo "== fuzz smoke: every fuzz target briefly, on stable (FUZZ_SECONDS per target, default 20)"
 bash scripts/fuzz-smoke.sh "${FUZZ_SECONDS:-20}"
 
-echo "== PostgreSQL: clippy with the postgres feature, then both PostgreSQL suites against a real"
-echo "   server (PostgreSQL 18 + pgvector from PyPI, started and stopped by scripts/with-postgres.sh)"
+echo "== PostgreSQL: clippy with the postgres feature, the unit tests built with it (those of"
+echo "   src/postgres/ exist only then), then the PostgreSQL suites against a real server"
+echo "   (PostgreSQL 18 + pgvector from PyPI, started and stopped by scripts/with-postgres.sh)"
 cargo clippy "${cargo_flags[@]}" --all-targets --features postgres -- -D warnings
-bash scripts/with-postgres.sh cargo test "${cargo_flags[@]}" --features postgres \
+bash scripts/with-postgres.sh cargo test "${cargo_flags[@]}" --features postgres --lib \
   --test postgres --test postgres_isolation --test round_trip --test model_postgres
