@@ -428,8 +428,14 @@ fn distance_expression(dimension: u32, metric: Metric, layout: Layout) -> String
 }
 
 /// The exact distance: full precision, no index (the check constraint fixes the dimension).
+/// pgvector's cosine distance is NaN when either vector is zero, and PostgreSQL sorts NaN after
+/// every number; the contract puts a zero vector at cosine distance 1 ([`Metric::distance`]),
+/// so a scan orders it there too.
 fn exact_distance(metric: Metric) -> String {
-    format!("(embedding {} $1::vector)", operator(metric))
+    match metric {
+        Metric::Cosine => "COALESCE(NULLIF(embedding <=> $1::vector, 'NaN'::float8), 1)".into(),
+        Metric::L2 | Metric::Dot => format!("(embedding {} $1::vector)", operator(metric)),
+    }
 }
 
 const RESOURCE_COLUMNS: &str = "id, uri, content, metadata, embedding, created_at, updated_at";
@@ -884,7 +890,9 @@ mod tests {
     fn exact_searches_order_by_the_full_precision_distance() {
         let search = search_resources(&schema(), 3000, Metric::Cosine, Order::Exact, true);
         assert!(search.contains("metadata @> $3::jsonb"), "{search}");
-        assert!(search.contains("ORDER BY (embedding <=> $1::vector), id"), "{search}");
+        // A zero vector is at cosine distance 1, not NaN (which sorts after every number).
+        let cosine = "ORDER BY COALESCE(NULLIF(embedding <=> $1::vector, 'NaN'::float8), 1), id";
+        assert!(search.contains(cosine), "{search}");
         // No index beyond 4000 dimensions: the index order is the exact one.
         let search =
             search_resources(&schema(), 5000, Metric::L2, Order::Index(Layout::Typed), false);
