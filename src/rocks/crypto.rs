@@ -523,11 +523,11 @@ pub(crate) struct TenantCrypto {
     tenant: Vec<u8>,
 }
 
-/// A value [`TenantCrypto::begin_seal`] encoded behind its seal's header, waiting for
-/// [`TenantCrypto::finish_seal`] to encrypt it.
+/// A value [`TenantCrypto::begin_seal`] appended to a buffer, waiting for
+/// [`TenantCrypto::finish_seal`] to encrypt it there.
 pub(crate) struct Unsealed {
-    buffer: Vec<u8>,
-    header_len: usize,
+    /// Where its plaintext is in the buffer (its tag's room follows).
+    body: std::ops::Range<usize>,
     counter: u64,
 }
 
@@ -621,34 +621,80 @@ impl TenantCrypto {
         size: usize,
         encode: impl FnOnce(&mut Vec<u8>),
     ) -> Vec<u8> {
-        self.finish_seal(domain, key, self.begin_seal(size, encode))
+        let mut out = Vec::with_capacity(SEAL_OVERHEAD + size);
+        match self.seal_append(domain, key, &mut out, encode) {
+            Ok(()) => out,
+            // Over GCM's 64 GiB message limit: no value of percolate's comes near it.
+            Err(_) => Vec::new(),
+        }
     }
 
-    /// The first half of [`Self::seal_with`]: the plaintext `encode` appends, behind the
-    /// header of the seal it is given (so its nonce is fixed here, on this thread), not yet
-    /// encrypted. [`Self::finish_seal`] encrypts it, on any thread.
-    pub(crate) fn begin_seal(&self, size: usize, encode: impl FnOnce(&mut Vec<u8>)) -> Unsealed {
+    /// Appends to `out` the sealed value of the plaintext `encode` appends to it, encrypted
+    /// where it was written: [`Self::begin_seal`] and [`Self::finish_seal`] in one.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] when the plaintext is over GCM's 64 GiB limit; `out` is then as it
+    /// was.
+    pub(crate) fn seal_append(
+        &self,
+        domain: &str,
+        key: &[u8],
+        out: &mut Vec<u8>,
+        encode: impl FnOnce(&mut Vec<u8>),
+    ) -> Result<()> {
+        let start = out.len();
+        let Some(unsealed) = self.begin_seal(out, encode) else { return Ok(()) };
+        self.finish_seal(domain, key, out, unsealed).inspect_err(|_| out.truncate(start))
+    }
+
+    /// The first half of [`Self::seal_append`]: appends to `out` the header of a seal (so its
+    /// nonce is fixed here, on this thread), then the plaintext `encode` appends, then room for
+    /// the tag. [`Self::finish_seal`] encrypts it where it is, on any thread. `None`, and
+    /// nothing appended, for an empty plaintext: an empty value carries nothing to hide and
+    /// stays empty.
+    pub(crate) fn begin_seal(
+        &self,
+        out: &mut Vec<u8>,
+        encode: impl FnOnce(&mut Vec<u8>),
+    ) -> Option<Unsealed> {
+        let start = out.len();
         let counter = self.counters.next();
         let mut header = [0; SEAL_HEADER];
         let header_len = self.header(counter, &mut header);
-        let mut buffer = Vec::with_capacity(header_len + size + TAG_BYTES);
-        buffer.extend_from_slice(&header[..header_len]);
-        encode(&mut buffer);
-        Unsealed { buffer, header_len, counter }
+        out.extend_from_slice(&header[..header_len]);
+        let body = out.len();
+        encode(out);
+        if out.len() == body {
+            out.truncate(start);
+            return None;
+        }
+        let unsealed = Unsealed { body: body..out.len(), counter };
+        out.extend_from_slice(&[0; TAG_BYTES]);
+        Some(unsealed)
     }
 
-    /// Encrypts a value [`Self::begin_seal`] encoded, as the value of `key` in `domain`: the
-    /// sealed value (empty for an empty plaintext, or one over GCM's 64 GiB limit).
-    pub(crate) fn finish_seal(&self, domain: &str, key: &[u8], unsealed: Unsealed) -> Vec<u8> {
-        let Unsealed { buffer: mut out, header_len, counter } = unsealed;
-        if out.len() == header_len {
-            return Vec::new();
-        }
-        match self.encrypt(domain, key, counter, &mut out[header_len..]) {
-            Some(tag) => out.extend_from_slice(&tag),
-            None => out.clear(),
-        }
-        out
+    /// Encrypts, where it is in `buffer`, a value [`Self::begin_seal`] appended to it, as the
+    /// value of `key` in `domain`, and writes its tag into the room kept for it.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] when the plaintext is over GCM's 64 GiB limit.
+    ///
+    /// # Panics
+    /// When `buffer` is not (a buffer that begins like) the one `unsealed` was appended to.
+    pub(crate) fn finish_seal(
+        &self,
+        domain: &str,
+        key: &[u8],
+        buffer: &mut [u8],
+        unsealed: Unsealed,
+    ) -> Result<()> {
+        let Unsealed { body, counter } = unsealed;
+        let tag_at = body.end;
+        let tag = self
+            .encrypt(domain, key, counter, &mut buffer[body])
+            .ok_or_else(|| Error::invalid("sealed value", "over the AES-GCM message limit"))?;
+        buffer[tag_at..tag_at + TAG_BYTES].copy_from_slice(&tag);
+        Ok(())
     }
 
     /// Seals into `out` the plaintext `encode` writes over the slice it is given, which is

@@ -1,28 +1,32 @@
 //! Sealing a batch's records with help from a thread that the batch never waits for.
 //!
 //! A batch of small records costs about 100 ns per record to encode and, in an encrypted
-//! tenant, 130 ns more to encrypt (AES-256-GCM on a ~75-byte value). Handing such a batch to
-//! rayon's pool made it wait for a sleeping pool thread to start (~30 µs) and for the calling
-//! thread to be woken again when the pool was done: on the 2-core reference machine that cost
-//! more than it saved. A plaintext batch of 1000 encoded in 180 µs on the pool against 98 µs
-//! on the calling thread, and its p99 was 1.3-2.1 ms against 0.7 ms; a sealed one took 290-350
-//! µs on the pool against 230 µs alone.
+//! tenant, 130-170 ns more to encrypt (AES-256-GCM on a ~75-byte value). Handing such a batch
+//! to rayon's pool made it wait for a sleeping pool thread to start (~30 µs) and for the
+//! calling thread to be woken again when the pool was done: on the 2-core reference machine
+//! that cost more than it saved.
 //!
 //! So the calling thread encodes every record itself, fixing each one's nonce as it goes
-//! ([`TenantCrypto::begin_seal`]), and publishes them in chunks. A helper thread, woken when
-//! the batch starts, encrypts published chunks; once the caller has encoded everything it
-//! encrypts whatever chunk is left. The helper's job owns what it works on (the
-//! encoded buffers, their keys and the tenant's keys, behind an [`Arc`]), so the caller never
-//! waits for it to start: a helper that comes late finds nothing left, and one that never
-//! comes costs nothing. The caller waits only for a chunk the helper is encrypting at that
-//! moment (32 records, ~4 µs). The helper still takes 17-52 µs to start (p10-p90 in the
-//! batch bench: waking a thread on the other, idle, vCPU of the reference VM), and then seals
-//! about three quarters of a batch of 1000; timed in one process, alternating batch by batch,
-//! it saved 20-60 µs per batch against sealing on the calling thread alone. Across processes
-//! (sixteen alternating pairs of sealed batch children) it saved about 15 µs at p50 and cost
-//! 50-90 µs at p99: when RocksDB's flush thread holds the other core, the helper starts late
-//! or not at all (in about one batch in twenty), and the in-process comparison shared that
-//! fate between its two halves.
+//! ([`TenantCrypto::begin_seal`]), into one buffer per chunk of [`CHUNK`] records, and
+//! publishes each chunk as it fills. A helper thread, woken when the batch starts, encrypts
+//! published chunks where they are; once the caller has encoded everything it encrypts
+//! whatever chunk is left. A chunk's buffer moves to the helper and back whole, so the caller
+//! never waits for the helper to start: a helper that comes late finds nothing left, and one
+//! that never comes costs nothing. The caller waits only for a chunk the helper is
+//! encrypting at that moment (32 records, ~5 µs).
+//!
+//! Chunks, not records: an earlier version gave each record a buffer of its own. The helper
+//! took most of the encryption, and the batch saved nothing: the caller allocated a thousand
+//! buffers per batch, the helper wrote into them and freed the lists that carried them, and
+//! the allocator's bookkeeping crossed cores with every one. The calling thread's encoding
+//! loop took 260-270 µs per batch of 1000 where the plaintext batch encoded in 140-190 µs, and
+//! malloc and free took ~95 µs more per batch than in plaintext (a profile of the 2,200
+//! batches of the bench). With one buffer per chunk, and nothing allocated or freed by the
+//! helper, a record's bytes cross cores only as part of a contiguous chunk.
+//!
+//! An alternative that had the helper encode and seal whole chunks itself, reading the
+//! caller's records, got a third of the chunks and saved nothing either: reading a record's
+//! scattered fields from the other core's cache made its chunks take twice as long.
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
@@ -31,21 +35,84 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use parking_lot::Mutex;
 
 use super::crypto::{TenantCrypto, Unsealed};
+use crate::Result;
 
 /// Records per chunk: small enough that waiting for the helper's current chunk is short,
 /// big enough that claiming one is negligible against encrypting it.
-const CHUNK: usize = 32;
+pub(crate) const CHUNK: usize = 32;
 /// How many times the helper polls for the next chunk before leaving the rest to the caller
 /// (each poll a spin-loop hint, ~10-40 ns: tens of µs in all, about a chunk's encoding).
 const HELPER_POLLS: usize = 2_000;
 
+/// The values of a run of records, one after another in one buffer.
+#[derive(Default)]
+pub(crate) struct Values {
+    bytes: Vec<u8>,
+    ends: Vec<usize>,
+}
+
+impl Values {
+    /// Room for `values` values of `bytes` bytes in all.
+    pub(crate) fn with_capacity(values: usize, bytes: usize) -> Self {
+        Values { bytes: Vec::with_capacity(bytes), ends: Vec::with_capacity(values) }
+    }
+
+    /// Adds the value `write` appends to the buffer it is given.
+    ///
+    /// # Errors
+    /// Those of `write`, which must then leave the buffer as it was.
+    pub(crate) fn push(&mut self, write: impl FnOnce(&mut Vec<u8>) -> Result<()>) -> Result<()> {
+        write(&mut self.bytes)?;
+        self.ends.push(self.bytes.len());
+        Ok(())
+    }
+
+    /// How many values there are.
+    pub(crate) fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    /// The values' bytes, in all.
+    pub(crate) fn bytes(&self) -> usize {
+        self.bytes.len()
+    }
+
+    /// The values, in order.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &[u8]> {
+        let starts = std::iter::once(0).chain(self.ends.iter().copied());
+        starts.zip(&self.ends).map(|(start, &end)| &self.bytes[start..end])
+    }
+}
+
 /// Seals the records of one batch, in order. See the module documentation.
 pub(crate) struct RecordSealer {
     job: Arc<Job>,
-    /// Records encoded since the last chunk was published.
-    pending: Vec<([u8; 16], Unsealed)>,
-    /// Values sealed here because more records were pushed than the sealer was started for.
-    overflow: Vec<Vec<u8>>,
+    /// The chunk being encoded.
+    pending: Encoded,
+    /// Chunks sealed here because more records were pushed than the sealer was started for.
+    overflow: Vec<Result<Values>>,
+}
+
+/// A chunk encoded and not yet encrypted: its values, each behind its seal's header and
+/// before the room for its tag, and what encrypting each needs.
+struct Encoded {
+    values: Values,
+    seals: Vec<([u8; 16], Unsealed)>,
+}
+
+impl Encoded {
+    fn new(bytes: usize) -> Self {
+        Encoded { values: Values::with_capacity(CHUNK, bytes), seals: Vec::with_capacity(CHUNK) }
+    }
+
+    /// Encrypts every value where it is.
+    fn seal(self, crypto: &TenantCrypto, domain: &str) -> Result<Values> {
+        let Encoded { mut values, seals } = self;
+        for (key, unsealed) in seals {
+            crypto.finish_seal(domain, &key, &mut values.bytes, unsealed)?;
+        }
+        Ok(values)
+    }
 }
 
 struct Job {
@@ -64,13 +131,19 @@ struct Job {
 
 enum Chunk {
     Waiting,
-    Encoded(Vec<([u8; 16], Unsealed)>),
-    Sealed(Vec<Vec<u8>>),
+    Encoded(Encoded),
+    Sealed(Result<Values>),
 }
 
 impl RecordSealer {
-    /// A sealer for `records` values of `domain`, with its helper already woken.
-    pub(crate) fn start(crypto: Arc<TenantCrypto>, domain: &'static str, records: usize) -> Self {
+    /// A sealer for `records` values of `domain`, about `bytes` bytes of plaintext each, with
+    /// its helper already woken.
+    pub(crate) fn start(
+        crypto: Arc<TenantCrypto>,
+        domain: &'static str,
+        records: usize,
+        bytes: usize,
+    ) -> Self {
         let job = Arc::new(Job {
             crypto,
             domain,
@@ -81,45 +154,51 @@ impl RecordSealer {
             panic: Mutex::new(None),
         });
         offer(Arc::clone(&job));
-        RecordSealer { job, pending: Vec::with_capacity(CHUNK), overflow: Vec::new() }
+        let chunk_bytes = CHUNK * (bytes + super::crypto::SEAL_OVERHEAD);
+        RecordSealer { job, pending: Encoded::new(chunk_bytes), overflow: Vec::new() }
     }
 
-    /// Encodes the next record (the plaintext `encode` appends, about `size` bytes) as the
-    /// value of `key`, to be encrypted by whichever thread gets to it first.
-    pub(crate) fn push(&mut self, key: [u8; 16], size: usize, encode: impl FnOnce(&mut Vec<u8>)) {
-        self.pending.push((key, self.job.crypto.begin_seal(size, encode)));
-        if self.pending.len() == CHUNK {
+    /// Encodes the next record (the plaintext `encode` appends) as the value of `key`, to be
+    /// encrypted by whichever thread gets to it first.
+    pub(crate) fn push(&mut self, key: [u8; 16], encode: impl FnOnce(&mut Vec<u8>)) {
+        let Encoded { values, seals } = &mut self.pending;
+        let unsealed = self.job.crypto.begin_seal(&mut values.bytes, encode);
+        values.ends.push(values.bytes.len());
+        seals.extend(unsealed.map(|unsealed| (key, unsealed)));
+        if values.len() == CHUNK {
             self.publish();
         }
     }
 
     fn publish(&mut self) {
         let at = self.job.published.load(Ordering::Relaxed);
-        let records = std::mem::replace(&mut self.pending, Vec::with_capacity(CHUNK));
+        let capacity = self.pending.values.bytes.capacity();
+        let chunk = std::mem::replace(&mut self.pending, Encoded::new(capacity));
         match self.job.chunks.get(at) {
-            Some(chunk) => {
-                *chunk.lock() = Chunk::Encoded(records);
+            Some(slot) => {
+                *slot.lock() = Chunk::Encoded(chunk);
                 self.job.published.store(at + 1, Ordering::Release);
             }
-            None => self.overflow.extend(records.into_iter().map(|(key, unsealed)| {
-                self.job.crypto.finish_seal(self.job.domain, &key, unsealed)
-            })),
+            None => self.overflow.push(chunk.seal(&self.job.crypto, self.job.domain)),
         }
     }
 
-    /// Every record's sealed value, in the order pushed.
+    /// Every record's sealed value, in the order pushed, in chunks.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`](crate::Error::Invalid) for a value over AES-GCM's message limit.
     ///
     /// # Panics
     /// When encrypting panicked on the helper thread: that panic is resumed here, as
     /// `std::thread::scope` resumes the panics of the threads it joins.
-    pub(crate) fn finish(mut self) -> Vec<Vec<u8>> {
-        if !self.pending.is_empty() {
+    pub(crate) fn finish(mut self) -> Result<Vec<Values>> {
+        if self.pending.values.len() > 0 {
             self.publish();
         }
         let job = &self.job;
         let published = job.published.load(Ordering::Relaxed);
         while job.seal_next(published) {}
-        let mut sealed = Vec::with_capacity(published * CHUNK);
+        let mut sealed = Vec::with_capacity(published + self.overflow.len());
         for chunk in &job.chunks[..published] {
             // Claimed by the helper, which holds its lock while it encrypts it (or has not
             // taken the lock yet): wait for it.
@@ -129,7 +208,7 @@ impl RecordSealer {
                     && matches!(*chunk, Chunk::Sealed(_))
                 {
                     if let Chunk::Sealed(values) = std::mem::replace(&mut *chunk, Chunk::Waiting) {
-                        sealed.extend(values);
+                        sealed.push(values?);
                     }
                     break;
                 }
@@ -145,8 +224,10 @@ impl RecordSealer {
                 }
             }
         }
-        sealed.append(&mut self.overflow);
-        sealed
+        for values in std::mem::take(&mut self.overflow) {
+            sealed.push(values?);
+        }
+        Ok(sealed)
     }
 }
 
@@ -190,12 +271,8 @@ impl Job {
             return at < published;
         }
         let mut chunk = self.chunks[at].lock();
-        if let Chunk::Encoded(records) = std::mem::replace(&mut *chunk, Chunk::Waiting) {
-            let values = records
-                .into_iter()
-                .map(|(key, unsealed)| self.crypto.finish_seal(self.domain, &key, unsealed))
-                .collect();
-            *chunk = Chunk::Sealed(values);
+        if let Chunk::Encoded(encoded) = std::mem::replace(&mut *chunk, Chunk::Waiting) {
+            *chunk = Chunk::Sealed(encoded.seal(&self.crypto, self.domain));
         }
         true
     }
@@ -242,20 +319,31 @@ mod tests {
         key
     }
 
+    /// Record `i`'s plaintext: every seventh is empty, and some are longer than the room the
+    /// sealer was started with.
     fn plaintext(i: usize) -> Vec<u8> {
-        format!("record {i}: {}", "x".repeat(i % 90)).into_bytes()
+        if i % 7 == 3 {
+            return Vec::new();
+        }
+        format!("record {i}: {}", "x".repeat(i % 190)).into_bytes()
     }
 
     /// Pushes `pushed` values through a sealer started for `announced` and checks each opens,
     /// in order, to its own plaintext at its own key and nowhere else.
     fn seal_and_check(crypto: &Arc<TenantCrypto>, announced: usize, pushed: usize) {
-        let mut sealer = RecordSealer::start(Arc::clone(crypto), "resources", announced);
+        let mut sealer = RecordSealer::start(Arc::clone(crypto), "resources", announced, 64);
         for i in 0..pushed {
-            sealer.push(key(i), 64, |out| out.extend_from_slice(&plaintext(i)));
+            sealer.push(key(i), |out| out.extend_from_slice(&plaintext(i)));
         }
-        let sealed = sealer.finish();
+        let chunks = sealer.finish().unwrap();
+        assert!(chunks.iter().all(|chunk| chunk.len() <= CHUNK));
+        let sealed: Vec<&[u8]> = chunks.iter().flat_map(Values::iter).collect();
         assert_eq!(sealed.len(), pushed);
-        for (i, value) in sealed.iter().enumerate() {
+        for (i, value) in sealed.into_iter().enumerate() {
+            if plaintext(i).is_empty() {
+                assert!(value.is_empty(), "{i}");
+                continue;
+            }
             assert_eq!(crypto.open("resources", &key(i), value).unwrap(), plaintext(i), "{i}");
             assert!(crypto.open("resources", &key(i + 1), value).is_err());
             assert!(crypto.open("entities", &key(i), value).is_err());
@@ -265,7 +353,7 @@ mod tests {
     #[test]
     fn every_record_is_sealed_in_order_whatever_the_chunking() {
         let (_dir, crypto) = crypto();
-        for records in [1, CHUNK - 1, CHUNK, CHUNK + 1, 1000, 4 * CHUNK + 7] {
+        for records in [0, 1, CHUNK - 1, CHUNK, CHUNK + 1, 1000, 4 * CHUNK + 7] {
             seal_and_check(&crypto, records, records);
         }
     }
@@ -294,12 +382,13 @@ mod tests {
     #[test]
     fn no_two_values_share_a_nonce() {
         let (_dir, crypto) = crypto();
-        let mut sealer = RecordSealer::start(Arc::clone(&crypto), "resources", 2000);
+        let mut sealer = RecordSealer::start(Arc::clone(&crypto), "resources", 2000, 32);
         for _ in 0..2000 {
-            sealer.push(key(0), 64, |out| out.extend_from_slice(b"same plaintext, same key"));
+            sealer.push(key(0), |out| out.extend_from_slice(b"same plaintext, same key"));
         }
-        let sealed = sealer.finish();
-        let distinct: std::collections::HashSet<_> = sealed.iter().collect();
+        let chunks = sealer.finish().unwrap();
+        let distinct: std::collections::HashSet<&[u8]> =
+            chunks.iter().flat_map(Values::iter).collect();
         assert_eq!(distinct.len(), 2000);
     }
 }

@@ -427,9 +427,10 @@ impl<'a> Ops<'a> {
         }
         let index = self.tenant.vector_index().map(Arc::as_ref);
         let encoded = self.tenant.resource_values(resources, index)?;
-        for (resource, value) in resources.iter().zip(encoded.values) {
+        let records = encoded.records.iter();
+        for ((resource, record), value) in resources.iter().zip(records).zip(encoded.values) {
             let key = resource.id.as_bytes();
-            self.txn.put_cf(cf, key, value.record).map_err(map_rocks_error)?;
+            self.txn.put_cf(cf, key, record).map_err(map_rocks_error)?;
             if let Some(range) = value.embedding {
                 let stored = &encoded.embeddings[range];
                 self.txn.put_cf(embeddings, key, stored).map_err(map_rocks_error)?;

@@ -28,7 +28,7 @@ use super::cf;
 use super::codec;
 use super::crypto::{self, MasterKek, TenantCrypto};
 use super::keys;
-use super::sealing::RecordSealer;
+use super::sealing::{self, RecordSealer, Values};
 use super::store::{Ops, Value, View, map_rocks_error};
 use super::vector::{Persist, Stored, VectorChange, VectorIndex};
 use crate::error::{Error, Result};
@@ -82,25 +82,6 @@ impl TenantDb {
         match &self.crypto {
             Some(crypto) => crypto.seal(cf, key, &value),
             None => value,
-        }
-    }
-
-    /// The stored value whose plaintext `encode` appends to the buffer it is given (about
-    /// `size` bytes): encoded straight into the buffer that is sealed in place.
-    fn stored_value(
-        &self,
-        cf: &str,
-        key: &[u8],
-        size: usize,
-        encode: impl FnOnce(&mut Vec<u8>),
-    ) -> Vec<u8> {
-        match &self.crypto {
-            Some(crypto) => crypto.seal_with(cf, key, size, encode),
-            None => {
-                let mut out = Vec::with_capacity(size);
-                encode(&mut out);
-                out
-            }
         }
     }
 
@@ -364,19 +345,18 @@ impl TenantDb {
             && super::cores() >= 2
             && resources.len() >= PARALLEL_VALUES
             && resources.iter().any(|resource| resource.embedding.is_some());
-        let Encoded { values, embeddings } =
+        let Encoded { values, records: stored, embeddings } =
             self.resource_values(resources, if overlap { None } else { index.map(Arc::as_ref) })?;
         // Sized up front: growing a 1.6 MB batch by doubling copied it about twice over and
         // faulted in every intermediate buffer (~1 ms of a 1000 x 384-d batch).
-        let bytes: usize = values
-            .iter()
-            .map(|value| value.record.len() + value.embedding.as_ref().map_or(0, Range::len) + 64)
-            .sum();
+        let embedding_bytes: usize =
+            values.iter().map(|value| value.embedding.as_ref().map_or(0, Range::len)).sum();
+        let bytes = stored.bytes() + embedding_bytes + 64 * resources.len();
         let mut batch = rocksdb::WriteBatchWithTransaction::<true>::with_capacity_bytes(bytes + 64);
         let mut changes = Vec::with_capacity(resources.len());
-        for (resource, value) in resources.iter().zip(values) {
+        for ((resource, record), value) in resources.iter().zip(stored.iter()).zip(values) {
             let key = resource.id.as_bytes();
-            batch.put_cf(records, key, value.record);
+            batch.put_cf(records, key, record);
             if let Some(range) = value.embedding {
                 batch.put_cf(embeddings_cf, key, &embeddings[range]);
             }
@@ -441,7 +421,7 @@ impl TenantDb {
             .collect();
         let mut embeddings = Scratch::take(&self.scratch, end);
         let mut rest = &mut embeddings[..end];
-        let slots: Vec<Option<(&mut [u8], Range<usize>)>> = ranges
+        let mut slots: Vec<Option<(&mut [u8], Range<usize>)>> = ranges
             .into_iter()
             .map(|range| {
                 let range = range?;
@@ -471,52 +451,77 @@ impl TenantDb {
             let change = index.map(|index| index.prepare(resource.id, vector, &resource.metadata));
             Ok((Some(range.start + start..range.end), change))
         };
-        let record_size = |resource: &Resource| 64 + resource.content.len();
-        let values = |(resource, slot): (&Resource, Slot<'_>)| -> Result<ResourceValues> {
-            let record = self.stored_value(
-                cf::CF_RESOURCES,
-                resource.id.as_bytes(),
-                record_size(resource),
-                |out| codec::encode_resource_into(resource, out),
-            );
-            let (embedding, change) = embedded(resource, slot)?;
-            Ok(ResourceValues { record, embedding, change })
+        let record_size = |resource: &Resource| 64 + overhead + resource.content.len();
+        // The stored records of a run of resources, one after another in one buffer.
+        let records = |resources: &[Resource]| -> Result<Values> {
+            let bytes = resources.iter().map(record_size).sum();
+            let mut values = Values::with_capacity(resources.len(), bytes);
+            for resource in resources {
+                let encode = |out: &mut Vec<u8>| codec::encode_resource_into(resource, out);
+                values.push(|out| match &self.crypto {
+                    Some(crypto) => {
+                        crypto.seal_append(cf::CF_RESOURCES, resource.id.as_bytes(), out, encode)
+                    }
+                    None => {
+                        encode(out);
+                        Ok(())
+                    }
+                })?;
+            }
+            Ok(values)
+        };
+        let embedded_all = |resources: &[Resource], slots: &mut [Slot<'_>]| {
+            let slots = slots.iter_mut().map(Option::take);
+            (resources.iter().zip(slots))
+                .map(|(resource, slot)| {
+                    let (embedding, change) = embedded(resource, slot)?;
+                    Ok(ResourceValues { embedding, change })
+                })
+                .collect::<Result<Vec<_>>>()
         };
         let parallel = super::cores() >= 2 && resources.len() >= PARALLEL_VALUES;
-        let values: Vec<ResourceValues> = if parallel && end >= PARALLEL_EMBEDDING_BYTES {
-            // On rayon's pool (one thread per core, started once): chunks of 64 are
-            // stolen by whichever pool thread is free, so a thread the scheduler keeps
-            // waiting holds up no more than the chunk it took, and no thread is started
-            // per batch. (Scoped threads, tried first, made every batch wait for its
-            // helpers to be scheduled and to exit: 2-5 ms per batch while RocksDB
-            // compacted on the other core.)
+        let (records, values) = if parallel && end >= PARALLEL_EMBEDDING_BYTES {
+            // On rayon's pool (one thread per core, started once): chunks are stolen by
+            // whichever pool thread is free, so a thread the scheduler keeps waiting holds up
+            // no more than the chunk it took, and no thread is started per batch. (Scoped
+            // threads, tried first, made every batch wait for its helpers to be scheduled and
+            // to exit: 2-5 ms per batch while RocksDB compacted on the other core.)
             use rayon::prelude::*;
             let _encoding = index.map(VectorIndex::encoding);
-            resources.par_iter().zip(slots).with_min_len(64).map(values).collect::<Result<_>>()?
+            let chunks: Vec<(Values, Vec<ResourceValues>)> = resources
+                .par_chunks(sealing::CHUNK)
+                .zip(slots.par_chunks_mut(sealing::CHUNK))
+                .map(|(resources, slots)| {
+                    Ok((records(resources)?, embedded_all(resources, slots)?))
+                })
+                .collect::<Result<_>>()?;
+            let mut values = Vec::with_capacity(resources.len());
+            let records = (chunks.into_iter())
+                .map(|(records, chunk)| {
+                    values.extend(chunk);
+                    records
+                })
+                .collect();
+            (records, values)
         } else if let (true, Some(crypto)) = (parallel, &self.crypto) {
             // Small records: encoded here, encrypted here and by a helper that this batch
             // never waits for (see `sealing`).
+            let content: usize = resources.iter().map(|resource| resource.content.len()).sum();
+            let bytes = 64 + content / resources.len();
             let mut sealer =
-                RecordSealer::start(Arc::clone(crypto), cf::CF_RESOURCES, resources.len());
-            let embedded: Vec<Embedded> = resources
-                .iter()
-                .zip(slots)
-                .map(|(resource, slot)| {
-                    sealer.push(*resource.id.as_bytes(), record_size(resource), |out| {
-                        codec::encode_resource_into(resource, out)
-                    });
-                    embedded(resource, slot)
-                })
-                .collect::<Result<_>>()?;
-            (sealer.finish().into_iter().zip(embedded))
-                .map(|(record, (embedding, change))| ResourceValues { record, embedding, change })
-                .collect()
+                RecordSealer::start(Arc::clone(crypto), cf::CF_RESOURCES, resources.len(), bytes);
+            for resource in resources {
+                sealer.push(*resource.id.as_bytes(), |out| {
+                    codec::encode_resource_into(resource, out);
+                });
+            }
+            (sealer.finish()?, embedded_all(resources, &mut slots)?)
         } else {
             // Small plaintext records cost ~100 ns each to encode: handing a batch of them
             // to the pool cost more in wake-ups than it saved (see `sealing`).
-            resources.iter().zip(slots).map(values).collect::<Result<_>>()?
+            (vec![records(resources)?], embedded_all(resources, &mut slots)?)
         };
-        Ok(Encoded { values, embeddings })
+        Ok(Encoded { values, records: Records(records), embeddings })
     }
 
     /// Runs `op` as one auto-commit transaction, retrying when a concurrent commit wins.
@@ -538,17 +543,31 @@ impl TenantDb {
     }
 }
 
-/// What [`TenantDb::resource_values`] makes of a batch: each resource's values, and the
-/// buffer holding their stored embeddings.
+/// What [`TenantDb::resource_values`] makes of a batch: each resource's values, their stored
+/// records, and the buffer holding their stored embeddings.
 pub(crate) struct Encoded<'a> {
     pub(crate) values: Vec<ResourceValues>,
+    pub(crate) records: Records,
     pub(crate) embeddings: Scratch<'a>,
+}
+
+/// The stored records of a batch, in order, in runs.
+pub(crate) struct Records(Vec<Values>);
+
+impl Records {
+    /// The stored records, in the order of the resources.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &[u8]> {
+        self.0.iter().flat_map(Values::iter)
+    }
+
+    /// The stored records' bytes, in all.
+    pub(crate) fn bytes(&self) -> usize {
+        self.0.iter().map(Values::bytes).sum()
+    }
 }
 
 /// What [`TenantDb::resource_values`] makes of one resource.
 pub(crate) struct ResourceValues {
-    /// The stored record.
-    pub(crate) record: Vec<u8>,
     /// Where the stored embedding is in [`Encoded::embeddings`], if the resource has one.
     pub(crate) embedding: Option<Range<usize>>,
     /// The embedding's change, prepared for the vector index, if an index was given.
