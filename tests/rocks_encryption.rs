@@ -487,7 +487,7 @@ async fn batches_of_every_shape_read_back_after_a_reopen() {
     let new = |i: usize, every: usize| {
         let mut resource = NewResource::new(content(i));
         resource.metadata.insert("n".into(), i.into());
-        if every > 0 && i % every == 0 {
+        if every > 0 && i.is_multiple_of(every) {
             resource = resource.with_embedding(canary_embedding(i));
         }
         resource
