@@ -490,16 +490,43 @@ const STRIPE_BITS: u32 = 4;
 
 impl Counters {
     fn next(&self) -> u64 {
+        self.reserve(1).next().unwrap_or_default()
+    }
+
+    /// `n` counter values, taken with one atomic add (a batch takes a chunk's at a time).
+    fn reserve(&self, n: u64) -> Nonces {
         static NEXT_STRIPE: AtomicUsize = AtomicUsize::new(0);
         thread_local! {
             static STRIPE: usize = NEXT_STRIPE.fetch_add(1, Ordering::Relaxed) % STRIPES;
         }
         let stripe = STRIPE.with(|stripe| *stripe);
-        let count = self.0[stripe].0.fetch_add(1, Ordering::Relaxed);
+        let count = self.0[stripe].0.fetch_add(n, Ordering::Relaxed);
         // 2^60 seals by one thread in one open (decades at a seal per nanosecond) would
         // overflow into the stripe bits.
-        assert!(count < 1 << (64 - STRIPE_BITS), "sealing counter exhausted: reopen the tenant");
-        count << STRIPE_BITS | stripe as u64
+        assert!(
+            count.checked_add(n).is_some_and(|end| end <= 1 << (64 - STRIPE_BITS)),
+            "sealing counter exhausted: reopen the tenant"
+        );
+        Nonces { next: count, end: count + n, stripe: stripe as u64 }
+    }
+}
+
+/// Counter values reserved by one thread for the seals it is about to begin: each is used
+/// once or never.
+pub(crate) struct Nonces {
+    next: u64,
+    end: u64,
+    stripe: u64,
+}
+
+impl Iterator for Nonces {
+    type Item = u64;
+
+    fn next(&mut self) -> Option<u64> {
+        (self.next < self.end).then(|| {
+            self.next += 1;
+            (self.next - 1) << STRIPE_BITS | self.stripe
+        })
     }
 }
 
@@ -657,8 +684,23 @@ impl TenantCrypto {
         out: &mut Vec<u8>,
         encode: impl FnOnce(&mut Vec<u8>),
     ) -> Option<Unsealed> {
+        self.begin_seal_at(self.counters.next(), out, encode)
+    }
+
+    /// `n` nonces for [`Self::begin_seal_at`], reserved at once.
+    pub(crate) fn reserve_nonces(&self, n: usize) -> Nonces {
+        self.counters.reserve(n as u64)
+    }
+
+    /// [`Self::begin_seal`] with a nonce reserved by [`Self::reserve_nonces`] (on any
+    /// thread: the nonce, not the thread, is what must be used once).
+    pub(crate) fn begin_seal_at(
+        &self,
+        counter: u64,
+        out: &mut Vec<u8>,
+        encode: impl FnOnce(&mut Vec<u8>),
+    ) -> Option<Unsealed> {
         let start = out.len();
-        let counter = self.counters.next();
         let mut header = [0; SEAL_HEADER];
         let header_len = self.header(counter, &mut header);
         out.extend_from_slice(&header[..header_len]);
@@ -1106,8 +1148,15 @@ mod tests {
     fn counters_of_threads_sealing_together_never_meet() {
         let counters = Counters::default();
         let seen: Vec<u64> = std::thread::scope(|scope| {
+            // Half take one value at a time, half blocks of 32 (of which they use 31).
             let threads: Vec<_> = (0..2 * STRIPES)
-                .map(|_| scope.spawn(|| (0..1000).map(|_| counters.next()).collect::<Vec<_>>()))
+                .map(|thread| {
+                    let counters = &counters;
+                    scope.spawn(move || match thread % 2 {
+                        0 => (0..1000).map(|_| counters.next()).collect::<Vec<_>>(),
+                        _ => (0..32).flat_map(|_| counters.reserve(32).take(31)).collect(),
+                    })
+                })
                 .collect();
             threads.into_iter().flat_map(|t| t.join().unwrap()).collect()
         });
