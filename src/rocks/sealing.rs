@@ -7,7 +7,8 @@
 //! that cost more than it saved.
 //!
 //! So the calling thread encodes every record itself, fixing each one's nonce as it goes
-//! ([`TenantCrypto::begin_seal`]), into one buffer per chunk of [`CHUNK`] records, and
+//! ([`TenantCrypto::begin_seal_at`], a chunk's nonces reserved at once), into one buffer per
+//! chunk of [`CHUNK`] records, and
 //! publishes each chunk as it fills. A helper thread, woken when the batch starts, encrypts
 //! published chunks where they are; once the caller has encoded everything it encrypts
 //! whatever chunk is left. A chunk's buffer moves to the helper and back whole, so the caller
@@ -16,13 +17,14 @@
 //! encrypting at that moment (32 records, ~5 µs).
 //!
 //! Chunks, not records: an earlier version gave each record a buffer of its own. The helper
-//! took most of the encryption, and the batch saved nothing: the caller allocated a thousand
+//! took most of the encryption, and the batch saved little: the caller allocated a thousand
 //! buffers per batch, the helper wrote into them and freed the lists that carried them, and
 //! the allocator's bookkeeping crossed cores with every one. The calling thread's encoding
 //! loop took 260-270 µs per batch of 1000 where the plaintext batch encoded in 140-190 µs, and
 //! malloc and free took ~95 µs more per batch than in plaintext (a profile of the 2,200
 //! batches of the bench). With one buffer per chunk, and nothing allocated or freed by the
-//! helper, a record's bytes cross cores only as part of a contiguous chunk.
+//! helper, a record's bytes cross cores only as part of a contiguous chunk. (That version's
+//! helper was also often woken on the caller's own CPU: see [`placement`].)
 //!
 //! An alternative that had the helper encode and seal whole chunks itself, reading the
 //! caller's records, got a third of the chunks and saved nothing either: reading a record's
