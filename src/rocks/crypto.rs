@@ -636,19 +636,8 @@ impl TenantCrypto {
     /// Seals `plaintext` as the value of `key` in `domain` (a column family or file name).
     /// An empty value stays empty: it carries nothing to hide.
     pub(crate) fn seal(&self, domain: &str, key: &[u8], plaintext: &[u8]) -> Vec<u8> {
-        self.seal_with(domain, key, plaintext.len(), |out| out.extend_from_slice(plaintext))
-    }
-
-    /// Seals the plaintext `encode` appends to the buffer it is given (about `size` bytes),
-    /// encrypting it where it was written: no plaintext copy.
-    pub(crate) fn seal_with(
-        &self,
-        domain: &str,
-        key: &[u8],
-        size: usize,
-        encode: impl FnOnce(&mut Vec<u8>),
-    ) -> Vec<u8> {
-        let mut out = Vec::with_capacity(SEAL_OVERHEAD + size);
+        let mut out = Vec::with_capacity(SEAL_OVERHEAD + plaintext.len());
+        let encode = |out: &mut Vec<u8>| out.extend_from_slice(plaintext);
         match self.seal_append(domain, key, &mut out, encode) {
             Ok(()) => out,
             // Over GCM's 64 GiB message limit: no value of percolate's comes near it.
