@@ -313,4 +313,27 @@ mod rocks {
             self.0.open(domain, key, sealed)
         }
     }
+
+    /// AES-256-GCM encryption of `plaintext` under `key` and `nonce`, authenticating `aad`,
+    /// once by the sealing path of encrypted tenants (`src/rocks/gcm.rs`) and once by the
+    /// `aes-gcm` crate, each as ciphertext then tag, for the `sealed` target to compare.
+    pub fn gcm_both(
+        key: &[u8; 32],
+        nonce: &[u8; 12],
+        aad: &[u8],
+        plaintext: &[u8],
+    ) -> (Option<Vec<u8>>, Option<Vec<u8>>) {
+        use aes_gcm::{AeadInOut, Aes256Gcm, KeyInit};
+        let mut ours = plaintext.to_vec();
+        let tag = crate::rocks::gcm::SealingKey::new(key).encrypt(nonce, aad, &mut ours);
+        let ours = tag.map(|tag| [ours, tag.to_vec()].concat());
+        let mut reference = plaintext.to_vec();
+        let tag = Aes256Gcm::new(key.into()).encrypt_inout_detached(
+            nonce.into(),
+            aad,
+            reference.as_mut_slice().into(),
+        );
+        let reference = tag.ok().map(|tag| [reference, tag.to_vec()].concat());
+        (ours, reference)
+    }
 }

@@ -23,6 +23,7 @@
 mod cf;
 pub(crate) mod codec;
 pub(crate) mod crypto;
+pub(crate) mod gcm;
 mod graph;
 pub(crate) mod hnsw;
 pub(crate) mod keys;
