@@ -324,9 +324,11 @@ mod rocks {
         plaintext: &[u8],
     ) -> (Option<Vec<u8>>, Option<Vec<u8>>) {
         use aes_gcm::{AeadInOut, Aes256Gcm, KeyInit};
-        let mut ours = plaintext.to_vec();
-        let tag = crate::rocks::gcm::SealingKey::new(key).encrypt(nonce, aad, &mut ours);
-        let ours = tag.map(|tag| [ours, tag.to_vec()].concat());
+        // With room for the tag after it, as values are sealed.
+        let mut ours = [plaintext, &[0; 16]].concat();
+        let body = 0..plaintext.len();
+        let tag = crate::rocks::gcm::SealingKey::new(key).encrypt(nonce, aad, &mut ours, body);
+        let ours = tag.map(|tag| [&ours[..plaintext.len()], &tag].concat());
         let mut reference = plaintext.to_vec();
         let tag = Aes256Gcm::new(key.into()).encrypt_inout_detached(
             nonce.into(),

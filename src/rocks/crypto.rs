@@ -741,7 +741,7 @@ impl TenantCrypto {
         let Unsealed { body, counter } = unsealed;
         let tag_at = body.end;
         let tag = self
-            .encrypt(domain, key, counter, &mut buffer[body])
+            .encrypt(domain, key, counter, buffer, body)
             .ok_or_else(|| Error::invalid("sealed value", "over the AES-GCM message limit"))?;
         buffer[tag_at..tag_at + TAG_BYTES].copy_from_slice(&tag);
         Ok(())
@@ -769,26 +769,26 @@ impl TenantCrypto {
         let counter = self.counters.next();
         let mut header = [0; SEAL_HEADER];
         let header_len = self.header(counter, &mut header);
-        let (room, rest) = out.split_at_mut(SEAL_HEADER);
         let start = SEAL_HEADER - header_len;
-        room[start..].copy_from_slice(&header[..header_len]);
-        let (body, tag_out) = rest.split_at_mut(body_len);
-        encode(body);
+        out[start..SEAL_HEADER].copy_from_slice(&header[..header_len]);
+        let body = SEAL_HEADER..SEAL_HEADER + body_len;
+        encode(&mut out[body.clone()]);
         let tag = self
-            .encrypt(domain, key, counter, body)
+            .encrypt(domain, key, counter, out, body.clone())
             .ok_or_else(|| Error::invalid("sealed value", "over the AES-GCM message limit"))?;
-        tag_out.copy_from_slice(&tag);
+        out[body.end..].copy_from_slice(&tag);
         Ok(start)
     }
 
-    /// Encrypts `body`, the `counter`th seal of this session, in place; the tag, or `None`
-    /// for messages over GCM's 64 GiB limit.
+    /// Encrypts `buffer[body]`, the `counter`th seal of this session, in place (the tag's room
+    /// follows it); the tag, or `None` for messages over GCM's 64 GiB limit.
     fn encrypt(
         &self,
         domain: &str,
         key: &[u8],
         counter: u64,
-        body: &mut [u8],
+        buffer: &mut [u8],
+        body: std::ops::Range<usize>,
     ) -> Option<[u8; TAG_BYTES]> {
         let derived;
         let sealer = match DOMAINS.iter().position(|d| *d == domain) {
@@ -799,7 +799,7 @@ impl TenantCrypto {
                 &derived
             }
         };
-        sealer.encrypt(&counter_nonce(counter), key, body)
+        sealer.encrypt(&counter_nonce(counter), key, buffer, body)
     }
 
     /// Opens a value sealed by [`TenantCrypto::seal`] (in this or any earlier open of the
@@ -1115,9 +1115,9 @@ mod tests {
         writer.numbered(3, HashMap::new());
         let mut header = [0; SEAL_HEADER];
         let len = writer.header(300, &mut header);
-        let mut body = b"numbered".to_vec();
-        let tag = writer.encrypt("resources", b"key-3", 300, &mut body).unwrap();
-        let made = [&header[..len], &body, &tag].concat();
+        let mut body = [&b"numbered"[..], &[0; TAG_BYTES]].concat();
+        let tag = writer.encrypt("resources", b"key-3", 300, &mut body, 0..8).unwrap();
+        let made = [&header[..len], &body[..8], &tag].concat();
         let hex: String = made.iter().map(|b| format!("{b:02x}")).collect();
         assert_eq!(hex, NUMBERED_KAT);
         assert_eq!(&made[..4], &[SEALED_NUMBERED, 3, 0xAC, 0x02]);

@@ -26,7 +26,8 @@ use aes::Aes256;
 use aes::cipher::{Array, BlockCipherEncrypt, KeyInit};
 use aes_gcm::{AeadInOut, Aes256Gcm};
 #[cfg(target_arch = "x86_64")]
-use std::arch::x86_64::_mm_xor_si128;
+use std::arch::x86_64::{_mm_and_si128, _mm_xor_si128};
+use std::ops::Range;
 
 /// Tag length: GCM's full 16 bytes.
 pub(crate) const TAG_BYTES: usize = 16;
@@ -71,24 +72,34 @@ impl SealingKey {
         SealingKey { portable }
     }
 
-    /// Encrypts `body` in place under the 96-bit `nonce`, authenticating `aad` with it; the
-    /// tag. `None`, with `body` untouched, when `body` or `aad` is over GCM's limits.
+    /// Encrypts `buffer[body]` in place under the 96-bit `nonce`, authenticating `aad` with
+    /// it; the tag. `None`, with the buffer untouched, when the body or `aad` is over GCM's
+    /// limits. Bytes of `buffer` outside `body` keep their values; at least 16 bytes after it
+    /// (room kept for the tag) let a short value's last partial block be read and written
+    /// whole.
+    ///
+    /// # Panics
+    /// When `body` is not within `buffer`.
     pub(crate) fn encrypt(
         &self,
         nonce: &[u8; 12],
         aad: &[u8],
-        body: &mut [u8],
+        buffer: &mut [u8],
+        body: Range<usize>,
     ) -> Option<[u8; TAG_BYTES]> {
         #[cfg(target_arch = "x86_64")]
         if let Some((aes, powers)) = &self.short
             && body.len() <= SHORT
+            && body.start <= body.end
+            && buffer.len().checked_sub(body.end).is_some_and(|room| room >= 16)
             && aad.len() as u64 <= MAX_AAD
         {
             // SAFETY: `short` exists only on a CPU with the features `seal` is compiled for
             // (see `new`).
-            return Some(unsafe { seal(aes, powers, nonce, aad, body) });
+            return Some(unsafe { seal(aes, powers, nonce, aad, buffer, body) });
         }
-        let tag = self.portable.encrypt_inout_detached(nonce.into(), aad, body.into());
+        let tag =
+            self.portable.encrypt_inout_detached(nonce.into(), aad, (&mut buffer[body]).into());
         tag.ok().map(Into::into)
     }
 }
@@ -97,8 +108,13 @@ impl SealingKey {
 /// that is GHASH over the associated data, the ciphertext (each zero-padded to whole blocks)
 /// and their bit lengths, masked with the encryption of counter block 1.
 ///
+/// A partial last block is read and written as a whole block, its bytes past the body XORed
+/// with zero: no copy through a smaller buffer, which cost a store-forwarding stall on each of
+/// its two loads (a fifth of a 77-byte value's time in a profile).
+///
 /// # Safety
-/// The CPU must support SSSE3, SSE4.1 and PCLMULQDQ.
+/// The CPU must support SSSE3, SSE4.1 and PCLMULQDQ. (`buffer` must hold 16 bytes after
+/// `body`, or this panics.)
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "sse2,ssse3,sse4.1,pclmulqdq")]
 fn seal(
@@ -106,15 +122,25 @@ fn seal(
     powers: &clmul::Powers,
     nonce: &[u8; 12],
     aad: &[u8],
-    body: &mut [u8],
+    buffer: &mut [u8],
+    body: Range<usize>,
 ) -> [u8; TAG_BYTES] {
+    /// 16 bytes from `16 - n` are a mask of the first `n` bytes of a block.
+    const FIRST: [u8; 32] = {
+        let mut mask = [0; 32];
+        let mut i = 0;
+        while i < 16 {
+            mask[i] = 0xff;
+            i += 1;
+        }
+        mask
+    };
     let mut j0 = [0u8; 16];
     j0[..12].copy_from_slice(nonce);
     let j0 = u128::from_be_bytes(j0);
     let mut ghash = clmul::Ghash::new(powers);
     ghash.update_padded(aad);
-    let body_len = body.len();
-    let mut blocks = body.chunks_mut(16);
+    let mut at = body.start;
     // Counter block 1 masks the tag; the body's blocks follow from 2.
     let mut next: u32 = 1;
     let mut mask = None;
@@ -132,35 +158,38 @@ fn seal(
             mask = keystream.next().map(u128::from_be_bytes);
             used += 1;
         }
-        for (key, block) in keystream.zip(&mut blocks) {
-            used += 1;
-            let key = clmul::load(&key);
-            match <&mut [u8; 16]>::try_from(&mut *block) {
-                Ok(whole) => {
-                    let ciphertext = _mm_xor_si128(clmul::load(whole), key);
-                    clmul::store(ciphertext, whole);
-                    ghash.update_bytes(ciphertext);
-                }
-                Err(_) => {
-                    // The partial last block, hashed zero-padded.
-                    let n = block.len();
-                    let mut padded = [0u8; 16];
-                    padded[..n].copy_from_slice(block);
-                    clmul::store(_mm_xor_si128(clmul::load(&padded), key), &mut padded);
-                    block.copy_from_slice(&padded[..n]);
-                    padded[n..].fill(0);
-                    ghash.update_bytes(clmul::load(&padded));
-                }
+        for key in keystream {
+            if at >= body.end {
+                break;
             }
+            used += 1;
+            let n = (body.end - at).min(16);
+            let block: &mut [u8; 16] =
+                (&mut buffer[at..at + 16]).try_into().expect("16 bytes after the body");
+            let key = clmul::load(&key);
+            if n == 16 {
+                let ciphertext = _mm_xor_si128(clmul::load(block), key);
+                clmul::store(ciphertext, block);
+                ghash.update_bytes(ciphertext);
+            } else {
+                // The bytes past the body are XORed with zero (left as they are) and hashed
+                // as zeros.
+                let first: &[u8; 16] = FIRST[16 - n..32 - n].try_into().expect("16 bytes");
+                let first = clmul::load(first);
+                let ciphertext = _mm_xor_si128(clmul::load(block), _mm_and_si128(key, first));
+                clmul::store(ciphertext, block);
+                ghash.update_bytes(_mm_and_si128(ciphertext, first));
+            }
+            at += n;
         }
         next = next.wrapping_add(used);
-        if blocks.len() == 0 {
+        if at >= body.end {
             break;
         }
     }
     let mask = mask.unwrap_or_default();
-    let lengths = (u128::from(aad.len() as u64 * 8) << 64) | u128::from(body_len as u64 * 8);
-    ghash.update(lengths);
+    let bits = |len: usize| u128::from(len as u64 * 8);
+    ghash.update((bits(aad.len()) << 64) | bits(body.len()));
     (ghash.finish() ^ mask).to_be_bytes()
 }
 
@@ -278,7 +307,7 @@ mod clmul {
         /// The hash, as a big-endian number.
         #[target_feature(enable = "sse2,sse4.1,pclmulqdq")]
         #[inline]
-        pub(super) fn finish(mut self) -> u128 {
+        pub(super) fn finish(&mut self) -> u128 {
             self.reduce();
             scalar(self.accumulator)
         }
@@ -430,8 +459,17 @@ mod tests {
                         )
                         .unwrap()
                         .into();
-                    let mut sealed = plaintext.clone();
-                    let tag = ours.encrypt(&nonce, &aad, &mut sealed).unwrap();
+                    // In a buffer as values are sealed: bytes before it, room after it; both
+                    // must keep their values.
+                    let before: Vec<u8> =
+                        (0..rng.random_range(0..20)).map(|_| rng.random()).collect();
+                    let after: [u8; 16] = rng.random();
+                    let mut buffer = [&before[..], &plaintext, &after].concat();
+                    let body = before.len()..before.len() + len;
+                    let tag = ours.encrypt(&nonce, &aad, &mut buffer, body.clone()).unwrap();
+                    let sealed = buffer[body.clone()].to_vec();
+                    assert_eq!(&buffer[..body.start], &before[..]);
+                    assert_eq!(&buffer[body.end..], &after[..]);
                     assert_eq!(sealed, expected, "round {round}, {len} bytes, aad {aad_len}");
                     assert_eq!(tag, expected_tag, "round {round}, {len} bytes, aad {aad_len}");
                 }
@@ -463,8 +501,11 @@ mod tests {
         for [key, nonce, plaintext, aad, ciphertext, tag] in cases {
             let key = SealingKey::new(&hex(key).try_into().unwrap());
             let mut body = hex(plaintext);
-            let sealed_tag = key.encrypt(&hex(nonce).try_into().unwrap(), &hex(aad), &mut body);
-            assert_eq!(body, hex(ciphertext));
+            let len = body.len();
+            body.extend_from_slice(&[0; 16]);
+            let sealed_tag =
+                key.encrypt(&hex(nonce).try_into().unwrap(), &hex(aad), &mut body, 0..len);
+            assert_eq!(body[..len], hex(ciphertext));
             assert_eq!(sealed_tag.unwrap().to_vec(), hex(tag));
         }
     }
