@@ -470,11 +470,12 @@ async fn values_of_every_earlier_open_read_back_by_their_session_number() {
     }
 }
 
-/// Every way a batch is encoded on an encrypted tenant reads back whole after a reopen: small
-/// records (sealed here and on the helper thread, in chunks), small records with a few small
-/// embeddings (the same, the embeddings sealed here), records with enough embedding bytes to be
-/// encoded on rayon's pool, and resources inserted with their ids (in a transaction). Empty
-/// contents and contents longer than the room kept for them are among them.
+/// Every way a batch is encoded on an encrypted tenant reads back whole after a reopen: records
+/// of a few hundred bytes (sealed here and on the helper thread, in chunks), the same with a
+/// few small embeddings (the embeddings sealed here), records with enough embedding bytes to be
+/// encoded on rayon's pool, short records (each sealed as it is encoded), and resources
+/// inserted with their ids (in a transaction). Empty contents and contents longer than the
+/// room kept for them are among them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn batches_of_every_shape_read_back_after_a_reopen() {
     let dir = tempfile::tempdir().unwrap();
@@ -501,6 +502,14 @@ async fn batches_of_every_shape_read_back_after_a_reopen() {
             for resource in tenant.batch_create_resources(batch).await.unwrap() {
                 written.insert(resource.id, resource);
             }
+        }
+        let short = |i: usize| match i % 9 {
+            0 => NewResource::new(""),
+            _ => NewResource::new(format!("{CONTENT_CANARY} {i}")),
+        };
+        let batch = (0..600).map(short).collect();
+        for resource in tenant.batch_create_resources(batch).await.unwrap() {
+            written.insert(resource.id, resource);
         }
         // The same records again, with their ids, in a tenant of their own.
         let copy = engine.create_tenant(&copy_id(), TenantConfig::default()).await.unwrap();

@@ -565,6 +565,61 @@ pub(crate) struct TenantCrypto {
     tenant: Vec<u8>,
 }
 
+/// [`TenantCrypto::seal_append`] for a run of values of one domain: the domain's key looked up
+/// once, and nonces reserved [`RunSealer::NONCES`] at a time rather than one by one.
+pub(crate) struct RunSealer<'a> {
+    crypto: &'a TenantCrypto,
+    sealer: DomainKey<'a>,
+    nonces: Nonces,
+}
+
+/// The sealing key of a domain: this session's, or one derived for a domain percolate does
+/// not otherwise seal in.
+enum DomainKey<'a> {
+    Session(&'a SealingKey),
+    Derived(Box<SealingKey>),
+}
+
+impl RunSealer<'_> {
+    const NONCES: usize = 64;
+
+    /// Appends to `out` the sealed value of the plaintext `encode` appends to it, as the value
+    /// of `key`, encrypted where it was written (while it is in this core's cache).
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] when the plaintext is over GCM's 64 GiB limit; `out` is then as it
+    /// was.
+    pub(crate) fn seal_append(
+        &mut self,
+        key: &[u8],
+        out: &mut Vec<u8>,
+        encode: impl FnOnce(&mut Vec<u8>),
+    ) -> Result<()> {
+        let counter = match self.nonces.next() {
+            Some(counter) => counter,
+            None => {
+                self.nonces = self.crypto.reserve_nonces(Self::NONCES);
+                self.nonces.next().expect("a fresh reservation holds nonces")
+            }
+        };
+        let start = out.len();
+        let Some(Unsealed { body, counter }) = self.crypto.begin_seal_at(counter, out, encode)
+        else {
+            return Ok(());
+        };
+        let sealer = match &self.sealer {
+            DomainKey::Session(sealer) => sealer,
+            DomainKey::Derived(sealer) => &**sealer,
+        };
+        let Some(tag) = sealer.encrypt(&counter_nonce(counter), key, out, body.clone()) else {
+            out.truncate(start);
+            return Err(Error::invalid("sealed value", "over the AES-GCM message limit"));
+        };
+        out[body.end..body.end + TAG_BYTES].copy_from_slice(&tag);
+        Ok(())
+    }
+}
+
 /// A value [`TenantCrypto::begin_seal`] appended to a buffer, waiting for
 /// [`TenantCrypto::finish_seal`] to encrypt it there.
 pub(crate) struct Unsealed {
@@ -693,6 +748,26 @@ impl TenantCrypto {
         encode: impl FnOnce(&mut Vec<u8>),
     ) -> Option<Unsealed> {
         self.begin_seal_at(self.counters.next(), out, encode)
+    }
+
+    /// Whether plaintexts of about `len` bytes are sealed quickly, by percolate's own
+    /// AES-256-GCM (see [`super::gcm`]), on this CPU.
+    pub(crate) fn seals_quickly(&self, len: usize) -> bool {
+        self.session.sealers.first().is_some_and(|sealer| sealer.is_quick(len))
+    }
+
+    /// A sealer for a run of values of `domain` sealed one after another on this thread.
+    pub(crate) fn run(&self, domain: &str) -> RunSealer<'_> {
+        let sealer = match DOMAINS.iter().position(|d| *d == domain) {
+            Some(index) => DomainKey::Session(&self.session.sealers[index]),
+            None => DomainKey::Derived(Box::new(SealingKey::new(&domain_key(
+                &self.session_root,
+                &self.tenant,
+                domain,
+                &self.session.id,
+            )))),
+        };
+        RunSealer { crypto: self, sealer, nonces: self.counters.reserve(0) }
     }
 
     /// `n` nonces for [`Self::begin_seal_at`], reserved at once.
@@ -996,6 +1071,51 @@ mod tests {
             let mut small = vec![0; len];
             assert!(crypto.seal_into("embeddings", b"k1", &mut small, |_| {}).is_err(), "{len}");
         }
+    }
+
+    /// A run of values sealed one after another into one buffer: each opens at its own key
+    /// only, empty ones stay empty, no two share a nonce (across reservations, and with
+    /// values sealed singly meanwhile), and a domain outside [`DOMAINS`] seals too.
+    #[test]
+    fn values_sealed_in_a_run_open_like_any_other() {
+        let mut crypto = TenantCrypto::new(&tenant("a"), &[3u8; 32]);
+        crypto.numbered(5, HashMap::new());
+        // Session 5, then the value's counter.
+        let counter_of = |sealed: &[u8]| {
+            let (number, rest) = take_varint(&sealed[1..]).unwrap();
+            assert_eq!(number, 5);
+            take_varint(rest).unwrap().0
+        };
+        let mut counters = std::collections::HashSet::new();
+        for domain in ["resources", "not-a-column-family"] {
+            let mut run = crypto.run(domain);
+            let mut out = Vec::new();
+            let mut ends = Vec::new();
+            for i in 0..3 * RunSealer::NONCES {
+                let plaintext = if i % 7 == 3 { Vec::new() } else { vec![i as u8; i % 150] };
+                let key = (i as u32).to_be_bytes();
+                run.seal_append(&key, &mut out, |out| out.extend_from_slice(&plaintext)).unwrap();
+                ends.push((out.len(), plaintext, key));
+                let single = crypto.seal(domain, &key, b"single");
+                assert!(counters.insert(counter_of(&single)), "single seal {i}");
+            }
+            let mut start = 0;
+            for (end, plaintext, key) in ends {
+                let sealed = &out[start..end];
+                assert_eq!(sealed.is_empty(), plaintext.is_empty());
+                if !sealed.is_empty() {
+                    let domain = static_domain(domain);
+                    assert_eq!(crypto.open(domain, &key, sealed).unwrap(), plaintext);
+                    assert!(crypto.open(domain, b"other", sealed).is_err());
+                    assert!(counters.insert(counter_of(sealed)), "a counter used twice");
+                }
+                start = end;
+            }
+        }
+    }
+
+    fn static_domain(domain: &str) -> &'static str {
+        DOMAINS.iter().copied().find(|d| *d == domain).unwrap_or("not-a-column-family")
     }
 
     /// Bytes sealed by the build that used `aes-gcm` 0.10 / `aes-gcm-siv` 0.11 (before the move

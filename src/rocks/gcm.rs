@@ -72,6 +72,18 @@ impl SealingKey {
         SealingKey { portable }
     }
 
+    /// Whether a value of `len` bytes (with room for its tag after it) is sealed on the quick
+    /// path of this module rather than by `aes-gcm`.
+    pub(crate) fn is_quick(&self, len: usize) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        return self.short.is_some() && len <= SHORT;
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            let _ = len;
+            false
+        }
+    }
+
     /// Encrypts `buffer[body]` in place under the 96-bit `nonce`, authenticating `aad` with
     /// it; the tag. `None`, with the buffer untouched, when the body or `aad` is over GCM's
     /// limits. Bytes of `buffer` outside `body` keep their values; at least 16 bytes after it
