@@ -5,9 +5,10 @@
 //! side by side with the overhead, each store and operation measured alone in a process of
 //! its own, and
 //! gets also with both stores in one process, in alternating blocks, both on the stores as
-//! seeded and on stores reopened after seeding (see [`profile`]). Goal: at most 25% over
-//! plaintext on get, put and batch. `PERCOLATE_ENCRYPTION_BENCH_ONLY=batch_1000` (a comma
-//! list) restricts the bench to the operations named (and a child, run by hand with
+//! seeded and on stores reopened after seeding (see [`profile`]), and last the cost of sealing
+//! one value in a loop (`seal`). Goal: at most 25% over plaintext on get, put and batch.
+//! `PERCOLATE_ENCRYPTION_BENCH_ONLY=batch_1000` (a comma list) restricts the bench to the
+//! operations named (and a child, run by hand with
 //! `PERCOLATE_ENCRYPTION_BENCH_STORE=plain` or `sealed`, to those), for profiling one.
 
 #![allow(missing_docs)] // criterion_group! generates undocumented items.
@@ -393,6 +394,22 @@ fn profile(_: &mut Criterion) {
             runs.join(" "),
             median_of(overheads)
         );
+    }
+    if selected("seal") {
+        print_seal_costs();
+    }
+}
+
+/// Sealing one value in a loop, by percolate and by `aes-gcm` as percolate called it before
+/// (three alternating rounds; the fastest of each).
+fn print_seal_costs() {
+    println!("\nsealing one value in a loop (ns; percolate's AES-256-GCM, then aes-gcm's):");
+    for len in [16, 77, 98, 128, 1024] {
+        let rounds: Vec<[f64; 2]> = (0..3)
+            .map(|_| percolate::bench::seal_nanos(len, 2_000_000 / (1 + len as u32 / 128)))
+            .collect();
+        let best = |i: usize| rounds.iter().map(|r| r[i]).fold(f64::INFINITY, f64::min);
+        println!("{len:>5} bytes: {:>6.1} ns | aes-gcm {:>6.1} ns", best(0), best(1));
     }
 }
 
