@@ -518,7 +518,7 @@ impl TenantDb {
             }
             (sealer.finish()?, embedded_all(resources, &mut slots)?)
         } else {
-            // Small records cost ~100 ns each to encode and, in an encrypted tenant, ~70 ns
+            // Small records cost ~100 ns each to encode and, in an encrypted tenant, ~50 ns
             // more to seal (`gcm`): handing a batch of them to the pool cost more in wake-ups
             // than it saved, and sealing them with a helper no less than sealing each here as
             // it is encoded, while it is in this core's cache (see `sealing`).
