@@ -1,8 +1,9 @@
 //! Dot products and squared distances, the inner loop of vector search.
 //!
 //! Apart from libc calls that lower a thread's priority (`vector.rs`) or keep the sealing
-//! helper off its caller's CPU (`sealing.rs`), this is the one module of percolate that uses
-//! `unsafe`: on x86-64 it calls AVX2+FMA intrinsics after checking at run time that the CPU
+//! helper off its caller's CPU (`sealing.rs`), this and `gcm.rs` (CLMUL intrinsics for sealing
+//! short values) are the modules of percolate that use `unsafe`: on x86-64 this one calls
+//! AVX2+FMA intrinsics after checking at run time that the CPU
 //! has them (the build targets baseline x86-64, where the compiler may only use SSE2). Every
 //! `unsafe` block is a call to a `#[target_feature]` function guarded by that check, and the
 //! intrinsics read only inside the slices' bounds (`chunks_exact` gives 8-element chunks; the
