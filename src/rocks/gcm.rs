@@ -327,33 +327,25 @@ mod clmul {
             scalar(self.accumulator)
         }
 
-        /// Folds the pending blocks `m₀..m_k` into the accumulator `y`:
-        /// `(y + m₀)·Hᵏ + m₁·Hᵏ⁻¹ + ... + m_{k-1}·H`, summed unreduced and reduced once.
+        /// Folds the pending blocks into the accumulator.
         #[target_feature(enable = "sse2,sse4.1,pclmulqdq")]
         #[inline]
         fn reduce(&mut self) {
-            let k = self.count;
-            if k == 0 {
-                return;
+            match self.count {
+                0 => {}
+                // A whole group folded with every index known at compile time.
+                GROUP => self.fold(GROUP),
+                k => self.fold(k),
             }
+            self.count = 0;
+        }
+
+        /// Folds the first `k` pending blocks `m₀..m_{k-1}` into the accumulator `y`:
+        /// `(y + m₀)·Hᵏ + m₁·Hᵏ⁻¹ + ... + m_{k-1}·H`, summed unreduced and reduced once.
+        #[target_feature(enable = "sse2,sse4.1,pclmulqdq")]
+        #[inline]
+        fn fold(&mut self, k: usize) {
             let powers = self.powers;
-            if k == GROUP {
-                // The same, with every index known at compile time.
-                let first = _mm_xor_si128(self.accumulator, self.pending[0]);
-                let (mut r, mut f) = unreduced(first, powers.h[GROUP - 1], powers.d[GROUP - 1]);
-                for i in 1..GROUP {
-                    let (ri, fi) = unreduced(
-                        self.pending[i],
-                        powers.h[GROUP - 1 - i],
-                        powers.d[GROUP - 1 - i],
-                    );
-                    r = _mm_xor_si128(r, ri);
-                    f = _mm_xor_si128(f, fi);
-                }
-                self.accumulator = reduce(r, f);
-                self.count = 0;
-                return;
-            }
             let first = _mm_xor_si128(self.accumulator, self.pending[0]);
             let (mut r, mut f) = unreduced(first, powers.h[k - 1], powers.d[k - 1]);
             for i in 1..k {
@@ -362,7 +354,6 @@ mod clmul {
                 f = _mm_xor_si128(f, fi);
             }
             self.accumulator = reduce(r, f);
-            self.count = 0;
         }
     }
 
