@@ -283,18 +283,21 @@ mod clmul {
         #[target_feature(enable = "sse2,sse4.1,pclmulqdq")]
         #[inline]
         pub(super) fn update(&mut self, block: u128) {
-            self.pending[self.count] = vector(block);
-            self.count += 1;
-            if self.count == GROUP {
-                self.reduce();
-            }
+            self.push(vector(block));
         }
 
         /// Hashes a block as loaded from memory by [`load`].
         #[target_feature(enable = "sse2,ssse3,sse4.1,pclmulqdq")]
         #[inline]
         pub(super) fn update_bytes(&mut self, block: __m128i) {
-            self.pending[self.count] = reverse_bytes(block);
+            self.push(reverse_bytes(block));
+        }
+
+        /// Adds a block in POLYVAL's order, folding a whole group.
+        #[target_feature(enable = "sse2,sse4.1,pclmulqdq")]
+        #[inline]
+        fn push(&mut self, block: __m128i) {
+            self.pending[self.count] = block;
             self.count += 1;
             if self.count == GROUP {
                 self.reduce();
