@@ -580,6 +580,15 @@ enum DomainKey<'a> {
     Derived(Box<SealingKey>),
 }
 
+impl DomainKey<'_> {
+    fn get(&self) -> &SealingKey {
+        match self {
+            DomainKey::Session(sealer) => sealer,
+            DomainKey::Derived(sealer) => sealer,
+        }
+    }
+}
+
 impl RunSealer<'_> {
     const NONCES: usize = 64;
 
@@ -607,11 +616,8 @@ impl RunSealer<'_> {
         else {
             return Ok(());
         };
-        let sealer = match &self.sealer {
-            DomainKey::Session(sealer) => sealer,
-            DomainKey::Derived(sealer) => &**sealer,
-        };
-        let Some(tag) = sealer.encrypt(&counter_nonce(counter), key, out, body.clone()) else {
+        let Some(tag) = self.sealer.get().encrypt(&counter_nonce(counter), key, out, body.clone())
+        else {
             out.truncate(start);
             return Err(Error::invalid("sealed value", "over the AES-GCM message limit"));
         };
@@ -758,7 +764,12 @@ impl TenantCrypto {
 
     /// A sealer for a run of values of `domain` sealed one after another on this thread.
     pub(crate) fn run(&self, domain: &str) -> RunSealer<'_> {
-        let sealer = match DOMAINS.iter().position(|d| *d == domain) {
+        RunSealer { crypto: self, sealer: self.sealer(domain), nonces: self.counters.reserve(0) }
+    }
+
+    /// This session's sealing key for `domain`.
+    fn sealer(&self, domain: &str) -> DomainKey<'_> {
+        match DOMAINS.iter().position(|d| *d == domain) {
             Some(index) => DomainKey::Session(&self.session.sealers[index]),
             None => DomainKey::Derived(Box::new(SealingKey::new(&domain_key(
                 &self.session_root,
@@ -766,8 +777,7 @@ impl TenantCrypto {
                 domain,
                 &self.session.id,
             )))),
-        };
-        RunSealer { crypto: self, sealer, nonces: self.counters.reserve(0) }
+        }
     }
 
     /// `n` nonces for [`Self::begin_seal_at`], reserved at once.
@@ -865,16 +875,7 @@ impl TenantCrypto {
         buffer: &mut [u8],
         body: std::ops::Range<usize>,
     ) -> Option<[u8; TAG_BYTES]> {
-        let derived;
-        let sealer = match DOMAINS.iter().position(|d| *d == domain) {
-            Some(index) => &self.session.sealers[index],
-            None => {
-                let key = domain_key(&self.session_root, &self.tenant, domain, &self.session.id);
-                derived = SealingKey::new(&key);
-                &derived
-            }
-        };
-        sealer.encrypt(&counter_nonce(counter), key, buffer, body)
+        self.sealer(domain).get().encrypt(&counter_nonce(counter), key, buffer, body)
     }
 
     /// Opens a value sealed by [`TenantCrypto::seal`] (in this or any earlier open of the
