@@ -26,7 +26,7 @@ fn note(i: usize, dimension: usize) -> NewResource {
     let mut resource = NewResource::new(format!("note {i}: what the agent saw, sealed at rest"));
     resource.metadata.insert("n".into(), serde_json::json!(i));
     if dimension > 0 {
-        let mut rng = percolate::dataset::XorShift(i as u64 * 0x9E37_79B9 + 1);
+        let mut rng = percolate::bench::dataset::XorShift(i as u64 * 0x9E37_79B9 + 1);
         resource = resource.with_embedding((0..dimension).map(|_| rng.unit() as f32).collect());
     }
     resource
@@ -258,7 +258,7 @@ fn pages(bytes: usize) -> Vec<String> {
                     .collect()
             })
             .unwrap_or_default();
-    let mut rng = percolate::dataset::XorShift(7);
+    let mut rng = percolate::bench::dataset::XorShift(7);
     const WORDS: [&str; 12] = [
         "agent", "memory", "saw", "the", "user", "asked", "about", "a", "file", "and", "then",
         "wrote",

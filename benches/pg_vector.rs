@@ -24,7 +24,7 @@ mod common;
 use std::time::Instant;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use percolate::dataset::Dataset;
+use percolate::bench::dataset::Dataset;
 use percolate::postgres::PgProvider;
 use percolate::postgres::tenant::SchemaName;
 use percolate::postgres::{HNSW_EF_CONSTRUCTION, HNSW_M, PgConfig};

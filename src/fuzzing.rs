@@ -13,11 +13,11 @@ pub use rocks::*;
 #[cfg(feature = "rocksdb")]
 mod rocks {
     use crate::error::Result;
+    use crate::index::hnsw::{Hnsw, HnswParams};
     use crate::model::{
         Edge, EdgeId, Entity, EntityId, Metric, Moment, MomentId, Resource, ResourceId,
         TenantConfig, Timestamp,
     };
-    use crate::rocks::hnsw::{Hnsw, HnswParams};
     use crate::rocks::{codec, keys};
 
     /// The format-version byte every stored value starts with.
@@ -288,13 +288,17 @@ mod rocks {
     /// One tenant's sealing keys, for the `sealed` target: seals and opens values exactly as
     /// an encrypted tenant does (its session registered as number 0, so values name it by
     /// number; values that name it by id, as earlier builds wrote, open too).
-    pub struct Sealer(crate::rocks::crypto::TenantCrypto);
+    pub struct Sealer(crate::crypto::TenantCrypto);
 
     impl Sealer {
         /// The sealing keys derived from `data_key` for `tenant`; `None` for an invalid id.
         pub fn new(tenant: &str, data_key: [u8; 32]) -> Option<Self> {
             let tenant = crate::TenantId::new(tenant).ok()?;
-            let mut crypto = crate::rocks::crypto::TenantCrypto::new(&tenant, &data_key);
+            let mut crypto = crate::crypto::TenantCrypto::new(
+                &tenant,
+                &data_key,
+                crate::rocks::cf::SEALED_DOMAINS,
+            );
             crypto.numbered(0, std::collections::HashMap::new());
             Some(Self(crypto))
         }
@@ -327,7 +331,7 @@ mod rocks {
         // With room for the tag after it, as values are sealed.
         let mut ours = [plaintext, &[0; 16]].concat();
         let body = 0..plaintext.len();
-        let tag = crate::rocks::gcm::SealingKey::new(key).encrypt(nonce, aad, &mut ours, body);
+        let tag = crate::crypto::gcm::SealingKey::new(key).encrypt(nonce, aad, &mut ours, body);
         let ours = tag.map(|tag| [&ours[..plaintext.len()], &tag].concat());
         let mut reference = plaintext.to_vec();
         let tag = Aes256Gcm::new(key.into()).encrypt_inout_detached(

@@ -28,13 +28,19 @@
 //! # }).unwrap();
 //! ```
 
+#[cfg(feature = "cli")]
 pub mod bench;
+#[cfg(feature = "settings")]
 pub mod config;
-pub mod dataset;
+#[cfg(feature = "rocksdb")]
+mod crypto;
 mod engine;
 mod error;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod host;
+#[cfg(feature = "rocksdb")]
+mod index;
 pub mod model;
 pub mod portable;
 pub mod provider;
@@ -46,7 +52,8 @@ pub mod rocks;
 pub mod postgres;
 
 pub use engine::{
-    EngineTxn, MAX_BATCH, MAX_CONTENT_BYTES, MAX_NAME_BYTES, MemoryEngine, TenantHandle,
+    EngineTxn, Limits, MAX_BATCH, MAX_CONTENT_BYTES, MAX_METADATA_BYTES, MAX_NAME_BYTES,
+    MemoryEngine, TenantHandle,
 };
 pub use error::{Error, Result};
 pub use model::*;

@@ -145,7 +145,7 @@ fn write_fbin(path: &Path, dimension: usize, rows: &[f32]) {
 fn a_dataset_of_its_own_shape_is_benchmarked_against_its_ground_truth() {
     // 1500 x 8-d, 20 queries, a ring graph: nothing like WordNet.
     let (n, dimension, queries) = (1500usize, 8usize, 20usize);
-    let mut rng = percolate::dataset::XorShift(99);
+    let mut rng = percolate::bench::dataset::XorShift(99);
     let mut vectors =
         |count: usize| -> Vec<f32> { (0..count * dimension).map(|_| rng.normal()).collect() };
     let base = vectors(n);

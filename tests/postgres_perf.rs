@@ -27,8 +27,8 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use percolate::bench::dataset::Dataset;
 use percolate::bench::{self, BenchData, Latencies, Sizes, Workload};
-use percolate::dataset::Dataset;
 use percolate::postgres::{PgConfig, PgProvider};
 use percolate::{MemoryEngine, NewResource, TenantConfig};
 

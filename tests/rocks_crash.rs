@@ -21,7 +21,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use percolate::dataset::XorShift;
+use percolate::bench::dataset::XorShift;
 use percolate::rocks::{MasterKey, RocksConfig, RocksProvider};
 use percolate::{
     Direction, EntityId, MemoryEngine, NewEdge, NewEntity, NewMoment, NewResource, Record,
@@ -46,7 +46,7 @@ fn tenant_id() -> TenantId {
 }
 
 fn vector(seed: u64) -> Vec<f32> {
-    percolate::dataset::Dataset::synthetic(1, 0, DIMENSION, 0, seed + 1).row(0).to_vec()
+    percolate::bench::dataset::Dataset::synthetic(1, 0, DIMENSION, 0, seed + 1).row(0).to_vec()
 }
 
 /// What the store holds, by batch number.

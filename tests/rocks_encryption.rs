@@ -47,7 +47,9 @@ fn tenant_id() -> TenantId {
 
 /// The embedding whose raw bytes must not appear on disk: distinctive, non-repeating values.
 fn canary_embedding(seed: usize) -> Vec<f32> {
-    percolate::dataset::Dataset::synthetic(1, 0, DIMENSION, 0, seed as u64 + 1).row(0).to_vec()
+    percolate::bench::dataset::Dataset::synthetic(1, 0, DIMENSION, 0, seed as u64 + 1)
+        .row(0)
+        .to_vec()
 }
 
 fn embedding_bytes(embedding: &[f32]) -> Vec<u8> {

@@ -4,7 +4,7 @@
 
 use std::collections::HashSet;
 
-use percolate::dataset::Dataset;
+use percolate::bench::dataset::Dataset;
 use percolate::rocks::{RocksConfig, RocksProvider};
 use percolate::{
     Filter, MemoryEngine, NewResource, Resource, ResourceId, SearchQuery, TenantConfig,

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use percolate::MemoryEngine;
-use percolate::dataset::Dataset;
+use percolate::bench::dataset::Dataset;
 use percolate::rocks::{RocksConfig, RocksProvider};
 
 /// An engine on a fresh temporary RocksDB store (kept alive by the returned directory).

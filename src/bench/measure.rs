@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::dataset::Dataset;
+use crate::bench::dataset::Dataset;
 
 /// Latencies of one row's timed calls, sorted.
 #[derive(Clone, Debug, Default)]

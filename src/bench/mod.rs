@@ -38,6 +38,7 @@
 //! # }).unwrap();
 //! ```
 
+pub mod dataset;
 mod measure;
 mod report;
 mod workload;
@@ -253,7 +254,7 @@ pub fn seal_nanos(len: usize, iterations: u32) -> [f64; 2] {
     use aes_gcm::{AeadInOut, Aes256Gcm, KeyInit};
     use std::hint::black_box;
     let key = [7u8; 32];
-    let ours = crate::rocks::gcm::SealingKey::new(&key);
+    let ours = crate::crypto::gcm::SealingKey::new(&key);
     let reference = Aes256Gcm::new((&key).into());
     let aad = [9u8; 16];
     let mut buffer = vec![1u8; len + 16];
@@ -407,7 +408,7 @@ pub async fn delete_tenant<P: Provider>(engine: &MemoryEngine<P>, id: &TenantId)
 /// Any error of the loads or calls.
 pub async fn measure_scale<P: BenchProvider>(
     engine: &MemoryEngine<P>,
-    source: Option<&(String, crate::dataset::Dataset)>,
+    source: Option<&(String, crate::bench::dataset::Dataset)>,
     sizes: &Sizes,
     scale: &[usize],
     mut report: impl FnMut(usize, Option<LoadProgress>),

@@ -7,7 +7,7 @@ use serde_json::json;
 
 use super::measure::{exact_neighbours, recall};
 use super::{Operation, Sizes};
-use crate::dataset::{Dataset, XorShift};
+use crate::bench::dataset::{Dataset, XorShift};
 use crate::error::{Error, Result};
 use crate::model::{
     EntityId, Filter, NewEdge, NewEntity, NewMoment, NewResource, ResourceId, SearchQuery,

@@ -102,14 +102,9 @@ pub(crate) fn grant_registry(app_role: &str) -> String {
 /// Registers a tenant: `$1` id, `$2` schema, `$3` dimension, `$4` metric.
 pub(crate) const INSERT_TENANT: &str =
     "INSERT INTO percolate.tenants (id, schema, dimension, metric) VALUES ($1, $2, $3, $4)";
-/// A tenant's registry row: schema, dimension, metric; and whether the schema is tied to its
-/// tenant ([`create_schema`]'s table `tenant`; schemas created before it are tied by
-/// [`tie_schema`] when opened). The catalog is readable by every role.
-pub(crate) const SELECT_TENANT: &str = "SELECT t.schema, t.dimension, t.metric,
-    EXISTS (SELECT 1 FROM pg_catalog.pg_class c
-        JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-        WHERE n.nspname = t.schema AND c.relname = 'tenant' AND c.relkind = 'r')
-    FROM percolate.tenants t WHERE t.id = $1";
+/// A tenant's registry row: schema, dimension, metric.
+pub(crate) const SELECT_TENANT: &str =
+    "SELECT schema, dimension, metric FROM percolate.tenants WHERE id = $1";
 /// A tenant's registry row, locked for fixing its dimension.
 pub(crate) const SELECT_TENANT_FOR_UPDATE: &str =
     "SELECT schema, dimension, metric FROM percolate.tenants WHERE id = $1 FOR UPDATE";
@@ -169,23 +164,6 @@ fn tenant_policy(schema: &SchemaName) -> String {
         "tenant_id = current_setting('app.current_tenant') \
          AND tenant_id = (SELECT id FROM {schema}.tenant)"
     )
-}
-
-/// Ties a schema created before [`create_tenant_table`] existed to its tenant: the table (its
-/// row written after, by [`insert_schema_tenant`]) and every policy changed in place to
-/// [`tenant_policy`]. Run by the owner role in one transaction, so a schema is tied wholly
-/// or not at all.
-pub(crate) fn tie_schema(schema: &SchemaName, app_role: &str) -> String {
-    let app = quote_identifier(app_role);
-    let mut sql = create_tenant_table(schema, &app);
-    let policy = tenant_policy(schema);
-    for table in TABLES {
-        sql.push_str(&format!(
-            "ALTER POLICY tenant_isolation ON {schema}.{table} USING ({policy}) \
-             WITH CHECK ({policy});\n"
-        ));
-    }
-    sql
 }
 
 /// Creates a tenant's schema, tables, indexes and row-level security, and grants the
@@ -290,20 +268,15 @@ pub(crate) fn new_layout(metric: Metric) -> Layout {
     }
 }
 
-/// The definition of a tenant's vector index, `$1` its schema name (bare): what [`layout_of`]
-/// reads; and whether the schema has the [`create_search_function`] function (built with the
-/// index, in the same transaction, by this version). The catalog is readable by every role.
+/// The definition of a tenant's vector index, `$1` its schema name (bare), and whether the
+/// schema has the [`create_search_function`] function (built with the index, in the same
+/// transaction). The catalog is readable by every role.
 pub(crate) const SELECT_VECTOR_INDEX: &str = "SELECT indexdef,
     EXISTS (SELECT 1 FROM pg_catalog.pg_proc p
         JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
         WHERE n.nspname = $1 AND p.proname = 'nearest_resources')
     FROM pg_catalog.pg_indexes
     WHERE schemaname = $1 AND tablename = 'resources' AND indexname = 'resources_embedding'";
-
-/// The layout of an existing index definition (from [`SELECT_VECTOR_INDEX`]).
-pub(crate) fn layout_of(indexdef: &str) -> Layout {
-    if indexdef.contains("l2_normalize") { Layout::Unit } else { Layout::Typed }
-}
 
 /// How embeddings of a dimension are indexed in [`Layout::Typed`]: pgvector's HNSW takes
 /// `vector` up to 2000 dimensions and `halfvec` up to 4000; beyond that search is an exact scan.
@@ -334,41 +307,13 @@ fn ops_suffix(metric: Metric) -> &'static str {
 /// HNSW build parameters of new indexes: `m` (neighbours per node and layer; twice that on
 /// the bottom layer) and `ef_construction` (the candidate list of an insertion).
 ///
-/// A search's cost is the index pages it visits, and each visit costs far more than its
-/// distance: on a 100k x 384-d tenant a search at recall@10 0.95 visits 500-700 pages, and a
-/// page not in the CPU caches (the usual case: one search rarely meets the pages of the last)
-/// costs 1-1.5 us of buffer lookup, pin and tuple access against 0.4 us when cached. A sparser
-/// graph visits fewer pages per step, and a better-built one needs fewer steps for the same
-/// recall. Measured on the bench's data (100k MiniLM vectors, the first 200 of its queries,
-/// cold caches, `cargo test --test postgres_perf -- --ignored knn_cold`, indexes built in
-/// bulk): pgvector's default m 16, ef_construction 64 reached recall 0.949 at `ef_search` 24
-/// visiting 572 pages and 0.963 at 32 visiting 691 (0.95 and 1.04 ms per search through a
-/// bare client); m 8, ef_construction 128 reached 0.956 at 40 visiting 556 pages and 0.963 at
-/// 48 visiting 633 (0.83 and 0.90 ms); m 12 and m 16 at ef_construction 200 needed as many
-/// pages as the default for the same recall, m 6 more; m 8 at 200 needed fewer (0.955 at 32,
-/// 498 pages, 0.73 ms) but took twice as long to build (50 s against 22 s for 100k rows), and
-/// index maintenance is what already dominates ingesting embeddings. Building m 8 at 128 costs
-/// what the default costs (21.6 s against 22.8 s in bulk; row by row, as the bench ingests,
-/// 132 s for 100k), and the index is 12% smaller. Built row by row the graph is a little
-/// worse than in bulk (recall 0.948-0.954 at 40, 0.961-0.963 at 48 over two builds; at
-/// ef_construction 200, 0.961 at 40 but 198 s to ingest).
-///
-/// On small tenants the m 8 graph misses true neighbours: the conformance case
-/// `exact_search_matches_brute_force` (300 24-d vectors, k 10, `ef_search` 48) failed 10 of
-/// 12 runs with m 8 / 128 and passed 10 of 10 with 16 / 64. So m 8 is used only because small
-/// tenants are not searched through the graph at all: below `PgConfig::exact_below`
-/// embeddings (500) a search is an exact scan, about as cheap as the index there and exact,
-/// and the graph serves the large tenants it is tuned for.
-///
-/// Re-measured on 2026-11-27 through the provider (`postgres_perf knn`, 100k rows loaded row
-/// by row in batches of 1000, recall on the bench's 200 queries; pages per search from
-/// `knn_cold`; load 1.1-2.2 with another agent at work, which moves latency more than these
-/// parameters do): m 16 / 64 at `ef_search` 32, recall 0.961, 702 pages, p50 1.22-1.46 ms
-/// (a build of ours was running); m 8 / 128 at 40, 0.956, 560 pages, 1.02-1.12 ms, at 32,
-/// 0.941, 481 pages; m 8 / 200 at 32, 0.952, 497 pages, 0.90-1.01 ms, at 36, 0.955, 540
-/// pages, at 40, 0.958, 582 pages, 0.85-1.15 ms over six rounds. At equal recall 200 visits
-/// 5-10% fewer pages than 128, and ingest took about as long (190 s against 178 s; earlier
-/// sessions measured 198 s against 132 s): 200 is kept.
+/// A search's cost is the index pages it visits: each visit costs far more than its distance.
+/// A sparser graph (m 8) visits fewer pages per step, and a better-built one (ef_construction
+/// 200) needs fewer steps for the same recall, so m 8 / 200 reaches recall@10 0.95 on 100k
+/// 384-d embeddings visiting fewer pages than pgvector's default m 16 / 64, with a 12% smaller
+/// index. A graph this sparse misses true neighbours on small tenants; those are never
+/// searched through it: below `PgConfig::exact_below` embeddings a search is an exact scan.
+/// `docs/benchmarks.md` has the figures and how to reproduce them.
 pub const HNSW_M: u32 = 8;
 /// See [`HNSW_M`].
 pub const HNSW_EF_CONSTRUCTION: u32 = 200;
@@ -836,14 +781,6 @@ mod tests {
         let search =
             search_resources(&schema(), 384, Metric::Cosine, Order::Index(Layout::Unit), false);
         assert!(search.contains("ORDER BY (l2_normalize(embedding)::halfvec(384) <#>"), "{search}");
-        // The index definition PostgreSQL reports back is recognised.
-        assert_eq!(
-            layout_of(
-                "CREATE INDEX resources_embedding ON t.resources USING hnsw \
-                       (((l2_normalize(embedding))::halfvec(384)) halfvec_ip_ops)"
-            ),
-            Layout::Unit
-        );
     }
 
     #[test]
@@ -868,19 +805,12 @@ mod tests {
     }
 
     #[test]
-    fn other_metrics_and_older_tenants_keep_the_typed_index() {
+    fn other_metrics_keep_the_typed_index() {
         for metric in [Metric::L2, Metric::Dot] {
             assert_eq!(new_layout(metric), Layout::Typed);
             let ddl = create_vector_index(&schema(), 384, metric).expect("indexed");
             assert!(ddl.contains("((embedding::vector(384)) vector_"), "{ddl}");
         }
-        assert_eq!(
-            layout_of(
-                "CREATE INDEX resources_embedding ON t.resources USING hnsw \
-                       (((embedding)::vector(384)) vector_cosine_ops)"
-            ),
-            Layout::Typed
-        );
         let search =
             search_resources(&schema(), 384, Metric::Cosine, Order::Index(Layout::Typed), false);
         assert!(search.contains("ORDER BY (embedding::vector(384) <=> ($1::vector)::vector(384))"));

@@ -11,7 +11,7 @@ use std::borrow::Cow;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use super::crypto::SESSION_BYTES;
+use crate::crypto::SESSION_BYTES;
 use crate::error::{Error, Result};
 use crate::model::{
     Edge, EdgeId, Entity, EntityId, EntityIds, Metadata, Moment, MomentId, Resource, ResourceId,

@@ -12,7 +12,7 @@
 //! - **Durability**: every write goes through the write-ahead log. By default the WAL is not
 //!   fsynced per write (a process crash loses nothing; a power loss may lose the last writes);
 //!   [`RocksConfig::sync_writes`] fsyncs every commit.
-//! - **Encryption at rest** (`crypto.rs`): with [`RocksConfig::master_key`] set, new tenants get
+//! - **Encryption at rest** (`src/crypto/`): with [`RocksConfig::master_key`] set, new tenants get
 //!   their own data key and every value is sealed with AES-256-GCM under per-open session keys
 //!   bound to the tenant and column family; relation names and name prefixes in keys become
 //!   keyed tokens; deleting a tenant shreds its key first.
@@ -20,26 +20,20 @@
 //!   scans whose cost grows with the tenant (vector search, entity search, export pages, time
 //!   ranges) run on tokio's blocking pool.
 
-mod cf;
+pub(crate) mod cf;
 pub(crate) mod codec;
-pub(crate) mod crypto;
-pub(crate) mod gcm;
 mod graph;
-pub(crate) mod hnsw;
 pub(crate) mod keys;
 mod query;
-mod sealing;
-mod simd;
 mod store;
 mod tenants;
 mod txn;
-mod vector;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-pub use crypto::{MasterKey, SEAL_OVERHEAD};
-pub use hnsw::HnswParams;
+pub use crate::crypto::{MasterKey, SEAL_OVERHEAD};
+pub use crate::index::HnswParams;
 pub use tenants::TenantDb;
 pub use txn::RocksTxn;
 
@@ -96,13 +90,6 @@ impl RocksConfig {
             master_key: None,
         }
     }
-}
-
-/// The cores this process may use, asked once: `available_parallelism` reads cgroup files on
-/// every call, which cost ~28 µs per write when a write path asked it each time.
-pub(crate) fn cores() -> usize {
-    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-    *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
 }
 
 /// The embedded RocksDB provider.

@@ -29,8 +29,8 @@ use super::cf::{
 use super::codec;
 use super::keys::{self, Side};
 use super::tenants::TenantDb;
-use super::vector::VectorChange;
 use crate::error::{Error, Result};
+use crate::index::VectorChange;
 use crate::model::{
     Direction, Edge, EdgeId, Entity, EntityId, Moment, MomentId, Resource, ResourceId,
 };
@@ -189,9 +189,8 @@ impl<'a> View<'a> {
     /// A transaction reads both at its snapshot. Outside one, the two point reads are
     /// bracketed by the database's last sequence number: when it has not moved, no write
     /// landed between them and both read the same state; when it has, both are read again
-    /// from one snapshot. (Two plain reads cost ~1.1 µs; one MultiGet over both column
-    /// families measured +48% on every get, a snapshot per get costs a DB mutex, and the
-    /// check costs two atomic loads.)
+    /// from one snapshot. (A MultiGet over both column families costs more than two plain
+    /// reads, a snapshot per get takes a DB mutex, and the check costs two atomic loads.)
     pub(crate) fn resource(&self, id: ResourceId) -> Result<Resource> {
         let View::Db(tenant) = self else { return self.resource_once(id) };
         let before = tenant.db.latest_sequence_number();

@@ -15,8 +15,8 @@ use rocksdb::{OptimisticTransactionDB, Transaction};
 use super::RocksProvider;
 use super::store::{Ops, View, map_rocks_error};
 use super::tenants::TenantDb;
-use super::vector::VectorChange;
 use crate::error::{Error, Result};
+use crate::index::VectorChange;
 use crate::model::{
     Direction, Edge, EdgeId, Entity, EntityId, Moment, MomentId, Resource, ResourceId,
 };

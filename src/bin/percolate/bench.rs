@@ -8,11 +8,11 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use percolate::bench::dataset::Dataset;
 use percolate::bench::{
     self, BenchData, BenchProvider, LoadProgress, Report, Row, Sizes, Workload,
 };
 use percolate::config::Settings;
-use percolate::dataset::Dataset;
 #[cfg(feature = "postgres")]
 use percolate::postgres::PgProvider;
 #[cfg(feature = "rocksdb")]

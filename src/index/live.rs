@@ -8,9 +8,8 @@
 //!   A background thread moves them into the graph in small batches, so ingest never waits
 //!   for graph insertion and a resource is searchable the moment its write returns.
 //! - **Writers never wait for the indexer.** A commit only takes the inbox's lock, never the
-//!   graph's: the indexer holds the graph's lock while it links points, and a commit that
-//!   waited for it measured 4–17 ms for a batch of 1000 × 384-d on two busy cores (the write
-//!   itself takes ~1 ms). The indexer moves the inbox into its own state (`pending`) under both
+//!   graph's: the indexer holds the graph's lock while it links points, which takes longer
+//!   than the write itself. The indexer moves the inbox into its own state (`pending`) under both
 //!   locks, so a search (which takes both, in the same order) sees every change exactly once.
 //! - **Commit order is index order.** Commits that change embeddings apply their changes to the
 //!   index under one per-tenant lock held across the RocksDB commit, so two racing updates of a
@@ -42,8 +41,12 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use parking_lot::{Mutex, RwLock};
 
-use super::crypto::TenantCrypto;
+use super::fields::{Fields, Postings};
 use super::hnsw::{Hnsw, HnswParams, InsertPlan, Scored, prepare_in_place, prepared_copy};
+use super::snapshot::{
+    SNAPSHOT_FILE, SNAPSHOT_MAGIC, Snapshot, hash_bytes, hash_vector, read_snapshot,
+};
+use crate::crypto::TenantCrypto;
 use crate::model::{Filter, Metadata, Metric, ResourceId};
 
 /// A change to the searchable set, produced by a write and applied after its commit.
@@ -88,34 +91,8 @@ struct State {
     /// Every live resource with an embedding.
     slots: HashMap<ResourceId, Slot>,
     pending: HashMap<ResourceId, Pending>,
-    /// Graph points by top-level scalar metadata value: the candidates of an equality filter
-    /// without walking or scanning. Deleted points stay listed and are skipped at query time.
-    postings: HashMap<String, HashMap<Scalar, Vec<u32>>>,
-}
-
-/// A JSON scalar as a posting key. Numbers are keyed by their `f64` value, the way filters
-/// compare them (`1 == 1.0`).
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-enum Scalar {
-    Null,
-    Bool(bool),
-    Number(u64),
-    String(String),
-}
-
-impl Scalar {
-    fn of(value: &serde_json::Value) -> Option<Scalar> {
-        Some(match value {
-            serde_json::Value::Null => Scalar::Null,
-            serde_json::Value::Bool(b) => Scalar::Bool(*b),
-            serde_json::Value::Number(n) => {
-                let x = n.as_f64()?;
-                Scalar::Number(if x == 0.0 { 0.0f64.to_bits() } else { x.to_bits() })
-            }
-            serde_json::Value::String(s) => Scalar::String(s.clone()),
-            _ => return None,
-        })
-    }
+    /// Graph points by top-level scalar metadata value (see [`Postings`]).
+    postings: Postings,
 }
 
 /// A hit: resource and distance under the tenant's metric.
@@ -198,7 +175,7 @@ impl VectorIndex {
                 points: Vec::new(),
                 slots: HashMap::new(),
                 pending: HashMap::new(),
-                postings: HashMap::new(),
+                postings: Postings::default(),
             }),
             inbox: RwLock::new(Inbox::default()),
             metric,
@@ -253,7 +230,7 @@ impl VectorIndex {
         let index = Self::new(dimension, metric, params, exact_below, Some(persist));
         let mut changes = Vec::new();
         match snapshot {
-            Some(Snapshot { graph, ids, hashes, format_02: upgraded }) => {
+            Some(Snapshot { graph, ids, hashes }) => {
                 let mut state = index.state.write();
                 let mut by_id: HashMap<ResourceId, u32> = HashMap::with_capacity(ids.len());
                 for (point, id) in ids.iter().enumerate() {
@@ -267,20 +244,14 @@ impl VectorIndex {
                     .map(|(id, hash)| Point { id: *id, metadata: Arc::default(), hash: *hash })
                     .collect();
                 state.graph = graph;
-                // A snapshot of format 02 is checked with its own hash; its points then take
-                // this format's hash, and the snapshot is rewritten in this format.
-                let snapshot_hash = if upgraded { format_02::hash_vector } else { hash_vector };
                 for (id, vector, metadata) in stored {
                     match by_id.remove(&id) {
                         Some(point)
-                            if state.points[point as usize].hash == snapshot_hash(&vector) =>
+                            if state.points[point as usize].hash == hash_vector(&vector) =>
                         {
                             let fields = Fields::of(&metadata);
-                            state.post(point, &fields);
+                            state.postings.post(point, &fields);
                             state.points[point as usize].metadata = Arc::new(fields);
-                            if upgraded {
-                                state.points[point as usize].hash = hash_vector(&vector);
-                            }
                             state.slots.insert(id, Slot::Graph(point));
                         }
                         stale => {
@@ -296,7 +267,7 @@ impl VectorIndex {
                 for point in by_id.into_values() {
                     state.graph.delete(point);
                 }
-                index.dirty.store(upgraded || vanished || !changes.is_empty(), Ordering::Release);
+                index.dirty.store(vanished || !changes.is_empty(), Ordering::Release);
                 index.restored.store(state.slots.len(), Ordering::Relaxed);
             }
             None => {
@@ -377,9 +348,7 @@ impl VectorIndex {
     /// one: the snapshot is only ever a cache.
     ///
     /// Only when idle: a snapshot is the whole graph (80 MB at 50k × 384-d) copied, hashed,
-    /// written and synced, and snapshots taken while a load was still being indexed (each
-    /// time the graph had doubled) doubled the p50 of single gets measured meanwhile by
-    /// `percolate bench` (10-19 µs without, 24-30 µs with, alternating runs).
+    /// written and synced, which would compete with a load still being indexed.
     fn snapshot_if_due(&self, idle: bool) {
         let changed = self.changed.load(Ordering::Relaxed);
         if !idle || self.persist.is_none() || changed < SNAPSHOT_MIN_CHANGES {
@@ -531,7 +500,7 @@ impl VectorIndex {
         };
         let plans: Vec<InsertPlan> = {
             let lock = &self.state;
-            let cores = super::cores().clamp(1, 4);
+            let cores = crate::host::cores().clamp(1, 4);
             let last_write = self.last_write.load(Ordering::Relaxed);
             let writing = last_write != 0 && self.elapsed_ms().saturating_sub(last_write) < 100;
             let threads = if writing { cores.saturating_sub(1).max(1) } else { cores };
@@ -576,7 +545,7 @@ impl VectorIndex {
                 }
                 let Some(pending) = state.pending.remove(&id) else { continue };
                 let point = state.graph.commit(plan);
-                state.post(point, &pending.metadata);
+                state.postings.post(point, &pending.metadata);
                 state.points.push(Point { id, metadata: pending.metadata, hash: pending.hash });
                 state.slots.insert(id, Slot::Graph(point));
                 self.changed.fetch_add(1, Ordering::Relaxed);
@@ -635,7 +604,7 @@ impl VectorIndex {
             let new = new as u32;
             if state.slots.get(&point.id) == Some(&Slot::Graph(point.old)) {
                 slots.insert(point.id, Slot::Graph(new));
-                state.post(new, &point.metadata);
+                state.postings.post(new, &point.metadata);
             } else {
                 fresh.delete(new);
             }
@@ -703,16 +672,7 @@ impl VectorIndex {
                 .values()
                 .map(|p| 4 * p.vector.capacity() + arc(&p.metadata))
                 .sum::<usize>();
-        let postings = state
-            .postings
-            .iter()
-            .map(|(key, values)| {
-                key.capacity()
-                    + values.capacity() * (size_of::<(Scalar, Vec<u32>)>() + 1)
-                    + values.values().map(|ids| 4 * ids.capacity()).sum::<usize>()
-            })
-            .sum::<usize>();
-        points + slots + pending + postings
+        points + slots + pending + state.postings.heap_bytes()
     }
 
     /// The `k` nearest live resources that match `filter`, nearest first, ties by id.
@@ -749,7 +709,7 @@ impl VectorIndex {
         // those and skip the walk. Above that the walk finds k matches quickly anyway.
         let planned = match filter {
             Some(filter) if !exact_graph => {
-                state.candidates(filter).filter(|c| c.len() * 20 <= live)
+                state.postings.candidates(filter).filter(|c| c.len() * 20 <= live)
             }
             _ => None,
         };
@@ -836,70 +796,13 @@ fn lower_priority() {
 
 fn distance(metric: Metric, a: &[f32], b: &[f32]) -> f32 {
     match metric {
-        Metric::Cosine => 1.0 - super::simd::dot(a, b),
-        Metric::Dot => -super::simd::dot(a, b),
-        Metric::L2 => super::simd::squared_l2(a, b),
+        Metric::Cosine => 1.0 - super::distance::dot(a, b),
+        Metric::Dot => -super::distance::dot(a, b),
+        Metric::L2 => super::distance::squared_l2(a, b),
     }
 }
 
 impl State {
-    /// Lists `point` under each top-level scalar of its metadata.
-    fn post(&mut self, point: u32, metadata: &Fields) {
-        for (key, value) in metadata.iter() {
-            if let Some(scalar) = Scalar::of(value) {
-                self.postings
-                    .entry(key.to_owned())
-                    .or_default()
-                    .entry(scalar)
-                    .or_default()
-                    .push(point);
-            }
-        }
-    }
-
-    /// The graph points that may match `filter`, from the postings, when the filter pins
-    /// top-level fields to values (`{"a": 1}`, `$eq`, `$in`, and `$and`/`$or` of those);
-    /// `None` when it does not. A superset is fine: candidates are checked against the filter.
-    fn candidates(&self, filter: &Filter) -> Option<Vec<u32>> {
-        let posted = |path: &[String], value: &serde_json::Value| -> Option<&[u32]> {
-            let [key] = path else { return None };
-            let scalar = Scalar::of(value)?;
-            Some(
-                self.postings
-                    .get(key)
-                    .and_then(|values| values.get(&scalar))
-                    .map_or(&[][..], Vec::as_slice),
-            )
-        };
-        match filter {
-            Filter::Compare { path, op: crate::model::CmpOp::Eq, value } => {
-                posted(path, value).map(<[u32]>::to_vec)
-            }
-            Filter::In { path, values, negated: false } => {
-                let mut all = Vec::new();
-                for value in values {
-                    all.extend_from_slice(posted(path, value)?);
-                }
-                all.sort_unstable();
-                all.dedup();
-                Some(all)
-            }
-            Filter::And(parts) => {
-                parts.iter().filter_map(|part| self.candidates(part)).min_by_key(Vec::len)
-            }
-            Filter::Or(parts) => {
-                let mut all = Vec::new();
-                for part in parts {
-                    all.extend(self.candidates(part)?);
-                }
-                all.sort_unstable();
-                all.dedup();
-                Some(all)
-            }
-            _ => None,
-        }
-    }
-
     fn remove(&mut self, id: ResourceId) {
         match self.slots.remove(&id) {
             Some(Slot::Graph(point)) => self.graph.delete(point),
@@ -925,474 +828,5 @@ impl State {
     }
 }
 
-/// The snapshot's file name inside the tenant directory.
-pub(crate) const SNAPSHOT_FILE: &str = "vectors.hnsw";
-const SNAPSHOT_MAGIC: &[u8; 8] = b"PCHNSW03";
-/// Format 02: as 03, with the single-chain hashes of [`format_02`].
-const SNAPSHOT_MAGIC_02: &[u8; 8] = b"PCHNSW02";
-
-/// A snapshot as read: the graph, each point's resource id and embedding hash, and whether
-/// it is of format 02 (its hashes made by [`format_02::hash_vector`]).
-pub(crate) struct Snapshot {
-    graph: Hnsw,
-    ids: Vec<ResourceId>,
-    hashes: Vec<u64>,
-    format_02: bool,
-}
-
-/// Reads and checks a snapshot (format 03, or 02 as earlier builds wrote it): magic,
-/// checksum, a consistent graph, ids and hashes for every point, the expected dimension and
-/// metric. `None` for anything else, never a panic.
-fn read_snapshot(
-    path: &Path,
-    crypto: Option<&TenantCrypto>,
-    dimension: usize,
-    metric: Metric,
-) -> Option<Snapshot> {
-    let mut bytes = std::fs::read(path).ok()?;
-    if let Some(crypto) = crypto {
-        bytes = crypto.open(SNAPSHOT_FILE, b"", &bytes).ok()?;
-    }
-    let body_len = bytes.len().checked_sub(8)?;
-    let (body, checksum) = bytes.split_at(body_len);
-    let checksum = u64::from_le_bytes(checksum.try_into().ok()?);
-    let format_02 = if body.starts_with(SNAPSHOT_MAGIC) {
-        (checksum == hash_bytes(body)).then_some(false)?
-    } else if body.starts_with(SNAPSHOT_MAGIC_02) {
-        (checksum == format_02::hash_bytes(body)).then_some(true)?
-    } else {
-        return None;
-    };
-    let (graph, used) = Hnsw::decode(&body[SNAPSHOT_MAGIC.len()..])?;
-    if graph.dimension() != dimension || graph.metric() != metric {
-        return None;
-    }
-    let rest = &body[SNAPSHOT_MAGIC.len() + used..];
-    let count = graph.len();
-    if rest.len() != count * 24 {
-        return None;
-    }
-    let (id_bytes, hash_bytes_) = rest.split_at(count * 16);
-    let ids = id_bytes
-        .chunks_exact(16)
-        .map(|c| ResourceId::from_bytes(c.try_into().unwrap_or([0; 16])))
-        .collect();
-    let hashes = hash_bytes_
-        .chunks_exact(8)
-        .map(|c| u64::from_le_bytes(c.try_into().unwrap_or([0; 8])))
-        .collect();
-    Some(Snapshot { graph, ids, hashes, format_02 })
-}
-
-/// A point's metadata as the index keeps it for filters: the top-level fields sorted by key in
-/// one allocation. `serde_json`'s own map is a `BTreeMap` whose node alone is ~630 bytes even
-/// for two small fields: on the bench's 50k points that was 1.97x the raw vectors for the whole
-/// index against 1.44x for the graph.
-#[derive(Debug, Default)]
-pub(crate) struct Fields(Box<[(Box<str>, serde_json::Value)]>);
-
-impl Fields {
-    pub(crate) fn of(metadata: &Metadata) -> Self {
-        // The map iterates in key order (byte order, as `str` compares), so the slice is sorted.
-        Self(metadata.iter().map(|(key, value)| (key.as_str().into(), value.clone())).collect())
-    }
-
-    fn get(&self, key: &str) -> Option<&serde_json::Value> {
-        let found = self.0.binary_search_by(|(k, _)| (**k).cmp(key)).ok()?;
-        Some(&self.0[found].1)
-    }
-
-    fn iter(&self) -> impl Iterator<Item = (&str, &serde_json::Value)> {
-        self.0.iter().map(|(key, value)| (&**key, value))
-    }
-
-    fn matches(&self, filter: &Filter) -> bool {
-        filter.matches_fields(&|key: &str| self.get(key))
-    }
-
-    /// Heap bytes, estimated (allocator overhead not counted).
-    fn heap_bytes(&self) -> usize {
-        self.0.len() * std::mem::size_of::<(Box<str>, serde_json::Value)>()
-            + self.iter().map(|(key, value)| key.len() + value_heap_bytes(value)).sum::<usize>()
-    }
-}
-
-/// Heap bytes of a JSON map and what it holds, estimated: `serde_json`'s map is a `BTreeMap`
-/// whose nodes hold up to 11 entries, so even a map of two small fields costs a whole node
-/// (~630 bytes).
-fn map_heap_bytes(map: &Metadata) -> usize {
-    use std::mem::size_of;
-    const CAPACITY: usize = 11;
-    let node =
-        2 * size_of::<usize>() + CAPACITY * (size_of::<String>() + size_of::<serde_json::Value>());
-    map.len().div_ceil(CAPACITY) * node
-        + map.iter().map(|(key, value)| key.capacity() + value_heap_bytes(value)).sum::<usize>()
-}
-
-fn value_heap_bytes(value: &serde_json::Value) -> usize {
-    use serde_json::Value;
-    match value {
-        Value::String(text) => text.capacity(),
-        Value::Array(items) => {
-            items.capacity() * std::mem::size_of::<Value>()
-                + items.iter().map(value_heap_bytes).sum::<usize>()
-        }
-        Value::Object(map) => map_heap_bytes(map),
-        Value::Null | Value::Bool(_) | Value::Number(_) => 0,
-    }
-}
-
-const HASH_K: u64 = 0x9E37_79B9_7F4A_7C15;
-
-/// Four independent multiply-xorshift chains over consecutive 8-byte words (word `i` feeds
-/// chain `i % 4`), combined at the end. One chain waits ~6 cycles on each multiply; four keep
-/// the multiplier busy. The single chain of snapshot format 02 took ~0.3-0.4 us of every
-/// embedding written, and again of every embedding checked against a snapshot on open.
-struct Lanes([u64; 4]);
-
-impl Lanes {
-    fn new(seed: u64, len: usize) -> Self {
-        Self(std::array::from_fn(|i| seed ^ (len as u64 + i as u64).wrapping_mul(HASH_K)))
-    }
-
-    #[inline(always)]
-    fn step(lane: u64, word: u64) -> u64 {
-        let lane = (lane ^ word).wrapping_mul(HASH_K);
-        lane ^ lane >> 29
-    }
-
-    /// Four consecutive words, the first at a multiple of four.
-    #[inline(always)]
-    fn group(&mut self, words: [u64; 4]) {
-        let [a, b, c, d] = self.0;
-        let [w, x, y, z] = words;
-        self.0 = [Self::step(a, w), Self::step(b, x), Self::step(c, y), Self::step(d, z)];
-    }
-
-    /// The last (at most three) words, after the groups.
-    fn finish(mut self, tail: impl Iterator<Item = u64>) -> u64 {
-        for (lane, word) in self.0.iter_mut().zip(tail) {
-            *lane = Self::step(*lane, word);
-        }
-        let [mut h, rest @ ..] = self.0;
-        for (i, lane) in rest.into_iter().enumerate() {
-            h = (h ^ lane.rotate_left(16 * (i as u32 + 1))).wrapping_mul(HASH_K);
-            h ^= h >> 29;
-        }
-        h ^= h >> 32;
-        h.wrapping_mul(HASH_K) ^ (h >> 29)
-    }
-}
-
-/// [`Lanes`] over `items`, `per_word` of them to a word (`word` makes it; the last one may
-/// get fewer).
-#[inline(always)]
-fn hash_items<T>(seed: u64, items: &[T], per_word: usize, word: impl Fn(&[T]) -> u64) -> u64 {
-    let mut lanes = Lanes::new(seed, items.len());
-    let groups = items.chunks_exact(4 * per_word);
-    let tail = groups.remainder();
-    for group in groups {
-        lanes.group(std::array::from_fn(|i| word(&group[per_word * i..per_word * (i + 1)])));
-    }
-    lanes.finish(tail.chunks(per_word).map(word))
-}
-
-/// A fast 64-bit hash (not cryptographic: it detects damage and change, not attacks): the
-/// checksum of a snapshot. Little-endian words, the last one zero-padded.
-fn hash_bytes(bytes: &[u8]) -> u64 {
-    hash_items(0xcbf2_9ce4_8422_2325, bytes, 8, |b| {
-        let mut w = [0u8; 8];
-        w[..b.len()].copy_from_slice(b);
-        u64::from_le_bytes(w)
-    })
-}
-
-/// The hash of an embedding (of its bits, so it agrees with the stored bytes): two floats
-/// to a word, the last one alone when the dimension is odd.
-fn hash_vector(vector: &[f32]) -> u64 {
-    hash_items(0x8422_2325_cbf2_9ce4, vector, 2, |pair| {
-        let low = u64::from(pair[0].to_bits());
-        let high = pair.get(1).map_or(0, |x| u64::from(x.to_bits()));
-        low | high << 32
-    })
-}
-
-/// The hashes of snapshot format 02, one chain each: read to open such snapshots, never
-/// written.
-mod format_02 {
-    const K: u64 = 0x9E37_79B9_7F4A_7C15;
-
-    pub(super) fn hash_bytes(bytes: &[u8]) -> u64 {
-        let mut h: u64 = 0xcbf2_9ce4_8422_2325 ^ (bytes.len() as u64).wrapping_mul(K);
-        let words = bytes.chunks_exact(8);
-        let tail = words.remainder();
-        for word in words {
-            let w = u64::from_le_bytes(word.try_into().unwrap_or_default());
-            h = (h ^ w).wrapping_mul(K);
-            h ^= h >> 29;
-        }
-        for (i, b) in tail.iter().enumerate() {
-            h = (h ^ (u64::from(*b) << (8 * i))).wrapping_mul(K);
-        }
-        h ^= h >> 32;
-        h.wrapping_mul(K) ^ (h >> 29)
-    }
-
-    pub(super) fn hash_vector(vector: &[f32]) -> u64 {
-        let mut h: u64 = 0x8422_2325_cbf2_9ce4 ^ (vector.len() as u64).wrapping_mul(K);
-        for pair in vector.chunks(2) {
-            let low = u64::from(pair[0].to_bits());
-            let high = pair.get(1).map_or(0, |x| u64::from(x.to_bits()));
-            h = (h ^ (low | high << 32)).wrapping_mul(K);
-            h ^= h >> 29;
-        }
-        h ^= h >> 32;
-        h.wrapping_mul(K) ^ (h >> 29)
-    }
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn vector(seed: u64) -> Vec<f32> {
-        crate::dataset::Dataset::synthetic(1, 0, 16, 0, seed).row(0).to_vec()
-    }
-
-    #[test]
-    fn changes_waiting_in_the_inbox_supersede_the_graph() {
-        let index = VectorIndex::new(16, Metric::Cosine, HnswParams::default(), 0, None);
-        let ids: Vec<ResourceId> = (0..300).map(|_| ResourceId::new()).collect();
-        let upsert = |id: ResourceId, seed: u64, tag: i64| VectorChange::Upsert {
-            id,
-            vector: vector(seed),
-            metadata: Arc::new(serde_json::json!({ "tag": tag }).as_object().unwrap().clone()),
-        };
-        index.apply(ids.iter().enumerate().map(|(i, id)| upsert(*id, i as u64, 0)).collect());
-        index.wait_indexed();
-        // Without letting the indexer run: hold its maintenance lock, so the changes stay in
-        // the inbox while we search.
-        let _hold = index.maintenance.lock();
-        let tag_two = Arc::new(serde_json::json!({ "tag": 2 }).as_object().unwrap().clone());
-        index.apply(vec![
-            upsert(ids[0], 1000, 1),
-            VectorChange::Remove { id: ids[1] },
-            // Prepared off the commit path, as a batch does.
-            index.prepare(ids[2], &vector(2), &tag_two),
-        ]);
-        assert!(!index.inbox.read().changes.is_empty());
-        // Stats count the inbox as a drain would apply it: three graph points superseded,
-        // two of them pending again.
-        assert_eq!(index.stats(), (300, 2, 3));
-        // ids[0] moved: its old vector no longer finds it, its new one does.
-        assert!(index.search(&vector(0), 5, None, None).iter().all(|h| h.id != ids[0]));
-        assert_eq!(index.search(&vector(1000), 1, None, None)[0].id, ids[0]);
-        // ids[1] is gone, under every search path.
-        let filter = Filter::parse(&serde_json::json!({ "tag": 0 })).unwrap();
-        for filter in [None, Some(&filter)] {
-            assert!(index.search(&vector(1), 300, None, filter).iter().all(|h| h.id != ids[1]));
-        }
-        // ids[2] kept its vector but changed its metadata: filters see the new metadata.
-        let two = Filter::parse(&serde_json::json!({ "tag": 2 })).unwrap();
-        let hits = index.search(&vector(2), 10, None, Some(&two));
-        assert_eq!(hits.iter().map(|h| h.id).collect::<Vec<_>>(), vec![ids[2]]);
-        let zero = index.search(&vector(2), 300, None, Some(&filter));
-        assert!(zero.iter().all(|h| h.id != ids[2] && h.id != ids[0]));
-        assert_eq!(zero.len(), 297);
-        index.drain(&mut index.state.write());
-        assert!(index.inbox.read().changes.is_empty());
-        assert_eq!(index.stats(), (300, 2, 3));
-    }
-
-    #[test]
-    fn compaction_keeps_every_live_point_findable() {
-        let index = VectorIndex::new(16, Metric::Cosine, HnswParams::default(), 0, None);
-        let ids: Vec<ResourceId> = (0..2000).map(|_| ResourceId::new()).collect();
-        index.apply(
-            ids.iter()
-                .enumerate()
-                .map(|(i, id)| VectorChange::Upsert {
-                    id: *id,
-                    vector: vector(i as u64),
-                    metadata: Arc::default(),
-                })
-                .collect(),
-        );
-        index.wait_indexed();
-        index.apply(ids.iter().step_by(2).map(|id| VectorChange::Remove { id: *id }).collect());
-        index.wait_indexed();
-        let (graph, pending, tombstones) = index.stats();
-        assert_eq!((graph, pending, tombstones), (1000, 0, 0));
-        for (i, id) in ids.iter().enumerate().skip(1).step_by(2).take(50) {
-            let hits = index.search(&vector(i as u64), 1, None, None);
-            assert_eq!(hits.first().map(|h| h.id), Some(*id), "point {i}");
-        }
-    }
-
-    /// The hashes are stored in snapshots: a change to them must come with a new format.
-    #[test]
-    fn hashes_are_pinned() {
-        let v: Vec<f32> = (0..7).map(|i| i as f32 * 0.5 - 1.0).collect();
-        assert_eq!(hash_vector(&v), PINNED_VECTOR_HASH);
-        assert_eq!(hash_bytes(b"percolate snapshot"), PINNED_BYTES_HASH);
-        // Every word counts, in place, whichever lane it lands in.
-        let mut swapped = v.clone();
-        swapped.swap(0, 2);
-        assert_ne!(hash_vector(&swapped), hash_vector(&v));
-        assert_ne!(hash_vector(&v[..6]), hash_vector(&v));
-        assert_ne!(hash_bytes(b"percolate snapshoT"), PINNED_BYTES_HASH);
-    }
-
-    const PINNED_VECTOR_HASH: u64 = 5_563_758_725_442_807_478;
-    const PINNED_BYTES_HASH: u64 = 3_547_941_887_860_245_957;
-
-    /// The indexer writes a snapshot by itself once enough of the graph changed, and only
-    /// then; a tenant being deleted gets none.
-    #[test]
-    fn the_indexer_snapshots_a_graph_that_changed_enough() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join(SNAPSHOT_FILE);
-        let discarded = Arc::new(AtomicBool::new(false));
-        let persist = Persist {
-            dir: dir.path().to_path_buf(),
-            crypto: None,
-            discarded: Arc::clone(&discarded),
-        };
-        let index =
-            VectorIndex::open(persist, None, 16, Metric::Cosine, HnswParams::default(), 0, vec![]);
-        let upserts = |range: std::ops::Range<u64>| -> Vec<VectorChange> {
-            range
-                .map(|i| VectorChange::Upsert {
-                    id: ResourceId::new(),
-                    vector: vector(i),
-                    metadata: Arc::default(),
-                })
-                .collect()
-        };
-        index.apply(upserts(0..SNAPSHOT_MIN_CHANGES as u64 - 1));
-        index.wait_indexed();
-        index.snapshot_if_due(true);
-        assert!(!path.exists(), "too few changes for a snapshot");
-        index.apply(upserts(SNAPSHOT_MIN_CHANGES as u64..SNAPSHOT_MIN_CHANGES as u64 + 2));
-        index.wait_indexed();
-        // The background indexer may have written it already (or be writing it: the lock
-        // waits for that); if not, this call does.
-        index.snapshot_if_due(true);
-        drop(index.snapshot_lock.lock());
-        assert!(path.exists(), "a snapshot once enough changed");
-        assert_eq!(index.changed.load(Ordering::Relaxed), 0);
-        std::fs::remove_file(&path).unwrap();
-        discarded.store(true, Ordering::Release);
-        index.apply(upserts(100_000..100_000 + SNAPSHOT_MIN_CHANGES as u64));
-        index.wait_indexed();
-        index.snapshot_if_due(true);
-        drop(index.snapshot_lock.lock());
-        assert!(!path.exists(), "no snapshot for a tenant being deleted");
-    }
-
-    /// A snapshot written by an earlier build (format 02) opens as it is: its points are
-    /// checked with that format's hash, nothing is re-inserted, and the next snapshot is
-    /// written in the current format.
-    #[test]
-    fn snapshots_of_format_02_open_without_a_rebuild() {
-        let dir = tempfile::tempdir().unwrap();
-        let index = VectorIndex::new(16, Metric::Cosine, HnswParams::default(), 0, None);
-        let stored: Vec<(ResourceId, Vec<f32>, Arc<Metadata>)> =
-            (0..500).map(|i| (ResourceId::new(), vector(i), Arc::default())).collect();
-        index.apply(
-            stored
-                .iter()
-                .map(|(id, vector, metadata)| VectorChange::Upsert {
-                    id: *id,
-                    vector: vector.clone(),
-                    metadata: Arc::clone(metadata),
-                })
-                .collect(),
-        );
-        index.wait_indexed();
-        index.write_snapshot(dir.path(), None).unwrap();
-        drop(index);
-        // Rewrite it as format 02: magic, point hashes and checksum.
-        let path = dir.path().join(SNAPSHOT_FILE);
-        let bytes = std::fs::read(&path).unwrap();
-        let mut body = bytes[..bytes.len() - 8].to_vec();
-        body[..8].copy_from_slice(SNAPSHOT_MAGIC_02);
-        let (_, used) = Hnsw::decode(&body[8..]).unwrap();
-        let hashes_at = 8 + used + 16 * stored.len();
-        let by_id: HashMap<ResourceId, &Vec<f32>> =
-            stored.iter().map(|(id, vector, _)| (*id, vector)).collect();
-        for point in 0..stored.len() {
-            let id_at = 8 + used + 16 * point;
-            let id = ResourceId::from_bytes(body[id_at..id_at + 16].try_into().unwrap());
-            let old = format_02::hash_vector(by_id[&id]);
-            body[hashes_at + 8 * point..hashes_at + 8 * point + 8]
-                .copy_from_slice(&old.to_le_bytes());
-        }
-        let checksum = format_02::hash_bytes(&body);
-        body.extend_from_slice(&checksum.to_le_bytes());
-        std::fs::write(&path, &body).unwrap();
-
-        let open = |stored: &[(ResourceId, Vec<f32>, Arc<Metadata>)]| {
-            let persist =
-                Persist { dir: dir.path().to_path_buf(), crypto: None, discarded: Arc::default() };
-            let snapshot = VectorIndex::read_snapshot(&persist, 16, Metric::Cosine);
-            VectorIndex::open(
-                persist,
-                snapshot,
-                16,
-                Metric::Cosine,
-                HnswParams::default(),
-                0,
-                stored.to_vec(),
-            )
-        };
-        let reopened = open(&stored);
-        // Every point came from the snapshot: none pending, none tombstoned.
-        assert_eq!(reopened.stats(), (500, 0, 0));
-        assert_eq!(reopened.restored(), 500);
-        assert!(reopened.dirty.load(Ordering::Acquire), "an 02 snapshot is rewritten");
-        assert_eq!(reopened.search(&vector(7), 1, None, None)[0].id, stored[7].0);
-        reopened.write_snapshot(dir.path(), None).unwrap();
-        drop(reopened);
-        assert!(std::fs::read(&path).unwrap().starts_with(SNAPSHOT_MAGIC));
-        assert_eq!(open(&stored).stats(), (500, 0, 0));
-        // A changed embedding is still caught through the old hashes.
-        let mut changed = stored.clone();
-        changed[3].1 = vector(9999);
-        std::fs::write(&path, &body).unwrap();
-        let (graph, pending, tombstones) = open(&changed).stats();
-        assert_eq!((graph, pending, tombstones), (500, 1, 1));
-    }
-
-    /// The index's compact metadata answers every filter as the metadata itself does.
-    #[test]
-    fn fields_match_filters_as_the_metadata_does() {
-        let maps = [
-            serde_json::json!({}),
-            serde_json::json!({"a": 1, "b": "x", "c": {"d": [1, 2]}, "z": null}),
-            serde_json::json!({"b": "y", "a": 2.0, "aa": true, "": 0}),
-        ];
-        let filters = [
-            serde_json::json!({"a": 1}),
-            serde_json::json!({"a": {"$gte": 1.5}}),
-            serde_json::json!({"b": {"$in": ["x", "q"]}}),
-            serde_json::json!({"c.d": {"$exists": true}}),
-            serde_json::json!({"z": {"$exists": false}}),
-            serde_json::json!({"$or": [{"aa": true}, {"b": {"$ne": "x"}}]}),
-            serde_json::json!({"$not": {"missing": 1}}),
-        ];
-        for map in &maps {
-            let metadata = map.as_object().unwrap();
-            let fields = Fields::of(metadata);
-            assert_eq!(fields.iter().count(), metadata.len());
-            for (key, value) in metadata {
-                assert_eq!(fields.get(key), Some(value), "{key}");
-            }
-            assert_eq!(fields.get("absent"), None);
-            for filter in &filters {
-                let filter = Filter::parse(filter).unwrap();
-                assert_eq!(fields.matches(&filter), filter.matches(metadata), "{map} {filter:?}");
-            }
-        }
-    }
-}
+mod tests;

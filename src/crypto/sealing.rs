@@ -43,7 +43,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use parking_lot::Mutex;
 
-use super::crypto::{Nonces, TenantCrypto, Unsealed};
+use super::{Nonces, TenantCrypto, Unsealed};
 use crate::Result;
 
 /// Records per chunk: small enough that waiting for the helper's current chunk is short,
@@ -170,7 +170,7 @@ impl RecordSealer {
             panic: Mutex::new(None),
         });
         offer(Arc::clone(&job));
-        let chunk_bytes = CHUNK * (bytes + super::crypto::SEAL_OVERHEAD);
+        let chunk_bytes = CHUNK * (bytes + super::SEAL_OVERHEAD);
         RecordSealer { job, pending: Encoded::new(chunk_bytes), overflow: Vec::new() }
     }
 
@@ -427,13 +427,15 @@ impl Job {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::crypto::MasterKey;
     use crate::model::TenantId;
-    use crate::rocks::crypto::MasterKey;
 
     fn crypto() -> (tempfile::TempDir, Arc<TenantCrypto>) {
         let dir = tempfile::tempdir().unwrap();
         let kek = MasterKey::from_bytes([7; 32]).kek(dir.path()).unwrap();
-        let crypto = kek.create_tenant_key(dir.path(), &TenantId::new("a").unwrap()).unwrap();
+        let crypto = kek
+            .create_tenant_key(dir.path(), &TenantId::new("a").unwrap(), &["resources"])
+            .unwrap();
         (dir, Arc::new(crypto))
     }
 
@@ -511,7 +513,7 @@ mod tests {
     fn the_helper_is_kept_off_the_callers_cpu_or_not_used() {
         let cpu = placement::current_cpu().unwrap();
         let mut placement = placement::Placement::of_this_thread();
-        if crate::rocks::cores() >= 2 {
+        if crate::host::cores() >= 2 {
             assert!(placement.keep_off(Some(cpu)));
         }
         std::thread::spawn(move || {

@@ -85,8 +85,12 @@ impl Dataset {
         let ground_truth = if gt_path.exists() {
             let bytes = read_file(&gt_path)?;
             let (nq, k) = read_header(&gt_path, &bytes)?;
-            let ids_end = 8 + nq * k * 4;
-            if bytes.len() < ids_end || nq != queries.len() / dimension {
+            let ids_end =
+                nq.checked_mul(k).and_then(|n| n.checked_mul(4)).and_then(|n| n.checked_add(8));
+            let Some(ids_end) = ids_end.filter(|end| *end <= bytes.len()) else {
+                return Err(io(&gt_path, "its header asks for more ids than the file holds"));
+            };
+            if nq != queries.len() / dimension {
                 return Err(io(&gt_path, "does not match the queries"));
             }
             let ids = bytes[8..ids_end]
@@ -102,7 +106,7 @@ impl Dataset {
         if edges_path.exists() {
             let bytes = read_file(&edges_path)?;
             let (_, count) = read_header(&edges_path, &bytes)?;
-            if bytes.len() != 8 + count * 8 {
+            if count.checked_mul(8).and_then(|n| n.checked_add(8)) != Some(bytes.len()) {
                 return Err(io(&edges_path, "size does not match its header"));
             }
             for pair in bytes[8..].chunks_exact(8) {

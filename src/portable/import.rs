@@ -1,0 +1,246 @@
+//! Pass 2 of import: writing what pass 1 verified, from the spool, idempotently by id. Owns
+//! the batching of writes; the checks themselves are in `verify` and the engine.
+
+#[allow(unused_imports)]
+use super::*;
+
+/// Imports the export file at `path` into `tenant` (the header's tenant when `None`), creating
+/// the tenant with the header's dimension and metric if it does not exist.
+///
+/// The whole file is verified first (as [`verify`] does); nothing is written unless it passes.
+/// What the verification parsed is kept in an unnamed spool file (next to `path`, or in the
+/// system's temporary directory if that directory is not writable), and the records are
+/// written from it with their ids and timestamps: resources in batches of up to [`BATCH`],
+/// the others one by one. A record whose id exists is skipped when identical. `progress` is
+/// called after every batch.
+///
+/// # Errors
+/// [`Error::Invalid`] naming the line for a bad file (nothing is written), or if an existing
+/// tenant's dimension or metric differs from the header's; [`Error::AlreadyExists`] naming the
+/// line if a record's id exists with different content (records before it are kept; the rest
+/// is not written); [`Error::Backend`] on storage failure.
+pub async fn import<P: Provider>(
+    engine: &MemoryEngine<P>,
+    path: &Path,
+    tenant: Option<&TenantId>,
+    mut progress: impl FnMut(Progress),
+) -> Result<ImportSummary> {
+    let owned: PathBuf = path.to_owned();
+    let (header, spool) = tokio::task::spawn_blocking(move || -> Result<(Header, File)> {
+        let mut spool = RecordSpool::create(&owned)?;
+        let header = check_file(&owned, CHUNK, |record, number| spool.push(&record, number))?;
+        Ok((header, spool.finish()?))
+    })
+    .await
+    .map_err(join_error("import"))??;
+    let target = tenant.cloned().unwrap_or_else(|| header.tenant.clone());
+    let (handle, created_tenant) = match engine.tenant(&target).await {
+        Ok(handle) => {
+            let config = handle.config().await?;
+            check_compatible(&target, &config, &header)?;
+            (handle, false)
+        }
+        Err(Error::NotFound { .. }) => {
+            (engine.create_tenant(&target, header.tenant_config()).await?, true)
+        }
+        Err(e) => return Err(e),
+    };
+
+    let mut writer = ImportWriter {
+        handle,
+        inserted: Counts::default(),
+        skipped: Counts::default(),
+        batch: Vec::with_capacity(BATCH),
+        batch_lines: Vec::with_capacity(BATCH),
+        batch_bytes: 0,
+        in_flight: None,
+    };
+    let total = header.counts.total();
+    let mut spooled = SpoolReader { input: BufReader::with_capacity(1 << 20, spool) };
+    while let Some((number, record)) = spooled.next()? {
+        match record {
+            Record::Resource(resource) => {
+                writer.batch_bytes += resource_bytes(&resource);
+                writer.batch.push(resource);
+                writer.batch_lines.push(number);
+                if writer.batch.len() >= BATCH || writer.batch_bytes >= BATCH_BYTES {
+                    writer.send_resources().await?;
+                    progress(Progress { done: writer.done(), total });
+                }
+            }
+            other => {
+                writer.flush_resources().await?;
+                writer.one(other, number).await?;
+                if writer.done() % BATCH as u64 == 0 {
+                    progress(Progress { done: writer.done(), total });
+                }
+            }
+        }
+    }
+    writer.flush_resources().await?;
+    progress(Progress { done: writer.done(), total });
+    Ok(ImportSummary {
+        tenant: target,
+        header,
+        created_tenant,
+        inserted: writer.inserted,
+        skipped: writer.skipped,
+    })
+}
+
+/// Roughly the bytes a resource holds, to bound a batch.
+pub(super) fn resource_bytes(resource: &Resource) -> usize {
+    resource.content.len()
+        + resource.uri.as_ref().map_or(0, String::len)
+        + resource.embedding.as_ref().map_or(0, |e| 4 * e.len())
+        + 256
+}
+
+pub(super) fn import_spool_error(e: std::io::Error) -> Error {
+    Error::Backend { provider: "import spool file", source: Box::new(e) }
+}
+
+pub(super) fn check_compatible(
+    target: &TenantId,
+    config: &TenantConfig,
+    header: &Header,
+) -> Result<()> {
+    if config.metric != header.metric {
+        return Err(Error::invalid(
+            "import file",
+            format!(
+                "tenant {target} uses metric {} but the file's is {}",
+                config.metric.as_str(),
+                header.metric.as_str()
+            ),
+        ));
+    }
+    if let (Some(have), Some(want)) = (config.dimension, header.dimension)
+        && have != want
+    {
+        return Err(Error::invalid(
+            "import file",
+            format!("tenant {target} has dimension {have} but the file's is {want}"),
+        ));
+    }
+    Ok(())
+}
+
+/// The outcome of one batch insert, with the batch back for the one-by-one path.
+pub(super) type BatchOutcome = (Vec<Resource>, Vec<u64>, Result<()>);
+
+pub(super) struct ImportWriter<P: Provider> {
+    handle: TenantHandle<P>,
+    inserted: Counts,
+    skipped: Counts,
+    batch: Vec<Resource>,
+    batch_lines: Vec<u64>,
+    batch_bytes: usize,
+    /// The batch being written while the next one is parsed; at most one, so batches land in
+    /// file order and a failure stops the import one batch after it.
+    in_flight: Option<tokio::task::JoinHandle<BatchOutcome>>,
+}
+
+impl<P: Provider> ImportWriter<P> {
+    fn done(&self) -> u64 {
+        self.inserted.total() + self.skipped.total()
+    }
+
+    /// Waits for the batch in flight and settles its outcome.
+    async fn settle(&mut self) -> Result<()> {
+        let Some(task) = self.in_flight.take() else { return Ok(()) };
+        let (batch, lines, outcome) =
+            task.await.map_err(|e| Error::Backend { provider: "import", source: Box::new(e) })?;
+        match outcome {
+            Ok(()) => {
+                self.inserted.resources += batch.len() as u64;
+                Ok(())
+            }
+            Err(Error::Invalid { what, reason }) => {
+                let (first, last) = (lines.first().copied(), lines.last().copied());
+                Err(Error::invalid(
+                    "import file",
+                    format!(
+                        "lines {}..={}: invalid {what}: {reason}",
+                        first.unwrap_or(0),
+                        last.unwrap_or(0)
+                    ),
+                ))
+            }
+            // Some of the batch is there already (an earlier, interrupted import): go one by
+            // one, skipping what is identical.
+            Err(Error::AlreadyExists { .. }) => {
+                for (resource, number) in batch.into_iter().zip(lines) {
+                    self.one(Record::Resource(resource), number).await?;
+                }
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Starts writing the gathered resources (after the previous batch has landed) and
+    /// returns, so parsing goes on while they are written.
+    async fn send_resources(&mut self) -> Result<()> {
+        self.settle().await?;
+        if self.batch.is_empty() {
+            return Ok(());
+        }
+        let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(BATCH));
+        let lines = std::mem::replace(&mut self.batch_lines, Vec::with_capacity(BATCH));
+        self.batch_bytes = 0;
+        let handle = self.handle.clone();
+        self.in_flight = Some(tokio::spawn(async move {
+            let outcome = handle.insert_resources(&batch).await;
+            (batch, lines, outcome)
+        }));
+        Ok(())
+    }
+
+    /// Writes every gathered resource and waits until they have landed.
+    async fn flush_resources(&mut self) -> Result<()> {
+        self.send_resources().await?;
+        self.settle().await
+    }
+
+    /// Inserts one record; an identical existing record is skipped.
+    async fn one(&mut self, record: Record, number: u64) -> Result<()> {
+        let kind = record_kind(&record);
+        let handle = &self.handle;
+        let inserted = match &record {
+            Record::Resource(r) => handle.insert_resources(std::slice::from_ref(r)).await,
+            Record::Entity(e) => handle.insert_entity(e).await,
+            Record::Edge(e) => handle.insert_edge(e).await,
+            Record::Moment(m) => handle.insert_moment(m).await,
+        };
+        match inserted {
+            Ok(()) => {
+                *self.inserted.slot(kind) += 1;
+                return Ok(());
+            }
+            Err(Error::AlreadyExists { .. }) => {}
+            Err(Error::Invalid { what, reason }) => {
+                return Err(at_line(number, format!("invalid {what}: {reason}")));
+            }
+            Err(e) => return Err(e),
+        }
+        let identical = match &record {
+            Record::Resource(r) => handle.get_resource(r.id).await? == *r,
+            Record::Entity(e) => handle.get_entity(e.id).await? == *e,
+            Record::Edge(e) => handle.get_edge(e.id).await? == *e,
+            Record::Moment(m) => handle.get_moment(m.id).await? == *m,
+        };
+        if !identical {
+            return Err(Error::AlreadyExists {
+                what: "different record",
+                id: format!(
+                    "{} {} (line {number}): the tenant holds another version of it",
+                    kind_name(kind),
+                    record_id(&record)
+                ),
+            });
+        }
+        *self.skipped.slot(kind) += 1;
+        Ok(())
+    }
+}
