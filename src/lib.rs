@@ -35,6 +35,7 @@ mod engine;
 mod error;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod mem;
 pub mod model;
 pub mod portable;
 pub mod provider;
