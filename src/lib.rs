@@ -46,6 +46,9 @@ pub mod rocks;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 
+#[cfg(feature = "testing")]
+pub mod testing;
+
 pub use engine::{
     EngineTxn, MAX_BATCH, MAX_CONTENT_BYTES, MAX_NAME_BYTES, MemoryEngine, TenantHandle,
 };
