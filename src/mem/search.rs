@@ -6,6 +6,7 @@
 //! contract's order. It is the reference the other providers' indexes are checked against, so
 //! it trades speed for being obviously right.
 
+use std::cmp::Ordering;
 use std::collections::HashSet;
 use std::ops::Bound;
 
@@ -48,9 +49,15 @@ pub(crate) fn edges(
         .collect())
 }
 
+/// How two distances order, nearest first. Equal numbers tie, `-0.0` and `0.0` included (a
+/// dot product with a zero vector is `-0.0`), so the caller can break the tie by id; NaN (only
+/// from overflowing values) ranks after every number.
+fn nearer(a: f32, b: f32) -> Ordering {
+    a.partial_cmp(&b).unwrap_or_else(|| a.is_nan().cmp(&b.is_nan()))
+}
+
 /// The `k` nearest resources matching the filter under `metric`, nearest first, ties by id.
-/// The filter applies before the cut. A distance that is NaN (only from overflowing values)
-/// ranks after every number.
+/// The filter applies before the cut.
 pub(crate) fn search_resources(
     state: &State,
     metric: Metric,
@@ -65,11 +72,7 @@ pub(crate) fn search_resources(
             Some((metric.distance(embedding, &query.vector), resource))
         })
         .collect();
-    hits.sort_by(|a, b| {
-        (a.0.is_nan().cmp(&b.0.is_nan()))
-            .then_with(|| a.0.total_cmp(&b.0))
-            .then_with(|| a.1.id.cmp(&b.1.id))
-    });
+    hits.sort_by(|a, b| nearer(a.0, b.0).then_with(|| a.1.id.cmp(&b.1.id)));
     hits.truncate(query.k);
     hits.into_iter()
         .map(|(distance, resource)| ScoredResource { resource: resource.clone(), distance })
