@@ -1,7 +1,6 @@
-//! [`MemProvider`]: an in-memory provider, for applications' unit tests and as the reference
-//! the disk providers are compared against. This module owns the tenant map and the
-//! [`Provider`] methods; it must not hold records itself (`store.rs`) or decide commits
-//! (`tenant.rs`).
+//! [`MemProvider`]: an in-memory provider for applications' unit tests, and the reference the
+//! disk providers are compared against. It owns the tenant map and the [`Provider`] methods; it
+//! must not hold records (`store.rs`) or decide commits (`tenant.rs`).
 //!
 //! ```
 //! # tokio::runtime::Runtime::new().unwrap().block_on(async {
