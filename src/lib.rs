@@ -41,6 +41,7 @@ pub mod fuzzing;
 pub mod host;
 #[cfg(feature = "rocksdb")]
 mod index;
+pub mod mem;
 pub mod model;
 pub mod portable;
 pub mod provider;
@@ -50,6 +51,9 @@ pub mod rocks;
 
 #[cfg(feature = "postgres")]
 pub mod postgres;
+
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use engine::{
     EngineTxn, Limits, MAX_BATCH, MAX_CONTENT_BYTES, MAX_METADATA_BYTES, MAX_NAME_BYTES,

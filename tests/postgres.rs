@@ -4,14 +4,10 @@
 //! `PERCOLATE_TEST_POSTGRES_URL` (the application role) and
 //! `PERCOLATE_TEST_POSTGRES_ADMIN_URL` (the owner role). Without them every test fails: a
 //! missing server must never look like a pass.
-#![cfg(feature = "postgres")]
-
-#[macro_use]
-mod conformance;
 
 use percolate::postgres::tenant::SchemaName;
 use percolate::postgres::{PgConfig, PgProvider};
-use percolate::{MemoryEngine, Metric, NewResource, SearchQuery, TenantConfig, TenantId};
+use percolate::{MemoryEngine, Metric, NewResource, SearchQuery, TenantConfig, TenantId, testing};
 
 struct PgHarness {
     engine: Option<MemoryEngine<PgProvider>>,
@@ -37,7 +33,7 @@ async fn open() -> MemoryEngine<PgProvider> {
     MemoryEngine::new(provider)
 }
 
-impl conformance::Harness for PgHarness {
+impl testing::Harness for PgHarness {
     type P = PgProvider;
 
     async fn new() -> Self {
@@ -55,7 +51,7 @@ impl conformance::Harness for PgHarness {
     }
 }
 
-conformance_suite!(PgHarness);
+percolate::conformance_suite!(PgHarness);
 
 /// The conformance suite's tenants are small, so they are searched exactly: this one is
 /// searched through the HNSW index (`exact_below` 0), and every answer is checked against
@@ -80,14 +76,14 @@ async fn index_searches_of_a_large_tenant_find_the_brute_force_neighbours() {
         let batch = chunk
             .iter()
             .map(|&i| {
-                NewResource::new(format!("r{i}")).with_embedding(conformance::vector(i, DIMENSION))
+                NewResource::new(format!("r{i}")).with_embedding(testing::vector(i, DIMENSION))
             })
             .collect();
         created.extend(tenant.batch_create_resources(batch).await.expect("insert"));
     }
     let mut found = 0;
     for q in 0..QUERIES {
-        let query = conformance::vector(1_000_000 + q, DIMENSION);
+        let query = testing::vector(1_000_000 + q, DIMENSION);
         let hits =
             tenant.search_resources(&SearchQuery::new(query.clone(), 10)).await.expect("search");
         assert_eq!(hits.len(), 10);
@@ -95,7 +91,7 @@ async fn index_searches_of_a_large_tenant_find_the_brute_force_neighbours() {
             .iter()
             .map(|r| {
                 (
-                    conformance::brute_distance(
+                    testing::brute_distance(
                         Metric::Cosine,
                         r.embedding.as_deref().expect("embedding"),
                         &query,
@@ -108,7 +104,7 @@ async fn index_searches_of_a_large_tenant_find_the_brute_force_neighbours() {
         let truth: Vec<_> = truth[..10].iter().map(|(_, id)| *id).collect();
         found += hits.iter().filter(|hit| truth.contains(&hit.resource.id)).count();
         for hit in &hits {
-            let expected = conformance::brute_distance(
+            let expected = testing::brute_distance(
                 Metric::Cosine,
                 hit.resource.embedding.as_deref().expect("embedding"),
                 &query,

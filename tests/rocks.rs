@@ -1,9 +1,6 @@
 //! The conformance suite against the RocksDB provider, each case on its own temporary store:
 //! once on plaintext tenants and once on tenants encrypted at rest (a master key configured).
 
-#[macro_use]
-mod conformance;
-
 use percolate::MemoryEngine;
 use percolate::rocks::{MasterKey, RocksConfig, RocksProvider};
 
@@ -20,7 +17,7 @@ fn open(dir: &std::path::Path, encrypted: bool) -> MemoryEngine<RocksProvider> {
     MemoryEngine::new(RocksProvider::open(config).expect("open store"))
 }
 
-impl<const ENCRYPTED: bool> conformance::Harness for RocksHarness<ENCRYPTED> {
+impl<const ENCRYPTED: bool> percolate::testing::Harness for RocksHarness<ENCRYPTED> {
     type P = RocksProvider;
 
     async fn new() -> Self {
@@ -41,9 +38,9 @@ impl<const ENCRYPTED: bool> conformance::Harness for RocksHarness<ENCRYPTED> {
 }
 
 mod plaintext {
-    conformance_suite!(super::RocksHarness<false>);
+    percolate::conformance_suite!(super::RocksHarness<false>);
 }
 
 mod encrypted {
-    conformance_suite!(super::RocksHarness<true>);
+    percolate::conformance_suite!(super::RocksHarness<true>);
 }

@@ -1,9 +1,9 @@
 //! Model-based testing: random operation sequences run against a real provider and against a
 //! simple in-memory model of the contract; every result, errors included, must agree.
 //!
-//! Shared by `tests/model_rocks.rs`, `tests/model_postgres.rs` and the `model` fuzz target
-//! (`fuzz/fuzz_targets/model.rs`, through `#[path]`), so it depends only on percolate,
-//! serde_json, tempfile and tokio.
+//! Shared by `tests/model_rocks.rs`, `tests/model_postgres.rs`, `tests/model_mem.rs` and the
+//! `model` fuzz target (`fuzz/fuzz_targets/model.rs`, through `#[path]`), so it depends only on
+//! percolate, serde_json, tempfile and tokio.
 //!
 //! How it works:
 //! - A [`Plan`] (a tenant configuration and a list of [`Op`]s) is drawn from a stream of
@@ -519,6 +519,28 @@ impl Backend for RocksBackend {
         let mut config = percolate::rocks::RocksConfig::new(self.dir.path());
         config.exact_search_below = 1024;
         MemoryEngine::new(percolate::rocks::RocksProvider::open(config).expect("open store"))
+    }
+}
+
+/// The in-memory provider. Opening again builds a new engine on a clone of the provider, which
+/// shares its store, as a reopened disk store would.
+pub struct MemBackend {
+    /// The store every engine of this backend opens.
+    pub provider: percolate::mem::MemProvider,
+}
+
+impl MemBackend {
+    /// A backend on a fresh, empty store.
+    pub fn new() -> Self {
+        Self { provider: percolate::mem::MemProvider::new() }
+    }
+}
+
+impl Backend for MemBackend {
+    type P = percolate::mem::MemProvider;
+
+    async fn open(&mut self) -> MemoryEngine<Self::P> {
+        MemoryEngine::new(self.provider.clone())
     }
 }
 
