@@ -286,25 +286,24 @@ mod rocks {
     }
 
     /// One tenant's sealing keys, for the `sealed` target: seals and opens values exactly as
-    /// an encrypted tenant does (its session registered as number 0, so values name it by
-    /// number; values that name it by id, as earlier builds wrote, open too).
+    /// an encrypted tenant does (its session registered as number 0).
     pub struct Sealer(crate::crypto::TenantCrypto);
 
     impl Sealer {
         /// The sealing keys derived from `data_key` for `tenant`; `None` for an invalid id.
         pub fn new(tenant: &str, data_key: [u8; 32]) -> Option<Self> {
             let tenant = crate::TenantId::new(tenant).ok()?;
-            let mut crypto = crate::crypto::TenantCrypto::new(
-                &tenant,
-                &data_key,
-                crate::rocks::cf::SEALED_DOMAINS,
-            );
+            let domains = crate::rocks::cf::SEALED_DOMAINS;
+            let mut crypto = crate::crypto::TenantCrypto::new(&tenant, &data_key, domains).ok()?;
             crypto.numbered(0, std::collections::HashMap::new());
             Some(Self(crypto))
         }
 
         /// Seals `plaintext` as the value of `key` in `domain` (a column family or file).
-        pub fn seal(&self, domain: &str, key: &[u8], plaintext: &[u8]) -> Vec<u8> {
+        ///
+        /// # Errors
+        /// [`crate::Error::Crypto`] when the cipher refuses the value.
+        pub fn seal(&self, domain: &str, key: &[u8], plaintext: &[u8]) -> Result<Vec<u8>> {
             self.0.seal(domain, key, plaintext)
         }
 
@@ -316,30 +315,5 @@ mod rocks {
         pub fn open(&self, domain: &'static str, key: &[u8], sealed: &[u8]) -> Result<Vec<u8>> {
             self.0.open(domain, key, sealed)
         }
-    }
-
-    /// AES-256-GCM encryption of `plaintext` under `key` and `nonce`, authenticating `aad`,
-    /// once by the sealing path of encrypted tenants (`src/rocks/gcm.rs`) and once by the
-    /// `aes-gcm` crate, each as ciphertext then tag, for the `sealed` target to compare.
-    pub fn gcm_both(
-        key: &[u8; 32],
-        nonce: &[u8; 12],
-        aad: &[u8],
-        plaintext: &[u8],
-    ) -> (Option<Vec<u8>>, Option<Vec<u8>>) {
-        use aes_gcm::{AeadInOut, Aes256Gcm, KeyInit};
-        // With room for the tag after it, as values are sealed.
-        let mut ours = [plaintext, &[0; 16]].concat();
-        let body = 0..plaintext.len();
-        let tag = crate::crypto::gcm::SealingKey::new(key).encrypt(nonce, aad, &mut ours, body);
-        let ours = tag.map(|tag| [&ours[..plaintext.len()], &tag].concat());
-        let mut reference = plaintext.to_vec();
-        let tag = Aes256Gcm::new(key.into()).encrypt_inout_detached(
-            nonce.into(),
-            aad,
-            reference.as_mut_slice().into(),
-        );
-        let reference = tag.ok().map(|tag| [reference, tag.to_vec()].concat());
-        (ours, reference)
     }
 }

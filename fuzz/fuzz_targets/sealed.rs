@@ -1,13 +1,12 @@
 //! Opening sealed values: a value sealed for one tenant, column family and key opens there to
 //! exactly its plaintext; any change to its bytes (a flipped bit, a cut, bytes added), or
 //! opening it under another key, column family or tenant, is rejected; arbitrary bytes never
-//! open and never panic. And the AES-256-GCM that seals them encrypts exactly as the `aes-gcm`
-//! crate does.
+//! open and never panic.
 #![no_main]
 
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
-use percolate::fuzzing::{Sealer, gcm_both};
+use percolate::fuzzing::Sealer;
 
 #[derive(Arbitrary, Debug)]
 enum Tamper {
@@ -32,20 +31,15 @@ struct Input {
     plaintext: Vec<u8>,
     tamper: Tamper,
     raw: Vec<u8>,
-    nonce: [u8; 12],
 }
 
 fuzz_target!(|input: Input| {
-    let (ours, reference) =
-        gcm_both(&input.data_key, &input.nonce, &input.key, &input.plaintext);
-    assert_eq!(ours, reference, "percolate's AES-256-GCM differs from aes-gcm's");
-
     let Some(sealer) = Sealer::new("tenant-a", input.data_key) else { return };
     let Some(other_tenant) = Sealer::new("tenant-b", input.data_key) else { return };
     // Arbitrary bytes are not a value sealed by this key (forging one is breaking the AEAD).
     assert!(sealer.open("resources", &input.key, &input.raw).is_err() || input.raw.is_empty());
 
-    let sealed = sealer.seal("resources", &input.key, &input.plaintext);
+    let sealed = sealer.seal("resources", &input.key, &input.plaintext).expect("a value seals");
     let opened = sealer.open("resources", &input.key, &sealed).expect("a sealed value opens");
     assert_eq!(opened, input.plaintext, "opens to its plaintext");
     if input.plaintext.is_empty() {

@@ -1,5 +1,9 @@
 //! Unit tests of encryption at rest.
+use std::collections::{HashMap, HashSet};
+
+use super::session::{put_varint, take_varint};
 use super::*;
+use crate::model::TenantId;
 
 /// The domains of a store in these tests.
 const DOMAINS: Domains = &["meta", "resources", "embeddings", "entities", "edges", "adjacency"];
@@ -8,13 +12,27 @@ fn tenant(name: &str) -> TenantId {
     TenantId::new(name).unwrap()
 }
 
+/// Sealing state of a registered session `number`.
+fn session(name: &str, key: [u8; 32], number: u32) -> TenantCrypto {
+    let mut crypto = TenantCrypto::new(&tenant(name), &key, DOMAINS).unwrap();
+    crypto.numbered(number, HashMap::new());
+    crypto
+}
+
+/// The session number and counter a sealed value names.
+fn header_of(sealed: &[u8]) -> (u64, u64) {
+    let (number, rest) = take_varint(&sealed[1..]).unwrap();
+    (number, take_varint(rest).unwrap().0)
+}
+
 #[test]
 fn sealed_values_open_only_at_their_own_key() {
     let dir = tempfile::tempdir().unwrap();
     let kek = MasterKey::from_bytes([7; 32]).kek(dir.path()).unwrap();
-    let crypto = kek.create_tenant_key(dir.path(), &tenant("a"), DOMAINS).unwrap();
-    let sealed = crypto.seal("resources", b"k1", b"hello");
-    assert_eq!(sealed.len(), 5 + SEAL_OVERHEAD);
+    let mut crypto = kek.create_tenant_key(dir.path(), &tenant("a"), DOMAINS).unwrap();
+    crypto.numbered(0, HashMap::new());
+    let sealed = crypto.seal("resources", b"k1", b"hello").unwrap();
+    assert!(sealed.len() <= 5 + SEAL_OVERHEAD);
     assert_eq!(crypto.open("resources", b"k1", &sealed).unwrap(), b"hello");
     assert!(crypto.open("resources", b"k2", &sealed).is_err());
     assert!(crypto.open("entities", b"k1", &sealed).is_err());
@@ -23,28 +41,35 @@ fn sealed_values_open_only_at_their_own_key() {
         tampered[i] ^= 0x40;
         assert!(crypto.open("resources", b"k1", &tampered).is_err(), "byte {i}");
     }
-    for cut in 0..sealed.len() {
-        assert!(crypto.open("resources", b"k1", &sealed[..cut]).is_err() || cut == 0);
+    for cut in 1..sealed.len() {
+        assert!(crypto.open("resources", b"k1", &sealed[..cut]).is_err(), "cut {cut}");
     }
+    assert!(is_sealed(&sealed) && !is_sealed(b"\x01plain"));
+    assert!(crypto.seal("resources", b"k1", b"").unwrap().is_empty(), "empty stays empty");
+}
+
+#[test]
+fn nothing_is_sealed_before_the_session_is_registered() {
+    let crypto = TenantCrypto::new(&tenant("a"), &[1; 32], DOMAINS).unwrap();
+    assert!(matches!(crypto.seal("resources", b"k", b"x"), Err(Error::Crypto(_))));
+    assert!(crypto.run("resources").is_err());
+    let mut out = vec![0; 5 + SEAL_OVERHEAD];
+    assert!(crypto.seal_into("embeddings", b"k", &mut out, |_| {}).is_err());
 }
 
 #[test]
 fn values_sealed_into_a_buffer_open_like_any_other() {
-    let dir = tempfile::tempdir().unwrap();
-    let kek = MasterKey::from_bytes([7; 32]).kek(dir.path()).unwrap();
-    let crypto = kek.create_tenant_key(dir.path(), &tenant("a"), DOMAINS).unwrap();
+    let crypto = session("a", [4; 32], 7);
     // Stale bytes in the buffer are overwritten, whatever they were.
     let mut out = vec![0xEE; 5 + SEAL_OVERHEAD];
-    crypto.seal_into("embeddings", b"k1", &mut out, |body| body.copy_from_slice(b"hello")).unwrap();
-    assert_eq!(crypto.open("embeddings", b"k1", &out).unwrap(), b"hello");
-    assert!(crypto.open("embeddings", b"k2", &out).is_err());
-    assert!(crypto.open("resources", b"k1", &out).is_err());
-    // Two seals of the same value never share a nonce.
-    let mut again = vec![0; out.len()];
-    crypto
-        .seal_into("embeddings", b"k1", &mut again, |body| body.copy_from_slice(b"hello"))
+    let start = crypto
+        .seal_into("embeddings", b"k1", &mut out, |body| body.copy_from_slice(b"hello"))
         .unwrap();
-    assert_ne!(again, out);
+    assert!(start > 0, "the header is shorter than the room kept for it");
+    assert_eq!(crypto.open("embeddings", b"k1", &out[start..]).unwrap(), b"hello");
+    assert!(crypto.open("embeddings", b"k1", &out[start - 1..]).is_err());
+    assert!(crypto.open("embeddings", b"k2", &out[start..]).is_err());
+    assert!(crypto.open("resources", b"k1", &out[start..]).is_err());
     // No room for a plaintext: an error, not a panic or an empty seal.
     for len in [0, SEAL_OVERHEAD - 1, SEAL_OVERHEAD] {
         let mut small = vec![0; len];
@@ -52,183 +77,82 @@ fn values_sealed_into_a_buffer_open_like_any_other() {
     }
 }
 
-/// A run of values sealed one after another into one buffer: each opens at its own key
-/// only, empty ones stay empty, no two share a nonce (across reservations, and with
-/// values sealed singly meanwhile), and a domain outside [`DOMAINS`] seals too.
+/// A run of values sealed one after another into one buffer: each opens at its own key only,
+/// empty ones stay empty, no two share a nonce (across reservations, and with values sealed
+/// singly meanwhile), and a domain without session keys seals too.
 #[test]
 fn values_sealed_in_a_run_open_like_any_other() {
-    let mut crypto = TenantCrypto::new(&tenant("a"), &[3u8; 32], DOMAINS);
-    crypto.numbered(5, HashMap::new());
-    // Session 5, then the value's counter.
-    let counter_of = |sealed: &[u8]| {
-        let (number, rest) = take_varint(&sealed[1..]).unwrap();
-        assert_eq!(number, 5);
-        take_varint(rest).unwrap().0
-    };
-    let mut counters = std::collections::HashSet::new();
-    for domain in ["resources", "not-a-column-family"] {
-        let mut run = crypto.run(domain);
+    let crypto = session("a", [3; 32], 5);
+    let mut counters = HashSet::new();
+    for domain in ["resources", "vectors.hnsw"] {
+        let mut run = crypto.run(domain).unwrap();
         let mut out = Vec::new();
         let mut ends = Vec::new();
-        for i in 0..3 * RunSealer::NONCES {
+        for i in 0..200usize {
             let plaintext = if i % 7 == 3 { Vec::new() } else { vec![i as u8; i % 150] };
             let key = (i as u32).to_be_bytes();
             run.seal_append(&key, &mut out, |out| out.extend_from_slice(&plaintext)).unwrap();
             ends.push((out.len(), plaintext, key));
-            let single = crypto.seal(domain, &key, b"single");
-            assert!(counters.insert(counter_of(&single)), "single seal {i}");
+            let single = crypto.seal(domain, &key, b"single").unwrap();
+            assert!(counters.insert(header_of(&single).1), "single seal {i}");
         }
         let mut start = 0;
+        let domain: &'static str = if domain == "resources" { "resources" } else { "vectors.hnsw" };
         for (end, plaintext, key) in ends {
             let sealed = &out[start..end];
             assert_eq!(sealed.is_empty(), plaintext.is_empty());
             if !sealed.is_empty() {
-                let domain = static_domain(domain);
+                assert_eq!(header_of(sealed).0, 5);
                 assert_eq!(crypto.open(domain, &key, sealed).unwrap(), plaintext);
                 assert!(crypto.open(domain, b"other", sealed).is_err());
-                assert!(counters.insert(counter_of(sealed)), "a counter used twice");
+                assert!(counters.insert(header_of(sealed).1), "a counter used twice");
             }
             start = end;
         }
     }
 }
 
-fn static_domain(domain: &str) -> &'static str {
-    DOMAINS.iter().copied().find(|d| *d == domain).unwrap_or("not-a-column-family")
-}
-
-/// Bytes sealed by the build that used `aes-gcm` 0.10 / `aes-gcm-siv` 0.11 (before the move
-/// to the 0.11 / 0.12 releases with 4-block GHASH): the stored format must not drift with
-/// a dependency.
 #[test]
-fn values_sealed_by_an_earlier_build_open() {
-    let crypto = TenantCrypto::new(&tenant("kat-tenant"), &[0x5a; 32], DOMAINS);
-    let session = unhex(concat!(
-        "a2a2fc520e6421e8ec2144fa16c049543b000000000000000009ab8d67a17475bd3aae331723c72aa6",
-        "8e7b883e947126c0cbe02299e82a70e873bd2907dc8266bd203af4facc286daaebbdaf165c7b8f2abd",
-        "6dfcb6e9c76f0426",
-    ));
-    let legacy = unhex("a10dda6eb143eaae7890729fce5df7298db680b2fbd2014eb012c49b6efe10c24de483");
-    assert_eq!(
-        crypto.open("embeddings", b"key-1", &session).unwrap(),
-        b"a value sealed by percolate 0.1 with aes-gcm 0.10"
-    );
-    assert_eq!(crypto.open("resources", b"key-2", &legacy).unwrap(), b"legacy");
-    let other = TenantCrypto::new(&tenant("kat-tenant"), &[0x5b; 32], DOMAINS);
-    assert!(other.open("embeddings", b"key-1", &session).is_err());
-}
-
-#[test]
-fn values_of_earlier_sessions_and_of_the_first_design_open() {
-    let key = [9u8; 32];
-    let earlier = TenantCrypto::new(&tenant("a"), &key, DOMAINS);
-    let now = TenantCrypto::new(&tenant("a"), &key, DOMAINS);
-    assert_ne!(earlier.session.id, now.session.id, "each open is a new session");
-    let sealed = earlier.seal("resources", b"k", b"from an earlier open");
-    let legacy = earlier.seal_legacy("resources", b"k", b"from the first design");
-    for _ in 0..2 {
-        // The second round opens with the cached session key.
-        assert_eq!(now.open("resources", b"k", &sealed).unwrap(), b"from an earlier open");
-        assert_eq!(now.open("resources", b"k", &legacy).unwrap(), b"from the first design");
-        assert!(now.open("resources", b"j", &sealed).is_err());
-        assert!(now.open("resources", b"j", &legacy).is_err());
-    }
-    assert!(is_sealed(&sealed) && is_sealed(&legacy) && !is_sealed(b"\x01plain"));
-    // Another data key derives another session key from the same session id.
-    let stranger = TenantCrypto::new(&tenant("a"), &[8u8; 32], DOMAINS);
-    assert!(stranger.open("resources", b"k", &sealed).is_err());
-    assert!(stranger.open("resources", b"k", &legacy).is_err());
-}
-
-#[test]
-fn numbered_values_are_short_and_open_in_later_sessions_only_by_their_number() {
+fn values_open_in_later_sessions_by_their_number() {
     let key = [3u8; 32];
-    let mut first = TenantCrypto::new(&tenant("a"), &key, DOMAINS);
-    first.numbered(0, HashMap::new());
-    let sealed = first.seal("resources", b"k", b"hello");
-    assert_eq!(sealed[0], SEALED_NUMBERED);
-    // Format byte, session 0, a counter under 2^14, the tag: 21 to 22 bytes, not 41.
+    let first = session("a", key, 0);
+    let sealed = first.seal("resources", b"k", b"hello").unwrap();
+    // Format byte, session 0, a small counter, the tag: about 21 bytes of overhead.
     assert!(sealed.len() - 5 <= 1 + 1 + 3 + TAG_BYTES, "{}", sealed.len());
-    assert_eq!(first.open("resources", b"k", &sealed).unwrap(), b"hello");
-    for i in 0..sealed.len() {
-        let mut tampered = sealed.clone();
-        tampered[i] ^= 0x40;
-        assert!(first.open("resources", b"k", &tampered).is_err(), "byte {i}");
-    }
-    for cut in 1..sealed.len() {
-        assert!(first.open("resources", b"k", &sealed[..cut]).is_err(), "cut {cut}");
-    }
-    // The same counter written in a padded (non-shortest) varint is refused.
-    let (_, after_number) = take_varint(&sealed[2..]).unwrap();
-    let counter_len = sealed.len() - 2 - after_number.len();
-    let mut padded = sealed[..2].to_vec();
-    padded.extend(sealed[2..1 + 2 + counter_len - 1].iter().copied());
-    padded.push(sealed[2 + counter_len - 1] | 0x80);
-    padded.push(0);
-    padded.extend_from_slice(after_number);
-    assert!(first.open("resources", b"k", &padded).is_err());
-
     // A later open knows session 0 by the id registered for it.
-    let mut later = TenantCrypto::new(&tenant("a"), &key, DOMAINS);
+    let mut later = TenantCrypto::new(&tenant("a"), &key, DOMAINS).unwrap();
+    assert_ne!(later.session_id(), first.session_id(), "each open draws a new id");
     later.numbered(1, HashMap::from([(0, first.session_id())]));
-    assert_eq!(later.open("resources", b"k", &sealed).unwrap(), b"hello");
-    let newer = later.seal("resources", b"k", b"again");
+    for _ in 0..2 {
+        // The second round opens with the cached session keys.
+        assert_eq!(later.open("resources", b"k", &sealed).unwrap(), b"hello");
+    }
+    let newer = later.seal("resources", b"k", b"again").unwrap();
     assert_eq!(later.open("resources", b"k", &newer).unwrap(), b"again");
     assert!(first.open("resources", b"k", &newer).is_err(), "session 1 is unknown to it");
-    // A restored backup hands number 0 out again, to a new random id: another key, so the
-    // old value does not open under it (and no key and nonce pair is ever reused).
-    let mut restored = TenantCrypto::new(&tenant("a"), &key, DOMAINS);
-    restored.numbered(0, HashMap::new());
-    assert!(restored.open("resources", b"k", &sealed).is_err());
-    // Values that name their session by id (earlier builds) still open.
-    let by_id = TenantCrypto::new(&tenant("a"), &key, DOMAINS);
-    let old = by_id.seal("resources", b"k", b"by id");
-    assert_eq!(old[0], SEALED_SESSION);
-    assert_eq!(later.open("resources", b"k", &old).unwrap(), b"by id");
+    // Another data key derives other keys from the same session.
+    let mut stranger = TenantCrypto::new(&tenant("a"), &[8; 32], DOMAINS).unwrap();
+    stranger.numbered(1, HashMap::from([(0, first.session_id())]));
+    assert!(stranger.open("resources", b"k", &sealed).is_err());
 }
 
+/// The key binds the session's number as well as its id: a session id drawn twice (a forked
+/// process sharing its parent's generator) under two numbers gives two keys, and the same
+/// counter under them two different ciphertexts.
 #[test]
-fn numbered_values_sealed_into_a_buffer_start_where_they_say() {
-    let mut crypto = TenantCrypto::new(&tenant("a"), &[4u8; 32], DOMAINS);
-    crypto.numbered(7, HashMap::new());
-    let mut out = vec![0xEE; 5 + SEAL_OVERHEAD];
-    let start = crypto
-        .seal_into("embeddings", b"k1", &mut out, |body| body.copy_from_slice(b"hello"))
-        .unwrap();
-    assert!(start > 0);
-    assert_eq!(crypto.open("embeddings", b"k1", &out[start..]).unwrap(), b"hello");
-    assert!(crypto.open("embeddings", b"k1", &out[start - 1..]).is_err());
-}
-
-/// A numbered value as this layout writes it (session 3, counter 300): the stored format
-/// must not drift.
-#[test]
-fn a_numbered_value_of_this_layout_opens() {
-    // Made by hand: the header and cipher of session 3 (id 0x11...), counter 300.
-    let id = [0x11; SESSION_BYTES];
-    let mut writer = TenantCrypto::new(&tenant("kat-tenant"), &[0x5a; 32], DOMAINS);
-    writer.session.id = id;
-    writer.session.ciphers = session_ciphers(&writer.session_root, b"kat-tenant", &id);
-    writer.session.sealers = session_sealers(&writer.session_root, b"kat-tenant", &id);
-    writer.numbered(3, HashMap::new());
-    let mut header = [0; SEAL_HEADER];
-    let len = writer.header(300, &mut header);
-    let mut body = [&b"numbered"[..], &[0; TAG_BYTES]].concat();
-    let tag = writer.encrypt("resources", b"key-3", 300, &mut body, 0..8).unwrap();
-    let made = [&header[..len], &body[..8], &tag].concat();
-    let hex: String = made.iter().map(|b| format!("{b:02x}")).collect();
-    assert_eq!(hex, NUMBERED_KAT);
-    assert_eq!(&made[..4], &[SEALED_NUMBERED, 3, 0xAC, 0x02]);
-    // A later open that knows session 3 by its id opens it.
-    let mut reader = TenantCrypto::new(&tenant("kat-tenant"), &[0x5a; 32], DOMAINS);
-    reader.numbered(4, HashMap::from([(3, id)]));
-    assert_eq!(reader.open("resources", b"key-3", &unhex(NUMBERED_KAT)).unwrap(), b"numbered");
-}
-
-const NUMBERED_KAT: &str = "a303ac02af231545083274c9c2001f7486a5a30b2a9c2e2f28e8da63";
-
-fn unhex(text: &str) -> Vec<u8> {
-    (0..text.len()).step_by(2).map(|i| u8::from_str_radix(&text[i..i + 2], 16).unwrap()).collect()
+fn a_repeated_session_id_under_another_number_is_another_key() {
+    let key = [6u8; 32];
+    let mut first = TenantCrypto::new(&tenant("a"), &key, DOMAINS).unwrap();
+    first.numbered(0, HashMap::new());
+    let mut twin = TenantCrypto::new(&tenant("a"), &key, DOMAINS).unwrap();
+    twin.id = first.session_id();
+    twin.numbered(1, HashMap::from([(0, first.session_id())]));
+    let a = first.seal("resources", b"k", b"same plaintext").unwrap();
+    let b = twin.seal("resources", b"k", b"same plaintext").unwrap();
+    assert_eq!(header_of(&a).1, header_of(&b).1, "the same first counter");
+    let body = |sealed: &[u8]| sealed[3..].to_vec();
+    assert_ne!(body(&a), body(&b), "another key, so another keystream and tag");
+    assert_eq!(twin.open("resources", b"k", &a).unwrap(), b"same plaintext");
 }
 
 #[test]
@@ -247,43 +171,41 @@ fn varints_have_one_encoding() {
 }
 
 #[test]
-fn counters_of_threads_sealing_together_never_meet() {
-    let counters = Counters::default();
+fn threads_sealing_together_never_share_a_counter() {
+    let crypto = session("a", [2; 32], 0);
     let seen: Vec<u64> = std::thread::scope(|scope| {
-        // Half take one value at a time, half blocks of 32 (of which they use 31).
-        let threads: Vec<_> = (0..2 * STRIPES)
+        let threads: Vec<_> = (0..32)
             .map(|thread| {
-                let counters = &counters;
-                scope.spawn(move || match thread % 2 {
-                    0 => (0..1000).map(|_| counters.next()).collect::<Vec<_>>(),
-                    _ => (0..32).flat_map(|_| counters.reserve(32).take(31)).collect(),
+                let crypto = &crypto;
+                scope.spawn(move || {
+                    let mut run = crypto.run("resources").unwrap();
+                    let mut counters = Vec::new();
+                    for i in 0..300u32 {
+                        let mut out = Vec::new();
+                        let key = [thread as u8, (i >> 8) as u8, i as u8];
+                        run.seal_append(&key, &mut out, |out| out.push(1)).unwrap();
+                        counters.push(header_of(&out).1);
+                    }
+                    counters
                 })
             })
             .collect();
         threads.into_iter().flat_map(|t| t.join().unwrap()).collect()
     });
-    let unique: std::collections::HashSet<_> = seen.iter().collect();
+    let unique: HashSet<_> = seen.iter().collect();
     assert_eq!(unique.len(), seen.len());
-}
-
-#[test]
-fn nonces_never_repeat_within_a_session() {
-    let crypto = TenantCrypto::new(&tenant("a"), &[1u8; 32], DOMAINS);
-    let a = crypto.seal("resources", b"k", b"same");
-    let b = crypto.seal("resources", b"k", b"same");
-    assert_ne!(a, b, "the same value sealed twice differs");
-    assert_eq!(a[..1 + SESSION_BYTES], b[..1 + SESSION_BYTES]);
-    assert_ne!(a[1 + SESSION_BYTES..][..COUNTER_BYTES], b[1 + SESSION_BYTES..][..COUNTER_BYTES]);
 }
 
 #[test]
 fn a_value_moved_to_another_tenant_fails_to_open() {
     let dir = tempfile::tempdir().unwrap();
     let kek = MasterKey::from_bytes([7; 32]).kek(dir.path()).unwrap();
-    let a = kek.create_tenant_key(&dir.path().join(""), &tenant("a"), DOMAINS).unwrap();
-    let sealed = a.seal("resources", b"k", b"secret");
+    let mut a = kek.create_tenant_key(dir.path(), &tenant("a"), DOMAINS).unwrap();
+    a.numbered(0, HashMap::new());
+    let sealed = a.seal("resources", b"k", b"secret").unwrap();
     let other = tempfile::tempdir().unwrap();
-    let b = kek.create_tenant_key(other.path(), &tenant("b"), DOMAINS).unwrap();
+    let mut b = kek.create_tenant_key(other.path(), &tenant("b"), DOMAINS).unwrap();
+    b.numbered(1, HashMap::from([(0, a.session_id())]));
     assert!(b.open("resources", b"k", &sealed).is_err());
 }
 
@@ -292,38 +214,83 @@ fn wrong_master_key_and_rotation() {
     let dir = tempfile::tempdir().unwrap();
     let old = MasterKey::from_text("correct horse battery staple").unwrap();
     let old_kek = old.kek(dir.path()).unwrap();
-    let sealed =
-        old_kek.create_tenant_key(dir.path(), &tenant("t"), DOMAINS).unwrap().seal("m", b"", b"x");
+    let mut crypto = old_kek.create_tenant_key(dir.path(), &tenant("t"), DOMAINS).unwrap();
+    crypto.numbered(0, HashMap::new());
+    let sealed = crypto.seal("meta", b"", b"x").unwrap();
+    let registry = HashMap::from([(0, crypto.session_id())]);
     let wrong = MasterKey::from_text("wrong horse").unwrap().kek(dir.path()).unwrap();
     assert!(matches!(
         wrong.open_tenant_key(dir.path(), &tenant("t"), DOMAINS),
         Err(Error::Crypto(_))
     ));
-    // The same passphrase derives the same key again (the salt persists).
-    let again = old.kek(dir.path()).unwrap();
-    assert_eq!(
-        again
-            .open_tenant_key(dir.path(), &tenant("t"), DOMAINS)
-            .unwrap()
-            .open("m", b"", &sealed)
-            .unwrap(),
-        b"x"
-    );
+    let reopen = |kek: &MasterKek| {
+        let mut crypto = kek.open_tenant_key(dir.path(), &tenant("t"), DOMAINS)?;
+        crypto.numbered(1, registry.clone());
+        crypto.open("meta", b"", &sealed)
+    };
+    // The same passphrase derives the same key again (salt and parameters persist).
+    assert_eq!(reopen(&old.kek(dir.path()).unwrap()).unwrap(), b"x");
     let new = MasterKey::from_bytes([9; 32]).kek(dir.path()).unwrap();
     old_kek.rewrap(&new, dir.path(), &tenant("t")).unwrap();
     old_kek.rewrap(&new, dir.path(), &tenant("t")).unwrap();
     assert!(old_kek.open_tenant_key(dir.path(), &tenant("t"), DOMAINS).is_err());
-    let reopened = new.open_tenant_key(dir.path(), &tenant("t"), DOMAINS).unwrap();
-    assert_eq!(reopened.open("m", b"", &sealed).unwrap(), b"x");
+    assert_eq!(reopen(&new).unwrap(), b"x");
     // A key file bound to another tenant name does not open.
     assert!(new.open_tenant_key(dir.path(), &tenant("u"), DOMAINS).is_err());
 }
 
+/// The Argon2id parameters are explicit and stored with the salt: the file names the
+/// algorithm, 64 MiB, 3 passes, one lane, and the key derived under them is what opens.
+#[test]
+fn passphrase_parameters_are_stored_with_the_salt() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = MasterKey::from_passphrase("a long enough passphrase").unwrap();
+    let kek = key.kek(dir.path()).unwrap();
+    let salt = std::fs::read(dir.path().join(SALT_FILE)).unwrap();
+    assert_eq!(&salt[..8], SALT_FILE_MAGIC);
+    assert_eq!(salt[8], 1, "argon2id, version 0x13");
+    let word = |at: usize| u32::from_be_bytes(salt[at..at + 4].try_into().unwrap());
+    assert_eq!((word(9), word(13), word(17)), (64 * 1024, 3, 1));
+    assert_eq!(salt.len(), 8 + 1 + 12 + 16);
+    let mut crypto = kek.create_tenant_key(dir.path(), &tenant("p"), DOMAINS).unwrap();
+    crypto.numbered(0, HashMap::new());
+    let sealed = crypto.seal("meta", b"", b"y").unwrap();
+    let again = key.kek(dir.path()).unwrap();
+    let mut reopened = again.open_tenant_key(dir.path(), &tenant("p"), DOMAINS).unwrap();
+    reopened.numbered(1, HashMap::from([(0, crypto.session_id())]));
+    assert_eq!(reopened.open("meta", b"", &sealed).unwrap(), b"y");
+    // A damaged or planted salt file is refused, never a silent other key.
+    let mut greedy = salt.clone();
+    greedy[9..13].copy_from_slice(&u32::MAX.to_be_bytes());
+    std::fs::write(dir.path().join(SALT_FILE), &greedy).unwrap();
+    assert!(matches!(key.kek(dir.path()), Err(Error::Crypto(_))));
+    std::fs::write(dir.path().join(SALT_FILE), &salt[..20]).unwrap();
+    assert!(matches!(key.kek(dir.path()), Err(Error::Crypto(_))));
+}
+
+/// A symbolic link planted in the key file's place is never followed: shredding refuses it
+/// and leaves its target untouched, and opening refuses it too.
+#[cfg(unix)]
+#[test]
+fn key_files_are_never_reached_through_a_symbolic_link() {
+    let dir = tempfile::tempdir().unwrap();
+    let victim = dir.path().join("victim");
+    std::fs::write(&victim, b"precious bytes").unwrap();
+    let tenant_dir = dir.path().join("t");
+    std::fs::create_dir(&tenant_dir).unwrap();
+    std::os::unix::fs::symlink(&victim, tenant_dir.join(KEY_FILE)).unwrap();
+    assert!(shred_key(&tenant_dir).is_err());
+    assert_eq!(std::fs::read(&victim).unwrap(), b"precious bytes");
+    let kek = MasterKey::from_bytes([1; 32]).kek(dir.path()).unwrap();
+    assert!(matches!(
+        kek.open_tenant_key(&tenant_dir, &tenant("t"), DOMAINS),
+        Err(Error::Crypto(_))
+    ));
+}
+
 #[test]
 fn name_tokens_cover_every_short_prefix() {
-    let dir = tempfile::tempdir().unwrap();
-    let kek = MasterKey::from_bytes([1; 32]).kek(dir.path()).unwrap();
-    let crypto = kek.create_tenant_key(dir.path(), &tenant("n"), DOMAINS).unwrap();
+    let crypto = session("n", [1; 32], 0);
     let tokens: Vec<_> = crypto.name_tokens("éléphantesque").collect();
     assert_eq!(tokens.len(), NAME_TOKEN_CHARS);
     for query in ["é", "élé", "éléphan", "éléphant", "éléphantesque", "éléphantes"] {
@@ -335,15 +302,16 @@ fn name_tokens_cover_every_short_prefix() {
 #[test]
 fn master_key_text_forms() {
     let hex = "00".repeat(31) + "ff";
-    assert!(matches!(MasterKey::from_text(&hex).unwrap().0, Secret::Key(_)));
-    assert!(matches!(MasterKey::from_text("a phrase").unwrap().0, Secret::Passphrase(_)));
+    let debug = |key: MasterKey| format!("{key:?}");
+    assert_eq!(debug(MasterKey::from_text(&hex).unwrap()), "MasterKey(key, redacted)");
+    assert_eq!(debug(MasterKey::from_text("a phrase").unwrap()), "MasterKey(passphrase, redacted)");
     assert!(MasterKey::from_text("  \n").is_err());
     let dir = tempfile::tempdir().unwrap();
     let raw = dir.path().join("raw");
     std::fs::write(&raw, [0x80u8; 32]).unwrap();
-    assert!(matches!(MasterKey::from_file(&raw).unwrap().0, Secret::Key(_)));
+    assert_eq!(debug(MasterKey::from_file(&raw).unwrap()), "MasterKey(key, redacted)");
     let text = dir.path().join("text");
     std::fs::write(&text, format!("{hex}\n")).unwrap();
-    assert!(matches!(MasterKey::from_file(&text).unwrap().0, Secret::Key(_)));
+    assert_eq!(debug(MasterKey::from_file(&text).unwrap()), "MasterKey(key, redacted)");
     assert!(matches!(MasterKey::from_file(&dir.path().join("missing")), Err(Error::Crypto(_))));
 }

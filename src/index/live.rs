@@ -311,7 +311,7 @@ impl VectorIndex {
         let checksum = hash_bytes(&out);
         out.extend_from_slice(&checksum.to_le_bytes());
         if let Some(crypto) = crypto {
-            out = crypto.seal(SNAPSHOT_FILE, b"", &out);
+            out = crypto.seal(SNAPSHOT_FILE, b"", &out).map_err(std::io::Error::other)?;
         }
         let path = dir.join(SNAPSHOT_FILE);
         let temporary = dir.join(format!("{SNAPSHOT_FILE}.tmp"));

@@ -24,6 +24,8 @@ pub(crate) mod cf;
 pub(crate) mod codec;
 mod graph;
 pub(crate) mod keys;
+#[cfg(feature = "testing")]
+mod probe;
 mod query;
 mod store;
 mod tenants;
@@ -34,6 +36,8 @@ use std::sync::Arc;
 
 pub use crate::crypto::{MasterKey, SEAL_OVERHEAD};
 pub use crate::index::HnswParams;
+#[cfg(feature = "testing")]
+pub use probe::SealedNonce;
 pub use tenants::TenantDb;
 pub use txn::RocksTxn;
 

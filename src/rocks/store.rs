@@ -359,7 +359,7 @@ impl<'a> Ops<'a> {
     /// Writes `value`, sealed when the tenant is encrypted.
     fn put(&self, cf: &'static str, key: &[u8], value: &[u8]) -> Result<()> {
         if self.tenant.is_encrypted() {
-            let sealed = self.tenant.seal_value(cf, key, value.to_vec());
+            let sealed = self.tenant.seal_value(cf, key, value.to_vec())?;
             self.put_raw(cf, key, &sealed)
         } else {
             self.put_raw(cf, key, value)

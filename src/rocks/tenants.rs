@@ -28,7 +28,6 @@ use super::cf;
 use super::codec;
 use super::keys;
 use super::store::{Ops, Value, View, map_rocks_error};
-use crate::crypto::sealing::{self, RecordSealer, Values};
 use crate::crypto::{self, MasterKek, TenantCrypto};
 use crate::error::{Error, Result};
 use crate::index::{Persist, Stored, VectorChange, VectorIndex};
@@ -85,10 +84,13 @@ impl TenantDb {
 
     /// `value` as it is stored under `key` in `cf`: sealed when the tenant is encrypted, else
     /// `value` itself (no copy).
-    pub(crate) fn seal_value(&self, cf: &str, key: &[u8], value: Vec<u8>) -> Vec<u8> {
+    ///
+    /// # Errors
+    /// [`Error::Crypto`] when the value cannot be sealed: never stored unsealed or empty.
+    pub(crate) fn seal_value(&self, cf: &str, key: &[u8], value: Vec<u8>) -> Result<Vec<u8>> {
         match &self.crypto {
             Some(crypto) => crypto.seal(cf, key, &value),
-            None => value,
+            None => Ok(value),
         }
     }
 
@@ -300,7 +302,7 @@ impl TenantDb {
             .put_cf_opt(
                 self.cf(cf::CF_META)?,
                 keys::META_CONFIG,
-                self.seal_value(cf::CF_META, keys::META_CONFIG, codec::encode_config(&updated)),
+                self.seal_value(cf::CF_META, keys::META_CONFIG, codec::encode_config(&updated))?,
                 &self.write_options,
             )
             .map_err(map_rocks_error)?;
@@ -323,7 +325,7 @@ impl TenantDb {
                 .put_cf_opt(
                     self.cf(cf::CF_META)?,
                     keys::META_MOMENT_SPAN,
-                    self.seal_value(cf::CF_META, keys::META_MOMENT_SPAN, codec::encode_i64(span)),
+                    self.seal_value(cf::CF_META, keys::META_MOMENT_SPAN, codec::encode_i64(span))?,
                     &self.write_options,
                 )
                 .map_err(map_rocks_error)?;

@@ -70,7 +70,7 @@ pub(crate) enum Spec {
 impl Spec {
     /// `rocksdb:PATH`, `postgres://…` / `postgresql://…` / `postgres:URL`, or a bare provider
     /// name for the location in the settings.
-    fn parse(text: &str, settings: &Settings) -> percolate::Result<Spec> {
+    pub(crate) fn parse(text: &str, settings: &Settings) -> percolate::Result<Spec> {
         let admin_url = settings.postgres_admin_url.clone();
         let pool_size = settings.postgres_pool_size.max(1);
         let spec = if text == "rocksdb" {

@@ -129,7 +129,8 @@ impl TenantDb {
         let records = |resources: &[Resource]| -> Result<Values> {
             let bytes = resources.iter().map(record_size).sum();
             let mut values = Values::with_capacity(resources.len(), bytes);
-            let mut sealer = self.crypto.as_ref().map(|crypto| crypto.run(cf::CF_RESOURCES));
+            let mut sealer =
+                self.crypto.as_ref().map(|crypto| crypto.run(cf::CF_RESOURCES)).transpose()?;
             for resource in resources {
                 let encode = |out: &mut Vec<u8>| codec::encode_resource_into(resource, out);
                 values.push(|out| match &mut sealer {
@@ -160,8 +161,8 @@ impl TenantDb {
             use rayon::prelude::*;
             let _encoding = index.map(VectorIndex::encoding);
             let chunks: Vec<(Values, Vec<ResourceValues>)> = resources
-                .par_chunks(sealing::CHUNK)
-                .zip(slots.par_chunks_mut(sealing::CHUNK))
+                .par_chunks(CHUNK)
+                .zip(slots.par_chunks_mut(CHUNK))
                 .map(|(resources, slots)| {
                     Ok((records(resources)?, embedded_all(resources, slots)?))
                 })
@@ -174,26 +175,10 @@ impl TenantDb {
                 })
                 .collect();
             (records, values)
-        } else if let (true, Some(crypto)) = (parallel, &self.crypto)
-            && let bytes =
-                64 + resources.iter().map(|r| r.content.len()).sum::<usize>() / resources.len()
-            && !crypto.seals_quickly(bytes)
-        {
-            // Records too big to seal quickly here (see `gcm`): encoded here, encrypted here
-            // and by a helper that this batch never waits for (see `sealing`).
-            let mut sealer =
-                RecordSealer::start(Arc::clone(crypto), cf::CF_RESOURCES, resources.len(), bytes);
-            for resource in resources {
-                sealer.push(*resource.id.as_bytes(), |out| {
-                    codec::encode_resource_into(resource, out);
-                });
-            }
-            (sealer.finish()?, embedded_all(resources, &mut slots)?)
         } else {
-            // Small records cost ~100 ns each to encode and, in an encrypted tenant, ~50 ns
-            // more to seal (`gcm`): handing a batch of them to the pool cost more in wake-ups
-            // than it saved, and sealing them with a helper no less than sealing each here as
-            // it is encoded, while it is in this core's cache (see `sealing`).
+            // Small records cost about a hundred nanoseconds each to encode and seal: handing
+            // a batch of them to the pool costs more in wake-ups than it saves, so each is
+            // sealed here as it is encoded, while it is in this core's cache.
             (vec![records(resources)?], embedded_all(resources, &mut slots)?)
         };
         Ok(Encoded { values, records: Records(records), embeddings })
@@ -232,8 +217,7 @@ pub(crate) struct ResourceValues {
 }
 
 /// Batches of at least this many resources are encoded on several cores, when they carry
-/// [`PARALLEL_EMBEDDING_BYTES`] of stored embeddings, or sealed with a helper (see
-/// [`RecordSealer`]) when they are encrypted.
+/// [`PARALLEL_EMBEDDING_BYTES`] of stored embeddings.
 pub(super) const PARALLEL_VALUES: usize = 256;
 
 /// The stored embedding bytes that make a batch worth handing to rayon's pool (each
@@ -284,5 +268,43 @@ impl std::ops::DerefMut for Scratch<'_> {
             Scratch::Kept(buffer) => buffer,
             Scratch::Fresh(buffer) => buffer,
         }
+    }
+}
+
+/// Resources a pool thread encodes (and seals) at a time in a big batch.
+pub(super) const CHUNK: usize = 32;
+
+/// The values of a run of records, one after another in one buffer.
+#[derive(Default)]
+pub(crate) struct Values {
+    bytes: Vec<u8>,
+    ends: Vec<usize>,
+}
+
+impl Values {
+    /// Room for `values` values of `bytes` bytes in all.
+    pub(crate) fn with_capacity(values: usize, bytes: usize) -> Self {
+        Values { bytes: Vec::with_capacity(bytes), ends: Vec::with_capacity(values) }
+    }
+
+    /// Adds the value `write` appends to the buffer it is given.
+    ///
+    /// # Errors
+    /// Those of `write`, which must then leave the buffer as it was.
+    pub(crate) fn push(&mut self, write: impl FnOnce(&mut Vec<u8>) -> Result<()>) -> Result<()> {
+        write(&mut self.bytes)?;
+        self.ends.push(self.bytes.len());
+        Ok(())
+    }
+
+    /// The values' bytes, in all.
+    pub(crate) fn bytes(&self) -> usize {
+        self.bytes.len()
+    }
+
+    /// The values, in order.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &[u8]> {
+        let starts = std::iter::once(0).chain(self.ends.iter().copied());
+        starts.zip(&self.ends).map(|(start, &end)| &self.bytes[start..end])
     }
 }

@@ -208,7 +208,7 @@ impl TenantCache {
             batch.put_cf(meta, keys::META_FORMAT_VERSION, [codec::FORMAT_VERSION]);
             let config = codec::encode_config(tenant_config);
             let config = match &crypto {
-                Some(crypto) => crypto.seal(cf::CF_META, keys::META_CONFIG, &config),
+                Some(crypto) => crypto.seal(cf::CF_META, keys::META_CONFIG, &config)?,
                 None => config,
             };
             batch.put_cf(meta, keys::META_CONFIG, config);
