@@ -23,6 +23,7 @@
 //! | `PERCOLATE_POSTGRES_POOL_SIZE` | `postgres_pool_size` | `10` |
 //! | `PERCOLATE_MASTER_KEY_FILE` | `master_key_file` | none |
 //! | `PERCOLATE_MASTER_KEY` | `master_key` | none |
+//! | `PERCOLATE_ALLOW_PLAINTEXT_TENANTS` | `allow_plaintext_tenants` | `false` (with a master key, tenants without a key file are refused) |
 //!
 //! ```
 //! use percolate::config::{ProviderKind, Settings};
@@ -45,7 +46,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 
 /// The environment variables [`Settings::load`] reads, without their `PERCOLATE_` prefix.
-pub const ENV_KEYS: [&str; 8] = [
+pub const ENV_KEYS: [&str; 9] = [
     "storage_provider",
     "rocksdb_path",
     "rocksdb_open_tenants",
@@ -54,6 +55,7 @@ pub const ENV_KEYS: [&str; 8] = [
     "postgres_pool_size",
     "master_key_file",
     "master_key",
+    "allow_plaintext_tenants",
 ];
 
 /// The prefix of every environment variable [`Settings::load`] reads.
@@ -121,8 +123,41 @@ pub struct Settings {
     /// A file holding the master key or a passphrase: with a key configured, RocksDB tenants
     /// are encrypted at rest.
     pub master_key_file: Option<PathBuf>,
-    /// The master key or a passphrase itself (prefer [`Settings::master_key_file`]).
-    pub master_key: Option<String>,
+    /// The master key or a passphrase itself (prefer [`Settings::master_key_file`]). Wiped
+    /// from memory when the settings are dropped.
+    pub master_key: Option<SecretText>,
+    /// With a master key, open tenants created without one too
+    /// (`RocksConfig::allow_plaintext_tenants`).
+    pub allow_plaintext_tenants: bool,
+}
+
+/// Text that holds a secret: wiped from memory when dropped, never printed by `Debug`.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct SecretText(String);
+
+impl SecretText {
+    /// Wraps `text`.
+    pub fn new(text: impl Into<String>) -> Self {
+        Self(text.into())
+    }
+
+    /// The secret itself.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Drop for SecretText {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.0);
+    }
+}
+
+impl fmt::Debug for SecretText {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SecretText(redacted)")
+    }
 }
 
 impl Default for Settings {
@@ -136,6 +171,7 @@ impl Default for Settings {
             postgres_pool_size: 10,
             master_key_file: None,
             master_key: None,
+            allow_plaintext_tenants: false,
         }
     }
 }
@@ -247,6 +283,7 @@ impl Settings {
         let mut config = crate::rocks::RocksConfig::new(root);
         config.open_tenants = self.rocksdb_open_tenants;
         config.master_key = self.master_key()?;
+        config.allow_plaintext_tenants = self.allow_plaintext_tenants;
         Ok(config)
     }
 
@@ -277,7 +314,8 @@ impl Settings {
         if let Some(path) = &self.master_key_file {
             return crate::rocks::MasterKey::from_file(path).map(Some);
         }
-        match self.master_key.as_deref().filter(|key| !key.trim().is_empty()) {
+        match self.master_key.as_ref().map(SecretText::expose).filter(|key| !key.trim().is_empty())
+        {
             Some(text) => crate::rocks::MasterKey::from_text(text).map(Some),
             None => Ok(None),
         }
@@ -339,7 +377,7 @@ mod tests {
     fn debug_output_hides_secrets() {
         let settings = Settings {
             postgres_url: Some("postgres://user:hunter2@host/db".into()),
-            master_key: Some("hunter2".into()),
+            master_key: Some(SecretText::new("hunter2")),
             ..Settings::default()
         };
         assert!(!format!("{settings:?}").contains("hunter2"));

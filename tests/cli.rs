@@ -533,3 +533,25 @@ fn rotate_key_rewraps_tenants_under_a_new_key() {
     let without = cli.run(&["rotate-key", "--new-key-file", "new.key"], "");
     assert_eq!(without.code, 7, "no key to rotate from: {}", without.stderr);
 }
+
+/// Input never panics the binary: a demo of no resources is refused, and stored text that
+/// holds terminal escape sequences is printed escaped in tables, never as control characters.
+#[test]
+fn hostile_input_is_refused_or_escaped_never_a_panic() {
+    let cli = Cli::new();
+    let demo = cli.run(&["demo", "--resources", "0"], "");
+    assert_eq!(demo.code, 2, "stderr: {}", demo.stderr);
+    assert!(demo.stderr.contains("--resources"), "{}", demo.stderr);
+    assert!(!demo.stderr.contains("panicked"), "{}", demo.stderr);
+
+    cli.run(&["tenant", "create", "acme"], "").ok();
+    let hostile = "\u{1b}]0;owned\u{7}\u{1b}[2Jcleared";
+    let record = json!({"content": hostile});
+    let put = cli.put("resource", record);
+    let table =
+        cli.run(&["--output", "table", "get", "resource", "--tenant", "acme", &id(&put)], "");
+    let table = table.ok();
+    let printed = String::from_utf8_lossy(&table.stdout);
+    assert!(!printed.contains('\u{1b}') && !printed.contains('\u{7}'), "{printed:?}");
+    assert!(printed.contains("\\u{1b}[2Jcleared"), "{printed:?}");
+}

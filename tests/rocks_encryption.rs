@@ -208,6 +208,61 @@ async fn a_wrong_or_missing_master_key_is_a_crypto_error() {
     assert!(matches!(right.tenant(&tenant_id()).await, Err(Error::Crypto(_))));
 }
 
+/// With a master key configured, a tenant without a key file (made before the key, or whose
+/// key file went missing) is not opened in plaintext unless the settings say so: its writes
+/// would otherwise land in clear.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_without_a_key_file_is_refused_when_a_master_key_is_configured() {
+    let dir = tempfile::tempdir().unwrap();
+    let plain = engine(dir.path(), None).unwrap();
+    let tenant = plain.create_tenant(&tenant_id(), TenantConfig::default()).await.unwrap();
+    tenant.create_resource(NewResource::new("written before the key")).await.unwrap();
+    drop((tenant, plain));
+    let keyed = engine(dir.path(), raw_key()).unwrap();
+    match keyed.tenant(&tenant_id()).await {
+        Err(Error::Crypto(message)) => {
+            assert!(message.contains("allow_plaintext_tenants"), "{message}")
+        }
+        other => panic!("expected a crypto error, got {:?}", other.map(|_| ())),
+    }
+    drop(keyed);
+    let mut allowed = config(dir.path(), raw_key());
+    allowed.allow_plaintext_tenants = true;
+    let allowed = MemoryEngine::new(RocksProvider::open(allowed).unwrap());
+    let tenant = allowed.tenant(&tenant_id()).await.unwrap();
+    let page = tenant.scan(percolate::RecordKind::Resource, None, 10).await.unwrap();
+    assert_eq!(page.len(), 1);
+}
+
+/// A tenant directory that is a symbolic link (planted to make a delete shred or remove files
+/// elsewhere) is refused, and the files it points at are left alone.
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_symlinked_tenant_directory_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let elsewhere = tempfile::tempdir().unwrap();
+    fill(&engine(elsewhere.path(), raw_key()).unwrap(), 2).await;
+    let target = elsewhere.path().join("vault");
+    let key_file = std::fs::read(target.join("percolate.key")).unwrap();
+    std::fs::create_dir_all(dir.path()).unwrap();
+    std::os::unix::fs::symlink(&target, dir.path().join("vault")).unwrap();
+    let engine = engine(dir.path(), raw_key()).unwrap();
+    assert!(engine.list_tenants().await.unwrap().is_empty(), "a link is not a tenant");
+    for result in [
+        engine.tenant(&tenant_id()).await.map(|_| ()),
+        engine.delete_tenant(&tenant_id()).await,
+        engine.create_tenant(&tenant_id(), TenantConfig::default()).await.map(|_| ()),
+    ] {
+        match result {
+            Err(Error::Invalid { what: "tenant directory", reason }) => {
+                assert!(reason.contains("symbolic link"), "{reason}")
+            }
+            other => panic!("expected the link to be refused, got {other:?}"),
+        }
+    }
+    assert_eq!(std::fs::read(target.join("percolate.key")).unwrap(), key_file);
+}
+
 fn data_files(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
     files_under(dir)
         .into_iter()
@@ -255,7 +310,7 @@ async fn deleting_a_tenant_shreds_its_key_and_a_recreated_tenant_gets_a_new_one(
     std::fs::remove_file(backup.path().join("vault").join("percolate.key")).unwrap();
     let shredded = self::engine(backup.path(), raw_key()).unwrap();
     match shredded.tenant(&tenant_id()).await {
-        Err(Error::Crypto(message)) => assert!(message.contains("key file is gone"), "{message}"),
+        Err(Error::Crypto(message)) => assert!(message.contains("no key file"), "{message}"),
         other => panic!("expected a crypto error, got {:?}", other.map(|_| ())),
     }
     let engine = self::engine(dir.path(), raw_key()).unwrap();

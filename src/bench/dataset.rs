@@ -228,3 +228,34 @@ impl XorShift {
         ((-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()) as f32
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fbin(rows: u32, dimension: u32) -> Vec<u8> {
+        let mut bytes = [rows.to_le_bytes(), dimension.to_le_bytes()].concat();
+        bytes.extend((0..rows * dimension).flat_map(|i| (i as f32).to_le_bytes()));
+        bytes
+    }
+
+    /// Header counts that overflow, or promise more than the file holds, are an error naming
+    /// the file, never an overflow or an out-of-bounds slice.
+    #[test]
+    fn lying_headers_are_errors_not_panics() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("base.fbin"), fbin(4, 2)).unwrap();
+        std::fs::write(dir.path().join("query.fbin"), fbin(1, 2)).unwrap();
+        for header in [[u32::MAX, u32::MAX], [1, u32::MAX], [1000, 1000]] {
+            let gt = [header[0].to_le_bytes(), header[1].to_le_bytes()].concat();
+            std::fs::write(dir.path().join("gt.ibin"), gt).unwrap();
+            let error = Dataset::load(dir.path()).err().expect("refused");
+            assert!(error.to_string().contains("gt.ibin"), "{error}");
+        }
+        std::fs::remove_file(dir.path().join("gt.ibin")).unwrap();
+        let edges = [u32::MAX.to_le_bytes(), u32::MAX.to_le_bytes()].concat();
+        std::fs::write(dir.path().join("edges.bin"), edges).unwrap();
+        let error = Dataset::load(dir.path()).err().expect("refused");
+        assert!(error.to_string().contains("edges.bin"), "{error}");
+    }
+}

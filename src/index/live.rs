@@ -121,6 +121,8 @@ pub(crate) struct Persist {
     pub(crate) crypto: Option<Arc<TenantCrypto>>,
     /// Set when the tenant is being deleted: no snapshot is worth writing then.
     pub(crate) discarded: Arc<AtomicBool>,
+    /// Whether the indexer thread lowers its own priority (the embedding app's choice).
+    pub(crate) lower_priority: bool,
 }
 
 /// The indexer writes no snapshot for fewer graph changes than this (see
@@ -448,8 +450,11 @@ impl VectorIndex {
             return;
         }
         let index = Arc::downgrade(self);
+        let nice = self.persist.as_ref().is_some_and(|persist| persist.lower_priority);
         let spawned = std::thread::Builder::new().name("percolate-hnsw".into()).spawn(move || {
-            lower_priority();
+            if nice {
+                lower_priority();
+            }
             loop {
                 // The index may be dropped (tenant closed) while we work: then stop.
                 let Some(index) = index.upgrade() else { return };

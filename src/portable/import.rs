@@ -28,7 +28,9 @@ pub async fn import<P: Provider>(
     let owned: PathBuf = path.to_owned();
     let (header, spool) = tokio::task::spawn_blocking(move || -> Result<(Header, File)> {
         let mut spool = RecordSpool::create(&owned)?;
-        let header = check_file(&owned, CHUNK, |record, number| spool.push(&record, number))?;
+        let header = check_file(&owned, CHUNK, MAX_LINE_BYTES, |record, number| {
+            spool.push(&record, number)
+        })?;
         Ok((header, spool.finish()?))
     })
     .await

@@ -103,7 +103,7 @@ fn check_bytes(bytes: &[u8], chunk: usize) -> std::result::Result<Vec<(u64, Reco
     let mut file = tempfile::NamedTempFile::new().expect("temp file");
     file.write_all(bytes).expect("write");
     let mut accepted = Vec::new();
-    check_file(file.path(), chunk, |record, number| {
+    check_file(file.path(), chunk, MAX_LINE_BYTES, |record, number| {
         accepted.push((number, record));
         Ok(())
     })
@@ -171,4 +171,26 @@ fn the_import_spool_gives_back_exactly_what_was_parsed() {
 #[test]
 fn hex_is_lowercase_and_padded() {
     assert_eq!(hex(&[0x00, 0x0f, 0xab]), "000fab");
+}
+
+/// A line without an end is refused once it passes the cap, before it is held in memory
+/// whole, and a header line has a cap of its own.
+#[test]
+fn over_long_lines_are_refused_before_they_are_held() {
+    let (bytes, _) = sample();
+    let header_end = bytes.iter().position(|b| *b == b'\n').expect("header") + 1;
+    let mut endless = bytes[..header_end].to_vec();
+    endless.extend(std::iter::repeat_n(b'x', 64 << 10));
+    let mut file = tempfile::NamedTempFile::new().expect("temp file");
+    file.write_all(&endless).expect("write");
+    let refused = check_file(file.path(), 4096, 16 << 10, |_, _| Ok(())).expect_err("refused");
+    assert!(refused.to_string().contains("a line is longer than 16384 bytes"), "{refused}");
+    // Under the cap the same file is refused for what it is (no trailer), not its length.
+    let other = check_file(file.path(), 4096, 1 << 20, |_, _| Ok(())).expect_err("refused");
+    assert!(!other.to_string().contains("longer than"), "{other}");
+
+    let mut file = tempfile::NamedTempFile::new().expect("temp file");
+    file.write_all(&vec![b'{'; MAX_HEADER_BYTES + 10]).expect("write");
+    let refused = verify(file.path()).expect_err("refused");
+    assert!(refused.to_string().contains("the header is longer than"), "{refused}");
 }

@@ -161,7 +161,7 @@ pub(super) fn parse_header(line: &[u8]) -> Result<Header> {
 /// [`Error::Invalid`] naming the line of the first problem, for a file that is malformed,
 /// out of order, truncated or does not match its checksum.
 pub fn verify(path: &Path) -> Result<Header> {
-    check_file(path, CHUNK, |_, _| Ok(()))
+    check_file(path, CHUNK, MAX_LINE_BYTES, |_, _| Ok(()))
 }
 
 /// A record line parsed and its fields checked, or why it does not parse.
@@ -187,10 +187,12 @@ pub(super) fn stopped(what: &'static str) -> Error {
 /// Pass 1 over the file at `path`: checks everything an import needs (see [`verify`]) and
 /// hands each record to `accept` with its line number, in file order. Nothing `accept` was
 /// given may be written anywhere before this returns `Ok`: only then is the file vouched for.
-/// `chunk` is the bytes read at a time (lines longer than that are read whole).
+/// `chunk` is the bytes read at a time (lines longer than that are read whole, up to
+/// `max_line` bytes).
 pub(super) fn check_file(
     path: &Path,
     chunk: usize,
+    max_line: usize,
     mut accept: impl FnMut(Record, u64) -> Result<()>,
 ) -> Result<Header> {
     let mut reader = open(path)?;
@@ -246,10 +248,10 @@ pub(super) fn check_file(
                 }
                 let last = buffer.iter().rposition(|b| *b == b'\n');
                 let unfinished = last.map_or(buffer.len(), |last| buffer.len() - last - 1);
-                if unfinished > MAX_LINE_BYTES {
+                if unfinished > max_line {
                     return Err(Error::invalid(
                         "import file",
-                        format!("a line is longer than {MAX_LINE_BYTES} bytes"),
+                        format!("a line is longer than {max_line} bytes"),
                     ));
                 }
                 let Some(last) = last else { continue };

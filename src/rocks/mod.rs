@@ -77,6 +77,15 @@ pub struct RocksConfig {
     /// The master key. When set, every tenant created is encrypted at rest, and encrypted
     /// tenants can be opened; when unset, opening an encrypted tenant is [`Error::Crypto`].
     pub master_key: Option<MasterKey>,
+    /// With a master key set, whether a tenant without a key file (created before the key
+    /// was configured) may still be opened, its writes landing in plaintext. Off by default:
+    /// such a tenant is refused with [`Error::Crypto`], so a key file that went missing never
+    /// silently turns an encrypted store into a plaintext one.
+    pub allow_plaintext_tenants: bool,
+    /// Whether the background indexer lowers its own thread priority (nice 10) so that on a
+    /// busy machine it takes what writers and searchers leave. Off by default: an app that
+    /// embeds the store decides how its threads are scheduled.
+    pub lower_indexer_priority: bool,
 }
 
 impl RocksConfig {
@@ -92,6 +101,8 @@ impl RocksConfig {
             hnsw: HnswParams::default(),
             exact_search_below: 1024,
             master_key: None,
+            allow_plaintext_tenants: false,
+            lower_indexer_priority: false,
         }
     }
 }

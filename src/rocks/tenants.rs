@@ -66,6 +66,8 @@ pub struct TenantDb {
     discarded: Arc<std::sync::atomic::AtomicBool>,
     hnsw: super::HnswParams,
     exact_search_below: usize,
+    /// [`super::RocksConfig::lower_indexer_priority`].
+    lower_indexer_priority: bool,
     /// The tenant's sealing keys; `None` for a tenant stored in plaintext. Shared (never
     /// cloned: one session has one nonce counter) with the vector index, which seals its
     /// snapshots.
@@ -264,6 +266,7 @@ impl TenantDb {
             dir: self.dir.clone(),
             crypto: self.crypto.clone(),
             discarded: Arc::clone(&self.discarded),
+            lower_priority: self.lower_indexer_priority,
         }
     }
 

@@ -178,9 +178,17 @@ pub async fn scan_pages_through_every_record<H: Harness>(h: &mut H) -> Result<()
     expect_err(t.scan(RecordKind::Resource, None, 0).await, "invalid")
 }
 
-/// Oversized names, uris, content and query text are invalid.
+/// Oversized names, uris, content, metadata and query text are invalid.
 pub async fn oversized_fields_are_rejected<H: Harness>(h: &mut H) -> Result<()> {
     let t = tenant(h).await?;
+    let mut big = crate::Metadata::new();
+    big.insert("blob".into(), json!("m".repeat(crate::MAX_METADATA_BYTES)));
+    let mut r = NewResource::new("x");
+    r.metadata = big.clone();
+    expect_err(t.create_resource(r).await, "invalid")?;
+    let mut e = NewEntity::new("n", "k");
+    e.properties = big;
+    expect_err(t.create_entity(e).await, "invalid")?;
     expect_err(t.create_entity(NewEntity::new("n".repeat(2000), "k")).await, "invalid")?;
     let mut r = NewResource::new("x");
     r.uri = Some("u".repeat(5000));

@@ -99,8 +99,12 @@ fn the_indexer_snapshots_a_graph_that_changed_enough() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join(SNAPSHOT_FILE);
     let discarded = Arc::new(AtomicBool::new(false));
-    let persist =
-        Persist { dir: dir.path().to_path_buf(), crypto: None, discarded: Arc::clone(&discarded) };
+    let persist = Persist {
+        dir: dir.path().to_path_buf(),
+        crypto: None,
+        discarded: Arc::clone(&discarded),
+        lower_priority: false,
+    };
     let index =
         VectorIndex::open(persist, None, 16, Metric::Cosine, HnswParams::default(), 0, vec![]);
     let upserts = |range: std::ops::Range<u64>| -> Vec<VectorChange> {

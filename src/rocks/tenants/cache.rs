@@ -141,6 +141,7 @@ pub(super) fn load(
         discarded: Arc::default(),
         hnsw: config.hnsw,
         exact_search_below: config.exact_search_below,
+        lower_indexer_priority: config.lower_indexer_priority,
         crypto: crypto.map(Arc::new),
         scratch: Mutex::new(Vec::new()),
     };
@@ -184,7 +185,7 @@ impl TenantCache {
 
     pub(crate) fn create(&self, id: &TenantId, tenant_config: &TenantConfig) -> Result<()> {
         let open = self.open.lock();
-        let dir = tenant_dir(&self.config.root, id);
+        let dir = self.tenant_path(id)?;
         if open.entries.contains_key(id) || dir.exists() {
             return Err(Error::already_exists("tenant", id));
         }
@@ -233,7 +234,7 @@ impl TenantCache {
             entry.last_used = now;
             return Ok(Arc::clone(&entry.db));
         }
-        let dir = tenant_dir(&self.config.root, id);
+        let dir = self.tenant_path(id)?;
         if !dir.is_dir() {
             return Err(Error::not_found("tenant", id));
         }
@@ -245,9 +246,33 @@ impl TenantCache {
         Ok(tenant)
     }
 
+    /// The directory of tenant `id`, refused when a symbolic link stands in its place: a
+    /// tenant's files (its key file above all) are only ever reached inside the root.
+    fn tenant_path(&self, id: &TenantId) -> Result<PathBuf> {
+        let dir = tenant_dir(&self.config.root, id);
+        match dir.symlink_metadata() {
+            Ok(metadata) if metadata.file_type().is_symlink() => Err(Error::invalid(
+                "tenant directory",
+                format!(
+                    "{} is a symbolic link; a tenant's directory must be its own",
+                    dir.display()
+                ),
+            )),
+            _ => Ok(dir),
+        }
+    }
+
     /// The sealing keys of the tenant in `dir`, if it is encrypted.
     fn tenant_crypto(&self, dir: &Path, id: &TenantId) -> Result<Option<TenantCrypto>> {
         if !crypto::is_encrypted(dir) {
+            if self.kek.is_some() && !self.config.allow_plaintext_tenants {
+                return Err(Error::Crypto(format!(
+                    "tenant {id} has no key file (it was shredded or lost, or the tenant was made \
+                     before a master key was configured): refusing to open it in plaintext \
+                     (RocksConfig::allow_plaintext_tenants, or PERCOLATE_ALLOW_PLAINTEXT_TENANTS, \
+                     opens tenants made without a key)"
+                )));
+            }
             return Ok(None);
         }
         match &self.kek {
@@ -304,7 +329,8 @@ impl TenantCache {
             let entry = entry.map_err(|e| io_error(root, e))?;
             // A tenant is a directory named by a valid id that holds a RocksDB database; staging
             // directories (leading '.') and strays are not tenants.
-            let is_database = entry.path().join("CURRENT").is_file();
+            let is_link = entry.file_type().is_ok_and(|kind| kind.is_symlink());
+            let is_database = !is_link && entry.path().join("CURRENT").is_file();
             if let (true, Some(name)) = (is_database, entry.file_name().to_str())
                 && let Ok(id) = TenantId::new(name)
             {
@@ -317,7 +343,7 @@ impl TenantCache {
 
     pub(crate) fn delete(&self, id: &TenantId) -> Result<()> {
         let mut open = self.open.lock();
-        let dir = tenant_dir(&self.config.root, id);
+        let dir = self.tenant_path(id)?;
         if let Some(entry) = open.entries.get(id) {
             if Arc::strong_count(&entry.db) > 1 {
                 return Err(Error::Conflict(format!("tenant {id} is in use by open handles")));
