@@ -249,13 +249,13 @@ mod tests {
         for header in [[u32::MAX, u32::MAX], [1, u32::MAX], [1000, 1000]] {
             let gt = [header[0].to_le_bytes(), header[1].to_le_bytes()].concat();
             std::fs::write(dir.path().join("gt.ibin"), gt).unwrap();
-            let error = Dataset::load(dir.path()).err().expect("refused");
+            let Err(error) = Dataset::load(dir.path()) else { panic!("refused") };
             assert!(error.to_string().contains("gt.ibin"), "{error}");
         }
         std::fs::remove_file(dir.path().join("gt.ibin")).unwrap();
         let edges = [u32::MAX.to_le_bytes(), u32::MAX.to_le_bytes()].concat();
         std::fs::write(dir.path().join("edges.bin"), edges).unwrap();
-        let error = Dataset::load(dir.path()).err().expect("refused");
+        let Err(error) = Dataset::load(dir.path()) else { panic!("refused") };
         assert!(error.to_string().contains("edges.bin"), "{error}");
     }
 }

@@ -134,7 +134,7 @@ impl Counters {
         }
         let stripe = STRIPE.with(|stripe| *stripe);
         let count = self.0[stripe].0.fetch_add(n, Ordering::Relaxed);
-        if !count.checked_add(n).is_some_and(|end| end <= 1 << (64 - STRIPE_BITS)) {
+        if count.checked_add(n).is_none_or(|end| end > 1 << (64 - STRIPE_BITS)) {
             return Err(Error::Crypto("sealing counter exhausted: reopen the tenant".into()));
         }
         Ok(Nonces { next: count, end: count + n, stripe: stripe as u64 })
