@@ -45,6 +45,9 @@ pub mod rocks;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 
+#[cfg(feature = "python")]
+mod python;
+
 pub use engine::{
     EngineTxn, MAX_BATCH, MAX_CONTENT_BYTES, MAX_NAME_BYTES, MemoryEngine, TenantHandle,
 };
