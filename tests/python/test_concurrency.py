@@ -21,6 +21,7 @@ def test_eight_threads_calling_at_once_all_succeed(memory: MemoryEngine) -> None
     barrier = threading.Barrier(8)
 
     def worker(index: int) -> None:
+        mine_rng = np.random.default_rng(100 + index)
         try:
             barrier.wait()
             for round_ in range(25):
@@ -28,7 +29,8 @@ def test_eight_threads_calling_at_once_all_succeed(memory: MemoryEngine) -> None
                 assert memory.get_resource(created[j].id).content == f"r{j}"
                 hits = memory.search_resources(vectors[j], k=3)
                 assert hits[0].resource.id == created[j].id
-                mine = memory.create_resource(f"t{index}-{round_}", embedding=vectors[j])
+                fresh = mine_rng.standard_normal(16).astype(np.float32)
+                mine = memory.create_resource(f"t{index}-{round_}", embedding=fresh)
                 assert memory.get_resource(mine.id).content == f"t{index}-{round_}"
         except BaseException as error:  # noqa: BLE001 - reported to the main thread
             errors.append(error)

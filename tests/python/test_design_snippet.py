@@ -33,23 +33,20 @@ def test_the_rocksdb_snippet_runs_verbatim(tmp_path: Path, monkeypatch: pytest.M
 def test_the_postgres_snippet_runs_with_the_test_servers_url() -> None:
     from percolate_core import MemoryEngine, ProviderType
 
-    url, admin = postgres_urls()
-    # The application role may not create schemas (it owns nothing), so the schema owner
-    # creates the tenant first; the snippet's form then opens it with the application URL.
-    with MemoryEngine(ProviderType.POSTGRES, url, admin_connection_string=admin) as owner:
-        if "tenant-123" not in owner.list_tenants():
-            owner.create_tenant("tenant-123")
+    # The snippet's URL names one user who owns the database: the test server's owner role
+    # (the application role alone may not create the tenant registry or schemas).
+    _, owner_url = postgres_urls()
     # --- the snippet, with the test server's URL for "postgresql://user:pass@localhost/..." ---
     # PostgreSQL (enterprise)
     memory = MemoryEngine(
         provider="postgres",
-        connection_string=url,
+        connection_string=owner_url,
         tenant_id="tenant-123"
     )
     # --- end ---
     assert memory.provider is ProviderType.POSTGRES
+    assert memory.id == "tenant-123"
     note = memory.create_resource("remembered in postgres")
     assert memory.get_resource(note.id).content == "remembered in postgres"
+    memory.delete_tenant("tenant-123")
     memory.close()
-    with MemoryEngine(ProviderType.POSTGRES, url, admin_connection_string=admin) as owner:
-        owner.delete_tenant("tenant-123")

@@ -34,7 +34,7 @@ def test_scan_pages_through_each_kind_in_creation_order(memory: MemoryEngine) ->
     assert len(rest) == 15
     assert all(isinstance(r, Resource) for r in first + rest)
     assert [type(r) for r in memory.scan("entity")] == [Entity, Entity]
-    assert [type(r) for r in memory.scan("edges")] == [Edge]
+    assert [type(r) for r in memory.scan("edge")] == [Edge]
     assert [type(r) for r in memory.scan("moment")] == [Moment]
 
 

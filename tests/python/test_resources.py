@@ -3,12 +3,13 @@
 import uuid
 
 import numpy as np
+import numpy.typing as npt
 import pytest
 
 from percolate_core import InvalidInputError, MemoryEngine, NotFoundError
 
 
-def unit(values: "list[float]") -> "np.ndarray[object, np.dtype[np.float32]]":
+def unit(values: "list[float]") -> "npt.NDArray[np.float32]":
     array = np.asarray(values, dtype=np.float32)
     return array / np.linalg.norm(array)
 
@@ -91,7 +92,7 @@ def test_batch_create_takes_a_2d_array_and_lines_up_fields(memory: MemoryEngine)
     assert len({r.id for r in created}) == 50
     got = memory.get_resource(created[17].id)
     assert got.metadata == {"i": 17, "even": False}
-    np.testing.assert_array_equal(got.embedding, vectors[17])  # type: ignore[arg-type]
+    np.testing.assert_array_equal(got.embedding, vectors[17])
 
 
 def test_batch_create_takes_lists_of_lists_and_uris(memory: MemoryEngine) -> None:
