@@ -64,13 +64,16 @@ enum Opening {
     Pg(PgConfig),
 }
 
+/// A tenant handle registered with its session (see [`Session::adopt`]).
+type TenantSlot = Arc<ProcessLocal<AnyTenant>>;
+
 /// Opens the provider with the GIL released, and the default tenant when `tenant` is given
 /// (creating it when missing).
 fn open(
     py: Python<'_>,
     opening: Opening,
     tenant: Option<(TenantId, TenantConfig)>,
-) -> PyResult<(Arc<Session>, Option<Arc<ProcessLocal<AnyTenant>>>)> {
+) -> PyResult<(Arc<Session>, Option<TenantSlot>)> {
     let runtime = process_runtime()?;
     let (kind, engine, handle) = py.detach(|| {
         runtime.block_on(async {

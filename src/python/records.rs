@@ -123,10 +123,10 @@ fn to_json(value: &Bound<'_, PyAny>, what: &'static str, depth: usize) -> PyResu
         }
     }
     // Numbers of other types (decimals, fractions): integers first, so 3 stays 3.
-    if value.hasattr("__index__")? {
-        if let Ok(i) = value.extract::<i64>() {
-            return Ok(Value::from(i));
-        }
+    if value.hasattr("__index__")?
+        && let Ok(i) = value.extract::<i64>()
+    {
+        return Ok(Value::from(i));
     }
     if let Ok(f) = value.extract::<f64>() {
         return float(f, what);
@@ -505,6 +505,7 @@ impl PyEdge {
 
     /// The id of the entity it leaves.
     #[getter]
+    #[allow(clippy::wrong_self_convention)] // a field named as the Rust record's `from`
     fn from_id(&self) -> String {
         self.from.to_string()
     }
