@@ -103,6 +103,32 @@ def test_a_forked_child_cannot_use_the_parents_engine(open_engine: EngineFactory
     assert memory.get_resource(note.id).content == "parent's"
 
 
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="os.fork is POSIX only")
+def test_a_forked_child_can_open_its_own_engine(tmp_path: Path) -> None:
+    parent = MemoryEngine("rocksdb", str(tmp_path / "parent"), "p")
+    parent.create_resource("made before the fork", embedding=[1.0, 0.0])
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(read)
+        try:
+            with MemoryEngine("rocksdb", str(tmp_path / "child"), "c") as child:
+                note = child.create_resource("child's", embedding=[0.0, 1.0])
+                hits = child.search_resources([0.0, 1.0], k=1)
+                message = b"ok" if hits[0].resource.id == note.id else b"wrong hit"
+        except BaseException as error:  # noqa: BLE001 - reported to the parent
+            message = repr(error).encode()
+        os.write(write, message)
+        os._exit(0)
+    os.close(write)
+    with os.fdopen(read, "rb") as pipe:
+        reported = pipe.read().decode()
+    os.waitpid(pid, 0)
+    assert reported == "ok"
+    assert parent.search_resources([1.0, 0.0], k=1)[0].resource.content == "made before the fork"
+    parent.close()
+
+
 def test_an_encrypted_tenant_needs_its_key(tmp_path: Path) -> None:
     store = str(tmp_path / "sealed")
     with MemoryEngine("rocksdb", store, "vault", master_key="correct horse battery staple") as m:
