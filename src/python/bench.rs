@@ -16,9 +16,23 @@ use super::errors::invalid;
 use super::records::id_arg;
 use super::tenant::PyTenant;
 use crate::model::{NewResource, ResourceId, SearchQuery};
+use crate::rocks::RocksProvider;
 
 pub(super) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    m.add_function(wrap_pyfunction!(rust_latencies, m)?)
+    m.add_function(wrap_pyfunction!(rust_latencies, m)?)?;
+    m.add_function(wrap_pyfunction!(wait_for_index, m)?)
+}
+
+/// Blocks until every embedding of a RocksDB tenant is in its HNSW graph, so what is timed
+/// next does not overlap the background indexer (searches never need this). A no-op for
+/// PostgreSQL, whose index is maintained by each write.
+#[pyfunction]
+#[pyo3(name = "_wait_for_index")]
+fn wait_for_index(py: Python<'_>, tenant: PyRef<'_, PyTenant>) -> PyResult<()> {
+    if let super::AnyTenant::Rocks(handle) = tenant.core.handle()? {
+        py.detach(|| RocksProvider::wait_for_index(handle.provider_tenant()));
+    }
+    Ok(())
 }
 
 /// Nanoseconds of each call of `operation` ("get", "search" or "batch") run from Rust:
