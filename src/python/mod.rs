@@ -22,10 +22,8 @@
 //!   and numpy array on first access (then keeps them, so edits in place are seen by
 //!   `update_*`): a search or batch that returns many records pays only for what is read.
 //!
-//! `unsafe_code` is allowed in this module only because pyo3's and numpy's macros expand to
-//! `unsafe` FFI glue (module init, method trampolines); the module's own code has none.
-
-#![allow(unsafe_code)]
+//! No `unsafe` here: the FFI glue pyo3's and numpy's macros generate is theirs, and the
+//! crate-wide `unsafe_code = "deny"` holds for this module's own code.
 
 mod asyncio;
 mod bench;
