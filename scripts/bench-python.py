@@ -29,6 +29,7 @@ import shutil
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence
@@ -161,6 +162,22 @@ def bench_percolate(data: Data, root: Path) -> Dict[str, Any]:
         filtered_found.append([position[h.resource.id] for h in hits])
     filtered_recall = recall(filtered_found, data.filtered)
 
+    # Throughput of k=10 searches from 1 and from 4 Python threads: calls release the GIL, so
+    # threads run searches in parallel up to the cores there are.
+    throughput: Dict[int, float] = {}
+    for threads in (1, 4):
+        queries = np.array_split(data.queries, threads)
+        workers = [
+            threading.Thread(target=lambda qs=qs: [memory.search_resources(q, k=10) for q in qs])
+            for qs in queries
+        ]
+        t0 = time.perf_counter()
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join()
+        throughput[threads] = len(data.queries) / (time.perf_counter() - t0)
+
     batch_memory = memory.create_tenant("bench-batch", dimension=384)
     block = np.ascontiguousarray(data.base[:1000])
     contents = [f"batch row {i}" for i in range(1000)]
@@ -183,6 +200,8 @@ def bench_percolate(data: Data, root: Path) -> Dict[str, Any]:
         "knn_recall": knn_recall,
         f"knn_ef{WIDE_EF}_p50_us": p50_us(wide_py),
         f"knn_ef{WIDE_EF}_recall": recall(wide_found, data.truth),
+        "search_qps_1_thread": throughput[1],
+        "search_qps_4_threads": throughput[4],
         "filtered_p50_us": p50_us(filtered_py),
         "filtered_recall": filtered_recall,
         "batch_p50_us": p50_us(batch_py),
@@ -330,6 +349,11 @@ def main() -> int:
         cells = [f"{r[row]:.3f}" if isinstance(r.get(row), float) else str(r.get(row, "-")) for r in results.values()]
         print(f"| {row} | " + " | ".join(cells) + " |")
     p = results["percolate"]
+    print()
+    print(
+        f"percolate search throughput: {p['search_qps_1_thread']:.0f}/s from 1 thread, "
+        f"{p['search_qps_4_threads']:.0f}/s from 4 threads ({os.cpu_count()} cores)"
+    )
     print()
     print("| percolate p50 | Python (µs) | Rust (µs) | Python - Rust | Python / Rust |")
     print("|---|---|---|---|---|")

@@ -77,6 +77,8 @@ def test_settings_from_a_toml_file(tmp_path: Path, monkeypatch: pytest.MonkeyPat
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="os.fork is POSIX only")
+# Python 3.12+ warns that forking a threaded process is risky: the risk is what is tested.
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
 def test_a_forked_child_cannot_use_the_parents_engine(open_engine: EngineFactory) -> None:
     memory = open_engine(unique_tenant())
     note = memory.create_resource("parent's")
@@ -104,6 +106,8 @@ def test_a_forked_child_cannot_use_the_parents_engine(open_engine: EngineFactory
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="os.fork is POSIX only")
+# Python 3.12+ warns that forking a threaded process is risky: the risk is what is tested.
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
 def test_a_forked_child_can_open_its_own_engine(tmp_path: Path) -> None:
     parent = MemoryEngine("rocksdb", str(tmp_path / "parent"), "p")
     parent.create_resource("made before the fork", embedding=[1.0, 0.0])
