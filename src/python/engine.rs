@@ -346,11 +346,15 @@ macro_rules! engine_methods {
                 })
             }
 
-            /// Deletes a tenant and all its records.
+            /// Deletes a tenant and all its records. Every handle this engine gave out to the
+            /// tenant (its own too, if it is this engine's tenant) is released first and
+            /// raises from then on.
             fn delete_tenant<'py>(&self, py: Python<'py>, tenant_id: &str) -> PyResult<Bound<'py, PyAny>> {
                 let id = tenant_id_arg(tenant_id)?;
                 let engine = self.session.engine()?;
+                let released = self.session.release_tenant(&id);
                 $run(py, &self.session, async move {
+                    drop(released);
                     dispatch!(engine, AnyEngine, |engine| engine.delete_tenant(&id).await)?;
                     Ok(Nothing)
                 })

@@ -104,7 +104,8 @@ pub(crate) fn invalid(what: &'static str, reason: impl std::fmt::Display) -> PyE
     Error::invalid(what, reason).into()
 }
 
-/// The error for an engine, tenant or transaction used after `close()`.
+/// The error for an engine, tenant or transaction used after `close()`, or a tenant handle
+/// used after its tenant was deleted through the engine.
 pub(crate) fn closed() -> PyErr {
-    PercolateError::new_err("the engine is closed")
+    PercolateError::new_err("the engine is closed (or this tenant was deleted through it)")
 }

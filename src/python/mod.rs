@@ -178,6 +178,25 @@ impl Session {
         slot
     }
 
+    /// Releases every handle this session gave out to tenant `id`, before the tenant is
+    /// deleted: RocksDB refuses to delete a tenant that open handles hold, and when Python
+    /// drops an object is up to its garbage collector. Returns them, to be dropped by the
+    /// caller.
+    fn release_tenant(&self, id: &crate::model::TenantId) -> Vec<AnyTenant> {
+        let mut released = Vec::new();
+        for weak in self.tenants.lock().iter() {
+            let Some(slot) = weak.upgrade() else { continue };
+            let mut value = slot.value.write();
+            let matches = value
+                .as_ref()
+                .is_some_and(|tenant| dispatch!(tenant, AnyTenant, |handle| handle.id() == id));
+            if matches {
+                released.extend(value.take());
+            }
+        }
+        released
+    }
+
     /// Releases the engine and every tenant handle it gave out; what they hold is dropped
     /// here unless a call in flight still holds a clone. Returns what was released, to be
     /// dropped by the caller (with the GIL released: closing a RocksDB flushes and joins).

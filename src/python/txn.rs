@@ -133,6 +133,8 @@ impl PyTransaction {
         op: impl FnOnce(&tokio::runtime::Runtime, &mut AnyTxn) -> Result<T> + Send,
     ) -> PyResult<T> {
         check_pid(self.pid)?;
+        // After the engine's close() a transaction may only be rolled back.
+        self.session.engine()?;
         let runtime = self.session.runtime()?;
         Ok(py.detach(|| {
             let mut guard = self.txn.lock();
@@ -146,6 +148,9 @@ impl PyTransaction {
     /// Takes the transaction out and ends it with `commit` (or rolls it back).
     fn end(&self, py: Python<'_>, commit: bool) -> PyResult<()> {
         check_pid(self.pid)?;
+        if commit {
+            self.session.engine()?;
+        }
         let runtime = self.session.runtime()?;
         Ok(py.detach(|| {
             let Some(mut txn) = self.txn.lock().take() else { return Err(finished()) };

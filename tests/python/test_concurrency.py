@@ -10,7 +10,13 @@ import numpy as np
 import pytest
 
 from conftest import EngineFactory, postgres_urls, unique_tenant
-from percolate_core import AsyncMemoryEngine, AsyncTenant, MemoryEngine, NotFoundError
+from percolate_core import (
+    AsyncMemoryEngine,
+    AsyncTenant,
+    MemoryEngine,
+    NotFoundError,
+    PercolateError,
+)
 
 
 def test_eight_threads_calling_at_once_all_succeed(memory: MemoryEngine) -> None:
@@ -108,9 +114,11 @@ def test_every_async_method_awaits_to_the_same_results(provider: str, tmp_path: 
             other_id = other.id
             assert other_id in await memory.list_tenants()
             assert (await memory.tenant(other_id)).id == other_id
-            # RocksDB refuses to delete a tenant while a handle to it is open.
-            del other
+            # The engine releases its own handles to the tenant first (RocksDB refuses to
+            # delete a tenant that open handles hold); `other` is one of them.
             await memory.delete_tenant(other_id)
+            with pytest.raises(PercolateError, match="deleted"):
+                other.id
             assert other_id not in await memory.list_tenants()
         finally:
             memory.close()

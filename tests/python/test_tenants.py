@@ -28,8 +28,11 @@ def test_tenants_are_created_listed_opened_and_deleted(open_engine: EngineFactor
     reopened = engine.tenant(first)
     note = acme.create_resource("shared handle", embedding=[1.0, 2.0, 3.0])
     assert reopened.get_resource(note.id).content == "shared handle"
-    del acme, reopened
+    kept = engine.tenant(second)
     engine.delete_tenant(second)
+    with pytest.raises(PercolateError, match="deleted"):
+        kept.get_resource(note.id)
+    assert acme.get_resource(note.id).content == "shared handle"
     assert second not in engine.list_tenants()
     with pytest.raises(NotFoundError):
         engine.tenant(second)

@@ -99,3 +99,17 @@ def test_a_lost_race_raises_conflict_and_keeps_the_winner(memory: MemoryEngine) 
             loser.update_resource(stale)
     assert not loser.active
     assert memory.get_resource(shared.id).content == "winner"
+
+
+def test_a_transaction_open_at_close_can_only_roll_back(memory: MemoryEngine) -> None:
+    from percolate_core import PercolateError
+
+    tx = memory.transaction()
+    tx.create_entity("Unsaved", "x")
+    memory.close()
+    with pytest.raises(PercolateError, match="closed"):
+        tx.create_entity("more", "x")
+    with pytest.raises(PercolateError, match="closed"):
+        tx.commit()
+    tx.rollback()
+    assert not tx.active
