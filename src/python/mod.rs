@@ -17,7 +17,8 @@
 //!   sockets); it is forgotten. A child that opens its own engine gets a fresh runtime.
 //! - **Closing is deterministic.** [`Session`] keeps every tenant slot it handed out;
 //!   `close()` empties them all, so the store is released when calls in flight finish, not
-//!   when the garbage collector gets to the last tenant object.
+//!   when the garbage collector gets to the last tenant object; `delete_tenant` empties the
+//!   slots of that tenant first (RocksDB refuses to delete a tenant open handles hold).
 //! - **Records convert lazily.** A record object holds the Rust record and builds its `dict`
 //!   and numpy array on first access (then keeps them, so edits in place are seen by
 //!   `update_*`): a search or batch that returns many records pays only for what is read.
