@@ -30,3 +30,8 @@ echo "== cargo doc (warnings are errors)"
 RUSTDOCFLAGS="-D warnings" cargo doc "${cargo_flags[@]}" --features postgres --no-deps
 bash scripts/with-postgres.sh cargo test "${cargo_flags[@]}" --features postgres --lib \
   --test postgres --test postgres_isolation --test round_trip --test model_postgres
+
+echo "== Python package: clippy with the python feature, then mypy --strict and pytest on RocksDB"
+echo "   and PostgreSQL (scripts/test-python.sh builds the wheel with maturin in a venv)"
+cargo clippy "${cargo_flags[@]}" --all-targets --features python -- -D warnings
+bash scripts/test-python.sh

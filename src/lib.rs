@@ -52,6 +52,8 @@ pub mod rocks;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 
+#[cfg(feature = "python")]
+mod python;
 #[cfg(feature = "testing")]
 pub mod testing;
 
