@@ -786,9 +786,11 @@ fn check_moment(start: i64, end: i64, kind: &str) -> Expect<()> {
 }
 
 impl Model {
-    /// The engine's resource validation, in its order; fixes the dimension as it goes, as
-    /// the engine does (before anything is written, and even if the write then fails).
+    /// The engine's resource validation, in its order: every resource's fields and the
+    /// embeddings' agreement with each other first; only then is the dimension fixed by the
+    /// first embedding (before anything is written, and even if the write then fails).
     fn check_resources(&mut self, resources: &[&ResourceFields]) -> Expect<()> {
+        let mut first: Option<usize> = None;
         for fields in resources {
             if let Some(uri) = &fields.uri {
                 check_name("uri", uri)?;
@@ -801,10 +803,16 @@ impl Model {
             if embedding.is_empty() || embedding.iter().any(|x| !x.is_finite()) {
                 return Err(invalid("embedding"));
             }
-            let dimension = *self.dimension.get_or_insert(embedding.len() as u32);
-            if embedding.len() != dimension as usize {
-                return Err(invalid("embedding"));
+            match first {
+                Some(len) if len != embedding.len() => return Err(invalid("embedding")),
+                Some(_) => {}
+                None => first = Some(embedding.len()),
             }
+        }
+        let Some(len) = first else { return Ok(()) };
+        let dimension = *self.dimension.get_or_insert(len as u32);
+        if len != dimension as usize {
+            return Err(invalid("embedding"));
         }
         Ok(())
     }
