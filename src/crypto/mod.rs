@@ -31,7 +31,9 @@ mod tests;
 pub use keys::MasterKey;
 pub(crate) use keys::{MasterKek, is_encrypted, shred_key};
 #[allow(unused_imports)]
-pub(crate) use session::{Domains, RunSealer, SessionId, TenantCrypto, is_sealed, sealed_header};
+pub(crate) use session::{Domains, RunSealer, SessionId, TenantCrypto, is_sealed};
+#[cfg(feature = "testing")]
+pub(crate) use session::sealed_header;
 
 use crate::error::{Error, Result};
 

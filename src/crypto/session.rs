@@ -471,6 +471,7 @@ impl RunSealer<'_> {
 }
 
 /// The session number and counter a sealed value names; `None` for anything else.
+#[cfg(feature = "testing")]
 pub(crate) fn sealed_header(value: &[u8]) -> Option<(u32, u64)> {
     let (&SEALED, body) = value.split_first()? else { return None };
     let (number, body) = take_varint(body)?;

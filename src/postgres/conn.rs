@@ -181,6 +181,7 @@ impl PgConn {
     }
 
     /// Treats the connection as inside a transaction: it will not return to the pool.
+    #[cfg(feature = "testing")]
     pub(crate) fn mark_in_transaction(&mut self) {
         self.in_transaction.store(true, Ordering::SeqCst);
     }

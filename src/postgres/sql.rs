@@ -25,6 +25,7 @@ pub(crate) const COMMIT: &str = "COMMIT";
 pub(crate) const ROLLBACK: &str = "ROLLBACK";
 /// The role the application pool connects as.
 pub(crate) const CURRENT_USER: &str = "SELECT current_user::text";
+#[cfg(feature = "testing")]
 /// What a pooled connection carries: its server process, the tenant setting the next
 /// statement would run with, and any session state (what [`SESSION_CLEAN`] would reset):
 /// settings made for the session, open cursors, listened channels, advisory locks held,
@@ -39,6 +40,7 @@ pub(crate) const PROBE_SESSION: &str = "SELECT pg_backend_pid(),
         UNION ALL SELECT 'temporary table ' || relname FROM pg_catalog.pg_class
             WHERE relnamespace = pg_my_temp_schema()
         UNION ALL SELECT 'role ' || current_user WHERE current_user <> session_user)";
+#[cfg(feature = "testing")]
 /// Session state of every kind [`PROBE_SESSION`] reports that the application role can make
 /// (it may not create temporary tables): for the test that a connection left so is cleaned
 /// before its next user runs anything.
@@ -47,6 +49,7 @@ pub(crate) const LEAVE_SESSION_STATE: &str = "SET application_name = 'percolate-
     LISTEN percolate_leftover;
     SELECT pg_advisory_lock(4242);
     BEGIN; DECLARE percolate_leftover CURSOR WITH HOLD FOR SELECT 1; COMMIT;";
+#[cfg(feature = "testing")]
 /// Succeeds only inside a transaction block: how a probe tells whether one is open.
 pub(crate) const PROBE_TRANSACTION: &str = "SAVEPOINT percolate_probe";
 /// The tenant (`$1`, as [`SET_TENANT`]) and the parameters of one search, for its transaction
