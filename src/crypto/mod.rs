@@ -30,10 +30,10 @@ mod tests;
 
 pub use keys::MasterKey;
 pub(crate) use keys::{MasterKek, is_encrypted, shred_key};
-#[allow(unused_imports)]
-pub(crate) use session::{Domains, RunSealer, SessionId, TenantCrypto, is_sealed};
 #[cfg(feature = "testing")]
 pub(crate) use session::sealed_header;
+#[allow(unused_imports)]
+pub(crate) use session::{Domains, RunSealer, SessionId, TenantCrypto, is_sealed};
 
 use crate::error::{Error, Result};
 
