@@ -7,7 +7,7 @@
 //! providers only well-formed records.
 //!
 //! # The contract
-//! What every provider promises, checked by the conformance suite in `tests/`:
+//! What every provider promises, checked by the conformance suite in `src/testing/`:
 //! 1. **Tenants**: `create_tenant` fails with [`Error::AlreadyExists`](crate::Error::AlreadyExists) for an existing tenant,
 //!    `open_tenant` with [`Error::NotFound`](crate::Error::NotFound) for a missing one; `delete_tenant` removes every
 //!    record of the tenant; `list_tenants` lists each existing tenant once, sorted.
