@@ -69,6 +69,7 @@ use tokio_postgres::Row;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 
+use super::tls::{self, TlsSummary};
 use super::{NAME, sql};
 use crate::error::{Error, Result};
 
@@ -129,11 +130,11 @@ pub(crate) struct PgConn {
 }
 
 impl PgConn {
-    /// A connection from `pool`; a failure names the server address, never the password.
-    /// If it may carry session state (it is in `tainted`), the session cleanup goes out with
-    /// its first statement.
-    pub(crate) async fn get(pool: &Pool, address: &str, tainted: &Tainted) -> Result<Self> {
-        let object = pool.get().await.map_err(|e| connect_error(address, e))?;
+    /// A connection from `pool`; a failure names the server address, never the password, and
+    /// says what it means for TLS when it is about TLS. If it may carry session state (it is
+    /// in `tainted`), the session cleanup goes out with its first statement.
+    pub(crate) async fn get(pool: &Pool, target: &Target, tainted: &Tainted) -> Result<Self> {
+        let object = pool.get().await.map_err(|e| connect_error(target, e))?;
         let clean = {
             let mut tainted = tainted.lock();
             !tainted.is_empty() && tainted.remove(&Object::id(&object))
@@ -402,16 +403,32 @@ impl Drop for PgConn {
     }
 }
 
-/// A connection failure, naming the server but not the credentials.
+/// Where a pool connects: for error messages, without credentials.
+#[derive(Debug)]
+pub(crate) struct Target {
+    /// `host:port`.
+    pub(crate) address: String,
+    /// The TLS in force.
+    pub(crate) tls: TlsSummary,
+}
+
+/// A connection failure, naming the server but not the credentials, with what it means for
+/// TLS when it is about TLS (a certificate refused, TLS required on one side and forbidden
+/// or missing on the other).
 #[derive(Debug)]
 pub(crate) struct ConnectError {
     address: String,
+    hint: Option<String>,
     source: deadpool_postgres::PoolError,
 }
 
 impl fmt::Display for ConnectError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "cannot connect to postgres at {}", self.address)
+        write!(f, "cannot connect to postgres at {}", self.address)?;
+        match &self.hint {
+            Some(hint) => write!(f, ": {hint}"),
+            None => Ok(()),
+        }
     }
 }
 
@@ -421,10 +438,11 @@ impl std::error::Error for ConnectError {
     }
 }
 
-pub(crate) fn connect_error(address: &str, source: deadpool_postgres::PoolError) -> Error {
+pub(crate) fn connect_error(target: &Target, source: deadpool_postgres::PoolError) -> Error {
+    let hint = tls::explain(&target.tls, &source);
     Error::Backend {
         provider: NAME,
-        source: Box::new(ConnectError { address: address.to_owned(), source }),
+        source: Box::new(ConnectError { address: target.address.clone(), hint, source }),
     }
 }
 

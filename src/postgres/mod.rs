@@ -8,6 +8,8 @@
 //!   have `BYPASSRLS` and owns nothing, so row-level security always applies to it. When
 //!   `admin_url` is `None` one role does both; row-level security is still `FORCE`d, but a
 //!   compromised application could then alter its own tables.
+//! - **TLS** with rustls, libpq's `sslmode` and `sslrootcert`, `verify-full` by default for a
+//!   server off loopback (`tls`).
 //! - **Isolation by schema and by policy.** Each tenant's tables live in a schema named only by
 //!   [`tenant`] (collision-free, at most 63 bytes, quoted) and recorded in the registry
 //!   `percolate.tenants` (`schema` unique). Every table has `tenant_id`; RLS is enabled and
@@ -54,17 +56,18 @@ mod prefilter;
 mod sql;
 mod store;
 pub mod tenant;
+mod tls;
 mod txn;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
-use tokio_postgres::NoTls;
 use tokio_postgres::types::Json;
 use uuid::Uuid;
 
 pub use sql::{HNSW_EF_CONSTRUCTION, HNSW_M};
+pub use tls::PgSslMode;
 pub use txn::PgTxn;
 
 use crate::error::{Error, Result};
@@ -127,13 +130,14 @@ impl PgProvider {
     /// to it.
     ///
     /// # Errors
-    /// [`Error::Invalid`] for a malformed URL; [`Error::Backend`] naming the server address if
-    /// it cannot be reached or refuses the setup.
+    /// [`Error::Invalid`] for a malformed URL or TLS setting; [`Error::Backend`] naming the
+    /// server address (and what went wrong with TLS, when that is the cause) if it cannot be
+    /// reached or refuses the setup.
     pub async fn connect(config: PgConfig) -> Result<Self> {
-        let app = Pooled::new(&config.url, config.pool_size)?;
+        let app = Pooled::new(&config.url, &config, config.pool_size)?;
         let admin = match &config.admin_url {
-            Some(url) => Pooled::new(url, config.admin_pool_size)?,
-            None => Pooled::new(&config.url, config.admin_pool_size)?,
+            Some(url) => Pooled::new(url, &config, config.admin_pool_size)?,
+            None => Pooled::new(&config.url, &config, config.admin_pool_size)?,
         };
         let app_role: String = {
             let conn = app.get().await?;
