@@ -5,9 +5,10 @@
 //! - **Two roles, two pools.** [`PgConfig::admin_url`] connects as the *owner* role, which runs
 //!   schema setup (tenant creation and deletion, fixing a dimension). [`PgConfig::url`] connects
 //!   as the *application* role, which runs every data query: it must not be a superuser, must not
-//!   have `BYPASSRLS` and owns nothing, so row-level security always applies to it. When
-//!   `admin_url` is `None` one role does both; row-level security is still `FORCE`d, but a
-//!   compromised application could then alter its own tables.
+//!   have `BYPASSRLS` and owns nothing, so row-level security always applies to it.
+//!   [`PgProvider::connect`] checks that and refuses such a role (also when `admin_url` is
+//!   `None` or connects as the same role: one role would do both) unless
+//!   [`PgConfig::allow_privileged_app_role`] asks for single-role development.
 //! - **TLS** with rustls, libpq's `sslmode` and `sslrootcert`, `verify-full` by default for a
 //!   server off loopback (`tls`).
 //! - **Isolation by schema and by policy.** Each tenant's tables live in a schema named only by
@@ -126,26 +127,55 @@ pub struct PgProvider {
 }
 
 impl PgProvider {
-    /// Connects, creates the tenant registry if needed and grants the application role access
-    /// to it.
+    /// Connects, refuses an application role that row-level security would not bind, creates
+    /// the tenant registry if needed and grants the application role access to it.
+    ///
+    /// The application role must not be a superuser, have `BYPASSRLS`, be the owner role, or
+    /// own (itself or through a role it is a member of) the registry's or a tenant's schema or
+    /// a table in them: any of these turns the policies off for it. Such a role is refused
+    /// unless [`PgConfig::allow_privileged_app_role`] asks for a single-role development setup.
     ///
     /// # Errors
-    /// [`Error::Invalid`] for a malformed URL or TLS setting; [`Error::Backend`] naming the
-    /// server address (and what went wrong with TLS, when that is the cause) if it cannot be
-    /// reached or refuses the setup.
+    /// [`Error::Invalid`] for a malformed URL or TLS setting, or a privileged application
+    /// role; [`Error::Backend`] naming the server address (and what went wrong with TLS, when
+    /// that is the cause) if it cannot be reached or refuses the setup.
     pub async fn connect(config: PgConfig) -> Result<Self> {
         let app = Pooled::new(&config.url, &config, config.pool_size)?;
         let admin = match &config.admin_url {
             Some(url) => Pooled::new(url, &config, config.admin_pool_size)?,
             None => Pooled::new(&config.url, &config, config.admin_pool_size)?,
         };
-        let app_role: String = {
+        let allow = config.allow_privileged_app_role;
+        let (app_role, privileges): (String, Vec<String>) = {
             let conn = app.get().await?;
-            let row = conn.query_opt(sql::CURRENT_USER, &[]).await?;
-            row.and_then(|r| r.try_get(0).ok())
-                .ok_or_else(|| Error::corrupt("current_user", "no row"))?
+            let row = conn
+                .query_opt(sql::APP_ROLE_PRIVILEGES, &[])
+                .await?
+                .ok_or_else(|| Error::corrupt("current_user", "no row"))?;
+            let bad = |e| Error::corrupt("current_user", e);
+            (row.try_get(0).map_err(bad)?, row.try_get(1).map_err(bad)?)
         };
+        if !allow && !privileges.is_empty() {
+            return Err(privileged(&app_role, &privileges.join(", ")));
+        }
         let conn = admin.get().await?;
+        if !allow {
+            let row = conn
+                .query_opt(sql::CURRENT_USER, &[])
+                .await?
+                .ok_or_else(|| Error::corrupt("current_user", "no row"))?;
+            let owner: String = row.try_get(0).map_err(|e| Error::corrupt("current_user", e))?;
+            if owner == app_role {
+                let how = match config.admin_url {
+                    None => "no admin url is set, so",
+                    Some(_) => "the admin url connects as the same role:",
+                };
+                return Err(privileged(
+                    &app_role,
+                    &format!("{how} it would own the tenant schemas it creates"),
+                ));
+            }
+        }
         // Providers connecting at once race on `CREATE ... IF NOT EXISTS` and on `GRANT`
         // (PostgreSQL reports "tuple concurrently updated"); the loser retries.
         let setup = format!("{}\n{}", sql::CREATE_REGISTRY, sql::grant_registry(&app_role));
@@ -158,6 +188,19 @@ impl PgProvider {
                     tokio::time::sleep(std::time::Duration::from_millis(20 * attempt)).await;
                 }
                 Err(e) => return Err(e),
+            }
+        }
+        drop(conn);
+        if !allow {
+            let conn = app.get().await?;
+            let row = conn
+                .query_opt(sql::APP_ROLE_OWNERSHIP, &[])
+                .await?
+                .ok_or_else(|| Error::corrupt("schema owners", "no row"))?;
+            let owned: Vec<String> =
+                row.try_get(0).map_err(|e| Error::corrupt("schema owners", e))?;
+            if !owned.is_empty() {
+                return Err(privileged(&app_role, &format!("it owns {}", owned.join(", "))));
             }
         }
         Ok(Self {
@@ -203,6 +246,19 @@ impl PgProvider {
         let row = conn.query_opt(sql::SELECT_TENANT, &[&id.as_str()]).await?;
         row.map(|row| decode_registry(&row)).transpose()
     }
+}
+
+/// The refusal of an application role that row-level security would not bind, and why.
+fn privileged(role: &str, why: &str) -> Error {
+    Error::invalid(
+        "postgres application role",
+        format!(
+            "{role} is not bound by row-level security ({why}); connect the application as a \
+             role that is not a superuser, has no BYPASSRLS and owns nothing, with admin_url \
+             for the owner role (see docs/postgres.md), or set allow_privileged_app_role \
+             (PERCOLATE_POSTGRES_ALLOW_PRIVILEGED_APP_ROLE) for single-role development"
+        ),
+    )
 }
 
 fn decode_registry(row: &tokio_postgres::Row) -> Result<(String, Option<u32>, Metric)> {

@@ -23,8 +23,28 @@ pub(crate) const BEGIN_REPEATABLE_READ: &str = "BEGIN ISOLATION LEVEL REPEATABLE
 pub(crate) const COMMIT: &str = "COMMIT";
 /// Rolls back.
 pub(crate) const ROLLBACK: &str = "ROLLBACK";
-/// The role the application pool connects as.
+/// The role a pool connects as.
 pub(crate) const CURRENT_USER: &str = "SELECT current_user::text";
+/// The role the application pool connects as, and the roles it is or may act as (it is a
+/// member of them) that row-level security does not bind, each as `name is a superuser` or
+/// `name has BYPASSRLS` (at most five).
+pub(crate) const APP_ROLE_PRIVILEGES: &str = "SELECT current_user::text, ARRAY(
+    SELECT r.rolname::text
+        || CASE WHEN r.rolsuper THEN ' is a superuser' ELSE ' has BYPASSRLS' END
+    FROM pg_catalog.pg_roles r
+    WHERE (r.rolsuper OR r.rolbypassrls)
+        AND pg_catalog.pg_has_role(current_user, r.oid, 'MEMBER')
+    ORDER BY 1 LIMIT 5)";
+/// The schemas of percolate (the registry's and every tenant's) that the current role owns,
+/// or owns a table of, itself or through a role it is a member of (at most five): an owner
+/// can turn row-level security off.
+pub(crate) const APP_ROLE_OWNERSHIP: &str = "SELECT ARRAY(
+    SELECT n.nspname::text FROM pg_catalog.pg_namespace n
+    WHERE (n.nspname = 'percolate' OR n.nspname IN (SELECT schema FROM percolate.tenants))
+        AND (pg_catalog.pg_has_role(current_user, n.nspowner, 'MEMBER')
+            OR EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.relnamespace = n.oid
+                AND pg_catalog.pg_has_role(current_user, c.relowner, 'MEMBER')))
+    ORDER BY 1 LIMIT 5)";
 /// What a pooled connection carries: its server process, the tenant setting the next
 /// statement would run with, and any session state (what [`SESSION_CLEAN`] would reset):
 /// settings made for the session, open cursors, listened channels, advisory locks held,
