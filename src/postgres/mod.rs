@@ -44,9 +44,12 @@
 //!   [`crate::Filter`] that containment can express (`prefilter`) into SQL and scans the
 //!   HNSW index iteratively (`relaxed_order`, up to `hnsw.max_scan_tuples`), evaluating the
 //!   exact filter in Rust. With fewer than `k` matches (a selective filter), or with no
-//!   containment to push down, the search is exact: a scan with rows in true distance order,
-//!   the window growing until `k` match or the table is exhausted, so
-//!   `k` results come back whenever `k` resources match. Distances are recomputed with
+//!   containment to push down, the search is exact and streamed (`vector`): `id` and metadata
+//!   in true distance order from a cursor, in batches, up to `k` matches or
+//!   [`PgConfig::filter_scan_limit`] rows, then the full rows of the winners only, so `k`
+//!   results come back whenever `k` resources match among that many. Entity search with a
+//!   properties filter reads keyed pages in name order the same way. Every search statement has a
+//!   `LIMIT`. Distances are recomputed with
 //!   [`Metric::distance`], so they are exactly the contract's (cosine `1 - cos`, squared L2,
 //!   negative dot) on every provider.
 //! - **Values are bind parameters**; all SQL text is in `sql`.
@@ -122,6 +125,7 @@ pub struct PgProvider {
     app_role: String,
     ef_search: usize,
     exact_below: usize,
+    filter_scan_limit: usize,
     /// Searches served by the HNSW index (see [`PgProvider::index_searches`]).
     index_searches: AtomicU64,
 }
@@ -209,6 +213,7 @@ impl PgProvider {
             app_role,
             ef_search: config.ef_search.clamp(1, MAX_EF_SEARCH),
             exact_below: config.exact_below,
+            filter_scan_limit: config.filter_scan_limit.max(1),
             index_searches: AtomicU64::new(0),
         })
     }
@@ -246,6 +251,11 @@ impl PgProvider {
         let row = conn.query_opt(sql::SELECT_TENANT, &[&id.as_str()]).await?;
         row.map(|row| decode_registry(&row)).transpose()
     }
+}
+
+/// The settings of an entity search ([`sql::SET_ENTITY_SEARCH`]).
+fn name_order() -> conn::Settings {
+    (sql::SET_ENTITY_SEARCH, Vec::new())
 }
 
 /// The refusal of an application role that row-level security would not bind, and why.
@@ -568,31 +578,57 @@ impl Provider for PgProvider {
     }
 
     async fn search_entities(&self, tenant: &PgTenant, query: &EntityQuery) -> Result<Vec<Entity>> {
-        let conn = self.auto_one(tenant).await?;
+        let mut conn = self.app.get().await?;
+        let schema = &tenant.0.schema;
+        let (kind, words) = (&query.kind, words(&query.text));
+        let Some(filter) = &query.properties else {
+            // The database applies the whole query: one statement, at most `limit` rows.
+            conn.one_shot(sql::BEGIN_READ_COMMITTED, tenant.0.id.as_str(), Some(name_order()));
+            let limit = i64::try_from(query.limit).unwrap_or(i64::MAX);
+            let result = async {
+                let rows =
+                    conn.query(&sql::search_entities(schema), &[kind, &words, &limit]).await?;
+                rows.iter().map(store::entity_from_row).collect()
+            }
+            .await;
+            return conn.finish(result).await;
+        };
+        // The properties filter runs here: pages in name order, each read through the name
+        // index up to its own limit, until `limit` entities match, the matches run out, or
+        // `filter_scan_limit` entities were read. One snapshot for all pages.
+        conn.begin_lazy(sql::BEGIN_SNAPSHOT, tenant.0.id.as_str(), Some(name_order()));
         let result = async {
-            // Without a property filter the database applies the limit; with one, the filter
-            // runs here, so every name match is fetched and cut after filtering.
-            let limit = match query.properties {
-                None => i64::try_from(query.limit).unwrap_or(i64::MAX),
-                Some(_) => i64::MAX,
-            };
-            let rows = conn
-                .query(
-                    &sql::search_entities(&tenant.0.schema),
-                    &[&query.kind, &words(&query.text), &limit],
-                )
-                .await?;
-            let mut found = Vec::new();
-            for row in &rows {
-                let entity = store::entity_from_row(row)?;
-                if query.properties.as_ref().is_none_or(|f| f.matches(&entity.properties)) {
-                    found.push(entity);
-                    if found.len() >= query.limit {
-                        break;
+            let mut found = Vec::with_capacity(query.limit);
+            let mut page = query.limit.saturating_mul(4).clamp(64, 4096);
+            let mut read = 0;
+            let mut last: Option<(String, Uuid)> = None;
+            loop {
+                let size = i64::try_from(page.min(self.filter_scan_limit - read)).unwrap_or(1);
+                let rows = match &last {
+                    None => {
+                        conn.query(&sql::search_entities(schema), &[kind, &words, &size]).await?
+                    }
+                    Some((name, id)) => {
+                        let statement = sql::search_entities_after(schema);
+                        conn.query(&statement, &[kind, &words, &size, name, id]).await?
+                    }
+                };
+                read += rows.len();
+                for row in &rows {
+                    let entity = store::entity_from_row(row)?;
+                    last = Some((entity.name.clone(), entity.id.as_uuid()));
+                    if filter.matches(&entity.properties) {
+                        found.push(entity);
+                        if found.len() == query.limit {
+                            return Ok(found);
+                        }
                     }
                 }
+                if (rows.len() as i64) < size || read >= self.filter_scan_limit {
+                    return Ok(found);
+                }
+                page = (page * 2).min(4096);
             }
-            Ok(found)
         }
         .await;
         conn.finish(result).await
