@@ -11,21 +11,15 @@
 //! accumulators so the compiler can vectorise it, is used.
 #![allow(unsafe_code)]
 
+#[cfg(target_arch = "x86_64")]
 use std::sync::OnceLock;
 
 /// Which implementation this CPU runs, decided once.
+#[cfg(target_arch = "x86_64")]
 fn has_avx2_fma() -> bool {
     static DETECTED: OnceLock<bool> = OnceLock::new();
     *DETECTED.get_or_init(|| {
-        #[cfg(target_arch = "x86_64")]
-        {
-            std::arch::is_x86_feature_detected!("avx2")
-                && std::arch::is_x86_feature_detected!("fma")
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        {
-            false
-        }
+        std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
     })
 }
 
