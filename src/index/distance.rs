@@ -13,8 +13,9 @@
 //! Apart from libc's priority call in `live.rs`, this is the module of percolate that uses
 //! `unsafe`. Every block is either a load that stays inside the slices (`chunks_exact` gives
 //! 16-element chunks; the tail of fewer than 16 is summed safely), a call to a
-//! `#[target_feature]` function guarded by the run-time check, or a prefetch hint, which never
-//! faults and reads nothing.
+//! `#[target_feature]` function on a CPU known to have the feature (checked at run time on
+//! x86-64, guaranteed by the target on aarch64), or a prefetch hint, which never faults and
+//! reads nothing.
 #![allow(unsafe_code)]
 
 #[cfg(target_arch = "x86_64")]
@@ -97,8 +98,8 @@ pub(crate) fn prefetch<T>(data: &[T]) {
     #[cfg(target_arch = "aarch64")]
     // SAFETY: PRFM PLDL1KEEP (prefetch for load into L1, keep) is a hint: the architecture
     // never raises a fault for it, whatever the address, and it changes no register, flag or
-    // memory. 64 bytes is the L1 line of most aarch64 cores (Apple's are 128, which the first
-    // hint alone covers).
+    // memory. 64 bytes is the line of most aarch64 cores; on Apple's 128-byte lines both hints
+    // may fall in one line, which costs nothing.
     unsafe {
         std::arch::asm!(
             "prfm pldl1keep, [{first}]",
