@@ -1,31 +1,32 @@
-//! Dot products and squared distances, the inner loop of vector search.
+//! Dot products and squared distances, the inner loop of vector search, and the prefetch hint
+//! the HNSW walk gives before it reads a vector or a row of links.
 //!
-//! Apart from libc calls that lower a thread's priority (`vector.rs`) or keep the sealing
-//! helper off its caller's CPU (`sealing.rs`), this and `gcm.rs` (CLMUL intrinsics for sealing
-//! short values) are the modules of percolate that use `unsafe`: on x86-64 this one calls
-//! AVX2+FMA intrinsics after checking at run time that the CPU
-//! has them (the build targets baseline x86-64, where the compiler may only use SSE2). Every
-//! `unsafe` block is a call to a `#[target_feature]` function guarded by that check, and the
-//! intrinsics read only inside the slices' bounds (`chunks_exact` gives 8-element chunks; the
-//! tail is summed safely). Elsewhere the portable loop below, written with eight independent
-//! accumulators so the compiler can vectorise it, is used.
+//! One kernel per architecture, chosen at compile time or once at run time:
+//! - x86-64: AVX2+FMA intrinsics, after checking once at run time that the CPU has them
+//!   (downstream builds target baseline x86-64, where the compiler may only use SSE2; with
+//!   percolate's own `.cargo/config.toml` the check is constant and the kernels inline).
+//! - aarch64: NEON intrinsics. NEON is part of every aarch64 target Rust supports (Linux,
+//!   Android, macOS, iOS), so there is nothing to detect.
+//! - elsewhere: the portable loop below, written with eight independent accumulators so the
+//!   compiler can vectorise it. It is also the reference the SIMD kernels are tested against.
+//!
+//! Apart from libc's priority call in `live.rs`, this is the module of percolate that uses
+//! `unsafe`. Every block is either a load that stays inside the slices (`chunks_exact` gives
+//! 16-element chunks; the tail of fewer than 16 is summed safely), a call to a
+//! `#[target_feature]` function on a CPU known to have the feature (checked at run time on
+//! x86-64, guaranteed by the target on aarch64), or a prefetch hint, which never faults and
+//! reads nothing.
 #![allow(unsafe_code)]
 
+#[cfg(target_arch = "x86_64")]
 use std::sync::OnceLock;
 
 /// Which implementation this CPU runs, decided once.
+#[cfg(target_arch = "x86_64")]
 fn has_avx2_fma() -> bool {
     static DETECTED: OnceLock<bool> = OnceLock::new();
     *DETECTED.get_or_init(|| {
-        #[cfg(target_arch = "x86_64")]
-        {
-            std::arch::is_x86_feature_detected!("avx2")
-                && std::arch::is_x86_feature_detected!("fma")
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        {
-            false
-        }
+        std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
     })
 }
 
@@ -40,7 +41,16 @@ pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
         // within `a` and `b`, which have equal lengths.
         return unsafe { x86::dot_avx2(a, b) };
     }
-    dot_portable(a, b)
+    #[cfg(target_arch = "aarch64")]
+    // SAFETY: NEON is enabled on every aarch64 target (asserted at compile time in `neon`);
+    // `neon::dot` reads only within `a` and `b`, which have equal lengths.
+    unsafe {
+        neon::dot(a, b)
+    }
+    #[cfg(not(target_arch = "aarch64"))]
+    {
+        dot_portable(a, b)
+    }
 }
 
 /// `|a - b|²` over the common length.
@@ -53,7 +63,16 @@ pub(crate) fn squared_l2(a: &[f32], b: &[f32]) -> f32 {
         // SAFETY: as in `dot`.
         return unsafe { x86::squared_l2_avx2(a, b) };
     }
-    squared_l2_portable(a, b)
+    #[cfg(target_arch = "aarch64")]
+    // SAFETY: NEON is enabled on every aarch64 target (asserted at compile time in `neon`);
+    // `neon::squared_l2` reads only within `a` and `b`, which have equal lengths.
+    unsafe {
+        neon::squared_l2(a, b)
+    }
+    #[cfg(not(target_arch = "aarch64"))]
+    {
+        squared_l2_portable(a, b)
+    }
 }
 
 /// Hints the CPU to start loading the first two cache lines of `data` (a vector, or a row of
@@ -61,23 +80,42 @@ pub(crate) fn squared_l2(a: &[f32], b: &[f32]) -> f32 {
 /// only: it reads nothing and cannot fault.
 #[inline]
 pub(crate) fn prefetch<T>(data: &[T]) {
+    let start = data.as_ptr().cast::<u8>();
+    // The second line's address is computed with `wrapping_add`, which does not assert it is
+    // in bounds: it is for rows of 64 bytes or more; past the end of a shorter one the hint
+    // is merely wasted.
     #[cfg(target_arch = "x86_64")]
     {
         use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
-        let start = data.as_ptr().cast::<i8>();
+        let start = start.cast::<i8>();
         // SAFETY: PREFETCHT0 is a hint that never faults, whatever the address, and reads no
-        // memory architecturally; `wrapping_add` computes the second line's address without
-        // asserting it is in bounds (it is for rows of 64 bytes or more; past the end of a
-        // shorter one the hint is merely wasted).
+        // memory architecturally.
         unsafe {
             _mm_prefetch::<_MM_HINT_T0>(start);
             _mm_prefetch::<_MM_HINT_T0>(start.wrapping_add(64));
         }
     }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = data;
+    #[cfg(target_arch = "aarch64")]
+    // SAFETY: PRFM PLDL1KEEP (prefetch for load into L1, keep) is a hint: the architecture
+    // never raises a fault for it, whatever the address, and it changes no register, flag or
+    // memory. 64 bytes is the line of most aarch64 cores; on Apple's 128-byte lines both hints
+    // may fall in one line, which costs nothing.
+    unsafe {
+        std::arch::asm!(
+            "prfm pldl1keep, [{first}]",
+            "prfm pldl1keep, [{second}]",
+            first = in(reg) start,
+            second = in(reg) start.wrapping_add(64),
+            options(nostack, preserves_flags, readonly),
+        );
+    }
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    let _ = start;
 }
 
+// The kernel on targets without SIMD code here, and the reference the SIMD kernels are tested
+// against everywhere.
+#[cfg(any(test, not(target_arch = "aarch64")))]
 fn dot_portable(a: &[f32], b: &[f32]) -> f32 {
     let mut sums = [0.0f32; 8];
     let (chunks_a, chunks_b) = (a.chunks_exact(8), b.chunks_exact(8));
@@ -90,6 +128,7 @@ fn dot_portable(a: &[f32], b: &[f32]) -> f32 {
     sums.iter().sum::<f32>() + tail
 }
 
+#[cfg(any(test, not(target_arch = "aarch64")))]
 fn squared_l2_portable(a: &[f32], b: &[f32]) -> f32 {
     let mut sums = [0.0f32; 8];
     let (chunks_a, chunks_b) = (a.chunks_exact(8), b.chunks_exact(8));
@@ -169,21 +208,172 @@ mod x86 {
     }
 }
 
+#[cfg(target_arch = "aarch64")]
+mod neon {
+    //! Four 4-lane accumulators per kernel: an FMA has a latency of about four cycles and most
+    //! aarch64 cores issue two per cycle, so independent chains keep the pipes busy.
+    use std::arch::aarch64::*;
+
+    // The kernels are `#[target_feature(enable = "neon")]` so the intrinsics are safe to call
+    // inside them; their callers may call them unconditionally only because every aarch64
+    // target enables NEON, which this keeps true.
+    #[cfg(not(target_feature = "neon"))]
+    compile_error!("percolate's aarch64 distance kernels need NEON, a baseline aarch64 feature");
+
+    /// `a · b`; `a.len() == b.len()` (the callers slice both to the common length).
+    #[inline]
+    #[target_feature(enable = "neon")]
+    pub(super) fn dot(a: &[f32], b: &[f32]) -> f32 {
+        let mut acc = [vdupq_n_f32(0.0); 4];
+        let (chunks_a, chunks_b) = (a.chunks_exact(16), b.chunks_exact(16));
+        let (rest_a, rest_b) = (chunks_a.remainder(), chunks_b.remainder());
+        for (x, y) in chunks_a.zip(chunks_b) {
+            for (lane, sum) in acc.iter_mut().enumerate() {
+                // SAFETY: each chunk holds 16 f32 and `lane < 4`, so the loads read
+                // x[4 * lane..4 * lane + 4] and the same of `y`, inside the chunks; VLD1 has
+                // no alignment requirement beyond the element's.
+                let (vx, vy) = unsafe {
+                    (vld1q_f32(x.as_ptr().add(4 * lane)), vld1q_f32(y.as_ptr().add(4 * lane)))
+                };
+                *sum = vfmaq_f32(*sum, vx, vy);
+            }
+        }
+        let tail: f32 = rest_a.iter().zip(rest_b).map(|(x, y)| x * y).sum();
+        vaddvq_f32(vaddq_f32(vaddq_f32(acc[0], acc[1]), vaddq_f32(acc[2], acc[3]))) + tail
+    }
+
+    /// `|a - b|²`; `a.len() == b.len()` (the callers slice both to the common length).
+    #[inline]
+    #[target_feature(enable = "neon")]
+    pub(super) fn squared_l2(a: &[f32], b: &[f32]) -> f32 {
+        let mut acc = [vdupq_n_f32(0.0); 4];
+        let (chunks_a, chunks_b) = (a.chunks_exact(16), b.chunks_exact(16));
+        let (rest_a, rest_b) = (chunks_a.remainder(), chunks_b.remainder());
+        for (x, y) in chunks_a.zip(chunks_b) {
+            for (lane, sum) in acc.iter_mut().enumerate() {
+                // SAFETY: as in `dot`: the loads read x[4 * lane..4 * lane + 4] and the same of
+                // `y`, inside the 16-element chunks.
+                let (vx, vy) = unsafe {
+                    (vld1q_f32(x.as_ptr().add(4 * lane)), vld1q_f32(y.as_ptr().add(4 * lane)))
+                };
+                let d = vsubq_f32(vx, vy);
+                *sum = vfmaq_f32(*sum, d, d);
+            }
+        }
+        let tail: f32 = rest_a.iter().zip(rest_b).map(|(x, y)| (x - y) * (x - y)).sum();
+        vaddvq_f32(vaddq_f32(vaddq_f32(acc[0], acc[1]), vaddq_f32(acc[2], acc[3]))) + tail
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    //! The kernel `dot` and `squared_l2` dispatch to (AVX2+FMA, NEON or the portable loop) is
+    //! checked against the portable loop and against an exact sum in f64.
+    //!
+    //! Tolerance: summing m f32 terms in sequence errs by at most (m - 1)·u·Σ|terms|, u = 2⁻²⁴,
+    //! and forming a term (a product, or a rounded difference squared) adds a few u of it. No
+    //! kernel here has a chain longer than 1000 / 8 + 8 + 8 < 150 additions, so each is within
+    //! 150·u·Σ|terms| < 1e-5·Σ|terms| of the exact sum, and two kernels within 2e-5·Σ|terms| of
+    //! each other. Random data errs far less; these are the bounds, not typical values.
     use super::*;
 
-    #[test]
-    fn simd_matches_the_plain_sum() {
-        for n in [0, 1, 7, 8, 15, 16, 17, 33, 384, 1000] {
-            let a: Vec<f32> = (0..n).map(|i| (i as f32 * 0.37).sin()).collect();
-            let b: Vec<f32> = (0..n).map(|i| (i as f32 * 0.11).cos()).collect();
-            let plain_dot: f32 = a.iter().zip(&b).map(|(x, y)| x * y).sum();
-            let plain_l2: f32 = a.iter().zip(&b).map(|(x, y)| (x - y) * (x - y)).sum();
-            assert!((dot(&a, &b) - plain_dot).abs() < 1e-3, "dot n={n}");
-            assert!((squared_l2(&a, &b) - plain_l2).abs() < 1e-3, "l2 n={n}");
-            assert!((dot_portable(&a, &b) - plain_dot).abs() < 1e-3);
-            assert!((squared_l2_portable(&a, &b) - plain_l2).abs() < 1e-3);
+    /// Relative tolerance of one kernel against the exact sum, as a fraction of Σ|terms|.
+    const TO_EXACT: f64 = 1e-5;
+    /// Relative tolerance of one kernel against another.
+    const TO_EACH_OTHER: f64 = 2e-5;
+
+    /// splitmix64: a deterministic stream, so a failure reproduces from its seed.
+    struct Stream(u64);
+
+    impl Stream {
+        fn next(&mut self) -> u64 {
+            self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = self.0;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^ (z >> 31)
         }
+
+        /// Uniform in [0, bound).
+        fn below(&mut self, bound: usize) -> usize {
+            (self.next() % bound as u64) as usize
+        }
+
+        /// Uniform in [-scale, scale).
+        fn float(&mut self, scale: f32) -> f32 {
+            ((self.next() >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0) * scale
+        }
+    }
+
+    /// Every length up to 40 (each remainder of the 4-, 8- and 16-lane loops, around the first
+    /// full chunks), the embedding sizes in use, and 300 lengths drawn from 0..1000.
+    fn lengths(stream: &mut Stream) -> Vec<usize> {
+        let mut lengths: Vec<usize> = (0..=40).chain([384, 768, 999]).collect();
+        lengths.extend((0..300).map(|_| stream.below(1000)));
+        lengths
+    }
+
+    fn check(what: &str, n: usize, kernel: f32, portable: f32, exact: f64, magnitude: f64) {
+        let (kernel, portable) = (f64::from(kernel), f64::from(portable));
+        assert!(
+            (kernel - exact).abs() <= TO_EXACT * magnitude,
+            "{what} n={n}: kernel {kernel} exact {exact} (Σ|terms| {magnitude})"
+        );
+        assert!(
+            (portable - exact).abs() <= TO_EXACT * magnitude,
+            "{what} n={n}: portable {portable} exact {exact} (Σ|terms| {magnitude})"
+        );
+        assert!(
+            (kernel - portable).abs() <= TO_EACH_OTHER * magnitude,
+            "{what} n={n}: kernel {kernel} portable {portable} (Σ|terms| {magnitude})"
+        );
+    }
+
+    #[test]
+    fn kernels_match_the_scalar_loop_on_random_lengths() {
+        let mut stream = Stream(0x5EED_0025);
+        for n in lengths(&mut stream) {
+            // Values of mixed sign over four orders of magnitude, as unnormalised embeddings
+            // and L2 queries far from the data have.
+            let scale = [0.01, 1.0, 10.0, 100.0][stream.below(4)];
+            let a: Vec<f32> = (0..n).map(|_| stream.float(scale)).collect();
+            let b: Vec<f32> = (0..n).map(|_| stream.float(scale)).collect();
+
+            let products = a.iter().zip(&b).map(|(&x, &y)| f64::from(x) * f64::from(y));
+            let exact_dot: f64 = products.clone().sum();
+            let dot_magnitude: f64 = products.map(f64::abs).sum();
+            check("dot", n, dot(&a, &b), dot_portable(&a, &b), exact_dot, dot_magnitude);
+
+            let exact_l2: f64 =
+                a.iter().zip(&b).map(|(&x, &y)| (f64::from(x) - f64::from(y)).powi(2)).sum();
+            let l2 = squared_l2(&a, &b);
+            check("l2", n, l2, squared_l2_portable(&a, &b), exact_l2, exact_l2);
+            assert!(l2 >= 0.0, "l2 n={n}: {l2} is negative");
+        }
+    }
+
+    #[test]
+    fn kernels_are_exact_on_small_integers() {
+        // Products and sums of small integers are exact in f32 whatever the order or fusing,
+        // so every kernel must give exactly the same number, here for each tail length.
+        for n in 0..=70 {
+            let a: Vec<f32> = (0..n).map(|i| (i % 7) as f32 - 3.0).collect();
+            let b: Vec<f32> = (0..n).map(|i| (i % 5) as f32 - 2.0).collect();
+            let exact_dot: f32 = a.iter().zip(&b).map(|(x, y)| x * y).sum();
+            let exact_l2: f32 = a.iter().zip(&b).map(|(x, y)| (x - y) * (x - y)).sum();
+            assert_eq!(dot(&a, &b), exact_dot, "dot n={n}");
+            assert_eq!(squared_l2(&a, &b), exact_l2, "l2 n={n}");
+        }
+    }
+
+    #[test]
+    fn kernels_use_the_common_length() {
+        let mut stream = Stream(7);
+        let a: Vec<f32> = (0..100).map(|_| stream.float(1.0)).collect();
+        let b: Vec<f32> = (0..37).map(|_| stream.float(1.0)).collect();
+        assert_eq!(dot(&a, &b), dot(&a[..37], &b));
+        assert_eq!(dot(&b, &a), dot(&b, &a[..37]));
+        assert_eq!(squared_l2(&a, &b), squared_l2(&a[..37], &b));
+        assert_eq!(dot(&a, &[]), 0.0);
     }
 }
