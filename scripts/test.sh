@@ -21,6 +21,8 @@ echo "== tests: unit, doc, RocksDB conformance"
 cargo test "${cargo_flags[@]}"
 echo "== fuzz smoke: every fuzz target briefly, on stable (FUZZ_SECONDS per target, default 20)"
 bash scripts/fuzz-smoke.sh "${FUZZ_SECONDS:-20}"
+echo "== aarch64: cross-built, the unit and conformance tests (NEON kernels included) under qemu"
+bash scripts/test-aarch64.sh
 
 echo "== PostgreSQL: clippy with the postgres feature, the unit tests built with it (those of"
 echo "   src/postgres/ exist only then), then the PostgreSQL suites against a real server"
@@ -30,6 +32,10 @@ echo "== cargo doc (warnings are errors)"
 RUSTDOCFLAGS="-D warnings" cargo doc "${cargo_flags[@]}" --features postgres --no-deps
 bash scripts/with-postgres.sh cargo test "${cargo_flags[@]}" --features postgres --lib \
   --test postgres --test postgres_isolation --test round_trip --test model_postgres
+echo "== PostgreSQL over TLS: every sslmode against Debian's server (built with OpenSSL), with"
+echo "   certificates the suite makes; a server of its own, since the suite reconfigures it"
+PERCOLATE_PG_TLS=1 bash scripts/with-postgres.sh cargo test "${cargo_flags[@]}" --features postgres \
+  --test postgres_tls
 
 echo "== Python package: clippy with the python feature, then mypy --strict and pytest on RocksDB"
 echo "   and PostgreSQL (scripts/test-python.sh builds the wheel with maturin in a venv)"

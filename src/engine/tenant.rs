@@ -329,17 +329,19 @@ impl<P: Provider> TenantHandle<P> {
     /// The `k` nearest resources to the query vector that match its filter.
     ///
     /// # Errors
-    /// [`Error::Invalid`] for `k` outside `1..=MAX_K`, a non-finite vector or the wrong
-    /// dimension.
+    /// [`Error::Invalid`] for `k` outside `1..=MAX_K`, a non-finite vector, the wrong
+    /// dimension, or a filter past its size limits ([`crate::Filter::check_limits`]).
     pub async fn search_resources(&self, query: &SearchQuery) -> Result<Vec<ScoredResource>> {
         if query.k == 0 || query.k > MAX_K {
             return Err(Error::invalid("k", format!("{} (must be 1..={MAX_K})", query.k)));
         }
         check_vector("query vector", &query.vector)?;
-        if let Some(filter) = &query.filter
-            && json_has_nul(&filter.to_json())
-        {
-            return Err(Error::invalid("filter", "a NUL character in a key or string"));
+        if let Some(filter) = &query.filter {
+            // First: the size check walks without recursion, `to_json` does not.
+            filter.check_limits()?;
+            if json_has_nul(&filter.to_json()) {
+                return Err(Error::invalid("filter", "a NUL character in a key or string"));
+            }
         }
         match self.fixed_dimension().await? {
             // No embedding was ever stored: nothing can match.
@@ -355,7 +357,8 @@ impl<P: Provider> TenantHandle<P> {
     /// Entities whose names match the query.
     ///
     /// # Errors
-    /// [`Error::Invalid`] for a limit outside `1..=MAX_K` or an oversized query.
+    /// [`Error::Invalid`] for a limit outside `1..=MAX_K`, an oversized query, or a properties
+    /// filter past its size limits ([`crate::Filter::check_limits`]).
     pub async fn search_entities(&self, query: &EntityQuery) -> Result<Vec<Entity>> {
         if query.limit == 0 || query.limit > MAX_K {
             return Err(Error::invalid("limit", format!("{} (must be 1..={MAX_K})", query.limit)));
@@ -367,10 +370,11 @@ impl<P: Provider> TenantHandle<P> {
             ));
         }
         check_no_nul("query text", &query.text)?;
-        if let Some(filter) = &query.properties
-            && json_has_nul(&filter.to_json())
-        {
-            return Err(Error::invalid("filter", "a NUL character in a key or string"));
+        if let Some(filter) = &query.properties {
+            filter.check_limits()?;
+            if json_has_nul(&filter.to_json()) {
+                return Err(Error::invalid("filter", "a NUL character in a key or string"));
+            }
         }
         if let Some(kind) = &query.kind {
             check_name("kind", kind)?;

@@ -10,6 +10,12 @@
 //! types is false. A missing field matches only `$ne`, `$nin` and `$exists: false`. Parsing
 //! rejects unknown operators and nesting deeper than [`MAX_FILTER_DEPTH`], so no input can
 //! exhaust the stack.
+//!
+//! A filter runs on every candidate a search reads, so its size bounds the work of a search:
+//! at most [`MAX_FILTER_NODES`] conditions and [`MAX_FILTER_VALUES`] values in all its `$in`
+//! and `$nin` lists. [`Filter::parse`] refuses larger ones, and the engine checks a filter built
+//! in code with [`Filter::check_limits`] before any provider sees it, so every provider refuses
+//! the same filters.
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::Value;
@@ -19,6 +25,11 @@ use crate::error::{Error, Result};
 
 /// The deepest nesting a filter may have.
 pub const MAX_FILTER_DEPTH: usize = 32;
+/// The most conditions a filter may have: every `$and`, `$or`, `$not`, comparison, `$in`,
+/// `$nin` and `$exists` counts one.
+pub const MAX_FILTER_NODES: usize = 256;
+/// The most values a filter's `$in` and `$nin` lists may hold together.
+pub const MAX_FILTER_VALUES: usize = 1024;
 
 /// A comparison operator.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -92,7 +103,46 @@ impl Filter {
     /// # Errors
     /// [`Error::Invalid`] naming the offending part.
     pub fn parse(value: &Value) -> Result<Self> {
-        parse_object(value, 0)
+        let filter = parse_object(value, 0)?;
+        filter.check_limits()?;
+        Ok(filter)
+    }
+
+    /// Checks the size limits [`Filter::parse`] enforces: at most [`MAX_FILTER_DEPTH`] levels,
+    /// [`MAX_FILTER_NODES`] conditions and [`MAX_FILTER_VALUES`] `$in`/`$nin` values. For a
+    /// filter built in code; the walk stops at the first limit passed, so it costs at most
+    /// that much whatever the filter's size.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] naming the limit passed.
+    pub fn check_limits(&self) -> Result<()> {
+        let (mut nodes, mut values) = (0usize, 0usize);
+        let mut pending: Vec<(&Filter, usize)> = vec![(self, 0)];
+        while let Some((filter, depth)) = pending.pop() {
+            nodes += 1;
+            if nodes > MAX_FILTER_NODES {
+                return Err(invalid(format!(
+                    "more than {MAX_FILTER_NODES} conditions (MAX_FILTER_NODES)"
+                )));
+            }
+            if depth > MAX_FILTER_DEPTH {
+                return Err(invalid(format!("nested deeper than {MAX_FILTER_DEPTH}")));
+            }
+            match filter {
+                Filter::And(all) | Filter::Or(all) => {
+                    pending.extend(all.iter().map(|f| (f, depth + 1)));
+                }
+                Filter::Not(inner) => pending.push((inner, depth + 1)),
+                Filter::In { values: list, .. } => {
+                    values = values.saturating_add(list.len());
+                    if values > MAX_FILTER_VALUES {
+                        return Err(too_many_values());
+                    }
+                }
+                Filter::Compare { .. } | Filter::Exists { .. } => {}
+            }
+        }
+        Ok(())
     }
 
     /// Parses a filter from JSON text.
@@ -161,6 +211,10 @@ fn invalid(reason: impl std::fmt::Display) -> Error {
     Error::invalid("filter", reason)
 }
 
+fn too_many_values() -> Error {
+    invalid(format!("more than {MAX_FILTER_VALUES} $in/$nin values (MAX_FILTER_VALUES)"))
+}
+
 fn parse_object(value: &Value, depth: usize) -> Result<Filter> {
     if depth > MAX_FILTER_DEPTH {
         return Err(invalid(format!("nested deeper than {MAX_FILTER_DEPTH}")));
@@ -223,6 +277,10 @@ fn parse_field(field: &str, operand: &Value) -> Result<Filter> {
                 let Value::Array(values) = value else {
                     return Err(invalid(format!("{op} takes an array")));
                 };
+                // Refused before the list is copied.
+                if values.len() > MAX_FILTER_VALUES {
+                    return Err(too_many_values());
+                }
                 Filter::In { path: path.clone(), values: values.clone(), negated: op == "$nin" }
             }
             "$exists" => {
@@ -327,6 +385,44 @@ mod tests {
         for f in [json!([1]), json!({"$foo": 1}), json!({"a": {"$in": 3}}), json!({"": 1}), deep] {
             assert!(matches!(Filter::parse(&f), Err(Error::Invalid { .. })), "{f}");
         }
+    }
+
+    #[test]
+    fn filters_past_the_size_limits_are_invalid_naming_the_limit() {
+        let conditions =
+            |n: usize| json!({"$or": (0..n).map(|i| json!({"a": i})).collect::<Vec<_>>()});
+        // `$or` itself is one condition.
+        assert!(Filter::parse(&conditions(MAX_FILTER_NODES - 1)).is_ok());
+        let error = Filter::parse(&conditions(MAX_FILTER_NODES)).expect_err("too many");
+        assert!(error.to_string().contains("MAX_FILTER_NODES"), "{error}");
+        let values = |n: usize| (0..n).map(|i| json!(i)).collect::<Vec<_>>();
+        assert!(Filter::parse(&json!({"a": {"$in": values(MAX_FILTER_VALUES)}})).is_ok());
+        let split = json!({"a": {"$in": values(MAX_FILTER_VALUES / 2)},
+                           "b": {"$nin": values(MAX_FILTER_VALUES / 2 + 1)}});
+        let error = Filter::parse(&split).expect_err("too many values in all");
+        assert!(error.to_string().contains("MAX_FILTER_VALUES"), "{error}");
+        let error = Filter::parse(&json!({"a": {"$in": values(1_000_000)}})).expect_err("huge");
+        assert!(error.to_string().contains("MAX_FILTER_VALUES"), "{error}");
+    }
+
+    #[test]
+    fn limits_are_checked_without_recursion_on_filters_built_in_code() {
+        // Deep enough to overflow the stack of a recursive walk.
+        let deep = (0..100_000)
+            .fold(Filter::Exists { path: vec!["a".into()], exists: true }, |f, _| {
+                Filter::Not(Box::new(f))
+            });
+        assert!(matches!(deep.check_limits(), Err(Error::Invalid { .. })));
+        // Dropping it recurses too: leak it rather than overflow the test's stack.
+        std::mem::forget(deep);
+        let wide = Filter::And(
+            (0..MAX_FILTER_NODES)
+                .map(|_| Filter::Exists { path: vec!["a".into()], exists: true })
+                .collect(),
+        );
+        assert!(wide.check_limits().is_err());
+        let within = Filter::parse(&json!({"a": {"$in": [1, 2]}, "b": 3})).unwrap();
+        assert!(within.check_limits().is_ok());
     }
 
     #[test]

@@ -7,7 +7,7 @@ mod records;
 mod text;
 mod time;
 
-pub use filter::{CmpOp, Filter, MAX_FILTER_DEPTH};
+pub use filter::{CmpOp, Filter, MAX_FILTER_DEPTH, MAX_FILTER_NODES, MAX_FILTER_VALUES};
 pub use ids::{EdgeId, EntityId, MomentId, ResourceId, TENANT_ID_MAX_LEN, TenantId};
 pub use query::{
     Direction, EntityQuery, MAX_DEPTH, MAX_DIMENSION, MAX_K, Metric, Reached, ScoredResource,

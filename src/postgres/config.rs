@@ -24,6 +24,26 @@ pub struct PgConfig {
     /// Below it a scan costs about what an index search does at 384 dimensions, and the index
     /// can then be built for large tenants alone (`sql::HNSW_M`).
     pub exact_below: usize,
+    /// How connections use TLS; `None` takes `sslmode` from the URL, else `verify-full` for a
+    /// server that is not on loopback and `prefer` for one that is (see [`PgSslMode`]). A mode
+    /// in the URL and here must agree.
+    pub ssl_mode: Option<PgSslMode>,
+    /// The certificate authorities trusted for `verify-ca` and `verify-full`: a PEM file, or
+    /// `system` for the operating system's store (the default); `None` takes `sslrootcert`
+    /// from the URL. Given with `require`, it makes `require` check the authority, as libpq
+    /// does.
+    pub ssl_root_cert: Option<String>,
+    /// Connect even when the application role is a superuser, has `BYPASSRLS`, or owns the
+    /// registry or a tenant schema (also through a role it is a member of), or is the owner
+    /// role itself: row-level security then binds nothing. For a single-role development
+    /// setup only (default `false`: [`super::PgProvider::connect`] refuses such a role).
+    pub allow_privileged_app_role: bool,
+    /// The most candidate rows a filtered search reads when the filter is checked in Rust
+    /// (default 100 000): an exact scan streams `id` and metadata in distance order and stops
+    /// at `k` matches or at this many rows; entity search with a properties filter likewise.
+    /// A tenant larger than this with a filter matching fewer than `k` of its nearest rows
+    /// may get fewer than `k` results.
+    pub filter_scan_limit: usize,
 }
 
 impl PgConfig {
@@ -36,6 +56,10 @@ impl PgConfig {
             admin_pool_size: 2,
             ef_search: DEFAULT_EF_SEARCH,
             exact_below: DEFAULT_EXACT_BELOW,
+            ssl_mode: None,
+            ssl_root_cert: None,
+            allow_privileged_app_role: false,
+            filter_scan_limit: DEFAULT_FILTER_SCAN_LIMIT,
         }
     }
 
@@ -62,6 +86,32 @@ impl PgConfig {
         self.exact_below = exact_below;
         self
     }
+
+    /// Connections use TLS as `mode` says (see [`PgConfig::ssl_mode`]).
+    pub fn with_ssl_mode(mut self, mode: PgSslMode) -> Self {
+        self.ssl_mode = Some(mode);
+        self
+    }
+
+    /// Trusts the certificate authorities of the PEM file `path` (`system`: the operating
+    /// system's store) for `verify-ca` and `verify-full`.
+    pub fn with_ssl_root_cert(mut self, path: impl Into<String>) -> Self {
+        self.ssl_root_cert = Some(path.into());
+        self
+    }
+
+    /// Whether to connect with an application role that row-level security does not bind
+    /// (see [`PgConfig::allow_privileged_app_role`]): for single-role development only.
+    pub fn with_allow_privileged_app_role(mut self, allow: bool) -> Self {
+        self.allow_privileged_app_role = allow;
+        self
+    }
+
+    /// A filtered search reads at most `rows` candidate rows (at least 1).
+    pub fn with_filter_scan_limit(mut self, rows: usize) -> Self {
+        self.filter_scan_limit = rows;
+        self
+    }
 }
 
 /// The default `hnsw.ef_search`: the smallest that keeps recall@10 above 0.95 with a margin on
@@ -72,6 +122,8 @@ pub(super) const MAX_EF_SEARCH: usize = 1000;
 /// The default [`PgConfig::exact_below`]: about where an exact scan of 384-d embeddings costs
 /// what the index does (lower dimensions scan faster).
 pub(super) const DEFAULT_EXACT_BELOW: usize = 500;
+/// The default [`PgConfig::filter_scan_limit`].
+pub(super) const DEFAULT_FILTER_SCAN_LIMIT: usize = 100_000;
 /// How long a tenant's count of embeddings is trusted before the next search counts again.
 pub(super) const RECOUNT_AFTER: std::time::Duration = std::time::Duration::from_secs(10);
 
@@ -83,6 +135,10 @@ impl std::fmt::Debug for PgConfig {
             .field("admin_pool_size", &self.admin_pool_size)
             .field("ef_search", &self.ef_search)
             .field("exact_below", &self.exact_below)
+            .field("ssl_mode", &self.ssl_mode)
+            .field("ssl_root_cert", &self.ssl_root_cert)
+            .field("allow_privileged_app_role", &self.allow_privileged_app_role)
+            .field("filter_scan_limit", &self.filter_scan_limit)
             .finish_non_exhaustive()
     }
 }

@@ -65,10 +65,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use deadpool_postgres::{Object, ObjectId, Pool};
 use parking_lot::Mutex;
-use tokio_postgres::Row;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
+use tokio_postgres::{Row, SimpleQueryMessage, SimpleQueryRow};
 
+use super::tls::{self, TlsSummary};
 use super::{NAME, sql};
 use crate::error::{Error, Result};
 
@@ -106,10 +107,14 @@ struct Pending {
     spent: bool,
 }
 
+/// A statement and its parameters, sent ahead of another in the same round trip.
+pub(crate) type Statement<'a> = (&'a str, &'a [&'a (dyn ToSql + Sync)]);
+
 /// What a statement returns.
 enum Output {
     Rows(Vec<Row>),
     Count(u64),
+    Text(Vec<SimpleQueryRow>),
 }
 
 /// How a statement is run.
@@ -117,6 +122,10 @@ enum Output {
 enum Call {
     Query,
     Execute,
+    /// Through the simple protocol, unprepared, rows as text: for `FETCH`, whose columns are
+    /// those of a cursor that does not exist yet when the pipeline is prepared (a prepared
+    /// `FETCH` would be described as returning nothing).
+    Text,
 }
 
 /// A pooled connection, detached from the pool if dropped inside a transaction.
@@ -129,11 +138,11 @@ pub(crate) struct PgConn {
 }
 
 impl PgConn {
-    /// A connection from `pool`; a failure names the server address, never the password.
-    /// If it may carry session state (it is in `tainted`), the session cleanup goes out with
-    /// its first statement.
-    pub(crate) async fn get(pool: &Pool, address: &str, tainted: &Tainted) -> Result<Self> {
-        let object = pool.get().await.map_err(|e| connect_error(address, e))?;
+    /// A connection from `pool`; a failure names the server address, never the password, and
+    /// says what it means for TLS when it is about TLS. If it may carry session state (it is
+    /// in `tainted`), the session cleanup goes out with its first statement.
+    pub(crate) async fn get(pool: &Pool, target: &Target, tainted: &Tainted) -> Result<Self> {
+        let object = pool.get().await.map_err(|e| connect_error(target, e))?;
         let clean = {
             let mut tainted = tainted.lock();
             !tainted.is_empty() && tainted.remove(&Object::id(&object))
@@ -177,7 +186,7 @@ impl PgConn {
     /// Begins a transaction with `begin` and sets the tenant for it now, in one round trip.
     pub(crate) async fn begin(&mut self, begin: &'static str, tenant: &str) -> Result<()> {
         self.begin_lazy(begin, tenant, None);
-        self.run(None, &[], Call::Execute).await.map(drop)
+        self.run(&[], None, &[], Call::Execute).await.map(drop)
     }
 
     /// Treats the connection as inside a transaction: it will not return to the pool.
@@ -186,18 +195,26 @@ impl PgConn {
         self.in_transaction.store(true, Ordering::SeqCst);
     }
 
-    /// Sends what is pending and then `sql` (if any), all in one round trip.
+    /// Sends what is pending, then the statements of `before` (their answers dropped), then
+    /// `sql` (if any), all in one round trip.
     async fn run(
         &self,
+        before: &[Statement<'_>],
         sql: Option<&str>,
         params: &[&(dyn ToSql + Sync)],
         call: Call,
     ) -> Result<Output> {
         let client = self.client()?;
         // Everything is prepared before anything is sent (see the module docs).
-        let statement = match sql {
-            Some(sql) => Some(client.prepare_cached(sql).await.map_err(map_error)?),
-            None => None,
+        let mut prepared_before = Vec::with_capacity(before.len());
+        for (sql, params) in before {
+            prepared_before.push((client.prepare_cached(sql).await.map_err(map_error)?, *params));
+        }
+        let statement = match (sql, call) {
+            (Some(sql), Call::Query | Call::Execute) => {
+                Some(client.prepare_cached(sql).await.map_err(map_error)?)
+            }
+            _ => None,
         };
         let (begins, settings_sql) = {
             let pending = self.pending.lock();
@@ -224,7 +241,8 @@ impl PgConn {
             let clean = std::mem::take(&mut pending.clean);
             pending.cleaning |= clean;
             let begin = pending.begin.take();
-            let commit = begin.is_some() && statement.is_some() && pending.commit_after;
+            let open = begin.is_some() || self.in_transaction.load(Ordering::SeqCst);
+            let commit = open && sql.is_some() && pending.commit_after;
             if commit {
                 pending.spent = true;
             }
@@ -260,17 +278,29 @@ impl PgConn {
                 _ => Ok(()),
             }
         };
+        // `join_all` polls its futures in order, so they are sent in order.
+        let before_f = futures_util::future::join_all(
+            prepared_before.iter().map(|(statement, params)| client.execute(statement, params)),
+        );
         let statement_f = async {
-            match (&statement, call) {
-                (Some(s), Call::Query) => client.query(s, params).await.map(Output::Rows),
-                (Some(s), Call::Execute) => client.execute(s, params).await.map(Output::Count),
-                (None, _) => Ok(Output::Count(0)),
+            match (&statement, sql, call) {
+                (Some(s), _, Call::Query) => client.query(s, params).await.map(Output::Rows),
+                (Some(s), _, Call::Execute) => client.execute(s, params).await.map(Output::Count),
+                (_, Some(sql), Call::Text) => client.simple_query(sql).await.map(|messages| {
+                    let rows = messages.into_iter().filter_map(|message| match message {
+                        SimpleQueryMessage::Row(row) => Some(row),
+                        _ => None,
+                    });
+                    Output::Text(rows.collect())
+                }),
+                _ => Ok(Output::Count(0)),
             }
         };
         let commit_f =
             async { if commit { client.batch_execute(sql::COMMIT).await } else { Ok(()) } };
-        let (cleaned, begun, tenant_set, settings_set, output, committed) =
-            tokio::join!(biased; clean_f, begin_f, tenant_f, settings_f, statement_f, commit_f);
+        let (cleaned, begun, tenant_set, settings_set, before_done, output, committed) = tokio::join!(
+            biased; clean_f, begin_f, tenant_f, settings_f, before_f, statement_f, commit_f
+        );
         if commit && committed.is_ok() {
             // Committed, or (after a failed statement) rolled back: no transaction is open.
             self.in_transaction.store(false, Ordering::SeqCst);
@@ -280,6 +310,9 @@ impl PgConn {
         begun.map_err(map_error)?;
         tenant_set.map_err(map_error)?;
         settings_set.map_err(map_error)?;
+        for done in before_done {
+            done.map_err(map_error)?;
+        }
         let output = output.map_err(map_error)?;
         committed.map_err(map_error)?;
         Ok(output)
@@ -327,10 +360,43 @@ impl PgConn {
         sql: &str,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<Vec<Row>> {
-        match self.run(Some(sql), params, Call::Query).await? {
+        self.query_after(&[], sql, params).await
+    }
+
+    /// Runs the statements of `before` (their answers dropped) and then `sql`, in one round
+    /// trip, and returns the rows of `sql`. The first failure is the result.
+    pub(crate) async fn query_after(
+        &self,
+        before: &[Statement<'_>],
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<Row>> {
+        match self.run(before, Some(sql), params, Call::Query).await? {
             Output::Rows(rows) => Ok(rows),
-            Output::Count(_) => Ok(Vec::new()),
+            Output::Count(_) | Output::Text(_) => Ok(Vec::new()),
         }
+    }
+
+    /// Runs the statements of `before` (their answers dropped) and then `sql`, a statement
+    /// without parameters that [`sql`] made, through the simple protocol, in one round trip,
+    /// and returns its rows as text. For `FETCH` (see [`Call::Text`]); it leaves nothing on
+    /// the session.
+    pub(crate) async fn fetch_after(
+        &self,
+        before: &[Statement<'_>],
+        sql: &str,
+    ) -> Result<Vec<SimpleQueryRow>> {
+        match self.run(before, Some(sql), &[], Call::Text).await? {
+            Output::Text(rows) => Ok(rows),
+            Output::Rows(_) | Output::Count(_) => Ok(Vec::new()),
+        }
+    }
+
+    /// Commits right behind the next statement, in its round trip, when a transaction is open
+    /// or pending: the operation's last statement. The connection then takes no further
+    /// statement, and [`Self::finish`] has nothing to end.
+    pub(crate) fn commit_after_next(&self) {
+        self.pending.lock().commit_after = true;
     }
 
     /// Runs `sql` and returns at most one row.
@@ -351,9 +417,10 @@ impl PgConn {
 
     /// Runs `sql` and returns how many rows it changed.
     pub(crate) async fn execute(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<u64> {
-        match self.run(Some(sql), params, Call::Execute).await? {
+        match self.run(&[], Some(sql), params, Call::Execute).await? {
             Output::Count(n) => Ok(n),
             Output::Rows(rows) => Ok(rows.len() as u64),
+            Output::Text(rows) => Ok(rows.len() as u64),
         }
     }
 
@@ -403,16 +470,32 @@ impl Drop for PgConn {
     }
 }
 
-/// A connection failure, naming the server but not the credentials.
+/// Where a pool connects: for error messages, without credentials.
+#[derive(Debug)]
+pub(crate) struct Target {
+    /// `host:port`.
+    pub(crate) address: String,
+    /// The TLS in force.
+    pub(crate) tls: TlsSummary,
+}
+
+/// A connection failure, naming the server but not the credentials, with what it means for
+/// TLS when it is about TLS (a certificate refused, TLS required on one side and forbidden
+/// or missing on the other).
 #[derive(Debug)]
 pub(crate) struct ConnectError {
     address: String,
+    hint: Option<String>,
     source: deadpool_postgres::PoolError,
 }
 
 impl fmt::Display for ConnectError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "cannot connect to postgres at {}", self.address)
+        write!(f, "cannot connect to postgres at {}", self.address)?;
+        match &self.hint {
+            Some(hint) => write!(f, ": {hint}"),
+            None => Ok(()),
+        }
     }
 }
 
@@ -422,10 +505,11 @@ impl std::error::Error for ConnectError {
     }
 }
 
-pub(crate) fn connect_error(address: &str, source: deadpool_postgres::PoolError) -> Error {
+pub(crate) fn connect_error(target: &Target, source: deadpool_postgres::PoolError) -> Error {
+    let hint = tls::explain(&target.tls, &source);
     Error::Backend {
         provider: NAME,
-        source: Box::new(ConnectError { address: address.to_owned(), source }),
+        source: Box::new(ConnectError { address: target.address.clone(), hint, source }),
     }
 }
 

@@ -5,9 +5,12 @@
 //! - **Two roles, two pools.** [`PgConfig::admin_url`] connects as the *owner* role, which runs
 //!   schema setup (tenant creation and deletion, fixing a dimension). [`PgConfig::url`] connects
 //!   as the *application* role, which runs every data query: it must not be a superuser, must not
-//!   have `BYPASSRLS` and owns nothing, so row-level security always applies to it. When
-//!   `admin_url` is `None` one role does both; row-level security is still `FORCE`d, but a
-//!   compromised application could then alter its own tables.
+//!   have `BYPASSRLS` and owns nothing, so row-level security always applies to it.
+//!   [`PgProvider::connect`] checks that and refuses such a role (also when `admin_url` is
+//!   `None` or connects as the same role: one role would do both) unless
+//!   [`PgConfig::allow_privileged_app_role`] asks for single-role development.
+//! - **TLS** with rustls, libpq's `sslmode` and `sslrootcert`, `verify-full` by default for a
+//!   server off loopback (`tls`).
 //! - **Isolation by schema and by policy.** Each tenant's tables live in a schema named only by
 //!   [`tenant`] (collision-free, at most 63 bytes, quoted) and recorded in the registry
 //!   `percolate.tenants` (`schema` unique). Every table has `tenant_id`; RLS is enabled and
@@ -41,9 +44,12 @@
 //!   [`crate::Filter`] that containment can express (`prefilter`) into SQL and scans the
 //!   HNSW index iteratively (`relaxed_order`, up to `hnsw.max_scan_tuples`), evaluating the
 //!   exact filter in Rust. With fewer than `k` matches (a selective filter), or with no
-//!   containment to push down, the search is exact: a scan with rows in true distance order,
-//!   the window growing until `k` match or the table is exhausted, so
-//!   `k` results come back whenever `k` resources match. Distances are recomputed with
+//!   containment to push down, the search is exact and streamed (`vector`): `id` and metadata
+//!   in true distance order from a cursor, in batches, up to `k` matches or
+//!   [`PgConfig::filter_scan_limit`] rows, then the full rows of the winners only, so `k`
+//!   results come back whenever `k` resources match among that many. Entity search with a
+//!   properties filter reads keyed pages in name order the same way. Every search statement has a
+//!   `LIMIT`. Distances are recomputed with
 //!   [`Metric::distance`], so they are exactly the contract's (cosine `1 - cos`, squared L2,
 //!   negative dot) on every provider.
 //! - **Values are bind parameters**; all SQL text is in `sql`.
@@ -54,17 +60,18 @@ mod prefilter;
 mod sql;
 mod store;
 pub mod tenant;
+mod tls;
 mod txn;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
-use tokio_postgres::NoTls;
 use tokio_postgres::types::Json;
 use uuid::Uuid;
 
 pub use sql::{HNSW_EF_CONSTRUCTION, HNSW_M};
+pub use tls::PgSslMode;
 pub use txn::PgTxn;
 
 use crate::error::{Error, Result};
@@ -118,30 +125,61 @@ pub struct PgProvider {
     app_role: String,
     ef_search: usize,
     exact_below: usize,
+    filter_scan_limit: usize,
     /// Searches served by the HNSW index (see [`PgProvider::index_searches`]).
     index_searches: AtomicU64,
 }
 
 impl PgProvider {
-    /// Connects, creates the tenant registry if needed and grants the application role access
-    /// to it.
+    /// Connects, refuses an application role that row-level security would not bind, creates
+    /// the tenant registry if needed and grants the application role access to it.
+    ///
+    /// The application role must not be a superuser, have `BYPASSRLS`, be the owner role, or
+    /// own (itself or through a role it is a member of) the registry's or a tenant's schema or
+    /// a table in them: any of these turns the policies off for it. Such a role is refused
+    /// unless [`PgConfig::allow_privileged_app_role`] asks for a single-role development setup.
     ///
     /// # Errors
-    /// [`Error::Invalid`] for a malformed URL; [`Error::Backend`] naming the server address if
-    /// it cannot be reached or refuses the setup.
+    /// [`Error::Invalid`] for a malformed URL or TLS setting, or a privileged application
+    /// role; [`Error::Backend`] naming the server address (and what went wrong with TLS, when
+    /// that is the cause) if it cannot be reached or refuses the setup.
     pub async fn connect(config: PgConfig) -> Result<Self> {
-        let app = Pooled::new(&config.url, config.pool_size)?;
+        let app = Pooled::new(&config.url, &config, config.pool_size)?;
         let admin = match &config.admin_url {
-            Some(url) => Pooled::new(url, config.admin_pool_size)?,
-            None => Pooled::new(&config.url, config.admin_pool_size)?,
+            Some(url) => Pooled::new(url, &config, config.admin_pool_size)?,
+            None => Pooled::new(&config.url, &config, config.admin_pool_size)?,
         };
-        let app_role: String = {
+        let allow = config.allow_privileged_app_role;
+        let (app_role, privileges): (String, Vec<String>) = {
             let conn = app.get().await?;
-            let row = conn.query_opt(sql::CURRENT_USER, &[]).await?;
-            row.and_then(|r| r.try_get(0).ok())
-                .ok_or_else(|| Error::corrupt("current_user", "no row"))?
+            let row = conn
+                .query_opt(sql::APP_ROLE_PRIVILEGES, &[])
+                .await?
+                .ok_or_else(|| Error::corrupt("current_user", "no row"))?;
+            let bad = |e| Error::corrupt("current_user", e);
+            (row.try_get(0).map_err(bad)?, row.try_get(1).map_err(bad)?)
         };
+        if !allow && !privileges.is_empty() {
+            return Err(privileged(&app_role, &privileges.join(", ")));
+        }
         let conn = admin.get().await?;
+        if !allow {
+            let row = conn
+                .query_opt(sql::CURRENT_USER, &[])
+                .await?
+                .ok_or_else(|| Error::corrupt("current_user", "no row"))?;
+            let owner: String = row.try_get(0).map_err(|e| Error::corrupt("current_user", e))?;
+            if owner == app_role {
+                let how = match config.admin_url {
+                    None => "no admin url is set, so",
+                    Some(_) => "the admin url connects as the same role:",
+                };
+                return Err(privileged(
+                    &app_role,
+                    &format!("{how} it would own the tenant schemas it creates"),
+                ));
+            }
+        }
         // Providers connecting at once race on `CREATE ... IF NOT EXISTS` and on `GRANT`
         // (PostgreSQL reports "tuple concurrently updated"); the loser retries.
         let setup = format!("{}\n{}", sql::CREATE_REGISTRY, sql::grant_registry(&app_role));
@@ -156,12 +194,26 @@ impl PgProvider {
                 Err(e) => return Err(e),
             }
         }
+        drop(conn);
+        if !allow {
+            let conn = app.get().await?;
+            let row = conn
+                .query_opt(sql::APP_ROLE_OWNERSHIP, &[])
+                .await?
+                .ok_or_else(|| Error::corrupt("schema owners", "no row"))?;
+            let owned: Vec<String> =
+                row.try_get(0).map_err(|e| Error::corrupt("schema owners", e))?;
+            if !owned.is_empty() {
+                return Err(privileged(&app_role, &format!("it owns {}", owned.join(", "))));
+            }
+        }
         Ok(Self {
             app,
             admin,
             app_role,
             ef_search: config.ef_search.clamp(1, MAX_EF_SEARCH),
             exact_below: config.exact_below,
+            filter_scan_limit: config.filter_scan_limit.max(1),
             index_searches: AtomicU64::new(0),
         })
     }
@@ -199,6 +251,24 @@ impl PgProvider {
         let row = conn.query_opt(sql::SELECT_TENANT, &[&id.as_str()]).await?;
         row.map(|row| decode_registry(&row)).transpose()
     }
+}
+
+/// The settings of an entity search ([`sql::SET_ENTITY_SEARCH`]).
+fn name_order() -> conn::Settings {
+    (sql::SET_ENTITY_SEARCH, Vec::new())
+}
+
+/// The refusal of an application role that row-level security would not bind, and why.
+fn privileged(role: &str, why: &str) -> Error {
+    Error::invalid(
+        "postgres application role",
+        format!(
+            "{role} is not bound by row-level security ({why}); connect the application as a \
+             role that is not a superuser, has no BYPASSRLS and owns nothing, with admin_url \
+             for the owner role (see docs/postgres.md), or set allow_privileged_app_role \
+             (PERCOLATE_POSTGRES_ALLOW_PRIVILEGED_APP_ROLE) for single-role development"
+        ),
+    )
 }
 
 fn decode_registry(row: &tokio_postgres::Row) -> Result<(String, Option<u32>, Metric)> {
@@ -508,31 +578,57 @@ impl Provider for PgProvider {
     }
 
     async fn search_entities(&self, tenant: &PgTenant, query: &EntityQuery) -> Result<Vec<Entity>> {
-        let conn = self.auto_one(tenant).await?;
+        let mut conn = self.app.get().await?;
+        let schema = &tenant.0.schema;
+        let (kind, words) = (&query.kind, words(&query.text));
+        let Some(filter) = &query.properties else {
+            // The database applies the whole query: one statement, at most `limit` rows.
+            conn.one_shot(sql::BEGIN_READ_COMMITTED, tenant.0.id.as_str(), Some(name_order()));
+            let limit = i64::try_from(query.limit).unwrap_or(i64::MAX);
+            let result = async {
+                let rows =
+                    conn.query(&sql::search_entities(schema), &[kind, &words, &limit]).await?;
+                rows.iter().map(store::entity_from_row).collect()
+            }
+            .await;
+            return conn.finish(result).await;
+        };
+        // The properties filter runs here: pages in name order, each read through the name
+        // index up to its own limit, until `limit` entities match, the matches run out, or
+        // `filter_scan_limit` entities were read. One snapshot for all pages.
+        conn.begin_lazy(sql::BEGIN_SNAPSHOT, tenant.0.id.as_str(), Some(name_order()));
         let result = async {
-            // Without a property filter the database applies the limit; with one, the filter
-            // runs here, so every name match is fetched and cut after filtering.
-            let limit = match query.properties {
-                None => i64::try_from(query.limit).unwrap_or(i64::MAX),
-                Some(_) => i64::MAX,
-            };
-            let rows = conn
-                .query(
-                    &sql::search_entities(&tenant.0.schema),
-                    &[&query.kind, &words(&query.text), &limit],
-                )
-                .await?;
-            let mut found = Vec::new();
-            for row in &rows {
-                let entity = store::entity_from_row(row)?;
-                if query.properties.as_ref().is_none_or(|f| f.matches(&entity.properties)) {
-                    found.push(entity);
-                    if found.len() >= query.limit {
-                        break;
+            let mut found = Vec::with_capacity(query.limit);
+            let mut page = query.limit.saturating_mul(4).clamp(64, 4096);
+            let mut read = 0;
+            let mut last: Option<(String, Uuid)> = None;
+            loop {
+                let size = i64::try_from(page.min(self.filter_scan_limit - read)).unwrap_or(1);
+                let rows = match &last {
+                    None => {
+                        conn.query(&sql::search_entities(schema), &[kind, &words, &size]).await?
+                    }
+                    Some((name, id)) => {
+                        let statement = sql::search_entities_after(schema);
+                        conn.query(&statement, &[kind, &words, &size, name, id]).await?
+                    }
+                };
+                read += rows.len();
+                for row in &rows {
+                    let entity = store::entity_from_row(row)?;
+                    last = Some((entity.name.clone(), entity.id.as_uuid()));
+                    if filter.matches(&entity.properties) {
+                        found.push(entity);
+                        if found.len() == query.limit {
+                            return Ok(found);
+                        }
                     }
                 }
+                if (rows.len() as i64) < size || read >= self.filter_scan_limit {
+                    return Ok(found);
+                }
+                page = (page * 2).min(4096);
             }
-            Ok(found)
         }
         .await;
         conn.finish(result).await

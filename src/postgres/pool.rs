@@ -1,5 +1,5 @@
 //! The connection pools of the two roles. Owns pool construction and checkout; what a
-//! connection does is in `conn`.
+//! connection does is in `conn`, how it is encrypted in `tls`.
 
 #[allow(unused_imports)]
 use super::*;
@@ -7,16 +7,17 @@ use super::*;
 #[derive(Clone)]
 pub(super) struct Pooled {
     pool: Pool,
-    /// `host:port`, for error messages (never the password).
-    address: String,
+    /// The server and the TLS in force, for error messages (never the password).
+    target: Arc<conn::Target>,
     /// Its connections that may carry session state ([`conn`]).
     tainted: conn::Tainted,
 }
 
 impl Pooled {
-    pub(super) fn new(url: &str, size: usize) -> Result<Self> {
-        let config: tokio_postgres::Config =
-            url.parse().map_err(|e| Error::invalid("postgres url", e))?;
+    /// A pool of `size` connections to `url`, encrypted as `url` and `settings` say
+    /// ([`tls::resolve`]).
+    pub(super) fn new(url: &str, settings: &PgConfig, size: usize) -> Result<Self> {
+        let tls::Resolved { config, summary, connector } = tls::resolve(url, settings)?;
         let hosts: Vec<String> = config
             .get_hosts()
             .iter()
@@ -36,17 +37,18 @@ impl Pooled {
         // first statement ([`conn`]).
         let manager = Manager::from_config(
             config,
-            NoTls,
+            connector,
             ManagerConfig { recycling_method: RecyclingMethod::Fast },
         );
         let pool = Pool::builder(manager)
             .max_size(size.max(1))
             .build()
             .map_err(|e| Error::invalid("postgres pool", e))?;
-        Ok(Self { pool, address, tainted: conn::Tainted::default() })
+        let target = Arc::new(conn::Target { address, tls: summary });
+        Ok(Self { pool, target, tainted: conn::Tainted::default() })
     }
 
     pub(super) async fn get(&self) -> Result<PgConn> {
-        PgConn::get(&self.pool, &self.address, &self.tainted).await
+        PgConn::get(&self.pool, &self.target, &self.tainted).await
     }
 }

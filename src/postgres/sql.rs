@@ -23,8 +23,32 @@ pub(crate) const BEGIN_REPEATABLE_READ: &str = "BEGIN ISOLATION LEVEL REPEATABLE
 pub(crate) const COMMIT: &str = "COMMIT";
 /// Rolls back.
 pub(crate) const ROLLBACK: &str = "ROLLBACK";
-/// The role the application pool connects as.
+/// Begins a filtered search, whose statements must agree on one snapshot: the stream of
+/// candidates ([`declare_candidates`]) and the rows of the winners ([`select_resources_by_id`]),
+/// or the pages of an entity search. Read only, so it can never fail to serialize.
+pub(crate) const BEGIN_SNAPSHOT: &str = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY";
+/// The role a pool connects as.
 pub(crate) const CURRENT_USER: &str = "SELECT current_user::text";
+/// The role the application pool connects as, and the roles it is or may act as (it is a
+/// member of them) that row-level security does not bind, each as `name is a superuser` or
+/// `name has BYPASSRLS` (at most five).
+pub(crate) const APP_ROLE_PRIVILEGES: &str = "SELECT current_user::text, ARRAY(
+    SELECT r.rolname::text
+        || CASE WHEN r.rolsuper THEN ' is a superuser' ELSE ' has BYPASSRLS' END
+    FROM pg_catalog.pg_roles r
+    WHERE (r.rolsuper OR r.rolbypassrls)
+        AND pg_catalog.pg_has_role(current_user, r.oid, 'MEMBER')
+    ORDER BY 1 LIMIT 5)";
+/// The schemas of percolate (the registry's and every tenant's) that the current role owns,
+/// or owns a table of, itself or through a role it is a member of (at most five): an owner
+/// can turn row-level security off.
+pub(crate) const APP_ROLE_OWNERSHIP: &str = "SELECT ARRAY(
+    SELECT n.nspname::text FROM pg_catalog.pg_namespace n
+    WHERE (n.nspname = 'percolate' OR n.nspname IN (SELECT schema FROM percolate.tenants))
+        AND (pg_catalog.pg_has_role(current_user, n.nspowner, 'MEMBER')
+            OR EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.relnamespace = n.oid
+                AND pg_catalog.pg_has_role(current_user, c.relowner, 'MEMBER')))
+    ORDER BY 1 LIMIT 5)";
 #[cfg(feature = "testing")]
 /// What a pooled connection carries: its server process, the tenant setting the next
 /// statement would run with, and any session state (what [`SESSION_CLEAN`] would reset):
@@ -62,6 +86,12 @@ pub(crate) const SET_SEARCH: &str = "SELECT set_config('app.current_tenant', $1,
     set_config('hnsw.iterative_scan', $3, true), set_config('hnsw.max_scan_tuples', $4, true),
     set_config('enable_seqscan', 'off', true), set_config('enable_sort', 'off', true),
     set_config('plan_cache_mode', 'force_generic_plan', true)";
+/// The tenant (`$1`, as [`SET_TENANT`]) of an entity search, and its plan: rows in name order
+/// from the index `entities_name`, read only as far as the page needs, never a scan and sort of
+/// every name match. Without it the planner takes row-level security's condition to leave a
+/// handful of rows and sorts the whole table to return a page.
+pub(crate) const SET_ENTITY_SEARCH: &str = "SELECT set_config('app.current_tenant', $1, true),
+    set_config('enable_sort', 'off', true)";
 /// An exact search for the rest of the transaction: no index scan, rows in true distance order
 /// ([`Order::Exact`]), planned afresh under these settings rather than by a plan cached under
 /// [`SET_SEARCH`]. Without JIT: a scan of a large tenant costs far above `jit_above_cost`, and
@@ -422,6 +452,37 @@ pub(crate) fn search_resources(
     )
 }
 
+/// The cursor of a filtered search's candidates ([`declare_candidates`]).
+const CANDIDATES: &str = "percolate_candidates";
+
+/// Opens a cursor over the candidates of an exact filtered search: `id` and `metadata` of the
+/// resources with an embedding, in true distance order to `$1` (then id), at most `$2`; with
+/// `filtered`, only those whose metadata contains `$3`. Read in batches with
+/// [`fetch_candidates`], it lets the search stop at `k` matches: the server sorts once and
+/// sends only the rows fetched, and no content or embedding travels but the winners'. The
+/// cursor is `WITHOUT HOLD`: it ends with its transaction and leaves nothing on the session.
+pub(crate) fn declare_candidates(schema: &SchemaName, metric: Metric, filtered: bool) -> String {
+    let distance = exact_distance(metric);
+    let filter = if filtered { " AND metadata @> $3::jsonb" } else { "" };
+    format!(
+        "DECLARE {CANDIDATES} NO SCROLL CURSOR WITHOUT HOLD FOR
+         SELECT id, metadata FROM {schema}.resources
+         WHERE embedding IS NOT NULL{filter}
+         ORDER BY {distance}, id LIMIT $2"
+    )
+}
+
+/// The next `rows` candidates of [`declare_candidates`]'s cursor (a count cannot be a
+/// parameter; callers use a few fixed counts, so a few statements are prepared).
+pub(crate) fn fetch_candidates(rows: usize) -> String {
+    format!("FETCH FORWARD {rows} FROM {CANDIDATES}")
+}
+
+/// The resources whose ids are in `$1`, at most `$2`: the winners of a filtered search.
+pub(crate) fn select_resources_by_id(schema: &SchemaName) -> String {
+    format!("SELECT {RESOURCE_COLUMNS} FROM {schema}.resources WHERE id = ANY($1) LIMIT $2")
+}
+
 /// How many of a tenant's resources have an embedding, counted up to `$1` and no further:
 /// what tells a small tenant, searched exactly, from a large one (see
 /// `PgConfig::exact_below`). It reads at most `$1` rows, however large the tenant.
@@ -624,6 +685,23 @@ pub(crate) fn search_entities(schema: &SchemaName) -> String {
     format!(
         "SELECT {ENTITY_COLUMNS} FROM {schema}.entities e
          WHERE ($1::text IS NULL OR e.kind = $1)
+           AND NOT EXISTS (
+               SELECT 1 FROM unnest($2::text[]) AS q(word)
+               WHERE NOT EXISTS (
+                   SELECT 1 FROM unnest(e.words) AS w(word) WHERE starts_with(w.word, q.word)))
+         ORDER BY e.name COLLATE \"C\", e.id
+         LIMIT $3"
+    )
+}
+
+/// [`search_entities`] past the entity named `$4` with id `$5` in its order: the next page of
+/// an entity search whose properties filter runs in Rust. The row comparison matches the
+/// index `entities_name`, so a page reads only its own rows.
+pub(crate) fn search_entities_after(schema: &SchemaName) -> String {
+    format!(
+        "SELECT {ENTITY_COLUMNS} FROM {schema}.entities e
+         WHERE ($1::text IS NULL OR e.kind = $1)
+           AND (e.name COLLATE \"C\", e.id) > ($4::text COLLATE \"C\", $5::uuid)
            AND NOT EXISTS (
                SELECT 1 FROM unnest($2::text[]) AS q(word)
                WHERE NOT EXISTS (

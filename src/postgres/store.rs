@@ -39,6 +39,24 @@ pub(crate) fn resource_from_row(row: &Row) -> Result<Resource> {
     decode().map_err(c)
 }
 
+/// A row of [`sql::declare_candidates`], fetched as text: a resource's id and metadata.
+/// `jsonb` sends the same text in its binary form (behind a version byte), so the metadata
+/// reads back exactly as through [`resource_from_row`].
+pub(crate) fn candidate_from_text(
+    row: &tokio_postgres::SimpleQueryRow,
+) -> Result<(Uuid, Metadata)> {
+    let field = |i| {
+        row.try_get(i)
+            .ok()
+            .flatten()
+            .ok_or_else(|| Error::corrupt("candidate row", "a missing column"))
+    };
+    let id = Uuid::parse_str(field(0)?).map_err(|e| Error::corrupt("candidate row", e))?;
+    let metadata =
+        serde_json::from_str(field(1)?).map_err(|e| Error::corrupt("candidate row", e))?;
+    Ok((id, metadata))
+}
+
 pub(crate) fn entity_from_row(row: &Row) -> Result<Entity> {
     let decode = || -> std::result::Result<Entity, tokio_postgres::Error> {
         Ok(Entity {

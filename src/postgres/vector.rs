@@ -3,6 +3,8 @@
 
 #[allow(unused_imports)]
 use super::*;
+use crate::model::Filter;
+use tokio_postgres::types::ToSql;
 
 /// What a provider knows of a tenant's number of embeddings, to search small tenants exactly
 /// ([`PgConfig::exact_below`]) without counting on every search. Either choice gives correct
@@ -179,17 +181,24 @@ impl PgProvider {
             return Ok(Vec::new());
         };
         let layout = sql::new_layout(tenant.0.metric);
+        let tenant_id = tenant.0.id.as_str();
         if self.searched_exactly(tenant).await? {
             // A small tenant: a scan in true distance order, the tenant alone set.
             let mut conn = self.app.get().await?;
-            let tenant_id = tenant.0.id.as_str();
-            if query.filter.is_some() {
-                conn.begin_lazy(sql::BEGIN_READ_COMMITTED, tenant_id, None);
-            } else {
-                conn.one_shot(sql::BEGIN_READ_COMMITTED, tenant_id, None);
-            }
-            let result = search(&conn, tenant, dimension, layout, query, true).await;
-            return conn.finish(result).await;
+            let hits = match &query.filter {
+                None => {
+                    conn.one_shot(sql::BEGIN_READ_COMMITTED, tenant_id, None);
+                    let result = nearest_unfiltered(&conn, tenant, dimension, query, None).await;
+                    conn.finish(result).await?
+                }
+                Some(filter) => {
+                    conn.begin_lazy(sql::BEGIN_SNAPSHOT, tenant_id, None);
+                    let scan = Candidates::new(filter, self.filter_scan_limit);
+                    let result = scan.stream(&conn, tenant, query, false).await;
+                    conn.finish(result).await?
+                }
+            };
+            return Ok(rerank(tenant.0.metric, query, hits));
         }
         self.index_searches.fetch_add(1, Ordering::Relaxed);
         // The HNSW parameters travel with BEGIN, transaction-local like the tenant.
@@ -198,121 +207,180 @@ impl PgProvider {
         let settings =
             (sql::SET_SEARCH, vec![ef.to_string(), order.to_owned(), "20000".to_owned()]);
         let mut conn = self.app.get().await?;
-        let tenant_id = tenant.0.id.as_str();
         let function = tenant.0.search_function.load(Ordering::Relaxed);
-        if query.filter.is_none() && function {
-            // One statement in its own implicit transaction: the function sets the tenant and
-            // the settings for it. Nothing to commit, nothing left open.
-            let statement = sql::call_search_function(&tenant.0.schema);
-            let vector = pgvector::Vector::from(query.vector.clone());
-            let limit = i64::try_from(query.k).unwrap_or(i64::MAX);
-            let rows =
-                conn.query(&statement, &[&vector, &limit, &tenant_id, &ef.to_string()]).await?;
-            let hits = rows.iter().map(store::resource_from_row).collect::<Result<Vec<_>>>()?;
-            return Ok(rerank(tenant.0.metric, query, hits));
-        }
-        if query.filter.is_some() {
-            conn.begin_lazy(sql::BEGIN_READ_COMMITTED, tenant_id, Some(settings));
-        } else {
-            // One statement: BEGIN, settings, search and COMMIT in one round trip.
-            conn.one_shot(sql::BEGIN_READ_COMMITTED, tenant_id, Some(settings));
-        }
-        let result = search(&conn, tenant, dimension, layout, query, false).await;
-        conn.finish(result).await
+        let hits = match &query.filter {
+            None if function => {
+                // One statement in its own implicit transaction: the function sets the tenant
+                // and the settings for it. Nothing to commit, nothing left open.
+                let statement = sql::call_search_function(&tenant.0.schema);
+                let vector = pgvector::Vector::from(query.vector.clone());
+                let limit = i64::try_from(query.k).unwrap_or(i64::MAX);
+                let rows =
+                    conn.query(&statement, &[&vector, &limit, &tenant_id, &ef.to_string()]).await?;
+                rows.iter().map(store::resource_from_row).collect::<Result<Vec<_>>>()?
+            }
+            None => {
+                // One statement: BEGIN, settings, search and COMMIT in one round trip.
+                conn.one_shot(sql::BEGIN_READ_COMMITTED, tenant_id, Some(settings));
+                let result =
+                    nearest_unfiltered(&conn, tenant, dimension, query, Some(layout)).await;
+                conn.finish(result).await?
+            }
+            Some(filter) => {
+                conn.begin_lazy(sql::BEGIN_SNAPSHOT, tenant_id, Some(settings));
+                let result = async {
+                    let hits =
+                        nearest_filtered_by_index(&conn, tenant, dimension, layout, query).await?;
+                    if hits.len() == query.k {
+                        return Ok(hits);
+                    }
+                    // The index scan gave up before `k` rows passed the filter (a selective
+                    // filter, or one with nothing to push down): an exact scan, which finds
+                    // `k` whenever `k` match among the first `filter_scan_limit`.
+                    let scan = Candidates::new(filter, self.filter_scan_limit);
+                    scan.stream(&conn, tenant, query, true).await
+                }
+                .await;
+                conn.finish(result).await?
+            }
+        };
+        Ok(rerank(tenant.0.metric, query, hits))
     }
 }
 
-/// Runs a search statement: `$1` the vector, `$2` the limit, `$3` the containment document
-/// when the statement has one.
-pub(super) async fn nearest(
+/// The nearest resources by the index order (`layout`) or, without one, the exact order: one
+/// statement, at most `k` rows.
+async fn nearest_unfiltered(
     conn: &PgConn,
-    statement: &str,
-    vector: &pgvector::Vector,
-    limit: i64,
-    contains: Option<&Json<serde_json::Value>>,
-) -> Result<Vec<tokio_postgres::Row>> {
-    match contains {
-        Some(contains) => conn.query(statement, &[vector, &limit, contains]).await,
-        None => conn.query(statement, &[vector, &limit]).await,
-    }
+    tenant: &PgTenant,
+    dimension: u32,
+    query: &SearchQuery,
+    layout: Option<sql::Layout>,
+) -> Result<Vec<Resource>> {
+    let order = layout.map_or(sql::Order::Exact, sql::Order::Index);
+    let statement =
+        sql::search_resources(&tenant.0.schema, dimension, tenant.0.metric, order, false);
+    let vector = pgvector::Vector::from(query.vector.clone());
+    let limit = i64::try_from(query.k).unwrap_or(i64::MAX);
+    conn.query(&statement, &[&vector, &limit]).await?.iter().map(store::resource_from_row).collect()
 }
 
-/// Vector search inside an auto-commit transaction (see the module docs): through the index
-/// with the settings of [`sql::SET_SEARCH`], or, when `exact`, by a scan in true distance order
-/// with no setting but the tenant.
-pub(super) async fn search(
+/// A filtered search through the HNSW index (iterative scan with the settings of
+/// [`sql::SET_SEARCH`]): at most `k` rows that contain the pushed-down part of the filter
+/// ([`prefilter`]), of which those matching the whole filter. Empty when nothing can be pushed
+/// down (the index scan would return `k` rows that the filter may all reject).
+async fn nearest_filtered_by_index(
     conn: &PgConn,
     tenant: &PgTenant,
     dimension: u32,
     layout: sql::Layout,
     query: &SearchQuery,
-    exact: bool,
-) -> Result<Vec<ScoredResource>> {
+) -> Result<Vec<Resource>> {
+    let Some(filter) = &query.filter else { return Ok(Vec::new()) };
+    let Some(contains) = pushed_down(filter) else { return Ok(Vec::new()) };
+    let statement = sql::search_resources(
+        &tenant.0.schema,
+        dimension,
+        tenant.0.metric,
+        sql::Order::Index(layout),
+        true,
+    );
     let vector = pgvector::Vector::from(query.vector.clone());
-    let schema = &tenant.0.schema;
-    let k = query.k;
-    let limit = i64::try_from(k).unwrap_or(i64::MAX);
-    let mut hits = Vec::with_capacity(k);
-    match &query.filter {
-        None => {
-            let order = if exact { sql::Order::Exact } else { sql::Order::Index(layout) };
-            let statement = sql::search_resources(schema, dimension, tenant.0.metric, order, false);
-            for row in conn.query(&statement, &[&vector, &limit]).await? {
-                hits.push(store::resource_from_row(&row)?);
-            }
-        }
-        Some(filter) => {
-            let contains = prefilter::containment(filter);
-            let narrowed = contains.as_object().is_some_and(|doc| !doc.is_empty());
-            let contains = Json(contains);
-            let statement =
-                |order| sql::search_resources(schema, dimension, tenant.0.metric, order, narrowed);
-            let contains = narrowed.then_some(&contains);
-            if narrowed && !exact {
-                // An iterative scan goes on past rows the containment rejects, up to
-                // `hnsw.max_scan_tuples`.
-                let statement = statement(sql::Order::Index(layout));
-                for row in nearest(conn, &statement, &vector, limit, contains).await? {
-                    let resource = store::resource_from_row(&row)?;
-                    if filter.matches(&resource.metadata) {
-                        hits.push(resource);
-                    }
-                }
-            }
-            if hits.len() < k {
-                // A small tenant, the index scan gave up (a selective filter), or the filter has
-                // no containment to push down: an exact scan, rows in true distance order, the
-                // window growing until `k` rows match or the table is exhausted. (A GIN index on `metadata`
-                // cannot narrow it: under row-level security the planner never makes the
-                // non-leakproof `@>` an index condition.)
-                if !exact {
-                    // Undoes the index settings sent with BEGIN.
-                    conn.query(sql::EXACT_SEARCH, &[]).await?;
-                }
-                let statement = statement(sql::Order::Exact);
-                let mut window = k.saturating_mul(4).max(64);
-                loop {
-                    let limit = i64::try_from(window).unwrap_or(i64::MAX);
-                    let rows = nearest(conn, &statement, &vector, limit, contains).await?;
-                    hits.clear();
-                    for row in &rows {
-                        let resource = store::resource_from_row(row)?;
-                        if filter.matches(&resource.metadata) {
-                            hits.push(resource);
-                            if hits.len() == k {
-                                break;
-                            }
-                        }
-                    }
-                    if hits.len() == k || rows.len() < window {
-                        break;
-                    }
-                    window = window.saturating_mul(4);
-                }
-            }
+    let limit = i64::try_from(query.k).unwrap_or(i64::MAX);
+    let rows = conn.query(&statement, &[&vector, &limit, &contains]).await?;
+    let mut hits = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let resource = store::resource_from_row(row)?;
+        if filter.matches(&resource.metadata) {
+            hits.push(resource);
         }
     }
-    Ok(rerank(tenant.0.metric, query, hits))
+    Ok(hits)
+}
+
+/// The containment document of `filter` ([`prefilter::containment`]), `None` when empty.
+fn pushed_down(filter: &Filter) -> Option<Json<serde_json::Value>> {
+    let contains = prefilter::containment(filter);
+    contains.as_object().is_some_and(|doc| !doc.is_empty()).then_some(Json(contains))
+}
+
+/// The first batch of candidates a filtered scan fetches, and the largest: the batches double
+/// in between, so a scan that must read far takes few round trips, and one that finds `k`
+/// matches early reads little past them. Powers of two, so few `FETCH` statements are
+/// prepared.
+const FIRST_BATCH: usize = 64;
+const LARGEST_BATCH: usize = 4096;
+
+/// An exact filtered scan, streamed: candidates (`id` and metadata) come in true distance order
+/// from a cursor in batches, the filter runs on each, and the scan stops at `k` matches, at the
+/// end of the table, or after `limit` candidates. Only the winners' full rows are fetched, in
+/// the same snapshot, with the transaction's `COMMIT` behind them. So a filter that matches
+/// fewer than `k` rows costs one sort of the tenant on the server, never a reload of it, and
+/// the client holds one batch and `k` rows at a time.
+struct Candidates<'f> {
+    filter: &'f Filter,
+    limit: usize,
+}
+
+impl<'f> Candidates<'f> {
+    fn new(filter: &'f Filter, limit: usize) -> Self {
+        Self { filter, limit: limit.max(1) }
+    }
+
+    /// Streams the candidates of `query` on `conn`, inside its transaction; with
+    /// `after_index`, first undoes the index settings sent with `BEGIN` ([`sql::EXACT_SEARCH`]).
+    async fn stream(
+        &self,
+        conn: &PgConn,
+        tenant: &PgTenant,
+        query: &SearchQuery,
+        after_index: bool,
+    ) -> Result<Vec<Resource>> {
+        let schema = &tenant.0.schema;
+        let k = query.k;
+        let vector = pgvector::Vector::from(query.vector.clone());
+        let limit = i64::try_from(self.limit).unwrap_or(i64::MAX);
+        let contains = pushed_down(self.filter);
+        let declare = sql::declare_candidates(schema, tenant.0.metric, contains.is_some());
+        let mut declare_params: Vec<&(dyn ToSql + Sync)> = vec![&vector, &limit];
+        if let Some(contains) = &contains {
+            declare_params.push(contains);
+        }
+        let mut before: Vec<conn::Statement<'_>> = Vec::with_capacity(2);
+        if after_index {
+            before.push((sql::EXACT_SEARCH, &[]));
+        }
+        before.push((&declare, &declare_params));
+        let mut batch = (k.saturating_mul(4)).next_power_of_two().clamp(FIRST_BATCH, LARGEST_BATCH);
+        // The cursor is opened and its first batch fetched in one round trip.
+        let mut rows = conn.fetch_after(&before, &sql::fetch_candidates(batch)).await?;
+        let mut winners: Vec<Uuid> = Vec::with_capacity(k);
+        let mut read = 0;
+        loop {
+            read += rows.len();
+            for row in &rows {
+                let (id, metadata) = store::candidate_from_text(row)?;
+                if self.filter.matches(&metadata) {
+                    winners.push(id);
+                    if winners.len() == k {
+                        break;
+                    }
+                }
+            }
+            if winners.len() == k || rows.len() < batch || read >= self.limit {
+                break;
+            }
+            batch = (batch * 2).min(LARGEST_BATCH);
+            rows = conn.fetch_after(&[], &sql::fetch_candidates(batch)).await?;
+        }
+        if winners.is_empty() {
+            return Ok(Vec::new());
+        }
+        conn.commit_after_next();
+        let count = i64::try_from(winners.len()).unwrap_or(i64::MAX);
+        let rows = conn.query(&sql::select_resources_by_id(schema), &[&winners, &count]).await?;
+        rows.iter().map(store::resource_from_row).collect()
+    }
 }
 
 /// `hits` with the contract's exact distances to the query, nearest first (ties by id), at

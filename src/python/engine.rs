@@ -131,6 +131,7 @@ fn opening_from_args(
     pool_size: Option<usize>,
     ef_search: Option<usize>,
     master_key: Option<String>,
+    allow_privileged_app_role: bool,
 ) -> PyResult<Opening> {
     Ok(match provider_arg(provider)? {
         ProviderKind::Rocksdb => {
@@ -143,6 +144,7 @@ fn opening_from_args(
                 ("admin_connection_string", admin_connection_string.is_some()),
                 ("pool_size", pool_size.is_some()),
                 ("ef_search", ef_search.is_some()),
+                ("allow_privileged_app_role", allow_privileged_app_role),
             ] {
                 if given {
                     return Err(invalid("arguments", format!("{name} is a postgres option")));
@@ -161,7 +163,8 @@ fn opening_from_args(
                      means",
                 ));
             }
-            let mut config = PgConfig::new(url);
+            let mut config =
+                PgConfig::new(url).with_allow_privileged_app_role(allow_privileged_app_role);
             if let Some(admin) = admin_connection_string {
                 config = config.with_admin_url(admin);
             }
@@ -241,7 +244,8 @@ macro_rules! engine_methods {
             #[pyo3(signature = (
                 provider = None, connection_string = None, tenant_id = None, *,
                 admin_connection_string = None, pool_size = None, ef_search = None,
-                master_key = None, dimension = None, metric = "cosine"
+                master_key = None, dimension = None, metric = "cosine",
+                allow_privileged_app_role = false
             ))]
             #[allow(clippy::too_many_arguments)]
             fn new(
@@ -255,6 +259,7 @@ macro_rules! engine_methods {
                 master_key: Option<String>,
                 dimension: Option<u32>,
                 metric: &str,
+                allow_privileged_app_role: bool,
             ) -> PyResult<PyClassInitializer<Self>> {
                 let opening = opening_from_args(
                     provider,
@@ -263,6 +268,7 @@ macro_rules! engine_methods {
                     pool_size,
                     ef_search,
                     master_key,
+                    allow_privileged_app_role,
                 )?;
                 let tenant = match tenant_id {
                     Some(id) => Some((tenant_id_arg(id)?, tenant_config_arg(dimension, metric)?)),

@@ -134,6 +134,7 @@ macro_rules! conformance_suite {
             search_without_embeddings_is_empty,
             entity_search_matches_word_prefixes,
             entity_search_filters_kind_and_properties,
+            filters_past_their_size_limits_are_rejected,
             tenants_are_isolated,
             transaction_writes_are_invisible_until_commit,
             transaction_rollback_discards_writes,

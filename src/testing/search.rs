@@ -8,8 +8,8 @@ use super::{
     tenant_with, vector,
 };
 use crate::{
-    EntityQuery, Filter, Metric, NewEntity, NewResource, Resource, Result, SearchQuery,
-    TenantConfig,
+    EntityQuery, Filter, MAX_FILTER_NODES, MAX_FILTER_VALUES, Metric, NewEntity, NewResource,
+    Resource, Result, SearchQuery, TenantConfig,
 };
 
 /// Vector search returns the brute-force top k with exact distances, nearest first.
@@ -197,4 +197,48 @@ pub async fn entity_search_filters_kind_and_properties<H: Harness>(h: &mut H) ->
     )?;
     let people = t.search_entities(&EntityQuery::new("hilton").with_kind("person")).await?;
     ensure_eq(people.into_iter().map(|e| e.id).collect::<Vec<_>>(), vec![person.id], "person")
+}
+
+/// A filter past its size limits (conditions, `$in`/`$nin` values) is invalid, naming the
+/// limit, whether it is parsed or built in code and passed to vector or entity search; one
+/// at the limits works.
+pub async fn filters_past_their_size_limits_are_rejected<H: Harness>(h: &mut H) -> Result<()> {
+    let t = tenant(h).await?;
+    t.create_resource(
+        NewResource::new("a").with_embedding(vec![1.0, 0.0]).with_metadata(meta(json!({"n": 7}))),
+    )
+    .await?;
+    let values = |n: usize| (0..n).map(|i| json!(i)).collect::<Vec<_>>();
+    let names_limit = |result: Result<Filter>, limit: &str| match result {
+        Err(crate::Error::Invalid { reason, .. }) if reason.contains(limit) => Ok(()),
+        other => ensure(false, format!("expected invalid naming {limit}, got {other:?}")),
+    };
+    names_limit(
+        Filter::parse(&json!({"n": {"$in": values(MAX_FILTER_VALUES + 1)}})),
+        "MAX_FILTER_VALUES",
+    )?;
+    let conditions: Vec<_> = (0..MAX_FILTER_NODES).map(|i| json!({"n": i})).collect();
+    names_limit(Filter::parse(&json!({"$or": conditions})), "MAX_FILTER_NODES")?;
+
+    let at_the_limit = Filter::parse(&json!({"n": {"$in": values(MAX_FILTER_VALUES)}}))?;
+    let query = SearchQuery::new(vec![1.0, 0.0], 5).with_filter(at_the_limit);
+    ensure_eq(t.search_resources(&query).await?.len(), 1, "a filter at the limits works")?;
+
+    let built = Filter::In {
+        path: vec!["n".into()],
+        values: values(MAX_FILTER_VALUES + 1),
+        negated: false,
+    };
+    let query = SearchQuery::new(vec![1.0, 0.0], 5).with_filter(built.clone());
+    expect_err(t.search_resources(&query).await, "invalid")?;
+    let mut entities = EntityQuery::new("x");
+    entities.properties = Some(built);
+    expect_err(t.search_entities(&entities).await, "invalid")?;
+    let wide = Filter::Or(
+        (0..=MAX_FILTER_NODES)
+            .map(|_| Filter::Exists { path: vec!["n".into()], exists: true })
+            .collect(),
+    );
+    let query = SearchQuery::new(vec![1.0, 0.0], 5).with_filter(wide);
+    expect_err(t.search_resources(&query).await, "invalid")
 }

@@ -30,20 +30,29 @@ def test_the_rocksdb_snippet_runs_verbatim(tmp_path: Path, monkeypatch: pytest.M
     again.close()
 
 
-def test_the_postgres_snippet_runs_with_the_test_servers_url() -> None:
-    from percolate_core import MemoryEngine, ProviderType
+def test_the_postgres_snippet_with_an_owner_url_is_refused_unless_allowed() -> None:
+    from percolate_core import MemoryEngine, PercolateError, ProviderType
 
     # The snippet's URL names one user who owns the database: the test server's owner role
-    # (the application role alone may not create the tenant registry or schemas).
+    # (the application role alone may not create the tenant registry or schemas). Row-level
+    # security does not bind an owner, so the engine refuses it as its application role...
     _, owner_url = postgres_urls()
-    # --- the snippet, with the test server's URL for "postgresql://user:pass@localhost/..." ---
-    # PostgreSQL (enterprise)
+    with pytest.raises(PercolateError, match="allow_privileged_app_role"):
+        # --- the snippet, with the test server's URL for "postgresql://user:pass@localhost/..." ---
+        # PostgreSQL (enterprise)
+        memory = MemoryEngine(
+            provider="postgres",
+            connection_string=owner_url,
+            tenant_id="tenant-123"
+        )
+        # --- end ---
+    # ... unless the caller says this is single-role development.
     memory = MemoryEngine(
         provider="postgres",
         connection_string=owner_url,
-        tenant_id="tenant-123"
+        tenant_id="tenant-123",
+        allow_privileged_app_role=True,
     )
-    # --- end ---
     assert memory.provider is ProviderType.POSTGRES
     assert memory.id == "tenant-123"
     note = memory.create_resource("remembered in postgres")
