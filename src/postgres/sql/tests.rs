@@ -122,10 +122,7 @@ fn no_statement_sets_anything_for_the_session() {
     // inside one (see `conn`); one held past its transaction would be session state.
     for (i, _) in sql.match_indices("DECLARE ") {
         let declaration = &sql[i..i + sql[i..].find(" FOR").expect("declaration ends")];
-        assert!(
-            declaration.ends_with("WITHOUT HOLD"),
-            "a cursor that may outlive: {declaration}"
-        );
+        assert!(declaration.ends_with("WITHOUT HOLD"), "a cursor that may outlive: {declaration}");
     }
     // The check sees what it must refuse.
     assert!(LEAVE_SESSION_STATE.contains("SET application_name"));
