@@ -17,7 +17,10 @@
 //! |---|---|---|
 //! | `PERCOLATE_STORAGE_PROVIDER` | `storage_provider` | `rocksdb` (`rocksdb` or `postgres`) |
 //! | `PERCOLATE_ROCKSDB_PATH` | `rocksdb_path` | `./data/percolate.db` |
-//! | `PERCOLATE_ROCKSDB_OPEN_TENANTS` | `rocksdb_open_tenants` | `64` (idle tenants kept open, ~41 MB each) |
+//! | `PERCOLATE_ROCKSDB_PROFILE` | `rocksdb_profile` | `desktop` (or `mobile`: the defaults of the three below) |
+//! | `PERCOLATE_ROCKSDB_CACHE_MB` | `rocksdb_cache_mb` | the profile's: `64` (desktop), `8` (mobile) |
+//! | `PERCOLATE_ROCKSDB_WRITE_BUFFER_MB` | `rocksdb_write_buffer_mb` | the profile's: `64` (desktop), `8` (mobile) |
+//! | `PERCOLATE_ROCKSDB_OPEN_TENANTS` | `rocksdb_open_tenants` | the profile's: `64` (desktop), `4` (mobile) |
 //! | `PERCOLATE_POSTGRES_URL` | `postgres_url` | none (required for `postgres`) |
 //! | `PERCOLATE_POSTGRES_ADMIN_URL` | `postgres_admin_url` | the `postgres_url` |
 //! | `PERCOLATE_POSTGRES_POOL_SIZE` | `postgres_pool_size` | `10` |
@@ -49,9 +52,12 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 
 /// The environment variables [`Settings::load`] reads, without their `PERCOLATE_` prefix.
-pub const ENV_KEYS: [&str; 12] = [
+pub const ENV_KEYS: [&str; 15] = [
     "storage_provider",
     "rocksdb_path",
+    "rocksdb_profile",
+    "rocksdb_cache_mb",
+    "rocksdb_write_buffer_mb",
     "rocksdb_open_tenants",
     "postgres_url",
     "postgres_admin_url",
@@ -107,6 +113,17 @@ impl fmt::Display for ProviderKind {
     }
 }
 
+/// The memory defaults of the RocksDB provider (`RocksConfig::new` or `RocksConfig::mobile`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RocksProfile {
+    /// A desktop app or a server: a 64 MiB block cache, 64 MiB of memtables, 64 open tenants.
+    #[default]
+    Desktop,
+    /// A phone or an app extension: 8 MiB, 8 MiB, 4 open tenants.
+    Mobile,
+}
+
 /// Everything percolate reads from its settings.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
@@ -115,11 +132,19 @@ pub struct Settings {
     pub storage_provider: ProviderKind,
     /// The RocksDB root directory (a database per tenant below it).
     pub rocksdb_path: PathBuf,
+    /// The RocksDB memory defaults the three settings below override.
+    pub rocksdb_profile: RocksProfile,
+    /// The block cache all RocksDB tenants share, in MiB (`RocksConfig::block_cache_bytes`);
+    /// unset, the profile's.
+    pub rocksdb_cache_mb: Option<usize>,
+    /// What the memtables of all RocksDB tenants may hold together, in MiB
+    /// (`RocksConfig::write_buffer_budget_bytes`); unset, the profile's.
+    pub rocksdb_write_buffer_mb: Option<usize>,
     /// How many idle RocksDB tenant databases stay open (`RocksConfig::open_tenants`; 0 closes
-    /// each as soon as no handle holds it). Each costs about 41 MB of memory before any data
-    /// (see the README), so a process that serves a few tenants at a time should keep this
-    /// small.
-    pub rocksdb_open_tenants: usize,
+    /// each as soon as no handle holds it); unset, the profile's. Each open tenant costs
+    /// about 41 MB before any data (see the README), so a process that serves a few tenants
+    /// at a time should keep this small.
+    pub rocksdb_open_tenants: Option<usize>,
     /// The PostgreSQL connection URL of the application role.
     pub postgres_url: Option<String>,
     /// The PostgreSQL connection URL of the schema owner role, when it differs.
@@ -181,7 +206,10 @@ impl Default for Settings {
         Self {
             storage_provider: ProviderKind::default(),
             rocksdb_path: PathBuf::from("./data/percolate.db"),
-            rocksdb_open_tenants: 64,
+            rocksdb_profile: RocksProfile::default(),
+            rocksdb_cache_mb: None,
+            rocksdb_write_buffer_mb: None,
+            rocksdb_open_tenants: None,
             postgres_url: None,
             postgres_admin_url: None,
             postgres_pool_size: 10,
@@ -202,6 +230,9 @@ impl fmt::Debug for Settings {
         f.debug_struct("Settings")
             .field("storage_provider", &self.storage_provider)
             .field("rocksdb_path", &self.rocksdb_path)
+            .field("rocksdb_profile", &self.rocksdb_profile)
+            .field("rocksdb_cache_mb", &self.rocksdb_cache_mb)
+            .field("rocksdb_write_buffer_mb", &self.rocksdb_write_buffer_mb)
             .field("rocksdb_open_tenants", &self.rocksdb_open_tenants)
             .field("postgres_url", &redacted(self.postgres_url.is_some()))
             .field("postgres_admin_url", &redacted(self.postgres_admin_url.is_some()))
@@ -274,6 +305,12 @@ impl Settings {
             ProviderKind::Rocksdb if self.rocksdb_path.as_os_str().is_empty() => {
                 Err(Error::invalid("settings", "rocksdb_path (PERCOLATE_ROCKSDB_PATH) is empty"))
             }
+            ProviderKind::Rocksdb if self.rocksdb_write_buffer_mb == Some(0) => {
+                Err(Error::invalid(
+                    "settings",
+                    "rocksdb_write_buffer_mb (PERCOLATE_ROCKSDB_WRITE_BUFFER_MB) must be at least 1",
+                ))
+            }
             ProviderKind::Postgres if self.postgres_url.as_deref().is_none_or(str::is_empty) => {
                 Err(Error::invalid(
                     "settings",
@@ -302,8 +339,21 @@ impl Settings {
     /// As [`Settings::master_key`].
     #[cfg(feature = "rocksdb")]
     pub fn rocks_config_at(&self, root: &Path) -> Result<crate::rocks::RocksConfig> {
-        let mut config = crate::rocks::RocksConfig::new(root);
-        config.open_tenants = self.rocksdb_open_tenants;
+        let mut config = match self.rocksdb_profile {
+            RocksProfile::Desktop => crate::rocks::RocksConfig::new(root),
+            RocksProfile::Mobile => crate::rocks::RocksConfig::mobile(root),
+        };
+        if let Some(open) = self.rocksdb_open_tenants {
+            config.open_tenants = open;
+        }
+        if let Some(mb) = self.rocksdb_cache_mb {
+            config.block_cache_bytes = mb << 20;
+        }
+        if let Some(mb) = self.rocksdb_write_buffer_mb {
+            config.write_buffer_budget_bytes = mb << 20;
+            // One memtable never exceeds the budget (a quarter of it, as in the profiles).
+            config.write_buffer_bytes = config.write_buffer_bytes.min((mb << 20) / 4).max(1 << 20);
+        }
         config.master_key = self.master_key()?;
         config.allow_plaintext_tenants = self.allow_plaintext_tenants;
         Ok(config)
@@ -361,7 +411,8 @@ mod tests {
         assert_eq!(settings.storage_provider, ProviderKind::Rocksdb);
         assert_eq!(settings.rocksdb_path, PathBuf::from("./data/percolate.db"));
         assert_eq!(settings.postgres_pool_size, 10);
-        assert_eq!(settings.rocksdb_open_tenants, 64);
+        assert_eq!(settings.rocksdb_profile, RocksProfile::Desktop);
+        assert_eq!(settings.rocksdb_open_tenants, None);
         assert!(settings.postgres_url.is_none());
     }
 
@@ -371,11 +422,43 @@ mod tests {
         for open in [0, 3] {
             let toml = format!("rocksdb_open_tenants = {open}");
             let settings = Settings::from_toml_str(&toml).expect("settings");
-            assert_eq!(settings.rocksdb_open_tenants, open);
+            assert_eq!(settings.rocksdb_open_tenants, Some(open));
             settings.check().expect("valid");
             #[cfg(feature = "rocksdb")]
             assert_eq!(settings.rocks_config().expect("config").open_tenants, open);
         }
+    }
+
+    #[cfg(feature = "rocksdb")]
+    #[test]
+    fn the_memory_profile_and_its_overrides_reach_the_rocksdb_config() {
+        let desktop = Settings::default().rocks_config().expect("config");
+        assert_eq!(
+            (desktop.block_cache_bytes, desktop.write_buffer_budget_bytes, desktop.open_tenants),
+            (64 << 20, 64 << 20, 64)
+        );
+        let mobile = Settings::from_toml_str("rocksdb_profile = \"mobile\"")
+            .expect("settings")
+            .rocks_config()
+            .expect("config");
+        assert_eq!(
+            (mobile.block_cache_bytes, mobile.write_buffer_budget_bytes, mobile.open_tenants),
+            (8 << 20, 8 << 20, 4)
+        );
+        let tuned = Settings::from_toml_str(
+            "rocksdb_profile = \"mobile\"\nrocksdb_cache_mb = 16\nrocksdb_write_buffer_mb = 4\n\
+             rocksdb_open_tenants = 1\n",
+        )
+        .expect("settings")
+        .rocks_config()
+        .expect("config");
+        assert_eq!(
+            (tuned.block_cache_bytes, tuned.write_buffer_budget_bytes, tuned.open_tenants),
+            (16 << 20, 4 << 20, 1)
+        );
+        assert_eq!(tuned.write_buffer_bytes, 1 << 20, "a memtable is at most a quarter");
+        let error = Settings::from_toml_str("rocksdb_profile = \"tiny\"").expect_err("tiny");
+        assert!(error.to_string().contains("tiny"), "{error}");
     }
 
     #[test]

@@ -112,6 +112,16 @@ pub trait Provider: Send + Sync + Sized + 'static {
     /// delete it while it is in use.
     fn delete_tenant(&self, id: &TenantId) -> impl Future<Output = Result<()>> + Send;
 
+    /// Gives back what the provider can while the app is in the background, and returns once
+    /// it has: every acknowledged write is on disk where the provider keeps it in memory, and
+    /// caches and idle connections are released. The provider stays usable; what it released
+    /// is rebuilt as calls need it.
+    ///
+    /// # Errors
+    /// [`Error::Backend`](crate::Error::Backend) if writing out fails (nothing is lost: the
+    /// writes stay in the provider's log).
+    fn release_memory(&self) -> impl Future<Output = Result<()>> + Send;
+
     /// The id of an opened tenant.
     fn tenant_id(tenant: &Self::Tenant) -> &TenantId;
 

@@ -427,6 +427,9 @@ class MemoryEngine(Tenant):
         """Creates a tenant (``AlreadyExistsError`` if it exists)."""
     def list_tenants(self) -> List[str]:
         """Every tenant's id, sorted."""
+    def release_memory(self) -> None:
+        """Call when the app goes to the background: flushes what the provider holds only
+        in memory and releases its caches; the engine stays usable."""
     def delete_tenant(self, tenant_id: str) -> None:
         """Deletes a tenant and all its records."""
     def import_(
@@ -599,6 +602,8 @@ class AsyncMemoryEngine(AsyncTenant):
         """Creates a tenant."""
     def list_tenants(self) -> Awaitable[List[str]]:
         """Every tenant's id, sorted."""
+    def release_memory(self) -> Awaitable[None]:
+        """``MemoryEngine.release_memory``."""
     def delete_tenant(self, tenant_id: str) -> Awaitable[None]:
         """Deletes a tenant and all its records."""
     def import_(

@@ -120,6 +120,11 @@ impl Provider for MemProvider {
         Ok(())
     }
 
+    /// Nothing to release: the records are the memory.
+    async fn release_memory(&self) -> Result<()> {
+        Ok(())
+    }
+
     fn tenant_id(tenant: &MemTenant) -> &TenantId {
         &tenant.0.id
     }

@@ -413,6 +413,14 @@ impl Provider for PgProvider {
         conn.finish(result).await
     }
 
+    /// Closes the idle connections of both pools: the server holds the data, and a pool
+    /// reconnects on the next call.
+    async fn release_memory(&self) -> Result<()> {
+        self.app.close_idle();
+        self.admin.close_idle();
+        Ok(())
+    }
+
     fn tenant_id(tenant: &PgTenant) -> &TenantId {
         &tenant.0.id
     }

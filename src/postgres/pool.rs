@@ -48,6 +48,12 @@ impl Pooled {
         Ok(Self { pool, target, tainted: conn::Tainted::default() })
     }
 
+    /// Closes every idle connection (those checked out stay); the pool opens new ones as it
+    /// needs them.
+    pub(super) fn close_idle(&self) {
+        self.pool.retain(|_, _| false);
+    }
+
     pub(super) async fn get(&self) -> Result<PgConn> {
         PgConn::get(&self.pool, &self.target, &self.tainted).await
     }

@@ -352,6 +352,18 @@ macro_rules! engine_methods {
                 })
             }
 
+            /// Call when the app goes to the background or is short of memory: writes out what
+            /// the provider holds only in memory and releases its caches (RocksDB: memtables
+            /// flushed, vector index snapshots written, idle tenants closed, the block cache
+            /// emptied; PostgreSQL: idle connections closed). The engine stays usable.
+            fn release_memory<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+                let engine = self.session.engine()?;
+                $run(py, &self.session, async move {
+                    dispatch!(engine, AnyEngine, |engine| engine.release_memory().await)?;
+                    Ok(())
+                })
+            }
+
             /// Deletes a tenant and all its records. Every handle this engine gave out to the
             /// tenant (its own too, if it is this engine's tenant) is released first and
             /// raises from then on.

@@ -54,6 +54,14 @@ use tenants::TenantCache;
 pub(crate) const NAME: &str = "rocksdb";
 
 /// Settings of the RocksDB provider.
+///
+/// Memory: the provider's tenants share one block cache ([`RocksConfig::block_cache_bytes`],
+/// which also holds the SST index and filter blocks) and one write-buffer budget
+/// ([`RocksConfig::write_buffer_budget_bytes`], past which RocksDB flushes memtables whichever
+/// tenant they belong to), so what RocksDB holds does not grow with the number of open
+/// tenants. Each tenant's vector index is held beside that, for as long as the tenant is open
+/// (about dimension x 4 bytes per embedding, plus the graph's links). [`RocksConfig::new`] fits
+/// a desktop app; [`RocksConfig::mobile`] a phone or an app extension.
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct RocksConfig {
@@ -63,10 +71,15 @@ pub struct RocksConfig {
     pub open_tenants: usize,
     /// RocksDB's `max_open_files` for each tenant database.
     pub max_open_files_per_tenant: i32,
-    /// The block cache shared by every tenant, in bytes.
+    /// The block cache shared by every tenant, in bytes: data blocks, and the index and filter
+    /// blocks of every table (those of the newest level stay pinned while their table is
+    /// open).
     pub block_cache_bytes: usize,
-    /// The memtable size of each column family, in bytes.
+    /// The size at which one column family's memtable is flushed, in bytes.
     pub write_buffer_bytes: usize,
+    /// What the memtables of all open tenants may hold together, in bytes: past it RocksDB
+    /// flushes the largest ones (writes never stall on it).
+    pub write_buffer_budget_bytes: usize,
     /// Fsync the write-ahead log on every commit (survives power loss; slower writes).
     pub sync_writes: bool,
     /// HNSW parameters of every tenant's vector index.
@@ -89,7 +102,8 @@ pub struct RocksConfig {
 }
 
 impl RocksConfig {
-    /// Defaults for a store rooted at `root`.
+    /// Defaults for a desktop app or a server, with a store rooted at `root`: a 64 MiB block
+    /// cache, 64 MiB of memtables in all (16 MiB each), 64 idle tenants kept open.
     pub fn new(root: impl Into<PathBuf>) -> Self {
         Self {
             root: root.into(),
@@ -97,12 +111,28 @@ impl RocksConfig {
             max_open_files_per_tenant: 64,
             block_cache_bytes: 64 << 20,
             write_buffer_bytes: 16 << 20,
+            write_buffer_budget_bytes: 64 << 20,
             sync_writes: false,
             hnsw: HnswParams::default(),
             exact_search_below: 1024,
             master_key: None,
             allow_plaintext_tenants: false,
             lower_indexer_priority: false,
+        }
+    }
+
+    /// A small footprint for a phone or an app extension, with a store rooted at `root`: an
+    /// 8 MiB block cache, 8 MiB of memtables in all (2 MiB each), 4 idle tenants kept open and
+    /// 32 files per tenant. Point reads of a tenant larger than the cache go to the file
+    /// system more often; ingest flushes smaller files more often.
+    pub fn mobile(root: impl Into<PathBuf>) -> Self {
+        Self {
+            open_tenants: 4,
+            max_open_files_per_tenant: 32,
+            block_cache_bytes: 8 << 20,
+            write_buffer_bytes: 2 << 20,
+            write_buffer_budget_bytes: 8 << 20,
+            ..Self::new(root)
         }
     }
 }
@@ -145,6 +175,23 @@ impl RocksProvider {
     /// Closes every tenant database that no handle holds.
     pub fn close_idle(&self) {
         self.tenants.close_idle();
+    }
+
+    /// What the provider holds in memory now (see [`MemoryUsage`]).
+    pub fn memory_usage(&self) -> MemoryUsage {
+        let open = self.tenants.open_now();
+        let memory = self.tenants.memory();
+        MemoryUsage {
+            open_tenants: open.len(),
+            block_cache: memory.cache.get_usage(),
+            block_cache_pinned: memory.cache.get_pinned_usage(),
+            write_buffers: memory.write_buffers.get_usage(),
+            vector_indexes: open
+                .iter()
+                .filter_map(|tenant| tenant.vector_index())
+                .map(|index| index.memory_bytes() + index.side_bytes())
+                .sum(),
+        }
     }
 
     /// Blocks until every embedding of the tenant is in its HNSW graph and the snapshot the
@@ -215,6 +262,25 @@ impl RocksProvider {
     }
 }
 
+/// What a [`RocksProvider`] holds in memory, in bytes: RocksDB's share is bounded by
+/// [`RocksConfig::block_cache_bytes`] and [`RocksConfig::write_buffer_budget_bytes`]; the
+/// vector indexes grow with the embeddings of the open tenants.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct MemoryUsage {
+    /// Tenant databases open now (in use, or idle and kept for reuse).
+    pub open_tenants: usize,
+    /// Blocks in the shared block cache.
+    pub block_cache: usize,
+    /// The part of `block_cache` pinned by open tables or readers (not evictable now).
+    pub block_cache_pinned: usize,
+    /// Memtables of every open tenant.
+    pub write_buffers: usize,
+    /// The vector indexes of the open tenants: graphs, vectors and what they keep beside
+    /// (see [`IndexStats`]).
+    pub vector_indexes: usize,
+}
+
 /// The state of a tenant's vector index.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct IndexStats {
@@ -265,6 +331,19 @@ fn cpu_bound<T>(op: impl FnOnce() -> T) -> T {
     }
 }
 
+/// Runs `op` on tokio's blocking pool when inside a runtime, inline otherwise.
+async fn blocking_all<T: Send + 'static>(
+    op: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<T> {
+    match tokio::runtime::Handle::try_current() {
+        Ok(runtime) => runtime
+            .spawn_blocking(op)
+            .await
+            .map_err(|e| Error::Backend { provider: NAME, source: Box::new(e) })?,
+        Err(_) => op(),
+    }
+}
+
 /// Runs a scan on tokio's blocking pool when inside a runtime, inline otherwise.
 async fn blocking<T: Send + 'static>(
     tenant: &Arc<TenantDb>,
@@ -303,6 +382,19 @@ impl Provider for RocksProvider {
 
     async fn delete_tenant(&self, id: &TenantId) -> Result<()> {
         self.tenants.delete(id)
+    }
+
+    /// Flushes every open tenant's memtables and writes its vector index snapshot if it
+    /// changed, closes the tenants no handle holds, and empties the block cache (blocks
+    /// pinned by open tables stay). A tenant a handle holds keeps its vector
+    /// index in memory: drop the handles to release those too.
+    async fn release_memory(&self) -> Result<()> {
+        let tenants = self.tenants.open_now();
+        let flushed =
+            blocking_all(move || tenants.iter().try_for_each(|tenant| tenant.flush())).await;
+        self.tenants.close_idle();
+        self.tenants.empty_block_cache();
+        flushed
     }
 
     fn tenant_id(tenant: &Self::Tenant) -> &TenantId {

@@ -20,7 +20,8 @@ use std::sync::{Arc, OnceLock};
 use parking_lot::Mutex;
 use rocksdb::{
     BlockBasedOptions, Cache, ColumnFamily, ColumnFamilyDescriptor, DBCompressionType,
-    OptimisticTransactionDB, OptimisticTransactionOptions, Options, WriteOptions,
+    FlushOptions, OptimisticTransactionDB, OptimisticTransactionOptions, Options,
+    WriteBufferManager, WriteOptions,
 };
 
 use super::RocksConfig;
@@ -360,6 +361,23 @@ impl TenantDb {
                 Err(e) => return Err(e),
             }
         }
+    }
+}
+
+impl TenantDb {
+    /// Flushes every memtable of the tenant to its files (all column families together, as
+    /// atomic flush requires) and waits for the flush, then writes the vector index snapshot
+    /// if the graph changed since the last one: afterwards the tenant holds no write buffers,
+    /// and a process killed next reopens it without replaying its log or rebuilding its graph.
+    ///
+    /// # Errors
+    /// [`Error::Backend`] if the flush or the snapshot write fails.
+    pub(crate) fn flush(&self) -> Result<()> {
+        let families = cf::ALL.iter().map(|name| self.cf(name)).collect::<Result<Vec<_>>>()?;
+        let mut options = FlushOptions::default();
+        options.set_wait(true);
+        self.db.flush_cfs_opt(&families, &options).map_err(map_rocks_error)?;
+        write_snapshot(self)
     }
 }
 

@@ -145,6 +145,7 @@ macro_rules! conformance_suite {
             concurrent_conflicting_commit_fails_with_conflict,
             edge_insert_racing_entity_delete_cannot_both_commit,
             reopen_keeps_everything,
+            release_memory_keeps_every_write_and_handle,
             scan_pages_through_every_record,
             oversized_fields_are_rejected,
         );

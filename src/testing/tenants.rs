@@ -147,6 +147,54 @@ pub async fn reopen_keeps_everything<H: Harness>(h: &mut H) -> Result<()> {
     expect_err(t.create_resource(NewResource::new("x").with_embedding(vec![1.0])).await, "invalid")
 }
 
+/// [`crate::MemoryEngine::release_memory`] (an app going to the background) keeps every write,
+/// open handles keep working through it, and what follows reads and writes as before: also
+/// after a reopen.
+pub async fn release_memory_keeps_every_write_and_handle<H: Harness>(h: &mut H) -> Result<()> {
+    let id = fresh_id();
+    let held = h.engine().create_tenant(&id, TenantConfig::default()).await?;
+    let idle_id = fresh_id();
+    let idle = h.engine().create_tenant(&idle_id, TenantConfig::default()).await?;
+    let kept = idle.create_resource(NewResource::new("idle")).await?;
+    drop(idle);
+    let mut written = Vec::new();
+    for i in 0..40u8 {
+        let v = vector(u64::from(i), 8);
+        written
+            .push(held.create_resource(NewResource::new(format!("r{i}")).with_embedding(v)).await?);
+    }
+    let a = held.create_entity(NewEntity::new("Alpha", "k")).await?;
+    let b = held.create_entity(NewEntity::new("Beta", "k")).await?;
+    held.create_edge(NewEdge::new(a.id, b.id, "r")).await?;
+    h.engine().release_memory().await?;
+    for r in &written {
+        ensure_eq(held.get_resource(r.id).await?, r.clone(), "held handle reads after release")?;
+    }
+    let target = written[7].embedding.clone().unwrap_or_default();
+    ensure_eq(
+        search_ids(&held, &SearchQuery::new(target, 1)).await?,
+        vec![written[7].id],
+        "search after release",
+    )?;
+    ensure_eq(
+        reached_ids(&held.traverse(&TraverseQuery::new(a.id, 1)).await?),
+        vec![(b.id, 1)],
+        "traversal after release",
+    )?;
+    let after = held.create_resource(NewResource::new("after")).await?;
+    ensure_eq(
+        h.engine().tenant(&idle_id).await?.get_resource(kept.id).await?,
+        kept,
+        "an idle tenant reopens",
+    )?;
+    h.engine().release_memory().await?;
+    drop(held);
+    h.reopen().await;
+    let t = h.engine().tenant(&id).await?;
+    ensure_eq(t.get_resource(after.id).await?, after, "a write after release survives reopen")?;
+    ensure_eq(t.get_resource(written[39].id).await?, written[39].clone(), "reopened")
+}
+
 /// Scan pages through every record once, in id order, embeddings included.
 pub async fn scan_pages_through_every_record<H: Harness>(h: &mut H) -> Result<()> {
     let t = tenant(h).await?;

@@ -37,6 +37,20 @@ def test_data_survives_close_and_reopen(open_engine: EngineFactory) -> None:
     assert reopened.search_resources([0.6, 0.8], k=1)[0].resource.id == note.id
 
 
+def test_release_memory_keeps_the_engine_and_its_data(open_engine: EngineFactory) -> None:
+    memory = open_engine(unique_tenant())
+    notes = [memory.create_resource(f"n{i}", embedding=[float(i), 1.0]) for i in range(20)]
+    memory.release_memory()
+    assert memory.get_resource(notes[3].id).content == "n3"
+    assert memory.search_resources([3.0, 1.0], k=1)[0].resource.id == notes[3].id
+    later = memory.create_resource("after")
+    memory.release_memory()
+    assert memory.get_resource(later.id).content == "after"
+    memory.close()
+    with pytest.raises(PercolateError, match="closed"):
+        memory.release_memory()
+
+
 def test_an_engine_is_a_context_manager(open_engine: EngineFactory) -> None:
     with open_engine(unique_tenant()) as memory:
         memory.create_resource("inside")

@@ -4,11 +4,39 @@
 #[allow(unused_imports)]
 use super::*;
 
-pub(super) fn db_options(config: &RocksConfig, cache: &Cache, create: bool) -> Options {
+/// The memory every tenant database of one provider draws from, so what RocksDB holds is
+/// bounded by the configuration, not by the number of open tenants.
+pub(crate) struct SharedMemory {
+    /// Data, index and filter blocks of every tenant.
+    pub(crate) cache: Cache,
+    /// Accounts the memtables of every tenant and flushes past the budget.
+    pub(crate) write_buffers: WriteBufferManager,
+}
+
+impl SharedMemory {
+    pub(crate) fn new(config: &RocksConfig) -> Self {
+        Self {
+            cache: Cache::new_lru_cache(config.block_cache_bytes),
+            // No stall: a write past the budget triggers flushes instead of waiting for them.
+            write_buffers: WriteBufferManager::new_write_buffer_manager(
+                config.write_buffer_budget_bytes,
+                false,
+            ),
+        }
+    }
+}
+
+pub(super) fn db_options(config: &RocksConfig, shared: &SharedMemory, create: bool) -> Options {
     let mut table = BlockBasedOptions::default();
-    table.set_block_cache(cache);
+    table.set_block_cache(&shared.cache);
     table.set_bloom_filter(10.0, false);
+    // Index and filter blocks count against the shared cache instead of growing with each
+    // open table; those of level 0 (the newest, read first) stay pinned while their table is
+    // open, so a point read does not fetch them again after a burst of other reads.
+    table.set_cache_index_and_filter_blocks(true);
+    table.set_pin_l0_filter_and_index_blocks_in_cache(true);
     let mut options = Options::default();
+    options.set_write_buffer_manager(&shared.write_buffers);
     options.create_if_missing(create);
     options.create_missing_column_families(create);
     options.set_block_based_table_factory(&table);
@@ -20,6 +48,13 @@ pub(super) fn db_options(config: &RocksConfig, cache: &Cache, create: bool) -> O
     // finishes on a busy two-core machine, and with RocksDB's default of two, writes stopped
     // for the flush.
     options.set_max_write_buffer_number(4);
+    // Optimistic transactions check conflicts against the memtables written since they began,
+    // so RocksDB keeps flushed memtables as history: unset, up to four memtables per column
+    // family, which the write-buffer budget counts but cannot flush, so the budget would not
+    // bound memory. A quarter of a memtable of history keeps that small; a transaction that
+    // stays open across a flush of a column family it wrote, and more than that much newer
+    // writes to it, fails its commit with [`crate::Error::Conflict`] (and may be retried).
+    options.set_max_write_buffer_size_to_maintain((config.write_buffer_bytes / 4) as i64);
     options.set_keep_log_file_num(2);
     // Every column family is flushed together, so the WAL never holds the only copy of one
     // column family's half of an atomic batch after another's was flushed.
@@ -31,14 +66,14 @@ pub(super) fn db_options(config: &RocksConfig, cache: &Cache, create: bool) -> O
 /// sealed, which turns block compression off.
 pub(super) fn open_db(
     config: &RocksConfig,
-    cache: &Cache,
+    shared: &SharedMemory,
     dir: &Path,
     create: bool,
     sealed: bool,
 ) -> Result<OptimisticTransactionDB> {
-    let options = db_options(config, cache, create);
+    let options = db_options(config, shared, create);
     let descriptors = cf::ALL.iter().map(|name| {
-        let mut options = db_options(config, cache, create);
+        let mut options = db_options(config, shared, create);
         // Floats barely compress; decompressing them would cost every search hit. Sealed
         // values do not compress at all: RocksDB would run LZ4 over every block it flushes or
         // compacts only to store it as it was (in a batch-ingest profile, LZ4 took 9% of the
@@ -165,7 +200,7 @@ pub(super) struct Open {
 /// The open tenant databases of one provider.
 pub(crate) struct TenantCache {
     config: RocksConfig,
-    block_cache: Cache,
+    memory: SharedMemory,
     open: Mutex<Open>,
     /// The key-encryption key, when a master key is configured: new tenants are encrypted.
     kek: Option<MasterKek>,
@@ -174,9 +209,9 @@ pub(crate) struct TenantCache {
 impl TenantCache {
     pub(crate) fn new(config: RocksConfig) -> Result<Self> {
         std::fs::create_dir_all(&config.root).map_err(|e| io_error(&config.root, e))?;
-        let block_cache = Cache::new_lru_cache(config.block_cache_bytes);
+        let memory = SharedMemory::new(&config);
         let kek = config.master_key.as_ref().map(|key| key.kek(&config.root)).transpose()?;
-        Ok(Self { config, block_cache, open: Mutex::new(Open::default()), kek })
+        Ok(Self { config, memory, open: Mutex::new(Open::default()), kek })
     }
 
     pub(crate) fn config(&self) -> &RocksConfig {
@@ -193,7 +228,7 @@ impl TenantCache {
         let staging =
             self.config.root.join(format!(".staging-{}-{}", id, uuid::Uuid::now_v7().simple()));
         let result = (|| {
-            let db = open_db(&self.config, &self.block_cache, &staging, true, self.kek.is_some())?;
+            let db = open_db(&self.config, &self.memory, &staging, true, self.kek.is_some())?;
             let mut crypto = self
                 .kek
                 .as_ref()
@@ -239,7 +274,7 @@ impl TenantCache {
             return Err(Error::not_found("tenant", id));
         }
         let crypto = self.tenant_crypto(&dir, id)?;
-        let db = open_db(&self.config, &self.block_cache, &dir, false, crypto.is_some())?;
+        let db = open_db(&self.config, &self.memory, &dir, false, crypto.is_some())?;
         let tenant = Arc::new(load(id.clone(), db, &self.config, dir, crypto)?);
         open.entries.insert(id.clone(), Entry { db: Arc::clone(&tenant), last_used: now });
         self.evict(&mut open);
@@ -364,6 +399,24 @@ impl TenantCache {
     /// Closes every database nobody holds.
     pub(crate) fn close_idle(&self) {
         self.open.lock().entries.retain(|_, entry| Arc::strong_count(&entry.db) > 1);
+    }
+
+    /// The tenant databases open now.
+    pub(crate) fn open_now(&self) -> Vec<Arc<TenantDb>> {
+        self.open.lock().entries.values().map(|entry| Arc::clone(&entry.db)).collect()
+    }
+
+    pub(crate) fn memory(&self) -> &SharedMemory {
+        &self.memory
+    }
+
+    /// Evicts every block the cache may evict (those pinned by open tables stay), keeping its
+    /// capacity for what comes next.
+    pub(crate) fn empty_block_cache(&self) {
+        // The cache is shared by reference: this clone resizes the one every tenant uses.
+        let mut cache = self.memory.cache.clone();
+        cache.set_capacity(0);
+        cache.set_capacity(self.config.block_cache_bytes);
     }
 }
 
