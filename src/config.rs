@@ -21,6 +21,7 @@
 //! | `PERCOLATE_ROCKSDB_CACHE_MB` | `rocksdb_cache_mb` | the profile's: `64` (desktop), `8` (mobile) |
 //! | `PERCOLATE_ROCKSDB_WRITE_BUFFER_MB` | `rocksdb_write_buffer_mb` | the profile's: `64` (desktop), `8` (mobile) |
 //! | `PERCOLATE_ROCKSDB_OPEN_TENANTS` | `rocksdb_open_tenants` | the profile's: `64` (desktop), `4` (mobile) |
+//! | `PERCOLATE_ROCKSDB_LOWER_INDEXER_PRIORITY` | `rocksdb_lower_indexer_priority` | `false` (the indexer thread at nice 10, Linux) |
 //! | `PERCOLATE_POSTGRES_URL` | `postgres_url` | none (required for `postgres`) |
 //! | `PERCOLATE_POSTGRES_ADMIN_URL` | `postgres_admin_url` | the `postgres_url` |
 //! | `PERCOLATE_POSTGRES_POOL_SIZE` | `postgres_pool_size` | `10` |
@@ -52,13 +53,14 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 
 /// The environment variables [`Settings::load`] reads, without their `PERCOLATE_` prefix.
-pub const ENV_KEYS: [&str; 15] = [
+pub const ENV_KEYS: [&str; 16] = [
     "storage_provider",
     "rocksdb_path",
     "rocksdb_profile",
     "rocksdb_cache_mb",
     "rocksdb_write_buffer_mb",
     "rocksdb_open_tenants",
+    "rocksdb_lower_indexer_priority",
     "postgres_url",
     "postgres_admin_url",
     "postgres_pool_size",
@@ -145,6 +147,10 @@ pub struct Settings {
     /// about 41 MB before any data (see the README), so a process that serves a few tenants
     /// at a time should keep this small.
     pub rocksdb_open_tenants: Option<usize>,
+    /// Run the vector indexer's thread at a lower priority
+    /// (`RocksConfig::lower_indexer_priority`): for a process that owns its machine, such as
+    /// the CLI or a server, where writes and searches should come before indexing.
+    pub rocksdb_lower_indexer_priority: bool,
     /// The PostgreSQL connection URL of the application role.
     pub postgres_url: Option<String>,
     /// The PostgreSQL connection URL of the schema owner role, when it differs.
@@ -210,6 +216,7 @@ impl Default for Settings {
             rocksdb_cache_mb: None,
             rocksdb_write_buffer_mb: None,
             rocksdb_open_tenants: None,
+            rocksdb_lower_indexer_priority: false,
             postgres_url: None,
             postgres_admin_url: None,
             postgres_pool_size: 10,
@@ -234,6 +241,7 @@ impl fmt::Debug for Settings {
             .field("rocksdb_cache_mb", &self.rocksdb_cache_mb)
             .field("rocksdb_write_buffer_mb", &self.rocksdb_write_buffer_mb)
             .field("rocksdb_open_tenants", &self.rocksdb_open_tenants)
+            .field("rocksdb_lower_indexer_priority", &self.rocksdb_lower_indexer_priority)
             .field("postgres_url", &redacted(self.postgres_url.is_some()))
             .field("postgres_admin_url", &redacted(self.postgres_admin_url.is_some()))
             .field("postgres_pool_size", &self.postgres_pool_size)
@@ -356,6 +364,7 @@ impl Settings {
         }
         config.master_key = self.master_key()?;
         config.allow_plaintext_tenants = self.allow_plaintext_tenants;
+        config.lower_indexer_priority = self.rocksdb_lower_indexer_priority;
         Ok(config)
     }
 
