@@ -78,6 +78,19 @@ pub enum Error {
 }
 
 impl Error {
+    /// The message followed by each of its causes, `": "`-separated: what the CLI prints and
+    /// the Python exceptions carry.
+    pub fn with_causes(&self) -> String {
+        let mut text = self.to_string();
+        let mut source = std::error::Error::source(self);
+        while let Some(cause) = source {
+            text.push_str(": ");
+            text.push_str(&cause.to_string());
+            source = cause.source();
+        }
+        text
+    }
+
     /// An [`Error::Invalid`] for `what`, with a reason.
     pub fn invalid(what: &'static str, reason: impl fmt::Display) -> Self {
         Error::Invalid { what, reason: reason.to_string() }

@@ -267,9 +267,7 @@ impl<P: Provider> TenantHandle<P> {
         direction: Direction,
         relation: Option<&str>,
     ) -> Result<Vec<Edge>> {
-        if let Some(relation) = relation {
-            check_name("relation", relation)?;
-        }
+        check_names("relation", relation)?;
         self.provider.get_edges(&self.tenant, entity, direction, relation).await
     }
 
@@ -376,9 +374,7 @@ impl<P: Provider> TenantHandle<P> {
                 return Err(Error::invalid("filter", "a NUL character in a key or string"));
             }
         }
-        if let Some(kind) = &query.kind {
-            check_name("kind", kind)?;
-        }
+        check_names("kind", query.kind.as_deref())?;
         self.provider.search_entities(&self.tenant, query).await
     }
 
@@ -394,9 +390,7 @@ impl<P: Provider> TenantHandle<P> {
                 format!("{} (must be 1..={MAX_DEPTH})", query.depth),
             ));
         }
-        for relation in &query.relations {
-            check_name("relation", relation)?;
-        }
+        check_names("relation", query.relations.iter().map(String::as_str))?;
         self.provider.traverse(&self.tenant, query).await
     }
 

@@ -114,9 +114,7 @@ impl<'h, P: Provider> EngineTxn<'h, P> {
         direction: Direction,
         relation: Option<&str>,
     ) -> Result<Vec<Edge>> {
-        if let Some(relation) = relation {
-            check_name("relation", relation)?;
-        }
+        check_names("relation", relation)?;
         self.txn.get_edges(entity, direction, relation).await
     }
 

@@ -75,6 +75,14 @@ pub(crate) fn json_has_nul(value: &serde_json::Value) -> bool {
     }
 }
 
+/// [`check_name`] on each of `values`: an optional name, or a list of them.
+pub(crate) fn check_names<'a>(
+    what: &'static str,
+    values: impl IntoIterator<Item = &'a str>,
+) -> Result<()> {
+    values.into_iter().try_for_each(|value| check_name(what, value))
+}
+
 pub(crate) fn check_name(what: &'static str, value: &str) -> Result<()> {
     if value.is_empty() {
         return Err(Error::invalid(what, "empty"));

@@ -113,6 +113,37 @@ fn insert_error(what: &'static str, id: impl ToString) -> impl FnOnce(Error) -> 
     }
 }
 
+/// Runs an insert whose last parameter is `as_tenant`: with a tenant, `stamped` (the statement
+/// that sets it, taking every parameter); without, `plain` and every parameter but the last.
+async fn insert_rows(
+    conn: &PgConn,
+    (plain, stamped): (String, String),
+    params: &[&(dyn ToSql + Sync)],
+    as_tenant: Option<&str>,
+    (what, id): (&'static str, impl ToString),
+) -> Result<()> {
+    let (statement, params) = match as_tenant {
+        Some(_) => (stamped, params),
+        None => (plain, &params[..params.len() - 1]),
+    };
+    conn.execute(&statement, params).await.map(drop).map_err(insert_error(what, id))
+}
+
+/// The row of `id` from `statement` (a select by id), decoded.
+async fn get_row<T>(
+    conn: &PgConn,
+    statement: String,
+    id: Uuid,
+    decode: fn(&tokio_postgres::Row) -> Result<T>,
+) -> Result<Option<T>> {
+    conn.query_opt(&statement, &[&id]).await?.as_ref().map(decode).transpose()
+}
+
+/// Deletes the row of `id` with `statement`; whether it existed.
+async fn delete_row(conn: &PgConn, statement: String, id: Uuid) -> Result<bool> {
+    Ok(conn.execute(&statement, &[&id]).await? > 0)
+}
+
 /// Inserts resources in one statement: in the connection's transaction, or with `as_tenant`
 /// in a statement of its own that sets that tenant (`sql::AS_TENANT`; the connection must then
 /// have no transaction open).
@@ -144,11 +175,8 @@ pub(crate) async fn insert_resources(
     let first = resources[0].id;
     let params: [&(dyn ToSql + Sync); 8] =
         [&ids, &uris, &contents, &metadata, &embeddings, &created, &updated, &as_tenant];
-    let (statement, params) = match as_tenant {
-        Some(_) => (sql::insert_resources_as_tenant(schema), &params[..]),
-        None => (sql::insert_resources(schema), &params[..7]),
-    };
-    conn.execute(&statement, params).await.map(drop).map_err(insert_error("resource", first))
+    let statements = (sql::insert_resources(schema), sql::insert_resources_as_tenant(schema));
+    insert_rows(conn, statements, &params, as_tenant, ("resource", first)).await
 }
 
 /// Inserts a resource: in the connection's transaction, or `as_tenant` as [`insert_resources`].
@@ -169,11 +197,8 @@ pub(crate) async fn insert_resource(
         &r.updated_at.as_micros(),
         &as_tenant,
     ];
-    let (statement, params) = match as_tenant {
-        Some(_) => (sql::insert_resource_as_tenant(schema), &params[..]),
-        None => (sql::insert_resource(schema), &params[..7]),
-    };
-    conn.execute(&statement, params).await.map(drop).map_err(insert_error("resource", r.id))
+    let statements = (sql::insert_resource(schema), sql::insert_resource_as_tenant(schema));
+    insert_rows(conn, statements, &params, as_tenant, ("resource", r.id)).await
 }
 
 pub(crate) async fn get_resource(
@@ -181,11 +206,7 @@ pub(crate) async fn get_resource(
     schema: &SchemaName,
     id: ResourceId,
 ) -> Result<Option<Resource>> {
-    conn.query_opt(&sql::select_resource(schema), &[&id.as_uuid()])
-        .await?
-        .as_ref()
-        .map(resource_from_row)
-        .transpose()
+    get_row(conn, sql::select_resource(schema), id.as_uuid(), resource_from_row).await
 }
 
 /// Replaces a resource, keeping `created_at`; `None` when it does not exist.
@@ -221,7 +242,7 @@ pub(crate) async fn delete_resource(
     schema: &SchemaName,
     id: ResourceId,
 ) -> Result<bool> {
-    Ok(conn.execute(&sql::delete_resource(schema), &[&id.as_uuid()]).await? > 0)
+    delete_row(conn, sql::delete_resource(schema), id.as_uuid()).await
 }
 
 /// Inserts an entity: in the connection's transaction, or `as_tenant` as [`insert_resources`].
@@ -241,11 +262,8 @@ pub(crate) async fn insert_entity(
         &e.updated_at.as_micros(),
         &as_tenant,
     ];
-    let (statement, params) = match as_tenant {
-        Some(_) => (sql::insert_entity_as_tenant(schema), &params[..]),
-        None => (sql::insert_entity(schema), &params[..7]),
-    };
-    conn.execute(&statement, params).await.map(drop).map_err(insert_error("entity", e.id))
+    let statements = (sql::insert_entity(schema), sql::insert_entity_as_tenant(schema));
+    insert_rows(conn, statements, &params, as_tenant, ("entity", e.id)).await
 }
 
 pub(crate) async fn get_entity(
@@ -253,11 +271,7 @@ pub(crate) async fn get_entity(
     schema: &SchemaName,
     id: EntityId,
 ) -> Result<Option<Entity>> {
-    conn.query_opt(&sql::select_entity(schema), &[&id.as_uuid()])
-        .await?
-        .as_ref()
-        .map(entity_from_row)
-        .transpose()
+    get_row(conn, sql::select_entity(schema), id.as_uuid(), entity_from_row).await
 }
 
 pub(crate) async fn entity_exists(
@@ -298,7 +312,7 @@ pub(crate) async fn delete_entity(
     schema: &SchemaName,
     id: EntityId,
 ) -> Result<bool> {
-    Ok(conn.execute(&sql::delete_entity(schema), &[&id.as_uuid()]).await? > 0)
+    delete_row(conn, sql::delete_entity(schema), id.as_uuid()).await
 }
 
 /// Inserts an edge after locking its endpoints (`FOR KEY SHARE`): a concurrent delete of an
@@ -375,11 +389,7 @@ pub(crate) async fn get_edge(
     schema: &SchemaName,
     id: EdgeId,
 ) -> Result<Option<Edge>> {
-    conn.query_opt(&sql::select_edge(schema), &[&id.as_uuid()])
-        .await?
-        .as_ref()
-        .map(edge_from_row)
-        .transpose()
+    get_row(conn, sql::select_edge(schema), id.as_uuid(), edge_from_row).await
 }
 
 /// The stored edges of `entity` (which the caller checked exists), by id.
@@ -407,7 +417,7 @@ pub(crate) fn sides(direction: Direction) -> (bool, bool) {
 }
 
 pub(crate) async fn delete_edge(conn: &PgConn, schema: &SchemaName, id: EdgeId) -> Result<bool> {
-    Ok(conn.execute(&sql::delete_edge(schema), &[&id.as_uuid()]).await? > 0)
+    delete_row(conn, sql::delete_edge(schema), id.as_uuid()).await
 }
 
 fn moment_params(m: &Moment) -> (Uuid, i64, i64, Vec<Uuid>) {
@@ -430,11 +440,8 @@ pub(crate) async fn insert_moment(
     let metadata = StoredJson(&m.metadata);
     let params: [&(dyn ToSql + Sync); 8] =
         [&id, &start, &end, &m.kind, &m.content, &entities, &metadata, &as_tenant];
-    let (statement, params) = match as_tenant {
-        Some(_) => (sql::insert_moment_as_tenant(schema), &params[..]),
-        None => (sql::insert_moment(schema), &params[..7]),
-    };
-    conn.execute(&statement, params).await.map(drop).map_err(insert_error("moment", m.id))
+    let statements = (sql::insert_moment(schema), sql::insert_moment_as_tenant(schema));
+    insert_rows(conn, statements, &params, as_tenant, ("moment", m.id)).await
 }
 
 pub(crate) async fn get_moment(
@@ -442,11 +449,7 @@ pub(crate) async fn get_moment(
     schema: &SchemaName,
     id: MomentId,
 ) -> Result<Option<Moment>> {
-    conn.query_opt(&sql::select_moment(schema), &[&id.as_uuid()])
-        .await?
-        .as_ref()
-        .map(moment_from_row)
-        .transpose()
+    get_row(conn, sql::select_moment(schema), id.as_uuid(), moment_from_row).await
 }
 
 /// Replaces a moment; whether it existed.
@@ -466,5 +469,5 @@ pub(crate) async fn delete_moment(
     schema: &SchemaName,
     id: MomentId,
 ) -> Result<bool> {
-    Ok(conn.execute(&sql::delete_moment(schema), &[&id.as_uuid()]).await? > 0)
+    delete_row(conn, sql::delete_moment(schema), id.as_uuid()).await
 }

@@ -155,22 +155,20 @@ pub(super) fn resolve(url: &str, settings: &PgConfig) -> Result<Resolved> {
         .with_safe_default_protocol_versions()
         .map_err(|e| Error::invalid("postgres tls", e))?;
     let client = match verify {
-        PgSslMode::Disable | PgSslMode::Prefer | PgSslMode::Require => builder
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(AnyCertificate {
-                algorithms: provider.signature_verification_algorithms,
-            }))
-            .with_no_client_auth(),
-        PgSslMode::VerifyCa => {
-            let chain = webpki_verifier(root.as_deref(), verify, &provider)?;
-            builder
-                .dangerous()
-                .with_custom_certificate_verifier(Arc::new(ChainOnly(chain)))
-                .with_no_client_auth()
-        }
         PgSslMode::VerifyFull => builder
             .with_webpki_verifier(webpki_verifier(root.as_deref(), verify, &provider)?)
             .with_no_client_auth(),
+        PgSslMode::Disable | PgSslMode::Prefer | PgSslMode::Require | PgSslMode::VerifyCa => {
+            let chain = match verify {
+                PgSslMode::VerifyCa => Some(webpki_verifier(root.as_deref(), verify, &provider)?),
+                _ => None,
+            };
+            let algorithms = provider.signature_verification_algorithms;
+            builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(Relaxed { chain, algorithms }))
+                .with_no_client_auth()
+        }
     };
     let described = match (&root, verify) {
         (Some(root), _) => format!("sslmode={mode}, sslrootcert={root}"),
@@ -260,24 +258,34 @@ fn webpki_verifier(
         .map_err(|e| Error::invalid("postgres sslrootcert", e))
 }
 
-/// Accepts any certificate (`prefer`, `require`): the connection is encrypted, its peer
-/// unchecked, as libpq does in these modes. The handshake's signatures are still verified
-/// with the key of the certificate presented.
+/// The verifier of the modes that check less than `verify-full`. Without `chain` (`prefer`,
+/// `require`) it accepts any certificate: the connection is encrypted, its peer unchecked, as
+/// libpq does in these modes. With `chain` (`verify-ca`) the chain must end at a trusted root
+/// and the name is not checked: rustls checks the chain before the name, so a name error
+/// means the chain passed. Either way the handshake's signatures are verified with the key of
+/// the certificate presented.
 #[derive(Debug)]
-struct AnyCertificate {
+struct Relaxed {
+    chain: Option<Arc<WebPkiServerVerifier>>,
     algorithms: WebPkiSupportedAlgorithms,
 }
 
-impl ServerCertVerifier for AnyCertificate {
+impl ServerCertVerifier for Relaxed {
     fn verify_server_cert(
         &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
+        let Some(chain) = &self.chain else { return Ok(ServerCertVerified::assertion()) };
+        match chain.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now) {
+            Err(rustls::Error::InvalidCertificate(
+                CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
+            )) => Ok(ServerCertVerified::assertion()),
+            other => other,
+        }
     }
 
     fn verify_tls12_signature(
@@ -300,52 +308,6 @@ impl ServerCertVerifier for AnyCertificate {
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.algorithms.supported_schemes()
-    }
-}
-
-/// `verify-ca`: the chain must end at a trusted root; the name is not checked. rustls checks
-/// the chain before the name, so a name error means the chain passed.
-#[derive(Debug)]
-struct ChainOnly(Arc<WebPkiServerVerifier>);
-
-impl ServerCertVerifier for ChainOnly {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        server_name: &ServerName<'_>,
-        ocsp_response: &[u8],
-        now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        match self.0.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
-        {
-            Err(rustls::Error::InvalidCertificate(
-                CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
-            )) => Ok(ServerCertVerified::assertion()),
-            other => other,
-        }
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        certificate: &CertificateDer<'_>,
-        signature: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.verify_tls12_signature(message, certificate, signature)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        certificate: &CertificateDer<'_>,
-        signature: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.verify_tls13_signature(message, certificate, signature)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.supported_verify_schemes()
     }
 }
 

@@ -73,21 +73,9 @@ pub(super) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     Ok(())
 }
 
-/// The message of `error` followed by each of its causes, `": "`-separated.
-fn message(error: &Error) -> String {
-    let mut text = error.to_string();
-    let mut source = std::error::Error::source(error);
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}
-
 impl From<Error> for PyErr {
     fn from(error: Error) -> PyErr {
-        let text = message(&error);
+        let text = error.with_causes();
         match error {
             Error::NotFound { .. } => NotFoundError::new_err(text),
             Error::AlreadyExists { .. } => AlreadyExistsError::new_err(text),

@@ -354,7 +354,7 @@ fn main() -> ExitCode {
                 Ok(true) => ExitCode::SUCCESS,
                 Ok(false) => ExitCode::from(6),
                 Err(e) => {
-                    eprintln!("error: {}", chain(&e));
+                    eprintln!("error: {}", e.with_causes());
                     ExitCode::from(exit_code(&e))
                 }
             };
@@ -364,7 +364,7 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {}", chain(&e));
+            eprintln!("error: {}", e.with_causes());
             ExitCode::from(exit_code(&e))
         }
     }
@@ -380,18 +380,6 @@ fn exit_code(error: &Error) -> u8 {
         Error::Crypto(_) => 7,
         _ => 1,
     }
-}
-
-/// The error and its sources, one after another.
-fn chain(error: &Error) -> String {
-    let mut text = error.to_string();
-    let mut source = std::error::Error::source(error);
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 /// Opens the provider the settings name and runs the command on it.
