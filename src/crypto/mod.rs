@@ -32,8 +32,9 @@ pub use keys::MasterKey;
 pub(crate) use keys::{MasterKek, is_encrypted, shred_key};
 #[cfg(feature = "testing")]
 pub(crate) use session::sealed_header;
-#[allow(unused_imports)]
-pub(crate) use session::{Domains, RunSealer, SessionId, TenantCrypto, is_sealed};
+pub(crate) use session::{TenantCrypto, is_sealed};
+#[cfg(test)]
+use session::Domains;
 
 use crate::error::{Error, Result};
 
