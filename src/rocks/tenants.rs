@@ -35,10 +35,12 @@ use crate::model::{Entity, Resource, TenantConfig, TenantId, words};
 
 mod batch;
 mod cache;
+mod reader;
 
 #[allow(unused_imports)]
 pub(crate) use batch::*;
 pub(crate) use cache::*;
+pub(crate) use reader::{Handle, for_both};
 
 /// How often an auto-commit write is retried after losing an optimistic conflict.
 const AUTO_COMMIT_ATTEMPTS: usize = 16;
@@ -51,7 +53,8 @@ pub(crate) fn tenant_dir(root: &Path, id: &TenantId) -> PathBuf {
 /// One open tenant database.
 pub struct TenantDb {
     pub(crate) id: TenantId,
-    pub(crate) db: OptimisticTransactionDB,
+    /// The database: a writer's, or a read-only secondary (see [`reader`]).
+    pub(crate) db: Handle,
     config: Mutex<TenantConfig>,
     /// The longest `end - start` of any moment written, in microseconds: an upper bound that
     /// lets a time-range query start its scan at `range.start - span`.
@@ -220,10 +223,21 @@ impl TenantDb {
     /// Every stored embedding with its resource's metadata, in id order, leaving out damaged
     /// ones (see [`Self::load_vectors`]). The records are read by a second iterator walking
     /// alongside the embeddings (both column families are keyed by resource id), not by a
-    /// point read per embedding.
+    /// point read per embedding. Nothing moves the state under the two iterators: a writer's
+    /// tenant is not shared yet, and a reader's catches up only in [`Self::catch_up`], which
+    /// calls this.
     fn stored_embeddings(&self, dimension: u32) -> Result<Vec<Stored>> {
+        let resources = self.cf(cf::CF_RESOURCES)?;
+        for_both!(&self.db, db => self.stored_embeddings_along(dimension, db.raw_iterator_cf(resources)))
+    }
+
+    /// [`Self::stored_embeddings`] with `records` iterating the resources.
+    fn stored_embeddings_along<D: rocksdb::DBAccess>(
+        &self,
+        dimension: u32,
+        mut records: rocksdb::DBRawIteratorWithThreadMode<'_, D>,
+    ) -> Result<Vec<Stored>> {
         let view = View::Db(self);
-        let mut records = self.db.raw_iterator_cf(self.cf(cf::CF_RESOURCES)?);
         records.seek_to_first();
         let mut stored = Vec::new();
         view.scan_raw(cf::CF_EMBEDDINGS, &[], None, |key, value| {
@@ -267,6 +281,7 @@ impl TenantDb {
             crypto: self.crypto.clone(),
             discarded: Arc::clone(&self.discarded),
             lower_priority: self.lower_indexer_priority,
+            read_only: self.db.is_reader(),
         }
     }
 
@@ -302,6 +317,7 @@ impl TenantDb {
         }
         let updated = TenantConfig { dimension: Some(dimension), ..*config };
         self.db
+            .writer("fix the dimension")?
             .put_cf_opt(
                 self.cf(cf::CF_META)?,
                 keys::META_CONFIG,
@@ -325,6 +341,7 @@ impl TenantDb {
         let _guard = self.config.lock();
         if span > self.moment_span() {
             self.db
+                .writer("write moments")?
                 .put_cf_opt(
                     self.cf(cf::CF_META)?,
                     keys::META_MOMENT_SPAN,
@@ -338,10 +355,13 @@ impl TenantDb {
     }
 
     /// A new optimistic transaction that validates against the snapshot taken at its start.
-    pub(crate) fn transaction(&self) -> rocksdb::Transaction<'_, OptimisticTransactionDB> {
+    ///
+    /// # Errors
+    /// [`Error::ReadOnly`] in a reader.
+    pub(crate) fn transaction(&self) -> Result<rocksdb::Transaction<'_, OptimisticTransactionDB>> {
         let mut options = OptimisticTransactionOptions::default();
         options.set_snapshot(true);
-        self.db.transaction_opt(&self.write_options, &options)
+        Ok(self.db.writer("write")?.transaction_opt(&self.write_options, &options))
     }
 
     /// Runs `op` as one auto-commit transaction, retrying when a concurrent commit wins.
@@ -349,7 +369,7 @@ impl TenantDb {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let txn = self.transaction();
+            let txn = self.transaction()?;
             let changes = RefCell::new(Vec::new());
             let out = op(&Ops { tenant: self, txn: &txn, changes: &changes })?;
             match self
@@ -378,6 +398,7 @@ impl Drop for TenantDb {
 /// # Errors
 /// [`Error::Backend`] if the file cannot be written.
 pub(crate) fn write_snapshot(tenant: &TenantDb) -> Result<()> {
+    tenant.db.writer("write a vector index snapshot")?;
     match tenant.vectors.get() {
         Some(index) => index.persist_now().map_err(|e| io_error(&tenant.dir, e)),
         None => Ok(()),
