@@ -446,3 +446,48 @@ async fn reader_child_process() {
         stdout.flush().unwrap();
     }
 }
+
+/// The cost of catching up, for docs/mobile.md: a reader beside a tenant of 10,000 384-d
+/// embeddings catches up with 100 new ones, then with nothing. Run by hand:
+/// `cargo test --release --features cli,testing --test rocks_reader -- --ignored --nocapture`.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "a measurement, not a check"]
+async fn catch_up_time_for_ten_thousand_embeddings() {
+    const N: usize = 10_000;
+    const D: usize = 384;
+    let dir = tempfile::tempdir().unwrap();
+    let mut writer_config = RocksConfig::new(dir.path());
+    writer_config.exact_search_below = 0;
+    let writer = MemoryEngine::new(RocksProvider::open(writer_config).unwrap());
+    let config = TenantConfig { dimension: Some(D as u32), ..TenantConfig::default() };
+    let wt = writer.create_tenant(&tenant_id(), config).await.unwrap();
+    let data = percolate::bench::dataset::Dataset::synthetic(N + 100, 0, D, 0, 7);
+    let batch = |range: std::ops::Range<usize>| {
+        range
+            .map(|i| NewResource::new(format!("resource {i}")).with_embedding(data.row(i).to_vec()))
+            .collect::<Vec<_>>()
+    };
+    for start in (0..N).step_by(1000) {
+        wt.batch_create_resources(batch(start..start + 1000)).await.unwrap();
+    }
+    RocksProvider::wait_for_index(wt.provider_tenant());
+    RocksProvider::write_snapshot(wt.provider_tenant()).unwrap();
+
+    let started = std::time::Instant::now();
+    let reader = open(dir.path(), true, None);
+    let rt = reader.tenant(&tenant_id()).await.unwrap();
+    let opened = started.elapsed();
+    let added = wt.batch_create_resources(batch(N..N + 100)).await.unwrap();
+    let started = std::time::Instant::now();
+    assert_eq!(reader.provider().catch_up().unwrap(), 1);
+    let caught_up = started.elapsed();
+    let started = std::time::Instant::now();
+    assert_eq!(reader.provider().catch_up().unwrap(), 0);
+    let idle = started.elapsed();
+    assert_eq!(nearest(&rt, data.row(N + 50).to_vec()).await, Some(added[50].id));
+    eprintln!(
+        "reader open {opened:?} (restored {} points from the snapshot); catch-up with 100 new \
+         of {N} x {D}-d: {caught_up:?}; catch-up with nothing new: {idle:?}",
+        RocksProvider::index_stats(rt.provider_tenant()).restored
+    );
+}

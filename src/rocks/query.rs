@@ -129,8 +129,9 @@ pub(crate) fn scan(
 /// A page of resources with their embeddings: the `resources` and `embeddings` column families
 /// are walked side by side (both are keyed by the resource id) instead of reading each
 /// resource's two values with point lookups, which cost a block-cache probe (and, when the
-/// tenant does not fit the cache, a block read) per value. Both iterators read one snapshot, so
-/// a resource and its embedding are never from different writes. A page is read once, so it
+/// tenant does not fit the cache, a block read) per value. Both iterators read at one point (a
+/// snapshot, or a reader's state between catch-ups), so a resource and its embedding are never
+/// from different writes. A page is read once, so it
 /// does not fill the block cache (an export would otherwise evict the working set).
 fn scan_resources(tenant: &TenantDb, after: Option<[u8; 16]>, limit: usize) -> Result<Vec<Record>> {
     let point = tenant.db.read_point();

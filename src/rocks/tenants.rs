@@ -215,7 +215,8 @@ impl TenantDb {
             self.exact_search_below,
             stored?,
         );
-        // Set once, here, before the tenant is shared: nobody else can have set it.
+        // Set once, here: before the tenant is shared, or by a reader's catch-up, which runs
+        // one at a time; nobody else can have set it.
         let _ = self.vectors.set(index);
         Ok(())
     }
