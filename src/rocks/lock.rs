@@ -11,9 +11,12 @@
 //!   the process closes, and by the kernel when the process dies (a crash leaves a file with a
 //!   stale pid but no lock, and the next writer takes it);
 //! - within one process, providers on the same root share one lock (a process-wide table of
-//!   weak references by canonical root), so an app may open the same store twice, as it could
-//!   before; the per-tenant `LOCK` of RocksDB still refuses two opens of one tenant.
+//!   weak references by canonical root), so an app may open one store through two providers
+//!   (on different tenants: RocksDB's per-tenant `LOCK` still refuses two opens of one tenant).
 //! - the lock file is never a tenant: tenant ids cannot contain a dot.
+//!
+//! The lock is std's `File::try_lock`: `flock` on Unix, `LockFileEx` on Windows (where the
+//! holder's file cannot be read by others, so the pid is reported as unknown).
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions, TryLockError};
