@@ -24,6 +24,7 @@ use percolate::{
 
 const DIMENSION: usize = 8;
 const CHILD_ROOT: &str = "PERCOLATE_TEST_READER_ROOT";
+const CHILD_WRITES: &str = "PERCOLATE_TEST_CHILD_WRITES";
 
 fn tenant_id() -> TenantId {
     TenantId::new("shared").unwrap()
@@ -422,6 +423,16 @@ async fn a_reader_in_another_process_follows_the_writer_by_catching_up() {
 #[tokio::test(flavor = "multi_thread")]
 async fn reader_child_process() {
     let Some(root) = std::env::var_os(CHILD_ROOT) else { return };
+    if std::env::var_os(CHILD_WRITES).is_some() {
+        // The writer of `a_writer_that_dies_leaves_the_store_to_the_next`: holds the store
+        // until it is killed.
+        let _writer = open(Path::new(&root), false, None);
+        let mut stdout = std::io::stdout();
+        writeln!(stdout, "READER {}", std::process::id()).unwrap();
+        stdout.flush().unwrap();
+        let _ = std::io::stdin().lock().lines().count();
+        return;
+    }
     let reader = open(Path::new(&root), true, None);
     let tenant = reader.tenant(&tenant_id()).await.unwrap();
     let stdin = std::io::stdin();
@@ -445,6 +456,52 @@ async fn reader_child_process() {
         writeln!(stdout, "READER {reply}").unwrap();
         stdout.flush().unwrap();
     }
+}
+
+/// A writer in another process is named by its pid in the lock error; killed, it leaves the
+/// lock to the next writer (the kernel drops a dead process's `flock`, whatever pid the file
+/// still holds).
+#[test]
+fn a_writer_that_dies_leaves_the_store_to_the_next() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "reader_child_process", "--nocapture", "--test-threads", "1"])
+        .env(CHILD_ROOT, root)
+        .env(CHILD_WRITES, "1")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut output = BufReader::new(child.stdout.take().unwrap());
+    let pid = loop {
+        let mut line = String::new();
+        assert!(output.read_line(&mut line).unwrap() > 0, "the writer process ended");
+        if let Some((_, pid)) = line.trim().split_once("READER ") {
+            break pid.to_string();
+        }
+    };
+    assert_eq!(pid, child.id().to_string());
+    let (code, _, err) = cli(root, &["tenant", "create", "late"]);
+    assert_eq!(code, 8, "{err}");
+    assert!(err.contains(&format!("locked by process {pid}")), "{err}");
+    let config = config(root, false, None);
+    match RocksProvider::open(config) {
+        Err(Error::Locked { holder_pid, path }) => {
+            assert_eq!(holder_pid.map(|p| p.to_string()), Some(pid.clone()));
+            assert_eq!(path, root.canonicalize().unwrap().join("percolate.lock"));
+        }
+        Err(other) => panic!("expected Error::Locked, got {other}"),
+        Ok(_) => panic!("a second writer opened the store"),
+    }
+
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let lock = std::fs::read_to_string(root.join("percolate.lock")).unwrap();
+    assert_eq!(lock.trim(), pid, "the dead writer's pid stays in the file");
+    let (code, _, err) = cli(root, &["tenant", "create", "late"]);
+    assert_eq!(code, 0, "{err}");
 }
 
 /// The cost of catching up, for docs/mobile.md: a reader beside a tenant of 10,000 384-d
