@@ -22,6 +22,7 @@
 //! | `PERCOLATE_ROCKSDB_WRITE_BUFFER_MB` | `rocksdb_write_buffer_mb` | the profile's: `64` (desktop), `8` (mobile) |
 //! | `PERCOLATE_ROCKSDB_OPEN_TENANTS` | `rocksdb_open_tenants` | the profile's: `64` (desktop), `4` (mobile) |
 //! | `PERCOLATE_ROCKSDB_LOWER_INDEXER_PRIORITY` | `rocksdb_lower_indexer_priority` | `false` (the indexer thread at nice 10, Linux) |
+//! | `PERCOLATE_ROCKSDB_READ_ONLY` | `rocksdb_read_only` | `false` (read beside the process that writes the store) |
 //! | `PERCOLATE_POSTGRES_URL` | `postgres_url` | none (required for `postgres`) |
 //! | `PERCOLATE_POSTGRES_ADMIN_URL` | `postgres_admin_url` | the `postgres_url` |
 //! | `PERCOLATE_POSTGRES_POOL_SIZE` | `postgres_pool_size` | `10` |
@@ -53,7 +54,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 
 /// The environment variables [`Settings::load`] reads, without their `PERCOLATE_` prefix.
-pub const ENV_KEYS: [&str; 16] = [
+pub const ENV_KEYS: [&str; 17] = [
     "storage_provider",
     "rocksdb_path",
     "rocksdb_profile",
@@ -61,6 +62,7 @@ pub const ENV_KEYS: [&str; 16] = [
     "rocksdb_write_buffer_mb",
     "rocksdb_open_tenants",
     "rocksdb_lower_indexer_priority",
+    "rocksdb_read_only",
     "postgres_url",
     "postgres_admin_url",
     "postgres_pool_size",
@@ -151,6 +153,9 @@ pub struct Settings {
     /// (`RocksConfig::lower_indexer_priority`): for a process that owns its machine, such as
     /// the CLI or a server, where writes and searches should come before indexing.
     pub rocksdb_lower_indexer_priority: bool,
+    /// Open the RocksDB store read-only, beside the process that writes it
+    /// (`RocksConfig::read_only`).
+    pub rocksdb_read_only: bool,
     /// The PostgreSQL connection URL of the application role.
     pub postgres_url: Option<String>,
     /// The PostgreSQL connection URL of the schema owner role, when it differs.
@@ -217,6 +222,7 @@ impl Default for Settings {
             rocksdb_write_buffer_mb: None,
             rocksdb_open_tenants: None,
             rocksdb_lower_indexer_priority: false,
+            rocksdb_read_only: false,
             postgres_url: None,
             postgres_admin_url: None,
             postgres_pool_size: 10,
@@ -242,6 +248,7 @@ impl fmt::Debug for Settings {
             .field("rocksdb_write_buffer_mb", &self.rocksdb_write_buffer_mb)
             .field("rocksdb_open_tenants", &self.rocksdb_open_tenants)
             .field("rocksdb_lower_indexer_priority", &self.rocksdb_lower_indexer_priority)
+            .field("rocksdb_read_only", &self.rocksdb_read_only)
             .field("postgres_url", &redacted(self.postgres_url.is_some()))
             .field("postgres_admin_url", &redacted(self.postgres_admin_url.is_some()))
             .field("postgres_pool_size", &self.postgres_pool_size)
@@ -362,6 +369,7 @@ impl Settings {
             // One memtable never exceeds the budget (a quarter of it, as in the profiles).
             config.write_buffer_bytes = config.write_buffer_bytes.min((mb << 20) / 4).max(1 << 20);
         }
+        config.read_only = self.rocksdb_read_only;
         config.master_key = self.master_key()?;
         config.allow_plaintext_tenants = self.allow_plaintext_tenants;
         config.lower_indexer_priority = self.rocksdb_lower_indexer_priority;

@@ -8,6 +8,8 @@
 //! - [`Error::FormatVersion`] / [`Error::Corrupt`]: stored bytes this build cannot or must not
 //!   decode; never silently returned as data.
 //! - [`Error::Backend`]: the storage backend failed (I/O, connection, server error).
+//! - [`Error::Locked`] / [`Error::ReadOnly`]: another process holds the store for writing, or
+//!   this handle was opened to read only; open read-only, or write through the holder.
 
 use std::fmt;
 
@@ -75,6 +77,36 @@ pub enum Error {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync + 'static>,
     },
+    /// Another process holds the store for writing: one writer per store at a time. Readers
+    /// open it read-only beside the writer (`RocksConfig::read_only`).
+    #[error("{}", locked_message(path, *holder_pid))]
+    Locked {
+        /// The lock file.
+        path: std::path::PathBuf,
+        /// The process that holds it, as it wrote its id into the file (`None` if unreadable).
+        holder_pid: Option<u32>,
+    },
+    /// A write was asked of a store opened read-only.
+    #[error(
+        "cannot {what}: the store is open read-only (a reader beside the process that writes it)"
+    )]
+    ReadOnly {
+        /// The refused operation, e.g. `"write records"`.
+        what: &'static str,
+    },
+}
+
+fn locked_message(path: &std::path::Path, holder_pid: Option<u32>) -> String {
+    let holder = match holder_pid {
+        Some(pid) => format!("process {pid}"),
+        None => "another process".to_string(),
+    };
+    format!(
+        "store is locked by {holder} (lock file {}): one process writes a store at a time; \
+         open it read-only to read beside the writer (RocksConfig::read_only, \
+         PERCOLATE_ROCKSDB_READ_ONLY=true)",
+        path.display()
+    )
 }
 
 impl Error {

@@ -30,11 +30,11 @@ mod tests;
 
 pub use keys::MasterKey;
 pub(crate) use keys::{MasterKek, is_encrypted, shred_key};
-#[cfg(feature = "testing")]
-pub(crate) use session::sealed_header;
-pub(crate) use session::{TenantCrypto, is_sealed};
 #[cfg(test)]
 use session::Domains;
+#[cfg(feature = "testing")]
+pub(crate) use session::sealed_header;
+pub(crate) use session::{SessionId, TenantCrypto, is_sealed};
 
 use crate::error::{Error, Result};
 

@@ -179,8 +179,9 @@ pub(crate) struct TenantCrypto {
     pub(super) id: SessionId,
     /// Set by [`Self::numbered`]; nothing is sealed before.
     session: Option<Session>,
-    /// Session numbers registered in the tenant, this session's included.
-    numbers: HashMap<u32, SessionId>,
+    /// Session numbers registered in the tenant, this session's included. A reader learns
+    /// more while it is open ([`Self::learn_sessions`]).
+    numbers: RwLock<HashMap<u32, SessionId>>,
     counters: Counters,
     /// Keys of the other sessions whose values were read (sessions are tenant opens, so few).
     others: RwLock<HashMap<u32, Arc<[LessSafeKey]>>>,
@@ -204,7 +205,7 @@ impl TenantCrypto {
             domains,
             id,
             session: None,
-            numbers: HashMap::new(),
+            numbers: RwLock::new(HashMap::new()),
             counters: Counters::default(),
             others: RwLock::new(HashMap::new()),
         })
@@ -220,9 +221,15 @@ impl TenantCrypto {
     /// from now on.
     pub(crate) fn numbered(&mut self, number: u32, mut earlier: HashMap<u32, SessionId>) {
         earlier.insert(number, self.id);
-        self.numbers = earlier;
+        *self.numbers.get_mut() = earlier;
         let keys = session_keys(self.domains, &self.session_root, &self.tenant, &self.id, number);
         self.session = Some(Session { number, keys });
+    }
+
+    /// Records the sessions registered in the tenant so far, without a session of this open:
+    /// a reader opens values of every writer session and seals nothing.
+    pub(crate) fn learn_sessions(&self, registered: HashMap<u32, SessionId>) {
+        self.numbers.write().extend(registered);
     }
 
     fn session(&self) -> Result<&Session> {
@@ -317,7 +324,7 @@ impl TenantCrypto {
         let (counter, rest) = take_varint(body).ok_or_else(failed)?;
         // An unknown number is no session of this tenant: nothing could open it.
         let number = u32::try_from(number).map_err(|_| failed())?;
-        let id = self.numbers.get(&number).ok_or_else(failed)?;
+        let id = *self.numbers.read().get(&number).ok_or_else(failed)?;
         if rest.len() < TAG_BYTES {
             return Err(failed());
         }
@@ -332,7 +339,7 @@ impl TenantCrypto {
         };
         let Some(index) = self.domains.iter().position(|d| *d == domain) else {
             // Not a domain with session keys: derive its key for this value alone.
-            let derived = domain_key(&self.session_root, &self.tenant, domain, id, number);
+            let derived = domain_key(&self.session_root, &self.tenant, domain, &id, number);
             decrypt(&derived, &mut plaintext)?;
             return Ok(plaintext);
         };
@@ -344,7 +351,8 @@ impl TenantCrypto {
         let keys = match known {
             Some(keys) => keys,
             None => {
-                let keys = session_keys(self.domains, &self.session_root, &self.tenant, id, number);
+                let keys =
+                    session_keys(self.domains, &self.session_root, &self.tenant, &id, number);
                 let mut others = self.others.write();
                 if others.len() >= SESSION_CACHE {
                     others.clear();

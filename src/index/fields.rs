@@ -8,7 +8,7 @@ use crate::model::{Filter, Metadata};
 /// A point's metadata as the index keeps it for filters: the top-level fields sorted by key in
 /// one allocation: `serde_json`'s own map is a `BTreeMap` whose node alone is ~630 bytes even
 /// for two small fields, more than a 128-d vector.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, PartialEq)]
 pub(crate) struct Fields(Box<[(Box<str>, serde_json::Value)]>);
 
 impl Fields {

@@ -123,6 +123,8 @@ pub(crate) struct Persist {
     pub(crate) discarded: Arc<AtomicBool>,
     /// Whether the indexer thread lowers its own priority (the embedding app's choice).
     pub(crate) lower_priority: bool,
+    /// A reader's index: it reads the snapshot and never writes one (the writer owns it).
+    pub(crate) read_only: bool,
 }
 
 /// The indexer writes no snapshot for fewer graph changes than this (see
@@ -335,7 +337,7 @@ impl VectorIndex {
     /// one and the tenant is not being deleted.
     pub(crate) fn persist_now(&self) -> std::io::Result<()> {
         match &self.persist {
-            Some(persist) if !persist.discarded.load(Ordering::Acquire) => {
+            Some(persist) if !persist.read_only && !persist.discarded.load(Ordering::Acquire) => {
                 self.write_snapshot(&persist.dir, persist.crypto.as_deref())
             }
             _ => Ok(()),
@@ -389,6 +391,50 @@ impl VectorIndex {
             .collect();
         self.inbox.write().changes.extend(prepared);
         self.spawn_indexer();
+    }
+
+    /// Brings the index to exactly `stored` (every stored embedding, as [`Self::open`] takes
+    /// them) by the changes that differ from what it holds: an embedding or metadata that is
+    /// new or changed is upserted, a resource no longer stored is removed. For a reader that
+    /// follows another process's commits, which reach it through the store alone.
+    pub(crate) fn reconcile(self: &Arc<Self>, stored: Vec<Stored>) {
+        let mut changes = Vec::new();
+        {
+            let state = self.state.read();
+            let inbox = self.inbox.read();
+            let held = |id: &ResourceId| -> Option<(u64, Arc<Fields>)> {
+                if let Some(change) = inbox.changes.get(id) {
+                    return change.as_ref().map(|p| (p.hash, Arc::clone(&p.metadata)));
+                }
+                match state.slots.get(id)? {
+                    Slot::Graph(point) => {
+                        state.points.get(*point as usize).map(|p| (p.hash, Arc::clone(&p.metadata)))
+                    }
+                    Slot::Pending => {
+                        state.pending.get(id).map(|p| (p.hash, Arc::clone(&p.metadata)))
+                    }
+                }
+            };
+            let mut live: std::collections::HashSet<ResourceId> =
+                state.slots.keys().copied().collect();
+            for (id, change) in &inbox.changes {
+                match change {
+                    Some(_) => live.insert(*id),
+                    None => live.remove(id),
+                };
+            }
+            for (id, vector, metadata) in stored {
+                live.remove(&id);
+                let same = held(&id).is_some_and(|(hash, fields)| {
+                    hash == hash_vector(&vector) && *fields == Fields::of(&metadata)
+                });
+                if !same {
+                    changes.push(VectorChange::Upsert { id, vector, metadata });
+                }
+            }
+            changes.extend(live.into_iter().map(|id| VectorChange::Remove { id }));
+        }
+        self.apply(changes);
     }
 
     /// The upsert of `vector` for resource `id`, hashed and prepared as the graph stores it

@@ -11,21 +11,32 @@ use rocksdb::{DBAccess, DBRawIteratorWithThreadMode, ReadOptions};
 use super::cf::{CF_ADJACENCY, CF_ENTITIES};
 use super::keys;
 use super::store::{map_rocks_error, sides};
-use super::tenants::TenantDb;
+use super::tenants::{TenantDb, for_both};
 use crate::error::{Error, Result};
 use crate::model::{EntityId, Reached, TraverseQuery};
 
 /// Entities reachable from `query.start` within `query.depth` hops, by depth then id.
 pub(crate) fn traverse(tenant: &TenantDb, query: &TraverseQuery) -> Result<Vec<Reached>> {
-    let db = &tenant.db;
-    if db
+    if tenant
+        .db
         .get_pinned_cf(tenant.cf(CF_ENTITIES)?, query.start.as_bytes())
         .map_err(map_rocks_error)?
         .is_none()
     {
         return Err(Error::not_found("entity", query.start));
     }
-    let mut iterator = db.raw_iterator_cf_opt(tenant.cf(CF_ADJACENCY)?, ReadOptions::default());
+    let adjacency = tenant.cf(CF_ADJACENCY)?;
+    for_both!(&tenant.db, db => {
+        walk(tenant, query, db.raw_iterator_cf_opt(adjacency, ReadOptions::default()))
+    })
+}
+
+/// The breadth-first walk of [`traverse`] over `iterator`, on either kind of database.
+fn walk<D: DBAccess>(
+    tenant: &TenantDb,
+    query: &TraverseQuery,
+    mut iterator: DBRawIteratorWithThreadMode<'_, D>,
+) -> Result<Vec<Reached>> {
     let mut visited: HashSet<EntityId> = HashSet::new();
     visited.insert(query.start);
     let mut reached = Vec::new();

@@ -24,6 +24,7 @@ pub(crate) mod cf;
 pub(crate) mod codec;
 mod graph;
 pub(crate) mod keys;
+mod lock;
 #[cfg(feature = "testing")]
 mod probe;
 mod query;
@@ -99,6 +100,11 @@ pub struct RocksConfig {
     /// busy machine it takes what writers and searchers leave. Off by default: an app that
     /// embeds the store decides how its threads are scheduled.
     pub lower_indexer_priority: bool,
+    /// Open the store to read only, beside the process that writes it (see
+    /// [`RocksProvider::catch_up`]): no lock is taken and nothing is written under the root;
+    /// every write is [`Error::ReadOnly`]. Off by default: the provider is the store's one
+    /// writer, and a second writer is refused with [`Error::Locked`].
+    pub read_only: bool,
 }
 
 impl RocksConfig {
@@ -118,6 +124,7 @@ impl RocksConfig {
             master_key: None,
             allow_plaintext_tenants: false,
             lower_indexer_priority: false,
+            read_only: false,
         }
     }
 
@@ -140,15 +147,51 @@ impl RocksConfig {
 /// The embedded RocksDB provider.
 pub struct RocksProvider {
     tenants: TenantCache,
+    /// The writer lock, `None` in a reader. Declared after the tenants: it is released only
+    /// once their databases have closed.
+    _lock: Option<Arc<lock::StoreLock>>,
 }
 
 impl RocksProvider {
-    /// Opens (creating if needed) a store rooted at `config.root`.
+    /// Opens (creating if needed) a store rooted at `config.root`, as its writer, or as a
+    /// reader with [`RocksConfig::read_only`].
     ///
     /// # Errors
-    /// [`Error::Backend`] if the root directory cannot be created.
+    /// [`Error::Locked`] when another process writes the store; [`Error::Backend`] if the
+    /// root directory cannot be created or the lock file cannot be written.
     pub fn open(config: RocksConfig) -> Result<Self> {
-        Ok(Self { tenants: TenantCache::new(config)? })
+        let read_only = config.read_only;
+        let tenants = TenantCache::new(config)?;
+        let lock = match read_only {
+            true => None,
+            false => Some(lock::StoreLock::acquire(&tenants.config().root)?),
+        };
+        Ok(Self { tenants, _lock: lock })
+    }
+
+    /// Opens the store at `config.root` to read only (see [`RocksConfig::read_only`]).
+    ///
+    /// # Errors
+    /// As [`RocksProvider::open`].
+    pub fn open_read_only(mut config: RocksConfig) -> Result<Self> {
+        config.read_only = true;
+        Self::open(config)
+    }
+
+    /// Whether this provider only reads (see [`RocksConfig::read_only`]).
+    pub fn is_read_only(&self) -> bool {
+        self.tenants.config().read_only
+    }
+
+    /// In a reader, catches every open tenant up with the writer's commits so far, vector
+    /// index included, and returns how many tenants had new commits; a writer is always
+    /// current and returns 0. A reader sees a tenant as of its opening and its last catch-up
+    /// (opening a tenant again through [`Provider::open_tenant`] catches it up as well).
+    ///
+    /// # Errors
+    /// [`Error::Backend`] when the writer's files cannot be read.
+    pub fn catch_up(&self) -> Result<usize> {
+        self.tenants.catch_up()
     }
 
     /// The root directory.
@@ -528,6 +571,6 @@ impl Provider for RocksProvider {
     }
 
     async fn begin<'p>(&'p self, tenant: &Self::Tenant) -> Result<RocksTxn<'p>> {
-        Ok(RocksTxn::begin(Arc::clone(tenant)))
+        RocksTxn::begin(Arc::clone(tenant))
     }
 }

@@ -37,14 +37,15 @@ impl RocksProvider {
         let meta = db.cf(cf::CF_META)?;
         let mut sessions = HashMap::new();
         let from = rocksdb::IteratorMode::From(keys::META_SESSION, rocksdb::Direction::Forward);
-        for item in db.db.iterator_cf(meta, from) {
+        let writer = db.db.writer("probe sealed values")?;
+        for item in writer.iterator_cf(meta, from) {
             let (key, value) = item.map_err(map_rocks_error)?;
             let Some(number) = keys::session_number(&key) else { break };
             sessions.insert(number, codec::decode_session(&value)?);
         }
         let mut found = Vec::new();
         for name in cf::ALL {
-            for item in db.db.iterator_cf(db.cf(name)?, rocksdb::IteratorMode::Start) {
+            for item in writer.iterator_cf(db.cf(name)?, rocksdb::IteratorMode::Start) {
                 let (_, value) = item.map_err(map_rocks_error)?;
                 let Some((session, counter)) = crypto::sealed_header(&value) else { continue };
                 let session_id = sessions.get(&session).copied().unwrap_or_default();

@@ -1,6 +1,6 @@
 //! Entity name search, time-range scans and keyset pages for export.
 
-use rocksdb::ReadOptions;
+use rocksdb::{DBAccess, DBRawIteratorWithThreadMode};
 
 use super::cf::{
     CF_EDGES, CF_EMBEDDINGS, CF_ENTITIES, CF_ENTITY_NAMES, CF_MOMENT_TIME, CF_MOMENTS, CF_RESOURCES,
@@ -8,7 +8,7 @@ use super::cf::{
 use super::codec;
 use super::keys;
 use super::store::{View, map_rocks_error};
-use super::tenants::TenantDb;
+use super::tenants::{TenantDb, for_both};
 use crate::error::{Error, Result};
 use crate::model::{
     EdgeId, Entity, EntityId, EntityQuery, Moment, MomentId, Record, RecordKind, ResourceId,
@@ -129,18 +129,35 @@ pub(crate) fn scan(
 /// A page of resources with their embeddings: the `resources` and `embeddings` column families
 /// are walked side by side (both are keyed by the resource id) instead of reading each
 /// resource's two values with point lookups, which cost a block-cache probe (and, when the
-/// tenant does not fit the cache, a block read) per value. Both iterators read one snapshot, so
-/// a resource and its embedding are never from different writes. A page is read once, so it
+/// tenant does not fit the cache, a block read) per value. Both iterators read at one point (a
+/// snapshot, or a reader's state between catch-ups), so a resource and its embedding are never
+/// from different writes. A page is read once, so it
 /// does not fill the block cache (an export would otherwise evict the working set).
 fn scan_resources(tenant: &TenantDb, after: Option<[u8; 16]>, limit: usize) -> Result<Vec<Record>> {
-    let snapshot = tenant.db.snapshot();
+    let point = tenant.db.read_point();
     let options = || {
-        let mut options = ReadOptions::default();
+        let mut options = point.options();
         options.fill_cache(false);
         options
     };
-    let mut resources = snapshot.raw_iterator_cf_opt(tenant.cf(CF_RESOURCES)?, options());
-    let mut embeddings = snapshot.raw_iterator_cf_opt(tenant.cf(CF_EMBEDDINGS)?, options());
+    let (resources, embeddings) = (tenant.cf(CF_RESOURCES)?, tenant.cf(CF_EMBEDDINGS)?);
+    for_both!(&tenant.db, db => walk_resources(
+        tenant,
+        db.raw_iterator_cf_opt(resources, options()),
+        db.raw_iterator_cf_opt(embeddings, options()),
+        after,
+        limit,
+    ))
+}
+
+/// [`scan_resources`] over its two iterators, on either kind of database.
+fn walk_resources<D: DBAccess>(
+    tenant: &TenantDb,
+    mut resources: DBRawIteratorWithThreadMode<'_, D>,
+    mut embeddings: DBRawIteratorWithThreadMode<'_, D>,
+    after: Option<[u8; 16]>,
+    limit: usize,
+) -> Result<Vec<Record>> {
     let lower = after.map(|id| id.to_vec()).unwrap_or_default();
     resources.seek(&lower);
     embeddings.seek(&lower);

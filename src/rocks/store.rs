@@ -28,7 +28,7 @@ use super::cf::{
 };
 use super::codec;
 use super::keys::{self, Side};
-use super::tenants::TenantDb;
+use super::tenants::{TenantDb, for_both};
 use crate::error::{Error, Result};
 use crate::index::VectorChange;
 use crate::model::{
@@ -165,7 +165,9 @@ impl<'a> View<'a> {
             options.set_iterate_upper_bound(upper);
         }
         match self {
-            View::Db(tenant) => drive(tenant.db.raw_iterator_cf_opt(handle, options), lower, visit),
+            View::Db(tenant) => for_both!(&tenant.db, db => {
+                drive(db.raw_iterator_cf_opt(handle, options), lower, visit)
+            }),
             View::Txn(_, txn) => {
                 options.set_snapshot(&txn.snapshot());
                 drive(txn.raw_iterator_cf_opt(handle, options), lower, visit)
@@ -232,12 +234,12 @@ impl<'a> View<'a> {
                 })
                 .collect();
         };
-        let snapshot = tenant.db.snapshot();
-        let mut options = ReadOptions::default();
-        options.set_snapshot(&snapshot);
+        let point = tenant.db.read_point();
+        let options = point.options();
         let keys: Vec<&[u8]> = ids.iter().map(|id| id.as_bytes().as_slice()).collect();
         let read = |cf: &'static str| -> Result<_> {
-            Ok(tenant.db.batched_multi_get_cf_opt(tenant.cf(cf)?, &keys, false, &options))
+            let cf = tenant.cf(cf)?;
+            Ok(for_both!(&tenant.db, db => db.batched_multi_get_cf_opt(cf, &keys, false, &options)))
         };
         let (records, embeddings) = (read(CF_RESOURCES)?, read(CF_EMBEDDINGS)?);
         let mut found = Vec::with_capacity(ids.len());

@@ -36,10 +36,12 @@ use crate::model::{Entity, Resource, TenantConfig, TenantId, words};
 
 mod batch;
 mod cache;
+mod reader;
 
 #[allow(unused_imports)]
 pub(crate) use batch::*;
 pub(crate) use cache::*;
+pub(crate) use reader::{Handle, for_both};
 
 /// How often an auto-commit write is retried after losing an optimistic conflict.
 const AUTO_COMMIT_ATTEMPTS: usize = 16;
@@ -52,7 +54,8 @@ pub(crate) fn tenant_dir(root: &Path, id: &TenantId) -> PathBuf {
 /// One open tenant database.
 pub struct TenantDb {
     pub(crate) id: TenantId,
-    pub(crate) db: OptimisticTransactionDB,
+    /// The database: a writer's, or a read-only secondary (see [`reader`]).
+    pub(crate) db: Handle,
     config: Mutex<TenantConfig>,
     /// The longest `end - start` of any moment written, in microseconds: an upper bound that
     /// lets a time-range query start its scan at `range.start - span`.
@@ -213,7 +216,8 @@ impl TenantDb {
             self.exact_search_below,
             stored?,
         );
-        // Set once, here, before the tenant is shared: nobody else can have set it.
+        // Set once, here: before the tenant is shared, or by a reader's catch-up, which runs
+        // one at a time; nobody else can have set it.
         let _ = self.vectors.set(index);
         Ok(())
     }
@@ -221,10 +225,21 @@ impl TenantDb {
     /// Every stored embedding with its resource's metadata, in id order, leaving out damaged
     /// ones (see [`Self::load_vectors`]). The records are read by a second iterator walking
     /// alongside the embeddings (both column families are keyed by resource id), not by a
-    /// point read per embedding.
+    /// point read per embedding. Nothing moves the state under the two iterators: a writer's
+    /// tenant is not shared yet, and a reader's catches up only in [`Self::catch_up`], which
+    /// calls this.
     fn stored_embeddings(&self, dimension: u32) -> Result<Vec<Stored>> {
+        let resources = self.cf(cf::CF_RESOURCES)?;
+        for_both!(&self.db, db => self.stored_embeddings_along(dimension, db.raw_iterator_cf(resources)))
+    }
+
+    /// [`Self::stored_embeddings`] with `records` iterating the resources.
+    fn stored_embeddings_along<D: rocksdb::DBAccess>(
+        &self,
+        dimension: u32,
+        mut records: rocksdb::DBRawIteratorWithThreadMode<'_, D>,
+    ) -> Result<Vec<Stored>> {
         let view = View::Db(self);
-        let mut records = self.db.raw_iterator_cf(self.cf(cf::CF_RESOURCES)?);
         records.seek_to_first();
         let mut stored = Vec::new();
         view.scan_raw(cf::CF_EMBEDDINGS, &[], None, |key, value| {
@@ -268,6 +283,7 @@ impl TenantDb {
             crypto: self.crypto.clone(),
             discarded: Arc::clone(&self.discarded),
             lower_priority: self.lower_indexer_priority,
+            read_only: self.db.is_reader(),
         }
     }
 
@@ -303,6 +319,7 @@ impl TenantDb {
         }
         let updated = TenantConfig { dimension: Some(dimension), ..*config };
         self.db
+            .writer("fix the dimension")?
             .put_cf_opt(
                 self.cf(cf::CF_META)?,
                 keys::META_CONFIG,
@@ -326,6 +343,7 @@ impl TenantDb {
         let _guard = self.config.lock();
         if span > self.moment_span() {
             self.db
+                .writer("write moments")?
                 .put_cf_opt(
                     self.cf(cf::CF_META)?,
                     keys::META_MOMENT_SPAN,
@@ -339,10 +357,13 @@ impl TenantDb {
     }
 
     /// A new optimistic transaction that validates against the snapshot taken at its start.
-    pub(crate) fn transaction(&self) -> rocksdb::Transaction<'_, OptimisticTransactionDB> {
+    ///
+    /// # Errors
+    /// [`Error::ReadOnly`] in a reader.
+    pub(crate) fn transaction(&self) -> Result<rocksdb::Transaction<'_, OptimisticTransactionDB>> {
         let mut options = OptimisticTransactionOptions::default();
         options.set_snapshot(true);
-        self.db.transaction_opt(&self.write_options, &options)
+        Ok(self.db.writer("write")?.transaction_opt(&self.write_options, &options))
     }
 
     /// Runs `op` as one auto-commit transaction, retrying when a concurrent commit wins.
@@ -350,7 +371,7 @@ impl TenantDb {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let txn = self.transaction();
+            let txn = self.transaction()?;
             let changes = RefCell::new(Vec::new());
             let out = op(&Ops { tenant: self, txn: &txn, changes: &changes })?;
             match self
@@ -367,16 +388,19 @@ impl TenantDb {
 impl TenantDb {
     /// Flushes every memtable of the tenant to its files (all column families together, as
     /// atomic flush requires) and waits for the flush, then writes the vector index snapshot
-    /// if the graph changed since the last one: afterwards the tenant holds no write buffers,
-    /// and a process killed next reopens it without replaying its log or rebuilding its graph.
+    /// if the graph changed since the last one: afterwards the tenant holds only the memtables
+    /// optimistic transactions keep as history, and a process killed next reopens it without
+    /// replaying its log or rebuilding its graph. A reader has nothing to write out (its
+    /// memtables replay the writer's log).
     ///
     /// # Errors
     /// [`Error::Backend`] if the flush or the snapshot write fails.
     pub(crate) fn flush(&self) -> Result<()> {
+        let Ok(db) = self.db.writer("flush") else { return Ok(()) };
         let families = cf::ALL.iter().map(|name| self.cf(name)).collect::<Result<Vec<_>>>()?;
         let mut options = FlushOptions::default();
         options.set_wait(true);
-        self.db.flush_cfs_opt(&families, &options).map_err(map_rocks_error)?;
+        db.flush_cfs_opt(&families, &options).map_err(map_rocks_error)?;
         write_snapshot(self)
     }
 }
@@ -396,6 +420,7 @@ impl Drop for TenantDb {
 /// # Errors
 /// [`Error::Backend`] if the file cannot be written.
 pub(crate) fn write_snapshot(tenant: &TenantDb) -> Result<()> {
+    tenant.db.writer("write a vector index snapshot")?;
     match tenant.vectors.get() {
         Some(index) => index.persist_now().map_err(|e| io_error(&tenant.dir, e)),
         None => Ok(()),

@@ -42,12 +42,14 @@ pub struct RocksTxn<'p> {
 }
 
 impl RocksTxn<'_> {
-    pub(crate) fn begin(tenant: Arc<TenantDb>) -> Self {
-        Self {
-            cell: TxnCell::new(tenant, |tenant| Some(tenant.transaction())),
+    /// # Errors
+    /// [`Error::ReadOnly`] in a reader.
+    pub(crate) fn begin(tenant: Arc<TenantDb>) -> Result<Self> {
+        Ok(Self {
+            cell: TxnCell::try_new(tenant, |tenant| tenant.transaction().map(Some))?,
             changes: RefCell::new(Vec::new()),
             _provider: PhantomData,
-        }
+        })
     }
 
     fn with<T>(&self, op: impl FnOnce(&Ops<'_>) -> Result<T>) -> Result<T> {

@@ -23,7 +23,13 @@
 //! Output is JSON (one document on stdout) unless `--output table`. Progress bars appear on
 //! stderr only when it is a terminal. Exit codes: 0 success, 1 storage failure, 2 bad input
 //! (usage, settings, malformed JSON or file, invalid record), 3 not found, 4 already exists,
-//! 5 conflict (a retry may succeed), 6 `bench --baseline` found a regression.
+//! 5 conflict (a retry may succeed), 6 `bench --baseline` found a regression, 7 a key is
+//! missing or wrong, 8 another process writes the RocksDB store (its lock is held), 9 a write
+//! to a store opened read-only.
+//!
+//! Commands that only read (get, search, traverse, moments, export, tenant list) open the
+//! RocksDB store read-only, so they run beside an app that holds it; commands that write take
+//! the store's writer lock and fail with exit code 8 while another process holds it.
 //!
 //! Dispatch is generic: the settings pick the provider, and one monomorphised
 //! `run::<P>(engine, command)` serves each; there is no `dyn Provider`.
@@ -75,7 +81,8 @@ use transfer::*;
                   PERCOLATE_POSTGRES_ADMIN_URL, PERCOLATE_POSTGRES_POOL_SIZE (default 10); \
                   they override --config FILE.\n\
                   Exit codes: 0 ok, 1 storage failure, 2 bad input, 3 not found, \
-                  4 already exists, 5 conflict (retry may succeed), 6 bench regression."
+                  4 already exists, 5 conflict (retry may succeed), 6 bench regression, \
+                  7 key missing or wrong, 8 store locked by another writer, 9 store read-only."
 )]
 struct Cli {
     /// A TOML settings file; PERCOLATE_* environment variables override its values.
@@ -256,6 +263,23 @@ enum Command {
     },
 }
 
+impl Command {
+    /// Whether the command only reads the store: it then opens a RocksDB store read-only, and
+    /// runs beside the process that writes it.
+    fn only_reads(&self) -> bool {
+        match self {
+            Command::Get { .. }
+            | Command::Search { .. }
+            | Command::Traverse { .. }
+            | Command::Moments { .. }
+            | Command::Export { .. } => true,
+            Command::Import { check, .. } => *check,
+            Command::Tenant { command } => matches!(command, TenantCommand::List),
+            _ => false,
+        }
+    }
+}
+
 /// The flags of `percolate bench`.
 #[derive(clap::Args)]
 struct BenchArgs {
@@ -378,6 +402,8 @@ fn exit_code(error: &Error) -> u8 {
         Error::AlreadyExists { .. } => 4,
         Error::Conflict(_) => 5,
         Error::Crypto(_) => 7,
+        Error::Locked { .. } => 8,
+        Error::ReadOnly { .. } => 9,
         _ => 1,
     }
 }
@@ -409,7 +435,9 @@ async fn dispatch(
     match settings.storage_provider {
         #[cfg(feature = "rocksdb")]
         ProviderKind::Rocksdb => {
-            let engine = MemoryEngine::new(RocksProvider::open(settings.rocks_config()?)?);
+            let mut config = settings.rocks_config()?;
+            config.read_only |= command.only_reads();
+            let engine = MemoryEngine::new(RocksProvider::open(config)?);
             run(&engine, command, output).await
         }
         #[cfg(feature = "postgres")]

@@ -110,9 +110,11 @@ impl Spec {
 pub(crate) fn open_rocks(
     path: &Path,
     key: &Option<MasterKey>,
+    read_only: bool,
 ) -> percolate::Result<MemoryEngine<RocksProvider>> {
     let mut config = RocksConfig::new(path);
     config.master_key = key.clone();
+    config.read_only = read_only;
     Ok(MemoryEngine::new(RocksProvider::open(config)?))
 }
 
@@ -142,9 +144,11 @@ pub(crate) async fn migrate(
     match from {
         #[cfg(feature = "rocksdb")]
         Spec::Rocks(path) => {
-            let source = open_rocks(&path, &key)?;
-            // Two providers on one RocksDB root would fight over its tenants: share one.
-            if to == Spec::Rocks(path) {
+            // Two providers on one RocksDB root would fight over its tenants: share one. A
+            // source elsewhere is only read, so it may be migrated while an app writes it.
+            let same_root = to == Spec::Rocks(path.clone());
+            let source = open_rocks(&path, &key, !same_root)?;
+            if same_root {
                 return migrate_between(&source, &source, tenant, rename, output).await;
             }
             migrate_into(&source, to, tenant, rename, &key, output).await
@@ -170,7 +174,7 @@ pub(crate) async fn migrate_into<S: Provider>(
     match to {
         #[cfg(feature = "rocksdb")]
         Spec::Rocks(path) => {
-            migrate_between(source, &open_rocks(&path, key)?, tenant, rename, output).await
+            migrate_between(source, &open_rocks(&path, key, false)?, tenant, rename, output).await
         }
         #[cfg(feature = "postgres")]
         Spec::Postgres { url, admin_url, pool_size } => {

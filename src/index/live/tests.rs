@@ -104,6 +104,7 @@ fn the_indexer_snapshots_a_graph_that_changed_enough() {
         crypto: None,
         discarded: Arc::clone(&discarded),
         lower_priority: false,
+        read_only: false,
     };
     let index =
         VectorIndex::open(persist, None, 16, Metric::Cosine, HnswParams::default(), 0, vec![]);

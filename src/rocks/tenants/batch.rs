@@ -9,6 +9,7 @@ impl TenantDb {
     /// a fresh UUIDv7 cannot collide with a stored key, so there is nothing to check, and
     /// transactions that touch the same keys still see this write when they validate.
     pub(crate) fn write_fresh_resources(&self, resources: &[Resource]) -> Result<()> {
+        let db = self.db.writer("write records")?;
         let records = self.cf(cf::CF_RESOURCES)?;
         let embeddings_cf = self.cf(cf::CF_EMBEDDINGS)?;
         let index = self.vector_index();
@@ -36,7 +37,7 @@ impl TenantDb {
             changes.extend(value.change);
         }
         drop(embeddings);
-        let write = || self.db.write_opt(batch, &self.write_options).map_err(map_rocks_error);
+        let write = || db.write_opt(batch, &self.write_options).map_err(map_rocks_error);
         match index {
             Some(index) if overlap => {
                 // The RocksDB write runs on one core; the index's copies of the embeddings

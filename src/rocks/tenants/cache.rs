@@ -91,39 +91,34 @@ pub(super) fn open_db(
 /// Registers this open's sealing session under the next session number, durably and before
 /// it seals anything, and hands `crypto` the ids of the sessions registered before it (see
 /// [`crypto`]: values name their session by number).
-pub(super) fn register_session(
-    db: &OptimisticTransactionDB,
-    crypto: &mut TenantCrypto,
-) -> Result<()> {
+pub(super) fn register_session(db: &Handle, crypto: &mut TenantCrypto) -> Result<()> {
+    let writer = db.writer("register a sealing session")?;
     let meta = db
         .cf_handle(cf::CF_META)
         .ok_or_else(|| Error::corrupt("tenant database", "meta column family missing"))?;
-    let mut earlier = HashMap::new();
-    let mut next = 0u32;
-    let from = rocksdb::IteratorMode::From(keys::META_SESSION, rocksdb::Direction::Forward);
-    for item in db.iterator_cf(meta, from) {
-        let (key, value) = item.map_err(map_rocks_error)?;
-        let Some(number) = keys::session_number(&key) else { break };
-        earlier.insert(number, codec::decode_session(&value)?);
-        next = number
+    let earlier = reader::sessions(db)?;
+    let next = match earlier.keys().max() {
+        Some(last) => last
             .checked_add(1)
-            .ok_or_else(|| Error::Crypto("the tenant has used every session number".into()))?;
-    }
+            .ok_or_else(|| Error::Crypto("the tenant has used every session number".into()))?,
+        None => 0,
+    };
     let mut batch = rocksdb::WriteBatchWithTransaction::<true>::default();
     batch.put_cf(meta, keys::session_key(next), codec::encode_session(&crypto.session_id()));
     let mut sync = WriteOptions::default();
     sync.set_sync(true);
-    db.write_opt(batch, &sync).map_err(map_rocks_error)?;
+    writer.write_opt(batch, &sync).map_err(map_rocks_error)?;
     crypto.numbered(next, earlier);
     Ok(())
 }
 
 /// Loads an opened tenant database: checks its format version; then, for an encrypted
 /// tenant, registers this open's sealing session (after the check, so a database of another
-/// format is never written to); then reads its settings and index.
+/// format is never written to) or, in a reader, learns the sessions registered so far; then
+/// reads its settings and index.
 pub(super) fn load(
     id: TenantId,
-    db: OptimisticTransactionDB,
+    db: Handle,
     config: &RocksConfig,
     dir: PathBuf,
     mut crypto: Option<TenantCrypto>,
@@ -133,7 +128,7 @@ pub(super) fn load(
     let meta = db
         .cf_handle(cf::CF_META)
         .ok_or_else(|| Error::corrupt("tenant database", "meta column family missing"))?;
-    let version = db.get_cf(meta, keys::META_FORMAT_VERSION).map_err(map_rocks_error)?;
+    let version = db.get_pinned_cf(meta, keys::META_FORMAT_VERSION).map_err(map_rocks_error)?;
     match version.as_deref() {
         Some([codec::FORMAT_VERSION]) => {}
         Some([found]) => {
@@ -145,26 +140,14 @@ pub(super) fn load(
         }
         _ => return Err(Error::corrupt("tenant database", "no format version")),
     }
+    drop(version);
     if let Some(crypto) = &mut crypto {
-        register_session(&db, crypto)?;
+        match db {
+            Handle::Writer(_) => register_session(&db, crypto)?,
+            Handle::Reader(_) => crypto.learn_sessions(reader::sessions(&db)?),
+        }
     }
-    let open = |key: &[u8], bytes: Vec<u8>| match &crypto {
-        Some(crypto) => crypto.open(cf::CF_META, key, &bytes),
-        // Sealed values without a key file: the key was shredded (a deletion interrupted
-        // after destroying it) or removed. The data is unreadable by design.
-        None if crypto::is_sealed(&bytes) => Err(Error::Crypto(format!(
-            "tenant {id} is sealed but its key file is gone (shredded or removed)"
-        ))),
-        None => Ok(bytes),
-    };
-    let tenant_config = match db.get_cf(meta, keys::META_CONFIG).map_err(map_rocks_error)? {
-        Some(bytes) => codec::decode_config(&open(keys::META_CONFIG, bytes)?)?,
-        None => return Err(Error::corrupt("tenant database", "no configuration")),
-    };
-    let span = match db.get_cf(meta, keys::META_MOMENT_SPAN).map_err(map_rocks_error)? {
-        Some(bytes) => codec::decode_i64("moment span", &open(keys::META_MOMENT_SPAN, bytes)?)?,
-        None => 0,
-    };
+    let (tenant_config, span) = reader::read_settings(id.clone(), &db, crypto.as_ref())?;
     let tenant = TenantDb {
         id,
         db,
@@ -204,14 +187,44 @@ pub(crate) struct TenantCache {
     open: Mutex<Open>,
     /// The key-encryption key, when a master key is configured: new tenants are encrypted.
     kek: Option<MasterKek>,
+    /// A reader's own directory (outside the store) for its secondaries' info logs, removed
+    /// when the cache closes (after the databases, declared above it, have closed).
+    reader_dir: Option<tempfile::TempDir>,
 }
 
 impl TenantCache {
     pub(crate) fn new(config: RocksConfig) -> Result<Self> {
-        std::fs::create_dir_all(&config.root).map_err(|e| io_error(&config.root, e))?;
+        let reader_dir = if config.read_only {
+            // A reader creates nothing in the store: a missing root holds no tenants.
+            let dir = tempfile::Builder::new().prefix("percolate-reader-").tempdir();
+            Some(dir.map_err(|e| io_error(&std::env::temp_dir(), e))?)
+        } else {
+            std::fs::create_dir_all(&config.root).map_err(|e| io_error(&config.root, e))?;
+            None
+        };
         let memory = SharedMemory::new(&config);
         let kek = config.master_key.as_ref().map(|key| key.kek(&config.root)).transpose()?;
-        Ok(Self { config, memory, open: Mutex::new(Open::default()), kek })
+        Ok(Self { config, memory, open: Mutex::new(Open::default()), kek, reader_dir })
+    }
+
+    /// Refuses a write to the store when it is open read-only.
+    fn writable(&self, what: &'static str) -> Result<()> {
+        match self.reader_dir {
+            Some(_) => Err(Error::ReadOnly { what }),
+            None => Ok(()),
+        }
+    }
+
+    /// Catches every open tenant up with the writer (see [`TenantDb::catch_up`]); returns how
+    /// many found new writes.
+    pub(crate) fn catch_up(&self) -> Result<usize> {
+        let open: Vec<Arc<TenantDb>> =
+            self.open.lock().entries.values().map(|entry| Arc::clone(&entry.db)).collect();
+        let mut moved = 0;
+        for tenant in open {
+            moved += usize::from(tenant.catch_up()?);
+        }
+        Ok(moved)
     }
 
     pub(crate) fn config(&self) -> &RocksConfig {
@@ -219,6 +232,7 @@ impl TenantCache {
     }
 
     pub(crate) fn create(&self, id: &TenantId, tenant_config: &TenantConfig) -> Result<()> {
+        self.writable("create a tenant")?;
         let open = self.open.lock();
         let dir = self.tenant_path(id)?;
         if open.entries.contains_key(id) || dir.exists() {
@@ -228,7 +242,13 @@ impl TenantCache {
         let staging =
             self.config.root.join(format!(".staging-{}-{}", id, uuid::Uuid::now_v7().simple()));
         let result = (|| {
-            let db = open_db(&self.config, &self.memory, &staging, true, self.kek.is_some())?;
+            let db = Handle::Writer(open_db(
+                &self.config,
+                &self.memory,
+                &staging,
+                true,
+                self.kek.is_some(),
+            )?);
             let mut crypto = self
                 .kek
                 .as_ref()
@@ -250,7 +270,7 @@ impl TenantCache {
             batch.put_cf(meta, keys::META_CONFIG, config);
             let mut sync = WriteOptions::default();
             sync.set_sync(true);
-            db.write_opt(batch, &sync).map_err(map_rocks_error)?;
+            db.writer("create a tenant")?.write_opt(batch, &sync).map_err(map_rocks_error)?;
             drop(db);
             std::fs::rename(&staging, &dir).map_err(|e| io_error(&dir, e))
         })();
@@ -267,14 +287,25 @@ impl TenantCache {
         let now = open.clock;
         if let Some(entry) = open.entries.get_mut(id) {
             entry.last_used = now;
-            return Ok(Arc::clone(&entry.db));
+            let tenant = Arc::clone(&entry.db);
+            drop(open);
+            // A reader's tenant shows the writer's commits as of each open.
+            tenant.catch_up()?;
+            return Ok(tenant);
         }
         let dir = self.tenant_path(id)?;
         if !dir.is_dir() {
             return Err(Error::not_found("tenant", id));
         }
         let crypto = self.tenant_crypto(&dir, id)?;
-        let db = open_db(&self.config, &self.memory, &dir, false, crypto.is_some())?;
+        let sealed = crypto.is_some();
+        let db = match &self.reader_dir {
+            Some(own) => {
+                let own = tenant_dir(own.path(), id);
+                reader::open_secondary(&self.config, &self.memory, &dir, &own, sealed)?
+            }
+            None => Handle::Writer(open_db(&self.config, &self.memory, &dir, false, sealed)?),
+        };
         let tenant = Arc::new(load(id.clone(), db, &self.config, dir, crypto)?);
         open.entries.insert(id.clone(), Entry { db: Arc::clone(&tenant), last_used: now });
         self.evict(&mut open);
@@ -323,6 +354,7 @@ impl TenantCache {
     /// one key file at a time (each replaced atomically); data is not rewritten. A rotation
     /// interrupted half-way is completed by running it again with the same keys.
     pub(crate) fn rotate_master_key(&self, new: &crate::crypto::MasterKey) -> Result<usize> {
+        self.writable("rotate the master key")?;
         let Some(old) = &self.kek else {
             return Err(Error::Crypto("no master key is configured to rotate from".into()));
         };
@@ -360,7 +392,13 @@ impl TenantCache {
     pub(crate) fn list(&self) -> Result<Vec<TenantId>> {
         let root = &self.config.root;
         let mut ids = Vec::new();
-        for entry in std::fs::read_dir(root).map_err(|e| io_error(root, e))? {
+        let entries = match std::fs::read_dir(root) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && self.reader_dir.is_some() => {
+                return Ok(ids);
+            }
+            entries => entries.map_err(|e| io_error(root, e))?,
+        };
+        for entry in entries {
             let entry = entry.map_err(|e| io_error(root, e))?;
             // A tenant is a directory named by a valid id that holds a RocksDB database; staging
             // directories (leading '.') and strays are not tenants.
@@ -377,6 +415,7 @@ impl TenantCache {
     }
 
     pub(crate) fn delete(&self, id: &TenantId) -> Result<()> {
+        self.writable("delete a tenant")?;
         let mut open = self.open.lock();
         let dir = self.tenant_path(id)?;
         if let Some(entry) = open.entries.get(id) {
@@ -420,7 +459,7 @@ impl TenantCache {
     }
 }
 
-pub(super) fn io_error(path: &Path, error: std::io::Error) -> Error {
+pub(crate) fn io_error(path: &Path, error: std::io::Error) -> Error {
     Error::Backend {
         provider: crate::rocks::NAME,
         source: Box::new(std::io::Error::new(error.kind(), format!("{}: {error}", path.display()))),
