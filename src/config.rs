@@ -18,6 +18,7 @@
 //! | `PERCOLATE_STORAGE_PROVIDER` | `storage_provider` | `rocksdb` (`rocksdb` or `postgres`) |
 //! | `PERCOLATE_ROCKSDB_PATH` | `rocksdb_path` | `./data/percolate.db` |
 //! | `PERCOLATE_ROCKSDB_OPEN_TENANTS` | `rocksdb_open_tenants` | `64` (idle tenants kept open, ~41 MB each) |
+//! | `PERCOLATE_ROCKSDB_VECTOR_PRECISION` | `rocksdb_vector_precision` | `f32` (`f16` or `int8`: the vector index's in-memory vectors) |
 //! | `PERCOLATE_POSTGRES_URL` | `postgres_url` | none (required for `postgres`) |
 //! | `PERCOLATE_POSTGRES_ADMIN_URL` | `postgres_admin_url` | the `postgres_url` |
 //! | `PERCOLATE_POSTGRES_POOL_SIZE` | `postgres_pool_size` | `10` |
@@ -49,10 +50,11 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 
 /// The environment variables [`Settings::load`] reads, without their `PERCOLATE_` prefix.
-pub const ENV_KEYS: [&str; 12] = [
+pub const ENV_KEYS: [&str; 13] = [
     "storage_provider",
     "rocksdb_path",
     "rocksdb_open_tenants",
+    "rocksdb_vector_precision",
     "postgres_url",
     "postgres_admin_url",
     "postgres_pool_size",
@@ -120,6 +122,9 @@ pub struct Settings {
     /// (see the README), so a process that serves a few tenants at a time should keep this
     /// small.
     pub rocksdb_open_tenants: usize,
+    /// How the RocksDB vector index keeps its vectors in memory: `f32`, `f16` or `int8`
+    /// (`RocksConfig::vector_precision`).
+    pub rocksdb_vector_precision: String,
     /// The PostgreSQL connection URL of the application role.
     pub postgres_url: Option<String>,
     /// The PostgreSQL connection URL of the schema owner role, when it differs.
@@ -182,6 +187,7 @@ impl Default for Settings {
             storage_provider: ProviderKind::default(),
             rocksdb_path: PathBuf::from("./data/percolate.db"),
             rocksdb_open_tenants: 64,
+            rocksdb_vector_precision: "f32".to_owned(),
             postgres_url: None,
             postgres_admin_url: None,
             postgres_pool_size: 10,
@@ -203,6 +209,7 @@ impl fmt::Debug for Settings {
             .field("storage_provider", &self.storage_provider)
             .field("rocksdb_path", &self.rocksdb_path)
             .field("rocksdb_open_tenants", &self.rocksdb_open_tenants)
+            .field("rocksdb_vector_precision", &self.rocksdb_vector_precision)
             .field("postgres_url", &redacted(self.postgres_url.is_some()))
             .field("postgres_admin_url", &redacted(self.postgres_admin_url.is_some()))
             .field("postgres_pool_size", &self.postgres_pool_size)
@@ -304,6 +311,16 @@ impl Settings {
     pub fn rocks_config_at(&self, root: &Path) -> Result<crate::rocks::RocksConfig> {
         let mut config = crate::rocks::RocksConfig::new(root);
         config.open_tenants = self.rocksdb_open_tenants;
+        config.vector_precision = self.rocksdb_vector_precision.parse().map_err(|_| {
+            Error::invalid(
+                "settings",
+                format!(
+                    "rocksdb_vector_precision (PERCOLATE_ROCKSDB_VECTOR_PRECISION) {:?} is not \
+                     f32, f16 or int8",
+                    self.rocksdb_vector_precision
+                ),
+            )
+        })?;
         config.master_key = self.master_key()?;
         config.allow_plaintext_tenants = self.allow_plaintext_tenants;
         Ok(config)
@@ -376,6 +393,25 @@ mod tests {
             #[cfg(feature = "rocksdb")]
             assert_eq!(settings.rocks_config().expect("config").open_tenants, open);
         }
+    }
+
+    #[cfg(feature = "rocksdb")]
+    #[test]
+    fn the_vector_precision_reaches_the_rocksdb_config() {
+        use crate::rocks::VectorPrecision;
+        assert_eq!(
+            Settings::default().rocks_config().expect("config").vector_precision,
+            VectorPrecision::F32
+        );
+        let settings =
+            Settings::from_toml_str("rocksdb_vector_precision = \"int8\"").expect("settings");
+        assert_eq!(
+            settings.rocks_config().expect("config").vector_precision,
+            VectorPrecision::Int8
+        );
+        let wrong =
+            Settings::from_toml_str("rocksdb_vector_precision = \"int4\"").expect("settings");
+        assert!(matches!(wrong.rocks_config(), Err(Error::Invalid { what: "settings", .. })));
     }
 
     #[test]
