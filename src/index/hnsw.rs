@@ -630,7 +630,7 @@ impl Hnsw {
         mut accept: impl FnMut(u32) -> bool,
     ) -> Vec<Scored> {
         let Some(entry) = self.entry else { return Vec::new() };
-        let mut current = Scored { distance: self.distance(&prepared, entry), point: entry };
+        let mut current = Scored { distance: self.distance(prepared, entry), point: entry };
         for l in (1..=self.max_level).rev() {
             current = self.greedy(prepared, current, l);
         }
