@@ -24,11 +24,11 @@
 //!   as fast as the graph and has recall 1.
 //! - **Compact vectors, exact answers.** Under [`VectorPrecision::F16`] or
 //!   [`VectorPrecision::Int8`] the graph's vectors are approximate ([`super::quant`]): every
-//!   search path (walk, planned filter, exact scan) keeps the best `max(ef, k ·`
-//!   [`RERANK_FACTOR`]`)` graph candidates by their approximate distance, then re-scores them
-//!   with the full embeddings its caller reads from the store ([`FullVectors`]), outside the
-//!   index's locks, and returns the best `k` by exact distance. Pending points are held in f32
-//!   and scored exactly from the start.
+//!   search path (walk, planned filter, exact scan) keeps the best `k ·` [`RERANK_FACTOR`]
+//!   graph candidates by their approximate distance (the walk's beam is still `ef`), then
+//!   re-scores them with the full embeddings its caller reads from the store
+//!   ([`FullVectors`]), outside the index's locks, and returns the best `k` by exact
+//!   distance. Pending points are held in f32 and scored exactly from the start.
 //! - **Derived state, snapshotted.** The graph is persisted to `vectors.hnsw` in the tenant
 //!   directory (temporary file, fsync, rename), with a checksum and a hash of every point's
 //!   embedding: when the tenant closes, and by the indexer when it is idle and enough of the
@@ -137,10 +137,11 @@ impl<F: Fn(&[ResourceId]) -> Vec<Option<Vec<f32>>>> FullVectors for F {
     }
 }
 
-/// Over compact vectors, a search re-scores this many candidates per result wanted (at least
-/// its beam width `ef`): enough that the exact top `k` is among them at recall ≥ 0.95 on real
-/// 384-d embeddings, few enough that reading them costs little next to the walk.
-pub(crate) const RERANK_FACTOR: usize = 4;
+/// Over compact vectors, a search re-scores this many candidates per result wanted: on real
+/// 384-d embeddings int8 and f16 then reach the f32 graph's recall (docs/benchmarks.md), and
+/// re-scoring more buys nothing measurable while each candidate is one more embedding read
+/// from the store.
+pub(crate) const RERANK_FACTOR: usize = 3;
 
 /// Where an index writes its snapshots (see [`VectorIndex::snapshot_if_due`]).
 pub(crate) struct Persist {

@@ -37,8 +37,8 @@ impl VectorIndex {
     }
 
     /// The best candidates under the index's locks: the `k` nearest when the graph's vectors
-    /// are f32, else the best `max(ef, k · RERANK_FACTOR)` with approximate distances for the
-    /// graph's points (pending points are always exact). Also returns the prepared query.
+    /// are f32, else the best `k · RERANK_FACTOR` with approximate distances for the graph's
+    /// points (pending points are always exact). Also returns the prepared query.
     fn candidates(
         &self,
         query: &[f32],
@@ -48,7 +48,7 @@ impl VectorIndex {
     ) -> (Vec<Candidate>, Vec<f32>) {
         let state = self.state.read();
         let compact = state.graph.is_compact();
-        let wanted = if compact { ef.max(k.saturating_mul(RERANK_FACTOR)) } else { k };
+        let wanted = if compact { k.saturating_mul(RERANK_FACTOR) } else { k };
         let inbox = self.inbox.read();
         let matches = |fields: &Fields| filter.is_none_or(|f| fields.matches(f));
         // What the inbox holds for a resource supersedes what the graph or `pending` holds.

@@ -188,3 +188,15 @@ fn precisions_parse_from_their_names() {
     }
     assert!("int4".parse::<VectorPrecision>().is_err());
 }
+
+#[test]
+fn widening_matches_half_on_every_finite_f16() {
+    for bits in 0..=u16::MAX {
+        let value = f16::from_bits(bits);
+        if value.is_finite() {
+            assert_eq!(widen(value).to_bits(), value.to_f32().to_bits(), "{bits:#06x}");
+        } else if value.is_infinite() {
+            assert_eq!(widen(value), 65536.0f32.copysign(value.to_f32()), "{bits:#06x}");
+        }
+    }
+}
