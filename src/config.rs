@@ -23,6 +23,7 @@
 //! | `PERCOLATE_ROCKSDB_OPEN_TENANTS` | `rocksdb_open_tenants` | the profile's: `64` (desktop), `4` (mobile) |
 //! | `PERCOLATE_ROCKSDB_LOWER_INDEXER_PRIORITY` | `rocksdb_lower_indexer_priority` | `false` (the indexer thread at nice 10, Linux) |
 //! | `PERCOLATE_ROCKSDB_READ_ONLY` | `rocksdb_read_only` | `false` (read beside the process that writes the store) |
+//! | `PERCOLATE_ROCKSDB_VECTOR_PRECISION` | `rocksdb_vector_precision` | `f32` (`f16` or `int8`: the vector index's in-memory vectors) |
 //! | `PERCOLATE_POSTGRES_URL` | `postgres_url` | none (required for `postgres`) |
 //! | `PERCOLATE_POSTGRES_ADMIN_URL` | `postgres_admin_url` | the `postgres_url` |
 //! | `PERCOLATE_POSTGRES_POOL_SIZE` | `postgres_pool_size` | `10` |
@@ -54,7 +55,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 
 /// The environment variables [`Settings::load`] reads, without their `PERCOLATE_` prefix.
-pub const ENV_KEYS: [&str; 17] = [
+pub const ENV_KEYS: [&str; 18] = [
     "storage_provider",
     "rocksdb_path",
     "rocksdb_profile",
@@ -63,6 +64,7 @@ pub const ENV_KEYS: [&str; 17] = [
     "rocksdb_open_tenants",
     "rocksdb_lower_indexer_priority",
     "rocksdb_read_only",
+    "rocksdb_vector_precision",
     "postgres_url",
     "postgres_admin_url",
     "postgres_pool_size",
@@ -156,6 +158,9 @@ pub struct Settings {
     /// Open the RocksDB store read-only, beside the process that writes it
     /// (`RocksConfig::read_only`).
     pub rocksdb_read_only: bool,
+    /// How the RocksDB vector index keeps its vectors in memory: `f32`, `f16` or `int8`
+    /// (`RocksConfig::vector_precision`).
+    pub rocksdb_vector_precision: String,
     /// The PostgreSQL connection URL of the application role.
     pub postgres_url: Option<String>,
     /// The PostgreSQL connection URL of the schema owner role, when it differs.
@@ -223,6 +228,7 @@ impl Default for Settings {
             rocksdb_open_tenants: None,
             rocksdb_lower_indexer_priority: false,
             rocksdb_read_only: false,
+            rocksdb_vector_precision: "f32".to_owned(),
             postgres_url: None,
             postgres_admin_url: None,
             postgres_pool_size: 10,
@@ -249,6 +255,7 @@ impl fmt::Debug for Settings {
             .field("rocksdb_open_tenants", &self.rocksdb_open_tenants)
             .field("rocksdb_lower_indexer_priority", &self.rocksdb_lower_indexer_priority)
             .field("rocksdb_read_only", &self.rocksdb_read_only)
+            .field("rocksdb_vector_precision", &self.rocksdb_vector_precision)
             .field("postgres_url", &redacted(self.postgres_url.is_some()))
             .field("postgres_admin_url", &redacted(self.postgres_admin_url.is_some()))
             .field("postgres_pool_size", &self.postgres_pool_size)
@@ -370,6 +377,16 @@ impl Settings {
             config.write_buffer_bytes = config.write_buffer_bytes.min((mb << 20) / 4).max(1 << 20);
         }
         config.read_only = self.rocksdb_read_only;
+        config.vector_precision = self.rocksdb_vector_precision.parse().map_err(|_| {
+            Error::invalid(
+                "settings",
+                format!(
+                    "rocksdb_vector_precision (PERCOLATE_ROCKSDB_VECTOR_PRECISION) {:?} is not \
+                     f32, f16 or int8",
+                    self.rocksdb_vector_precision
+                ),
+            )
+        })?;
         config.master_key = self.master_key()?;
         config.allow_plaintext_tenants = self.allow_plaintext_tenants;
         config.lower_indexer_priority = self.rocksdb_lower_indexer_priority;
@@ -476,6 +493,25 @@ mod tests {
         assert_eq!(tuned.write_buffer_bytes, 1 << 20, "a memtable is at most a quarter");
         let error = Settings::from_toml_str("rocksdb_profile = \"tiny\"").expect_err("tiny");
         assert!(error.to_string().contains("tiny"), "{error}");
+    }
+
+    #[cfg(feature = "rocksdb")]
+    #[test]
+    fn the_vector_precision_reaches_the_rocksdb_config() {
+        use crate::rocks::VectorPrecision;
+        assert_eq!(
+            Settings::default().rocks_config().expect("config").vector_precision,
+            VectorPrecision::F32
+        );
+        let settings =
+            Settings::from_toml_str("rocksdb_vector_precision = \"int8\"").expect("settings");
+        assert_eq!(
+            settings.rocks_config().expect("config").vector_precision,
+            VectorPrecision::Int8
+        );
+        let wrong =
+            Settings::from_toml_str("rocksdb_vector_precision = \"int4\"").expect("settings");
+        assert!(matches!(wrong.rocks_config(), Err(Error::Invalid { what: "settings", .. })));
     }
 
     #[test]

@@ -40,12 +40,16 @@
 
 pub mod dataset;
 mod measure;
+#[cfg(feature = "rocksdb")]
+mod precision;
 mod report;
 mod workload;
 
 use std::time::{Duration, Instant};
 
 pub use measure::{Latencies, exact_neighbours, recall};
+#[cfg(feature = "rocksdb")]
+pub use precision::{PrecisionRow, measure_precision, precision_table, resident_bytes};
 pub use report::{Comparison, Report, Row, compare, format_micros, scale_table, table};
 pub use workload::{
     BATCH, BenchData, DEPTH, Input, K, LoadProgress, Workload, note, pad_with_noisy_copies,

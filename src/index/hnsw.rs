@@ -5,8 +5,8 @@
 //! metric gained only ~15%: the cost is its layout (a vector per point behind `Arc`s, neighbour
 //! lists as vectors of structs, a fresh visited set per query), not the distance function.
 //! It also cannot delete. This graph is laid out for the cache and for deletes:
-//! - every vector in one contiguous arena (`dimension` floats per point), normalised at insert
-//!   under the cosine metric, so cosine distance is `1 - dot`;
+//! - every vector in one arena of chunked rows, normalised at insert under the cosine metric,
+//!   so cosine distance is `1 - dot`; in f32, f16 or int8 ([`super::quant`]);
 //! - level-0 neighbours in one flat `u32` array (`1 + m0` slots per point: count, then ids);
 //!   the few upper-level lists per point in a small side vector;
 //! - a reusable, generation-stamped visited set per search thread (no clearing, no allocation);
@@ -23,7 +23,11 @@ use std::cell::RefCell;
 use std::cmp::{Ordering, Reverse};
 use std::collections::BinaryHeap;
 
+use std::borrow::Cow;
+
 use super::distance;
+use super::quant::{Query, VectorPrecision, Vectors};
+use super::rows::Rows;
 use crate::model::Metric;
 
 /// HNSW parameters.
@@ -128,89 +132,6 @@ thread_local! {
     static VISITED: RefCell<Visited> = const { RefCell::new(Visited { marks: Vec::new(), generation: 0 }) };
 }
 
-/// Rows of one width kept in chunks of [`CHUNK_ROWS`] rows: the arena grows without copying
-/// what it holds and without doubling its capacity. A doubling `Vec` held up to twice the
-/// vectors it stored (50k 384-d vectors: 1.31x their bytes in capacity alone) and copied all of
-/// them, under the write lock, each time it grew.
-struct Rows<T> {
-    width: usize,
-    /// Every chunk but the last holds exactly `CHUNK_ROWS` rows; the first grows by doubling
-    /// up to that, so a small index stays small.
-    chunks: Vec<Vec<T>>,
-    len: usize,
-}
-
-/// Rows per chunk: 1.5 MiB of 384-d vectors, so the slack is at most one chunk.
-const CHUNK_ROWS: usize = 1024;
-
-impl<T: Copy + Default> Rows<T> {
-    fn new(width: usize) -> Self {
-        Self { width: width.max(1), chunks: Vec::new(), len: 0 }
-    }
-
-    #[inline]
-    fn row(&self, index: usize) -> &[T] {
-        let at = (index % CHUNK_ROWS) * self.width;
-        &self.chunks[index / CHUNK_ROWS][at..at + self.width]
-    }
-
-    #[inline]
-    fn row_mut(&mut self, index: usize) -> &mut [T] {
-        let at = (index % CHUNK_ROWS) * self.width;
-        &mut self.chunks[index / CHUNK_ROWS][at..at + self.width]
-    }
-
-    /// Appends a row of `width` values.
-    fn push(&mut self, row: &[T]) {
-        debug_assert_eq!(row.len(), self.width);
-        let full = CHUNK_ROWS * self.width;
-        if self.chunks.last().is_none_or(|c| c.len() >= full) {
-            let capacity = if self.chunks.is_empty() { self.width } else { full };
-            self.chunks.push(Vec::with_capacity(capacity));
-        }
-        if let Some(chunk) = self.chunks.last_mut() {
-            if chunk.len() == chunk.capacity() {
-                chunk.reserve_exact(chunk.len().max(self.width).min(full - chunk.len()));
-            }
-            chunk.extend_from_slice(row);
-            self.len += 1;
-        }
-    }
-
-    /// Appends a row of default values.
-    fn push_zeroed(&mut self) {
-        const ZEROS: usize = 64;
-        if self.width <= ZEROS {
-            self.push(&[T::default(); ZEROS][..self.width]);
-        } else {
-            self.push(&vec![T::default(); self.width]);
-        }
-    }
-
-    /// Every value, row after row.
-    fn elements(&self) -> impl Iterator<Item = &T> {
-        self.chunks.iter().flatten()
-    }
-
-    /// Rows read from little-endian bytes, four per value (`bytes` holds whole rows).
-    fn from_le_bytes(width: usize, bytes: &[u8], value: impl Fn(&[u8]) -> T) -> Self {
-        let mut rows = Self::new(width);
-        let chunk_bytes = CHUNK_ROWS * rows.width * 4;
-        rows.chunks = bytes
-            .chunks(chunk_bytes)
-            .map(|chunk| chunk.chunks_exact(4).map(&value).collect())
-            .collect();
-        rows.len = bytes.len() / (rows.width * 4);
-        rows
-    }
-
-    /// Bytes held, by capacity.
-    fn capacity_bytes(&self) -> usize {
-        self.chunks.iter().map(Vec::capacity).sum::<usize>() * std::mem::size_of::<T>()
-            + self.chunks.capacity() * std::mem::size_of::<Vec<T>>()
-    }
-}
-
 /// The graph.
 pub(crate) struct Hnsw {
     dimension: usize,
@@ -218,7 +139,7 @@ pub(crate) struct Hnsw {
     params: HnswParams,
     m0: usize,
     level_factor: f64,
-    vectors: Rows<f32>,
+    vectors: Vectors,
     links0: Rows<u32>,
     upper: Vec<Vec<u32>>,
     levels: Vec<u8>,
@@ -230,7 +151,18 @@ pub(crate) struct Hnsw {
 }
 
 impl Hnsw {
+    /// An empty graph keeping its vectors in f32.
     pub(crate) fn new(dimension: usize, metric: Metric, params: HnswParams) -> Self {
+        Self::with_precision(dimension, metric, params, VectorPrecision::F32)
+    }
+
+    /// An empty graph keeping its vectors in `precision`.
+    pub(crate) fn with_precision(
+        dimension: usize,
+        metric: Metric,
+        params: HnswParams,
+        precision: VectorPrecision,
+    ) -> Self {
         let m = params.m.max(2);
         Self {
             dimension,
@@ -238,7 +170,7 @@ impl Hnsw {
             params: HnswParams { m, ..params },
             m0: 2 * m,
             level_factor: 1.0 / (m as f64).ln(),
-            vectors: Rows::new(dimension),
+            vectors: Vectors::new(dimension, precision),
             links0: Rows::new(2 * m + 1),
             upper: Vec::new(),
             levels: Vec::new(),
@@ -256,6 +188,23 @@ impl Hnsw {
 
     pub(crate) fn metric(&self) -> Metric {
         self.metric
+    }
+
+    pub(crate) fn precision(&self) -> VectorPrecision {
+        self.vectors.precision()
+    }
+
+    /// Whether distances to graph points are approximate (the vectors are f16 or int8), so
+    /// the caller re-scores candidates with full vectors.
+    pub(crate) fn is_compact(&self) -> bool {
+        self.vectors.is_compact()
+    }
+
+    /// An empty graph with this one's settings, precision and quantizer.
+    pub(crate) fn empty_like(&self) -> Self {
+        let mut graph = Self::new(self.dimension, self.metric, self.params);
+        graph.vectors = self.vectors.empty_like();
+        graph
     }
 
     /// Points in the graph, deleted ones included.
@@ -281,26 +230,22 @@ impl Hnsw {
             + self.deleted.capacity()
     }
 
-    /// The query or point vector as stored: unit length under the cosine metric.
-    pub(crate) fn prepare(&self, vector: &[f32]) -> Vec<f32> {
-        prepared_copy(self.metric, vector)
+    /// The query as the graph scores it: prepared as stored (unit length under the cosine
+    /// metric), with what the vectors' precision needs.
+    pub(crate) fn prepare(&self, vector: &[f32]) -> Query<'static> {
+        self.vectors.query(Cow::Owned(prepared_copy(self.metric, vector)))
     }
 
-    /// A point's vector as stored (unit length under cosine).
-    #[inline]
-    pub(crate) fn vector(&self, point: u32) -> &[f32] {
-        self.vectors.row(point as usize)
+    /// A point's vector as stored (unit length under cosine), decoded to f32.
+    pub(crate) fn vector(&self, point: u32) -> Cow<'_, [f32]> {
+        self.vectors.decoded(point as usize)
     }
 
-    /// Distance between a prepared query and a point.
+    /// Distance between a prepared query and a point (approximate when the vectors are
+    /// compact).
     #[inline]
-    pub(crate) fn distance(&self, query: &[f32], point: u32) -> f32 {
-        let v = self.vector(point);
-        match self.metric {
-            Metric::Cosine => 1.0 - distance::dot(query, v),
-            Metric::Dot => -distance::dot(query, v),
-            Metric::L2 => distance::squared_l2(query, v),
-        }
+    pub(crate) fn distance(&self, query: &Query<'_>, point: u32) -> f32 {
+        self.vectors.distance(self.metric, query, point as usize)
     }
 
     #[inline]
@@ -338,7 +283,7 @@ impl Hnsw {
     }
 
     /// Greedy descent on one upper level.
-    fn greedy(&self, query: &[f32], mut current: Scored, level: usize) -> Scored {
+    fn greedy(&self, query: &Query<'_>, mut current: Scored, level: usize) -> Scored {
         loop {
             let mut improved = false;
             for &n in self.neighbours(current.point, level) {
@@ -358,7 +303,7 @@ impl Hnsw {
     /// first. Rejected points are expanded but never returned.
     fn search_level(
         &self,
-        query: &[f32],
+        query: &Query<'_>,
         entries: &[Scored],
         ef: usize,
         level: usize,
@@ -397,7 +342,7 @@ impl Hnsw {
                     .filter(|&n| visited.insert(n))
                     .collect();
                 for &n in &fresh {
-                    distance::prefetch(self.vector(n));
+                    self.vectors.prefetch(n as usize);
                 }
                 for &n in &fresh {
                     let distance = self.distance(query, n);
@@ -431,15 +376,9 @@ impl Hnsw {
             if kept.len() >= limit {
                 break;
             }
-            let candidate_vector = self.vector(candidate.point);
-            let diverse = kept.iter().all(|k| {
-                let between = match self.metric {
-                    Metric::Cosine => 1.0 - distance::dot(candidate_vector, self.vector(k.point)),
-                    Metric::Dot => -distance::dot(candidate_vector, self.vector(k.point)),
-                    Metric::L2 => distance::squared_l2(candidate_vector, self.vector(k.point)),
-                };
-                candidate.distance < between
-            });
+            let candidate_query = self.vectors.point_query(candidate.point as usize);
+            let diverse =
+                kept.iter().all(|k| candidate.distance < self.distance(&candidate_query, k.point));
             if diverse {
                 kept.push(candidate);
             }
@@ -454,6 +393,13 @@ impl Hnsw {
         self.commit(plan)
     }
 
+    /// [`Hnsw::insert`] of a vector already prepared as the graph stores it.
+    pub(crate) fn insert_prepared(&mut self, vector: Vec<f32>) -> u32 {
+        let level = self.random_level();
+        let plan = self.plan_prepared(vector, level);
+        self.commit(plan)
+    }
+
     /// A level for a new point, from the graph's own generator.
     pub(crate) fn draw_level(&mut self) -> usize {
         self.random_level()
@@ -465,7 +411,13 @@ impl Hnsw {
     /// each other as candidates, which costs nothing measurable when a batch is small next to
     /// the graph: later inserts link to them.
     pub(crate) fn plan(&self, vector: &[f32], level: usize) -> InsertPlan {
-        let prepared = self.prepare(vector);
+        self.plan_prepared(prepared_copy(self.metric, vector), level)
+    }
+
+    /// [`Hnsw::plan`] for a vector already prepared as the graph stores it (a point copied
+    /// from another graph of the same metric).
+    pub(crate) fn plan_prepared(&self, vector: Vec<f32>, level: usize) -> InsertPlan {
+        let prepared = self.vectors.query(Cow::Owned(vector));
         let mut layers = Vec::new();
         if let Some(entry) = self.entry {
             let mut current = Scored { distance: self.distance(&prepared, entry), point: entry };
@@ -484,7 +436,7 @@ impl Hnsw {
                 entries = found;
             }
         }
-        InsertPlan { vector: prepared, level, layers }
+        InsertPlan { vector: prepared.vector.into_owned(), level, layers }
     }
 
     /// The writing half of an insert: adds the planned point and links it.
@@ -511,7 +463,7 @@ impl Hnsw {
                     list.push(point);
                     self.set_neighbours(n, l, &list);
                 } else {
-                    let base = self.vector(n).to_vec();
+                    let base = self.vectors.point_query(n as usize);
                     let mut scored: Vec<Scored> = list
                         .iter()
                         .chain(std::iter::once(&point))
@@ -546,9 +498,7 @@ impl Hnsw {
         put32(out, self.entry.unwrap_or(u32::MAX));
         put32(out, self.max_level as u32);
         out.extend_from_slice(&self.rng.to_le_bytes());
-        for x in self.vectors.elements() {
-            out.extend_from_slice(&x.to_le_bytes());
-        }
+        self.vectors.encode(out);
         for x in self.links0.elements() {
             put32(out, *x);
         }
@@ -592,13 +542,17 @@ impl Hnsw {
         let mut graph = Hnsw::new(dimension, metric, HnswParams { m, ef_construction, ef_search });
         graph.rng = rng;
         graph.max_level = max_level;
-        graph.vectors = Rows::from_le_bytes(
-            dimension,
-            take(count.checked_mul(dimension)?.checked_mul(4)?)?,
-            |c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]),
-        );
+        let (vectors, used) = Vectors::decode(bytes.get(at..)?, dimension, count)?;
+        graph.vectors = vectors;
+        at += used;
+        let mut take = |n: usize| -> Option<&[u8]> {
+            let slice = bytes.get(at..at.checked_add(n)?)?;
+            at += n;
+            Some(slice)
+        };
         graph.links0 = Rows::from_le_bytes(
             graph.m0 + 1,
+            4,
             take(count.checked_mul(graph.m0 + 1)?.checked_mul(4)?)?,
             u32_at,
         );
@@ -662,16 +616,26 @@ impl Hnsw {
         query: &[f32],
         k: usize,
         ef: usize,
+        accept: impl FnMut(u32) -> bool,
+    ) -> Vec<Scored> {
+        self.search_prepared(&self.prepare(query), k, ef, accept)
+    }
+
+    /// [`Hnsw::search`] for a query made by [`Hnsw::prepare`].
+    pub(crate) fn search_prepared(
+        &self,
+        prepared: &Query<'_>,
+        k: usize,
+        ef: usize,
         mut accept: impl FnMut(u32) -> bool,
     ) -> Vec<Scored> {
         let Some(entry) = self.entry else { return Vec::new() };
-        let prepared = self.prepare(query);
-        let mut current = Scored { distance: self.distance(&prepared, entry), point: entry };
+        let mut current = Scored { distance: self.distance(prepared, entry), point: entry };
         for l in (1..=self.max_level).rev() {
-            current = self.greedy(&prepared, current, l);
+            current = self.greedy(prepared, current, l);
         }
         let admit = |p: u32| !self.deleted[p as usize] && accept(p);
-        let mut found = self.search_level(&prepared, &[current], ef.max(k), 0, admit);
+        let mut found = self.search_level(prepared, &[current], ef.max(k), 0, admit);
         found.truncate(k);
         found
     }

@@ -22,6 +22,13 @@
 //!   of every live point, so `k` results come back whenever `k` resources match.
 //! - **Small tenants are searched exactly**: below `exact_below` live points an exact scan is
 //!   as fast as the graph and has recall 1.
+//! - **Compact vectors, exact answers.** Under [`VectorPrecision::F16`] or
+//!   [`VectorPrecision::Int8`] the graph's vectors are approximate ([`super::quant`]): every
+//!   search path (walk, planned filter, exact scan) keeps the best `k ·` [`RERANK_FACTOR`]
+//!   graph candidates by their approximate distance (the walk's beam is still `ef`), then
+//!   re-scores them with the full embeddings its caller reads from the store
+//!   ([`FullVectors`]), outside the index's locks, and returns the best `k` by exact
+//!   distance. Pending points are held in f32 and scored exactly from the start.
 //! - **Derived state, snapshotted.** The graph is persisted to `vectors.hnsw` in the tenant
 //!   directory (temporary file, fsync, rename), with a checksum and a hash of every point's
 //!   embedding: when the tenant closes, and by the indexer when it is idle and enough of the
@@ -43,6 +50,7 @@ use parking_lot::{Mutex, RwLock};
 
 use super::fields::{Fields, Postings};
 use super::hnsw::{Hnsw, HnswParams, InsertPlan, Scored, prepare_in_place, prepared_copy};
+use super::quant::{Query, VectorPrecision, metric_distance};
 use super::snapshot::{
     SNAPSHOT_FILE, SNAPSHOT_MAGIC, Snapshot, hash_bytes, hash_vector, read_snapshot,
 };
@@ -113,6 +121,28 @@ struct Inbox {
 /// and its metadata (for filters).
 pub(crate) type Stored = (ResourceId, Vec<f32>, Arc<Metadata>);
 
+/// Reads the full-precision embeddings an index over compact vectors re-scores its candidates
+/// with: the index's caller supplies them from its store. Kept to one call per search so a
+/// store can read them in one batched lookup.
+pub(crate) trait FullVectors {
+    /// The stored embedding of each of `ids`, in order; `None` for one that is gone or cannot
+    /// be read (its candidate keeps its approximate distance; the caller's read of the hits
+    /// then reports or drops it).
+    fn full_vectors(&self, ids: &[ResourceId]) -> Vec<Option<Vec<f32>>>;
+}
+
+impl<F: Fn(&[ResourceId]) -> Vec<Option<Vec<f32>>>> FullVectors for F {
+    fn full_vectors(&self, ids: &[ResourceId]) -> Vec<Option<Vec<f32>>> {
+        self(ids)
+    }
+}
+
+/// Over compact vectors, a search re-scores this many candidates per result wanted: on real
+/// 384-d embeddings int8 and f16 then reach the f32 graph's recall (docs/benchmarks.md), and
+/// re-scoring more buys nothing measurable while each candidate is one more embedding read
+/// from the store.
+pub(crate) const RERANK_FACTOR: usize = 3;
+
 /// Where an index writes its snapshots (see [`VectorIndex::snapshot_if_due`]).
 pub(crate) struct Persist {
     /// The tenant directory.
@@ -170,12 +200,13 @@ impl VectorIndex {
         dimension: usize,
         metric: Metric,
         params: HnswParams,
+        precision: VectorPrecision,
         exact_below: usize,
         persist: Option<Persist>,
     ) -> Arc<Self> {
         Arc::new(Self {
             state: RwLock::new(State {
-                graph: Hnsw::new(dimension, metric, params),
+                graph: Hnsw::with_precision(dimension, metric, params, precision),
                 points: Vec::new(),
                 slots: HashMap::new(),
                 pending: HashMap::new(),
@@ -200,19 +231,21 @@ impl VectorIndex {
     }
 
     /// Reads the snapshot in `persist`'s directory: `None` when there is none, or none valid
-    /// for this dimension and metric (damaged, foreign, of another dimension). The
+    /// for this dimension, metric and precision (damaged, foreign, of another dimension). The
     /// [`VectorIndex::open`] of a tenant reads it on one core while it reads the stored
     /// embeddings on another.
     pub(crate) fn read_snapshot(
         persist: &Persist,
         dimension: usize,
         metric: Metric,
+        precision: VectorPrecision,
     ) -> Option<Snapshot> {
         read_snapshot(
             &persist.dir.join(SNAPSHOT_FILE),
             persist.crypto.as_deref(),
             dimension,
             metric,
+            precision,
         )
     }
 
@@ -222,16 +255,18 @@ impl VectorIndex {
     /// embedding the snapshot lacks becomes pending), else rebuilt from scratch in the
     /// background. The snapshot is only ever a cache: whatever it says, the index ends up
     /// holding exactly the stored embeddings.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn open(
         persist: Persist,
         snapshot: Option<Snapshot>,
         dimension: usize,
         metric: Metric,
         params: HnswParams,
+        precision: VectorPrecision,
         exact_below: usize,
         stored: Vec<Stored>,
     ) -> Arc<Self> {
-        let index = Self::new(dimension, metric, params, exact_below, Some(persist));
+        let index = Self::new(dimension, metric, params, precision, exact_below, Some(persist));
         let mut changes = Vec::new();
         match snapshot {
             Some(Snapshot { graph, ids, hashes }) => {
@@ -620,7 +655,7 @@ impl VectorIndex {
             hash: u64,
         }
         let _maintenance = self.maintenance.lock();
-        let (live, dimension) = {
+        let (mut live, mut fresh) = {
             let state = self.state.read();
             let size = state.graph.len();
             if size < 1024 || state.graph.deleted_count() * 4 < size {
@@ -633,17 +668,16 @@ impl VectorIndex {
                 .filter(|(p, _)| !state.graph.is_deleted(*p as u32))
                 .map(|(p, info)| Live {
                     old: p as u32,
-                    vector: state.graph.vector(p as u32).to_vec(),
+                    vector: state.graph.vector(p as u32).into_owned(),
                     id: info.id,
                     metadata: Arc::clone(&info.metadata),
                     hash: info.hash,
                 })
                 .collect();
-            (live, state.graph.dimension())
+            (live, state.graph.empty_like())
         };
-        let mut fresh = Hnsw::new(dimension, self.metric, self.params);
-        for point in &live {
-            fresh.insert(&point.vector);
+        for point in &mut live {
+            fresh.insert_prepared(std::mem::take(&mut point.vector));
         }
         let mut state = self.state.write();
         self.drain(&mut state);
@@ -753,14 +787,6 @@ fn lower_priority() {
     }
 }
 
-fn distance(metric: Metric, a: &[f32], b: &[f32]) -> f32 {
-    match metric {
-        Metric::Cosine => 1.0 - super::distance::dot(a, b),
-        Metric::Dot => -super::distance::dot(a, b),
-        Metric::L2 => super::distance::squared_l2(a, b),
-    }
-}
-
 impl State {
     fn remove(&mut self, id: ResourceId) {
         match self.slots.remove(&id) {
@@ -774,7 +800,7 @@ impl State {
 
     fn exact_graph(
         &self,
-        prepared: &[f32],
+        prepared: &Query<'_>,
         admit: impl Fn(&Point) -> bool,
         mut offer: impl FnMut(f32, ResourceId),
     ) {

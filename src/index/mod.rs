@@ -1,16 +1,19 @@
 //! The vector index of a tenant: an in-memory HNSW graph ([`hnsw`]), the distance kernels it
-//! runs on ([`distance`]), the live index kept in step with every commit ([`live`]) and its
-//! snapshot file ([`snapshot`]). Imports nothing from a storage backend: a provider feeds it
+//! runs on ([`distance`]), the precision its vectors are kept in ([`quant`]), the live index
+//! kept in step with every commit ([`live`]) and its snapshot file ([`snapshot`]). Imports nothing from a storage backend: a provider feeds it
 //! changes after its commits and the stored embeddings on open.
 
 pub(crate) mod distance;
 mod fields;
 pub(crate) mod hnsw;
 mod live;
+mod quant;
+mod rows;
 mod snapshot;
 
 pub use hnsw::HnswParams;
-pub(crate) use live::{Persist, Stored, VectorChange, VectorIndex};
+pub(crate) use live::{FullVectors, Persist, Stored, VectorChange, VectorIndex};
+pub use quant::VectorPrecision;
 
 /// A deterministic pseudo-random unit vector of `dimension` floats for unit tests.
 #[cfg(test)]

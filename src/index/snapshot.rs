@@ -2,20 +2,22 @@
 //! hashes that let a snapshot be checked against the stored embeddings. Owns no graph logic
 //! and no storage access beyond reading the one file.
 //!
-//! Layout: [`SNAPSHOT_MAGIC`], the graph ([`Hnsw::encode`]), each point's resource id (16
+//! Layout: [`SNAPSHOT_MAGIC`], the graph ([`Hnsw::encode`], its vectors in the precision the
+//! index was opened with), each point's resource id (16
 //! bytes), each point's embedding hash (8 bytes, little-endian), then a checksum of all that
 //! ([`hash_bytes`], 8 bytes). In an encrypted tenant the whole file is one sealed value.
 
 use std::path::Path;
 
 use super::hnsw::Hnsw;
+use super::quant::VectorPrecision;
 use crate::crypto::TenantCrypto;
 use crate::model::{Metric, ResourceId};
 
 /// The snapshot's file name inside the tenant directory.
 pub(crate) const SNAPSHOT_FILE: &str = "vectors.hnsw";
 /// The first bytes of every snapshot: the format and its version.
-pub(super) const SNAPSHOT_MAGIC: &[u8; 8] = b"PCHNSW03";
+pub(super) const SNAPSHOT_MAGIC: &[u8; 8] = b"PCHNSW04";
 
 /// A snapshot as read: the graph and each point's resource id and embedding hash.
 pub(crate) struct Snapshot {
@@ -25,12 +27,14 @@ pub(crate) struct Snapshot {
 }
 
 /// Reads and checks a snapshot: magic, checksum, a consistent graph, ids and hashes for every
-/// point, the expected dimension and metric. `None` for anything else, never a panic.
+/// point, the expected dimension, metric and vector precision. `None` for anything else, never
+/// a panic: a snapshot of another precision is rebuilt, never read as this one.
 pub(super) fn read_snapshot(
     path: &Path,
     crypto: Option<&TenantCrypto>,
     dimension: usize,
     metric: Metric,
+    precision: VectorPrecision,
 ) -> Option<Snapshot> {
     let mut bytes = std::fs::read(path).ok()?;
     if let Some(crypto) = crypto {
@@ -43,7 +47,8 @@ pub(super) fn read_snapshot(
         return None;
     }
     let (graph, used) = Hnsw::decode(&body[SNAPSHOT_MAGIC.len()..])?;
-    if graph.dimension() != dimension || graph.metric() != metric {
+    if graph.dimension() != dimension || graph.metric() != metric || graph.precision() != precision
+    {
         return None;
     }
     let rest = &body[SNAPSHOT_MAGIC.len() + used..];

@@ -36,7 +36,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 pub use crate::crypto::{MasterKey, SEAL_OVERHEAD};
-pub use crate::index::HnswParams;
+pub use crate::index::{HnswParams, VectorPrecision};
 #[cfg(feature = "testing")]
 pub use probe::SealedNonce;
 pub use tenants::TenantDb;
@@ -85,6 +85,10 @@ pub struct RocksConfig {
     pub sync_writes: bool,
     /// HNSW parameters of every tenant's vector index.
     pub hnsw: HnswParams,
+    /// How each tenant's vector index keeps its vectors in memory (f32 by default; f16 halves
+    /// them, int8 quarters them, and searches re-score their best candidates with the stored
+    /// embeddings). Chosen per open: nothing stored depends on it.
+    pub vector_precision: VectorPrecision,
     /// Tenants with at most this many embeddings are searched exactly (recall 1, and as fast
     /// as the graph at that size).
     pub exact_search_below: usize,
@@ -120,6 +124,7 @@ impl RocksConfig {
             write_buffer_budget_bytes: 64 << 20,
             sync_writes: false,
             hnsw: HnswParams::default(),
+            vector_precision: VectorPrecision::F32,
             exact_search_below: 1024,
             master_key: None,
             allow_plaintext_tenants: false,
@@ -284,7 +289,7 @@ impl RocksProvider {
     ) -> Vec<(ResourceId, f32)> {
         match tenant.vector_index() {
             Some(index) => index
-                .search(&query.vector, query.k, Some(ef), query.filter.as_ref())
+                .search(&query.vector, query.k, Some(ef), query.filter.as_ref(), tenant)
                 .into_iter()
                 .map(|hit| (hit.id, hit.distance))
                 .collect(),
@@ -333,7 +338,8 @@ pub struct IndexStats {
     pub pending: usize,
     /// Deleted points still in the graph.
     pub tombstones: usize,
-    /// Bytes held by the graph's vectors and links.
+    /// Bytes held by the graph's vectors (in the configured [`VectorPrecision`], with an int8
+    /// quantizer's ranges and per-point norms) and links.
     pub bytes: usize,
     /// Bytes held beside the graph, estimated: point ids and hashes, each point's metadata
     /// (kept in memory for filters; a `BTreeMap` node of ~630 bytes even for two small
@@ -352,7 +358,7 @@ fn search(
     ef: Option<usize>,
 ) -> Result<Vec<ScoredResource>> {
     let Some(index) = tenant.vector_index() else { return Ok(Vec::new()) };
-    let hits = index.search(&query.vector, query.k, ef, query.filter.as_ref());
+    let hits = index.search(&query.vector, query.k, ef, query.filter.as_ref(), tenant);
     let ids: Vec<ResourceId> = hits.iter().map(|hit| hit.id).collect();
     let resources = View::Db(tenant).resources(&ids)?;
     // A hit deleted since the index answered is left out.

@@ -260,6 +260,40 @@ impl<'a> View<'a> {
         Ok(found)
     }
 
+    /// The stored embeddings of `ids`, in order, in one batched lookup (RocksDB's MultiGet)
+    /// from one snapshot: `None` for a resource without one, or whose embedding does not open
+    /// or decode (the caller scores it some other way; reading the resource reports it).
+    ///
+    /// # Errors
+    /// [`Error::Corrupt`] if the column family is missing.
+    pub(crate) fn embeddings(&self, ids: &[ResourceId]) -> Result<Vec<Option<Vec<f32>>>> {
+        let View::Db(tenant) = self else {
+            return Ok(ids
+                .iter()
+                .map(|id| {
+                    let raw = self.get(CF_EMBEDDINGS, id.as_bytes()).ok()??;
+                    codec::decode_embedding(&raw).ok()
+                })
+                .collect());
+        };
+        let keys: Vec<&[u8]> = ids.iter().map(|id| id.as_bytes().as_slice()).collect();
+        let found = tenant.db.batched_multi_get_cf_opt(
+            tenant.cf(CF_EMBEDDINGS)?,
+            &keys,
+            false,
+            &ReadOptions::default(),
+        );
+        Ok(keys
+            .iter()
+            .zip(found)
+            .map(|(key, raw)| {
+                let raw = raw.ok()??;
+                let opened = tenant.open_value(CF_EMBEDDINGS, key, raw).ok()?;
+                codec::decode_embedding(&opened).ok()
+            })
+            .collect())
+    }
+
     pub(crate) fn entity(&self, id: EntityId) -> Result<Entity> {
         let bytes =
             self.get(CF_ENTITIES, id.as_bytes())?.ok_or_else(|| Error::not_found("entity", id))?;

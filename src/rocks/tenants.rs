@@ -31,7 +31,7 @@ use super::keys;
 use super::store::{Ops, Value, View, map_rocks_error};
 use crate::crypto::{self, MasterKek, TenantCrypto};
 use crate::error::{Error, Result};
-use crate::index::{Persist, Stored, VectorChange, VectorIndex};
+use crate::index::{FullVectors, Persist, Stored, VectorChange, VectorIndex};
 use crate::model::{Entity, Resource, TenantConfig, TenantId, words};
 
 mod batch;
@@ -49,6 +49,12 @@ const AUTO_COMMIT_ATTEMPTS: usize = 16;
 /// The directory of a tenant's database.
 pub(crate) fn tenant_dir(root: &Path, id: &TenantId) -> PathBuf {
     root.join(id.as_str())
+}
+
+impl FullVectors for TenantDb {
+    fn full_vectors(&self, ids: &[crate::model::ResourceId]) -> Vec<Option<Vec<f32>>> {
+        self.embeddings_of(ids)
+    }
 }
 
 /// One open tenant database.
@@ -69,6 +75,8 @@ pub struct TenantDb {
     /// the vector index, which writes snapshots of its own).
     discarded: Arc<std::sync::atomic::AtomicBool>,
     hnsw: super::HnswParams,
+    /// [`super::RocksConfig::vector_precision`].
+    vector_precision: crate::index::VectorPrecision,
     exact_search_below: usize,
     /// [`super::RocksConfig::lower_indexer_priority`].
     lower_indexer_priority: bool,
@@ -176,6 +184,7 @@ impl TenantDb {
                 dimension as usize,
                 metric,
                 self.hnsw,
+                self.vector_precision,
                 self.exact_search_below,
                 Some(self.persist()),
             )
@@ -192,18 +201,21 @@ impl TenantDb {
     /// for 100k 384-d vectors the two took 0.31 s and 0.48 s one after the other.
     fn load_vectors(&self, dimension: u32) -> Result<()> {
         let metric = self.config.lock().metric;
+        let precision = self.vector_precision;
         let persist = self.persist();
         let (snapshot, stored) = std::thread::scope(|scope| {
             let reading = std::thread::Builder::new()
                 .name("percolate-snapshot".into())
                 .spawn_scoped(scope, || {
-                    VectorIndex::read_snapshot(&persist, dimension as usize, metric)
+                    VectorIndex::read_snapshot(&persist, dimension as usize, metric, precision)
                 });
             let stored = self.stored_embeddings(dimension);
             // No thread (or a panic in it): no snapshot, and the graph is rebuilt.
             let snapshot = match reading {
                 Ok(reading) => reading.join().ok().flatten(),
-                Err(_) => VectorIndex::read_snapshot(&persist, dimension as usize, metric),
+                Err(_) => {
+                    VectorIndex::read_snapshot(&persist, dimension as usize, metric, precision)
+                }
             };
             (snapshot, stored)
         });
@@ -213,6 +225,7 @@ impl TenantDb {
             dimension as usize,
             metric,
             self.hnsw,
+            precision,
             self.exact_search_below,
             stored?,
         );
@@ -274,6 +287,13 @@ impl TenantDb {
         })?;
         records.status().map_err(map_rocks_error)?;
         Ok(stored)
+    }
+
+    /// The stored embeddings of `ids`, for the vector index to re-score its candidates with
+    /// when it keeps compact vectors: one batched lookup ([`View::embeddings`]), opened as
+    /// usual in an encrypted tenant.
+    fn embeddings_of(&self, ids: &[crate::model::ResourceId]) -> Vec<Option<Vec<f32>>> {
+        View::Db(self).embeddings(ids).unwrap_or_else(|_| vec![None; ids.len()])
     }
 
     /// Where the vector index writes its snapshots.

@@ -23,6 +23,10 @@ use super::{BenchArgs, bad, default_dataset, progress_bar};
 
 /// Runs the bench; `Ok(false)` when the baseline comparison found a regression.
 pub(super) async fn run(config: Option<&Path>, args: BenchArgs) -> Result<bool> {
+    #[cfg(feature = "rocksdb")]
+    if let Some(list) = args.vector_precision.clone() {
+        return super::precision::run(&list, &args, load_dataset(&args)?).await.map(|()| true);
+    }
     let settings = Settings::load(config)?;
     let threshold = parse_threshold(&args.threshold)?;
     let baseline = args.baseline.as_deref().map(read_report).transpose()?;
@@ -179,7 +183,7 @@ fn read_report(path: &Path) -> Result<Report> {
 
 /// The dataset to bench with: `--dataset` (which must hold `base.fbin`, `query.fbin` and
 /// `gt.ibin`), else the shared one when present; `None` for synthetic data.
-fn load_dataset(args: &BenchArgs) -> Result<Option<(String, Dataset)>> {
+pub(super) fn load_dataset(args: &BenchArgs) -> Result<Option<(String, Dataset)>> {
     if args.synthetic {
         return Ok(None);
     }

@@ -62,6 +62,8 @@ use serde_json::Value;
 mod bench;
 mod demo;
 mod output;
+#[cfg(feature = "rocksdb")]
+mod precision;
 mod records;
 mod transfer;
 
@@ -335,6 +337,15 @@ struct BenchArgs {
     /// Run only this provider.
     #[arg(long, value_name = "PROVIDER")]
     only: Option<String>,
+    /// Instead of the table: compare RocksDB vector index precisions (comma-separated: f32,
+    /// f16, int8), each in a process of its own, on recall@10, search latency, index bytes and
+    /// resident memory.
+    #[arg(long, value_name = "P,P,..")]
+    vector_precision: Option<String>,
+    /// Measure one precision in this process and print its row as JSON (how
+    /// `--vector-precision` runs each one).
+    #[arg(long, hide = true)]
+    precision_child: bool,
 }
 
 #[derive(Subcommand)]

@@ -1,29 +1,70 @@
 //! Searching the live index: the graph walk or an exact scan, merged with the inbox so a
-//! write is searchable the moment it returns. Reads the index's state; changes nothing.
+//! write is searchable the moment it returns, and over compact vectors the re-scoring of the
+//! best candidates with full vectors. Reads the index's state; changes nothing.
 
 use super::*;
 
 impl VectorIndex {
-    /// The `k` nearest live resources that match `filter`, nearest first, ties by id.
+    /// The `k` nearest live resources that match `filter`, nearest first, ties by id. Over
+    /// compact vectors the candidates are re-scored with the embeddings `full` reads (see the
+    /// module docs of `live.rs`); over f32 `full` is never called.
     pub(crate) fn search(
         &self,
         query: &[f32],
         k: usize,
         ef: Option<usize>,
         filter: Option<&Filter>,
+        full: &dyn FullVectors,
     ) -> Vec<Hit> {
+        let ef = ef.unwrap_or(self.params.ef_search);
+        let (mut candidates, prepared) = self.candidates(query, k, ef, filter);
+        let approximate: Vec<ResourceId> =
+            candidates.iter().filter(|c| !c.exact).map(|c| c.hit.id).collect();
+        if !approximate.is_empty() {
+            let vectors = full.full_vectors(&approximate);
+            let mut vectors = approximate.iter().zip(vectors).collect::<HashMap<_, _>>();
+            for candidate in candidates.iter_mut().filter(|c| !c.exact) {
+                if let Some(Some(vector)) = vectors.remove(&candidate.hit.id) {
+                    let vector = prepare_in_place(self.metric, vector);
+                    candidate.hit.distance = metric_distance(self.metric, &prepared, &vector);
+                }
+            }
+        }
+        let mut hits: Vec<Hit> = candidates.into_iter().map(|c| c.hit).collect();
+        hits.sort_by(|a, b| a.distance.total_cmp(&b.distance).then(a.id.cmp(&b.id)));
+        hits.truncate(k);
+        hits
+    }
+
+    /// The best candidates under the index's locks: the `k` nearest when the graph's vectors
+    /// are f32, else the best `k · RERANK_FACTOR` with approximate distances for the graph's
+    /// points (pending points are always exact). Also returns the prepared query.
+    fn candidates(
+        &self,
+        query: &[f32],
+        k: usize,
+        ef: usize,
+        filter: Option<&Filter>,
+    ) -> (Vec<Candidate>, Vec<f32>) {
         let state = self.state.read();
+        let compact = state.graph.is_compact();
+        let wanted = if compact { k.saturating_mul(RERANK_FACTOR) } else { k };
         let inbox = self.inbox.read();
         let matches = |fields: &Fields| filter.is_none_or(|f| fields.matches(f));
         // What the inbox holds for a resource supersedes what the graph or `pending` holds.
         let current = |id: &ResourceId| inbox.changes.is_empty() || !inbox.changes.contains_key(id);
         let live = state.slots.len();
         let prepared = state.graph.prepare(query);
-        let mut best: BinaryHeap<(Scored, ResourceId)> = BinaryHeap::with_capacity(k + 1);
-        let offer = |best: &mut BinaryHeap<(Scored, ResourceId)>, distance: f32, id: ResourceId| {
+        // The flag: whether the distance is exact (f32 vectors, or a pending point).
+        let mut best: BinaryHeap<(Scored, ResourceId, bool)> =
+            BinaryHeap::with_capacity(wanted + 1);
+        let offer = |best: &mut BinaryHeap<(Scored, ResourceId, bool)>,
+                     distance: f32,
+                     id: ResourceId,
+                     exact: bool| {
             // Ties are broken by resource id so every provider orders them the same way.
-            let entry = (Scored { distance, point: 0 }, id);
-            if best.len() < k {
+            let entry = (Scored { distance, point: 0 }, id, exact || !compact);
+            if best.len() < wanted {
                 best.push(entry);
             } else if best
                 .peek()
@@ -46,28 +87,28 @@ impl VectorIndex {
             for point in candidates {
                 let info = &state.points[point as usize];
                 if !state.graph.is_deleted(point) && current(&info.id) && matches(&info.metadata) {
-                    offer(&mut best, state.graph.distance(&prepared, point), info.id);
+                    offer(&mut best, state.graph.distance(&prepared, point), info.id, false);
                 }
             }
         } else if !exact_graph {
-            let found =
-                state.graph.search(&prepared, k, ef.unwrap_or(self.params.ef_search), |p| {
-                    let info = &state.points[p as usize];
-                    current(&info.id) && matches(&info.metadata)
-                });
+            let found = state.graph.search_prepared(&prepared, wanted, ef, |p| {
+                let info = &state.points[p as usize];
+                current(&info.id) && matches(&info.metadata)
+            });
             // Fewer than k from the walk while more are live (a selective filter, or points the
             // walk cannot reach): scan exactly, so k results come back whenever k match.
             let enough = found.len() >= k.min(state.graph.len() - state.graph.deleted_count());
             if enough {
                 for scored in found {
-                    offer(&mut best, scored.distance, state.points[scored.point as usize].id);
+                    let id = state.points[scored.point as usize].id;
+                    offer(&mut best, scored.distance, id, false);
                 }
             } else {
                 state.exact_graph(
                     &prepared,
                     |i| current(&i.id) && matches(&i.metadata),
                     |d, id| {
-                        offer(&mut best, d, id);
+                        offer(&mut best, d, id, false);
                     },
                 );
             }
@@ -76,7 +117,7 @@ impl VectorIndex {
                 &prepared,
                 |i| current(&i.id) && matches(&i.metadata),
                 |d, id| {
-                    offer(&mut best, d, id);
+                    offer(&mut best, d, id, false);
                 },
             );
         }
@@ -87,12 +128,20 @@ impl VectorIndex {
             .chain(inbox.changes.iter().filter_map(|(id, p)| Some((id, p.as_ref()?))));
         for (id, pending) in unsettled {
             if matches(&pending.metadata) {
-                offer(&mut best, distance(self.metric, &prepared, &pending.vector), *id);
+                let distance = metric_distance(self.metric, &prepared.vector, &pending.vector);
+                offer(&mut best, distance, *id, true);
             }
         }
-        let mut hits: Vec<Hit> =
-            best.into_iter().map(|(s, id)| Hit { id, distance: s.distance }).collect();
-        hits.sort_by(|a, b| a.distance.total_cmp(&b.distance).then(a.id.cmp(&b.id)));
-        hits
+        let candidates = best
+            .into_iter()
+            .map(|(s, id, exact)| Candidate { hit: Hit { id, distance: s.distance }, exact })
+            .collect();
+        (candidates, prepared.vector.into_owned())
     }
+}
+
+/// A search candidate: its hit, and whether the distance is exact.
+struct Candidate {
+    hit: Hit,
+    exact: bool,
 }

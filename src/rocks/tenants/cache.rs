@@ -158,6 +158,7 @@ pub(super) fn load(
         dir,
         discarded: Arc::default(),
         hnsw: config.hnsw,
+        vector_precision: config.vector_precision,
         exact_search_below: config.exact_search_below,
         lower_indexer_priority: config.lower_indexer_priority,
         crypto: crypto.map(Arc::new),
