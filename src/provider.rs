@@ -15,7 +15,9 @@
 //!    changeable or deletable through another.
 //! 3. **Records**: `insert_*` fails with [`Error::AlreadyExists`](crate::Error::AlreadyExists) when the id is taken;
 //!    `get_*`, `update_*` and `delete_*` fail with [`Error::NotFound`](crate::Error::NotFound) when it is not. Updates
-//!    keep `created_at` of the stored record. Every multi-record write is atomic.
+//!    keep `created_at` of the stored record. Every multi-record write is atomic: a batch
+//!    (`insert_resources`, `insert_entities`, `insert_edges`, `insert_moments`) is stored
+//!    whole or not at all, and an id repeated within it counts as taken.
 //! 4. **Edges** join entities that exist when the edge is written, and are visible from both
 //!    ends; deleting an entity deletes its edges in the same atomic write.
 //! 5. **Dimension**: every embedding of a tenant has the dimension fixed by its configuration or
@@ -204,6 +206,16 @@ pub trait Provider: Send + Sync + Sized + 'static {
         tenant: &Self::Tenant,
         entity: &Entity,
     ) -> impl Future<Output = Result<()>> + Send;
+    /// Inserts entities atomically: all or none.
+    ///
+    /// # Errors
+    /// [`Error::AlreadyExists`](crate::Error::AlreadyExists) naming the id if any id is taken
+    /// or repeated in the batch.
+    fn insert_entities(
+        &self,
+        tenant: &Self::Tenant,
+        entities: &[Entity],
+    ) -> impl Future<Output = Result<()>> + Send;
     /// The entity with this id.
     ///
     /// # Errors
@@ -240,6 +252,20 @@ pub trait Provider: Send + Sync + Sized + 'static {
         &self,
         tenant: &Self::Tenant,
         edge: &Edge,
+    ) -> impl Future<Output = Result<()>> + Send;
+    /// Inserts edges atomically: all or none. Every endpoint must be stored when the call
+    /// begins (an edge batch creates no entities), and an endpoint deleted concurrently
+    /// makes the whole batch fail rather than leave an edge dangling.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`](crate::Error::NotFound) naming a missing endpoint;
+    /// [`Error::AlreadyExists`](crate::Error::AlreadyExists) naming the id if any id is taken or
+    /// repeated in the batch; [`Error::NotFound`](crate::Error::NotFound) or
+    /// [`Error::Conflict`](crate::Error::Conflict) if an endpoint is deleted concurrently.
+    fn insert_edges(
+        &self,
+        tenant: &Self::Tenant,
+        edges: &[Edge],
     ) -> impl Future<Output = Result<()>> + Send;
     /// The edge with this id.
     ///
@@ -280,6 +306,16 @@ pub trait Provider: Send + Sync + Sized + 'static {
         &self,
         tenant: &Self::Tenant,
         moment: &Moment,
+    ) -> impl Future<Output = Result<()>> + Send;
+    /// Inserts moments atomically: all or none.
+    ///
+    /// # Errors
+    /// [`Error::AlreadyExists`](crate::Error::AlreadyExists) naming the id if any id is taken
+    /// or repeated in the batch.
+    fn insert_moments(
+        &self,
+        tenant: &Self::Tenant,
+        moments: &[Moment],
     ) -> impl Future<Output = Result<()>> + Send;
     /// The moment with this id.
     ///

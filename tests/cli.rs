@@ -304,6 +304,48 @@ fn corrupt_imports_exit_2_and_write_nothing() {
 }
 
 #[test]
+fn arrays_of_entities_edges_and_moments_are_stored_whole_or_not_at_all() {
+    let (cli, _, entities) = populated();
+    let reached = |cli: &Cli| {
+        let out = cli.run(&["traverse", "--tenant", "acme", &entities[0], "--depth", "1"], "");
+        out.ok().json().as_array().map(Vec::len)
+    };
+    let all_moments = |cli: &Cli| {
+        cli.run(&["moments", "--tenant", "acme"], "").ok().json().as_array().map(Vec::len)
+    };
+    let missing = "0197a000-0000-7000-8000-000000000000";
+    let bad_edges = json!([
+        {"from": entities[0], "to": entities[2], "relation": "knows"},
+        {"from": entities[0], "to": missing, "relation": "knows"}
+    ]);
+    let failed = cli.run(&["put", "edge", "--tenant", "acme"], &bad_edges.to_string());
+    assert_ne!(failed.code, 0, "an edge to a missing entity fails the array");
+    assert_eq!(reached(&cli), Some(1), "no edge of the failed array was written");
+    let good_edges = json!([
+        {"from": entities[0], "to": entities[2], "relation": "knows"},
+        {"from": entities[2], "to": entities[0], "relation": "knows"}
+    ]);
+    let stored = cli.put("edge", good_edges);
+    assert_eq!(stored.as_array().map(Vec::len), Some(2));
+    assert_eq!(reached(&cli), Some(2), "both edges of the array");
+
+    let bad_moments = json!([
+        {"start": "2025-02-01T10:00:00Z", "end": "2025-02-01T11:00:00Z", "kind": "m"},
+        {"start": "2025-02-01T10:00:00Z", "end": "2025-02-01T09:00:00Z", "kind": "m"}
+    ]);
+    let failed = cli.run(&["put", "moment", "--tenant", "acme"], &bad_moments.to_string());
+    assert_eq!(failed.code, 2, "{}", failed.stderr);
+    assert!(failed.stderr.contains("at index 1"), "{}", failed.stderr);
+    assert_eq!(all_moments(&cli), Some(1), "no moment of the failed array was written");
+    let bad_entities = json!([{"name": "Grace", "kind": "person"}, {"name": "", "kind": "person"}]);
+    let failed = cli.run(&["put", "entity", "--tenant", "acme"], &bad_entities.to_string());
+    assert_eq!(failed.code, 2, "{}", failed.stderr);
+    let export = cli.run(&["export", "--tenant", "acme"], "").ok();
+    let export = String::from_utf8_lossy(&export.stdout);
+    assert!(!export.contains("Grace"), "no entity of the failed array was written");
+}
+
+#[test]
 fn bad_input_exits_2_and_storage_failure_exits_1() {
     let (cli, _, entities) = populated();
     let cases: &[(&[&str], &str, i32)] = &[

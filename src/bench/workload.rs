@@ -22,8 +22,8 @@ pub const K: usize = 10;
 pub const BATCH: usize = 1000;
 /// Traversal depth.
 pub const DEPTH: u32 = 3;
-/// Writes per transaction while loading entities, edges and moments.
-const LOAD_TXN: usize = 1000;
+/// Entities, edges or moments per batch call while loading.
+const LOAD_BATCH: usize = 1000;
 /// Buckets of the `bucket` metadata field; the filtered search keeps one (10% of the rows).
 const BUCKETS: usize = 10;
 const FILTER_BUCKET: usize = 3;
@@ -207,7 +207,7 @@ pub enum Input {
     Moments(TimeRange),
 }
 
-/// Entities and edges written in transactions of [`LOAD_TXN`] writes; returns the ids.
+/// Entities, then edges, written in batches of [`LOAD_BATCH`]; returns the entities' ids.
 async fn load_graph<P: Provider>(
     tenant: &TenantHandle<P>,
     names: impl Fn(usize) -> (String, &'static str),
@@ -217,29 +217,28 @@ async fn load_graph<P: Provider>(
     progress: &mut impl FnMut(u64),
 ) -> Result<Vec<EntityId>> {
     let mut ids = Vec::with_capacity(nodes);
-    let mut txn = tenant.begin().await?;
-    for i in 0..nodes {
-        let (name, kind) = names(i);
-        ids.push(txn.create_entity(NewEntity::new(name, kind)).await?.id);
-        if i % LOAD_TXN == LOAD_TXN - 1 {
-            txn.commit().await?;
-            txn = tenant.begin().await?;
-            progress(LOAD_TXN as u64);
-        }
+    let all: Vec<usize> = (0..nodes).collect();
+    for chunk in all.chunks(LOAD_BATCH) {
+        let batch = chunk
+            .iter()
+            .map(|&i| {
+                let (name, kind) = names(i);
+                NewEntity::new(name, kind)
+            })
+            .collect();
+        ids.extend(tenant.batch_create_entities(batch).await?.iter().map(|entity| entity.id));
+        progress(chunk.len() as u64);
     }
-    progress((nodes % LOAD_TXN) as u64);
-    txn.commit().await?;
-    txn = tenant.begin().await?;
-    for (k, &(from, to)) in edges.iter().enumerate() {
-        txn.create_edge(NewEdge::new(ids[from as usize], ids[to as usize], relation(k))).await?;
-        if k % LOAD_TXN == LOAD_TXN - 1 {
-            txn.commit().await?;
-            txn = tenant.begin().await?;
-            progress(LOAD_TXN as u64);
-        }
+    for (number, chunk) in edges.chunks(LOAD_BATCH).enumerate() {
+        let batch = (chunk.iter().enumerate())
+            .map(|(k, &(from, to))| {
+                let relation = relation(number * LOAD_BATCH + k);
+                NewEdge::new(ids[from as usize], ids[to as usize], relation)
+            })
+            .collect();
+        tenant.batch_create_edges(batch).await?;
+        progress(chunk.len() as u64);
     }
-    txn.commit().await?;
-    progress((edges.len() % LOAD_TXN) as u64);
     Ok(ids)
 }
 
@@ -324,7 +323,7 @@ impl<P: Provider> Workload<P> {
         let year_start = Timestamp::now().as_micros() - YEAR_MICROS;
         let mut rng = XorShift(sizes.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
         let people = if powerlaw_ids.is_empty() { &dataset_ids } else { &powerlaw_ids };
-        let mut txn = tenant.begin().await?;
+        let mut batch = Vec::with_capacity(LOAD_BATCH);
         for i in 0..sizes.moments {
             let start = year_start + (rng.unit() * (YEAR_MICROS as f64)) as i64;
             let minutes = 5 + rng.below(115) as i64;
@@ -339,15 +338,13 @@ impl<P: Provider> Workload<P> {
                     moment.entities.push(people[rng.below(people.len())]);
                 }
             }
-            txn.create_moment(moment).await?;
-            if i % LOAD_TXN == LOAD_TXN - 1 {
-                txn.commit().await?;
-                txn = tenant.begin().await?;
-                report("moments", LOAD_TXN as u64);
+            batch.push(moment);
+            if batch.len() == LOAD_BATCH || i + 1 == sizes.moments {
+                let written = batch.len() as u64;
+                tenant.batch_create_moments(std::mem::take(&mut batch)).await?;
+                report("moments", written);
             }
         }
-        txn.commit().await?;
-        report("moments", (sizes.moments % LOAD_TXN) as u64);
 
         let batch_rows = dataset.len().min(BATCH);
         let mut workload = Self {

@@ -20,6 +20,7 @@ use crate::model::{
 };
 use crate::provider::{Provider, Txn};
 
+mod batch;
 mod tenant;
 mod txn;
 mod validate;

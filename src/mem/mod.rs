@@ -157,6 +157,10 @@ impl Provider for MemProvider {
         tenant.0.change(|state| state.insert_entity(entity))
     }
 
+    async fn insert_entities(&self, tenant: &MemTenant, entities: &[Entity]) -> Result<()> {
+        tenant.0.change(|state| state.insert_entities(entities))
+    }
+
     async fn get_entity(&self, tenant: &MemTenant, id: EntityId) -> Result<Entity> {
         tenant.0.read(|state, _| state.entity(id))
     }
@@ -171,6 +175,10 @@ impl Provider for MemProvider {
 
     async fn insert_edge(&self, tenant: &MemTenant, edge: &Edge) -> Result<()> {
         tenant.0.change(|state| state.insert_edge(edge))
+    }
+
+    async fn insert_edges(&self, tenant: &MemTenant, edges: &[Edge]) -> Result<()> {
+        tenant.0.change(|state| state.insert_edges(edges))
     }
 
     async fn get_edge(&self, tenant: &MemTenant, id: EdgeId) -> Result<Edge> {
@@ -193,6 +201,10 @@ impl Provider for MemProvider {
 
     async fn insert_moment(&self, tenant: &MemTenant, moment: &Moment) -> Result<()> {
         tenant.0.change(|state| state.insert_moment(moment))
+    }
+
+    async fn insert_moments(&self, tenant: &MemTenant, moments: &[Moment]) -> Result<()> {
+        tenant.0.change(|state| state.insert_moments(moments))
     }
 
     async fn get_moment(&self, tenant: &MemTenant, id: MomentId) -> Result<Moment> {

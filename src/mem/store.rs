@@ -139,6 +139,21 @@ impl State {
         Ok(Change::new((), vec![Write::PutEntity(entity.clone())], vec![Key::Entity(entity.id)]))
     }
 
+    /// Inserts entities, all or none: fails if any id is stored or repeated in the batch.
+    pub(crate) fn insert_entities(&self, entities: &[Entity]) -> Result<Change<()>> {
+        let mut ids = HashSet::with_capacity(entities.len());
+        for entity in entities {
+            if self.entities.contains_key(&entity.id) || !ids.insert(entity.id) {
+                return Err(Error::already_exists(EntityId::WHAT, entity.id));
+            }
+        }
+        Ok(Change::new(
+            (),
+            entities.iter().cloned().map(Write::PutEntity).collect(),
+            entities.iter().map(|e| Key::Entity(e.id)).collect(),
+        ))
+    }
+
     /// Replaces a stored entity, keeping its `created_at`; the value is what is stored.
     pub(crate) fn update_entity(&self, entity: &Entity) -> Result<Change<Entity>> {
         let stored =
@@ -171,6 +186,23 @@ impl State {
         Ok(Change::new((), vec![Write::PutEdge(edge.clone())], footprint))
     }
 
+    /// Inserts edges, all or none, between entities stored before the batch: fails if any id
+    /// is stored or repeated in the batch, or an endpoint is missing.
+    pub(crate) fn insert_edges(&self, edges: &[Edge]) -> Result<Change<()>> {
+        let mut ids = HashSet::with_capacity(edges.len());
+        let mut footprint = Vec::with_capacity(3 * edges.len());
+        for edge in edges {
+            if self.edges.contains_key(&edge.id) || !ids.insert(edge.id) {
+                return Err(Error::already_exists(EdgeId::WHAT, edge.id));
+            }
+            for end in [edge.from, edge.to] {
+                self.entity(end)?;
+            }
+            footprint.extend([Key::Edge(edge.id), Key::Entity(edge.from), Key::Entity(edge.to)]);
+        }
+        Ok(Change::new((), edges.iter().cloned().map(Write::PutEdge).collect(), footprint))
+    }
+
     /// Deletes a stored edge.
     pub(crate) fn delete_edge(&self, id: EdgeId) -> Result<Change<()>> {
         self.edge(id)?;
@@ -183,6 +215,21 @@ impl State {
             return Err(Error::already_exists(MomentId::WHAT, moment.id));
         }
         Ok(Change::new((), vec![Write::PutMoment(moment.clone())], vec![Key::Moment(moment.id)]))
+    }
+
+    /// Inserts moments, all or none: fails if any id is stored or repeated in the batch.
+    pub(crate) fn insert_moments(&self, moments: &[Moment]) -> Result<Change<()>> {
+        let mut ids = HashSet::with_capacity(moments.len());
+        for moment in moments {
+            if self.moments.contains_key(&moment.id) || !ids.insert(moment.id) {
+                return Err(Error::already_exists(MomentId::WHAT, moment.id));
+            }
+        }
+        Ok(Change::new(
+            (),
+            moments.iter().cloned().map(Write::PutMoment).collect(),
+            moments.iter().map(|m| Key::Moment(m.id)).collect(),
+        ))
     }
 
     /// Replaces a stored moment; the value is what is stored.

@@ -10,15 +10,17 @@ use super::*;
 /// The whole file is verified first (as [`verify`] does); nothing is written unless it passes.
 /// What the verification parsed is kept in an unnamed spool file (next to `path`, or in the
 /// system's temporary directory if that directory is not writable), and the records are
-/// written from it with their ids and timestamps: resources in batches of up to [`BATCH`],
-/// the others one by one. A record whose id exists is skipped when identical. `progress` is
-/// called after every batch.
+/// written from it with their ids and timestamps, in file order, in batches of up to [`BATCH`]
+/// records of one kind (fewer when they hold over [`BATCH_BYTES`]), each one atomic write. A
+/// batch that meets an existing id is written again one record at a time, and a record whose
+/// id exists is skipped when identical. `progress` is called after every batch.
 ///
 /// # Errors
 /// [`Error::Invalid`] naming the line for a bad file (nothing is written), or if an existing
 /// tenant's dimension or metric differs from the header's; [`Error::AlreadyExists`] naming the
 /// line if a record's id exists with different content (records before it are kept; the rest
-/// is not written); [`Error::Backend`] on storage failure.
+/// is not written); [`Error::NotFound`] for an edge whose endpoint is in neither the file nor
+/// the tenant (the batches before its own are kept); [`Error::Backend`] on storage failure.
 pub async fn import<P: Provider>(
     engine: &MemoryEngine<P>,
     path: &Path,
@@ -60,26 +62,21 @@ pub async fn import<P: Provider>(
     let total = header.counts.total();
     let mut spooled = SpoolReader { input: BufReader::with_capacity(1 << 20, spool) };
     while let Some((number, record)) = spooled.next()? {
-        match record {
-            Record::Resource(resource) => {
-                writer.batch_bytes += resource_bytes(&resource);
-                writer.batch.push(resource);
-                writer.batch_lines.push(number);
-                if writer.batch.len() >= BATCH || writer.batch_bytes >= BATCH_BYTES {
-                    writer.send_resources().await?;
-                    progress(Progress { done: writer.done(), total });
-                }
-            }
-            other => {
-                writer.flush_resources().await?;
-                writer.one(other, number).await?;
-                if writer.done() % BATCH as u64 == 0 {
-                    progress(Progress { done: writer.done(), total });
-                }
-            }
+        // A batch holds one kind: a record of another kind sends it first.
+        if writer.batch.first().is_some_and(|first| record_kind(first) != record_kind(&record)) {
+            writer.send().await?;
+            progress(Progress { done: writer.done(), total });
+        }
+        writer.batch_bytes += record_bytes(&record);
+        writer.batch.push(record);
+        writer.batch_lines.push(number);
+        if writer.batch.len() >= BATCH || writer.batch_bytes >= BATCH_BYTES {
+            writer.send().await?;
+            progress(Progress { done: writer.done(), total });
         }
     }
-    writer.flush_resources().await?;
+    writer.send().await?;
+    writer.settle().await?;
     progress(Progress { done: writer.done(), total });
     Ok(ImportSummary {
         tenant: target,
@@ -96,6 +93,37 @@ pub(super) fn resource_bytes(resource: &Resource) -> usize {
         + resource.uri.as_ref().map_or(0, String::len)
         + resource.embedding.as_ref().map_or(0, |e| 4 * e.len())
         + 256
+}
+
+/// Roughly the bytes a record holds, to bound a batch.
+pub(super) fn record_bytes(record: &Record) -> usize {
+    match record {
+        Record::Resource(resource) => resource_bytes(resource),
+        Record::Entity(entity) => {
+            entity.name.len() + entity.kind.len() + map_bytes(&entity.properties) + 256
+        }
+        Record::Edge(edge) => edge.relation.len() + map_bytes(&edge.properties) + 256,
+        Record::Moment(moment) => {
+            moment.kind.len()
+                + moment.content.len()
+                + 16 * moment.entities.len()
+                + map_bytes(&moment.metadata)
+                + 256
+        }
+    }
+}
+
+/// Roughly the bytes a metadata map holds: its keys and strings, and a word per value.
+fn map_bytes(map: &Metadata) -> usize {
+    fn value_bytes(value: &serde_json::Value) -> usize {
+        16 + match value {
+            serde_json::Value::String(text) => text.len(),
+            serde_json::Value::Array(items) => items.iter().map(value_bytes).sum(),
+            serde_json::Value::Object(map) => map_bytes(map),
+            _ => 0,
+        }
+    }
+    map.iter().map(|(key, value)| key.len() + value_bytes(value)).sum()
 }
 
 pub(super) fn import_spool_error(e: std::io::Error) -> Error {
@@ -129,17 +157,47 @@ pub(super) fn check_compatible(
 }
 
 /// The outcome of one batch insert, with the batch back for the one-by-one path.
-pub(super) type BatchOutcome = (Vec<Resource>, Vec<u64>, Result<()>);
+pub(super) type BatchOutcome = (Vec<Record>, Vec<u64>, Result<()>);
+
+/// Writes `batch` (records of one kind) with one batch call of its kind; gives it back.
+async fn insert_batch<P: Provider>(
+    handle: &TenantHandle<P>,
+    batch: Vec<Record>,
+) -> (Vec<Record>, Result<()>) {
+    // Each record is moved out of its `Record` and back, not copied.
+    macro_rules! batch_of {
+        ($variant:ident, $insert:ident) => {{
+            let records: Vec<_> = batch
+                .into_iter()
+                .filter_map(|record| match record {
+                    Record::$variant(record) => Some(record),
+                    _ => None,
+                })
+                .collect();
+            let outcome = handle.$insert(&records).await;
+            (records.into_iter().map(Record::$variant).collect(), outcome)
+        }};
+    }
+    match batch.first().map(record_kind) {
+        None => (batch, Ok(())),
+        Some(RecordKind::Resource) => batch_of!(Resource, insert_resources),
+        Some(RecordKind::Entity) => batch_of!(Entity, insert_entities),
+        Some(RecordKind::Edge) => batch_of!(Edge, insert_edges),
+        Some(RecordKind::Moment) => batch_of!(Moment, insert_moments),
+    }
+}
 
 pub(super) struct ImportWriter<P: Provider> {
     handle: TenantHandle<P>,
     inserted: Counts,
     skipped: Counts,
-    batch: Vec<Resource>,
+    /// Records of one kind, in file order, not yet sent.
+    batch: Vec<Record>,
     batch_lines: Vec<u64>,
     batch_bytes: usize,
     /// The batch being written while the next one is parsed; at most one, so batches land in
-    /// file order and a failure stops the import one batch after it.
+    /// file order (every entity an edge batch joins has landed before it is sent) and a
+    /// failure stops the import one batch after it.
     in_flight: Option<tokio::task::JoinHandle<BatchOutcome>>,
 }
 
@@ -155,7 +213,9 @@ impl<P: Provider> ImportWriter<P> {
             task.await.map_err(|e| Error::Backend { provider: "import", source: Box::new(e) })?;
         match outcome {
             Ok(()) => {
-                self.inserted.resources += batch.len() as u64;
+                if let Some(first) = batch.first() {
+                    *self.inserted.slot(record_kind(first)) += batch.len() as u64;
+                }
                 Ok(())
             }
             Err(Error::Invalid { what, reason }) => {
@@ -172,8 +232,8 @@ impl<P: Provider> ImportWriter<P> {
             // Some of the batch is there already (an earlier, interrupted import): go one by
             // one, skipping what is identical.
             Err(Error::AlreadyExists { .. }) => {
-                for (resource, number) in batch.into_iter().zip(lines) {
-                    self.one(Record::Resource(resource), number).await?;
+                for (record, number) in batch.into_iter().zip(lines) {
+                    self.one(record, number).await?;
                 }
                 Ok(())
             }
@@ -181,9 +241,9 @@ impl<P: Provider> ImportWriter<P> {
         }
     }
 
-    /// Starts writing the gathered resources (after the previous batch has landed) and
+    /// Starts writing the gathered records (after the previous batch has landed) and
     /// returns, so parsing goes on while they are written.
-    async fn send_resources(&mut self) -> Result<()> {
+    async fn send(&mut self) -> Result<()> {
         self.settle().await?;
         if self.batch.is_empty() {
             return Ok(());
@@ -193,16 +253,10 @@ impl<P: Provider> ImportWriter<P> {
         self.batch_bytes = 0;
         let handle = self.handle.clone();
         self.in_flight = Some(tokio::spawn(async move {
-            let outcome = handle.insert_resources(&batch).await;
+            let (batch, outcome) = insert_batch(&handle, batch).await;
             (batch, lines, outcome)
         }));
         Ok(())
-    }
-
-    /// Writes every gathered resource and waits until they have landed.
-    async fn flush_resources(&mut self) -> Result<()> {
-        self.send_resources().await?;
-        self.settle().await
     }
 
     /// Inserts one record; an identical existing record is skipped.

@@ -54,6 +54,7 @@
 //!   negative dot) on every provider.
 //! - **Values are bind parameters**; all SQL text is in `sql`.
 
+mod batch;
 mod conn;
 mod json;
 mod prefilter;
@@ -496,6 +497,11 @@ impl Provider for PgProvider {
         store::insert_entity(&conn, &tenant.0.schema, entity, Some(tenant.0.id.as_str())).await
     }
 
+    async fn insert_entities(&self, tenant: &PgTenant, entities: &[Entity]) -> Result<()> {
+        let conn = self.app.get().await?;
+        batch::insert_entities(&conn, &tenant.0.schema, entities, tenant.0.id.as_str()).await
+    }
+
     async fn get_entity(&self, tenant: &PgTenant, id: EntityId) -> Result<Entity> {
         let conn = self.auto_one(tenant).await?;
         let result = store::get_entity(&conn, &tenant.0.schema, id).await;
@@ -517,6 +523,11 @@ impl Provider for PgProvider {
     async fn insert_edge(&self, tenant: &PgTenant, edge: &Edge) -> Result<()> {
         let conn = self.app.get().await?;
         store::insert_edge_as_tenant(&conn, &tenant.0.schema, edge, tenant.0.id.as_str()).await
+    }
+
+    async fn insert_edges(&self, tenant: &PgTenant, edges: &[Edge]) -> Result<()> {
+        let conn = self.app.get().await?;
+        batch::insert_edges(&conn, &tenant.0.schema, edges, tenant.0.id.as_str()).await
     }
 
     async fn get_edge(&self, tenant: &PgTenant, id: EdgeId) -> Result<Edge> {
@@ -557,6 +568,11 @@ impl Provider for PgProvider {
     async fn insert_moment(&self, tenant: &PgTenant, moment: &Moment) -> Result<()> {
         let conn = self.app.get().await?;
         store::insert_moment(&conn, &tenant.0.schema, moment, Some(tenant.0.id.as_str())).await
+    }
+
+    async fn insert_moments(&self, tenant: &PgTenant, moments: &[Moment]) -> Result<()> {
+        let conn = self.app.get().await?;
+        batch::insert_moments(&conn, &tenant.0.schema, moments, tenant.0.id.as_str()).await
     }
 
     async fn get_moment(&self, tenant: &PgTenant, id: MomentId) -> Result<Moment> {

@@ -12,6 +12,9 @@
 use super::tenant::{SchemaName, quote_identifier};
 use crate::model::Metric;
 
+mod batch;
+pub(crate) use batch::*;
+
 /// The tenant each transaction runs as; read by every row-level security policy.
 pub(crate) const SET_TENANT: &str = "SELECT set_config('app.current_tenant', $1, true)";
 /// Begins an auto-commit operation: one short transaction.

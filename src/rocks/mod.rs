@@ -486,6 +486,10 @@ impl Provider for RocksProvider {
         tenant.write(|ops| ops.insert_entity(entity))
     }
 
+    async fn insert_entities(&self, tenant: &Self::Tenant, entities: &[Entity]) -> Result<()> {
+        tenant.write(|ops| ops.insert_entities(entities))
+    }
+
     async fn get_entity(&self, tenant: &Self::Tenant, id: EntityId) -> Result<Entity> {
         View::Db(tenant).entity(id)
     }
@@ -500,6 +504,10 @@ impl Provider for RocksProvider {
 
     async fn insert_edge(&self, tenant: &Self::Tenant, edge: &Edge) -> Result<()> {
         tenant.write(|ops| ops.insert_edge(edge))
+    }
+
+    async fn insert_edges(&self, tenant: &Self::Tenant, edges: &[Edge]) -> Result<()> {
+        tenant.write(|ops| ops.insert_edges(edges))
     }
 
     async fn get_edge(&self, tenant: &Self::Tenant, id: EdgeId) -> Result<Edge> {
@@ -522,6 +530,10 @@ impl Provider for RocksProvider {
 
     async fn insert_moment(&self, tenant: &Self::Tenant, moment: &Moment) -> Result<()> {
         tenant.write(|ops| ops.insert_moment(moment))
+    }
+
+    async fn insert_moments(&self, tenant: &Self::Tenant, moments: &[Moment]) -> Result<()> {
+        tenant.write(|ops| ops.insert_moments(moments))
     }
 
     async fn get_moment(&self, tenant: &Self::Tenant, id: MomentId) -> Result<Moment> {

@@ -536,6 +536,12 @@ impl<'a> Ops<'a> {
         self.put_names(entity)
     }
 
+    /// Inserts entities in this transaction: each checked absent (a repeated id finds the
+    /// copy written earlier in the batch), stored, and its name words indexed.
+    pub(crate) fn insert_entities(&self, entities: &[Entity]) -> Result<()> {
+        entities.iter().try_for_each(|entity| self.insert_entity(entity))
+    }
+
     pub(crate) fn update_entity(&self, entity: &Entity) -> Result<Entity> {
         let key = entity.id.as_bytes();
         let old = codec::decode_entity(entity.id, &self.existing(CF_ENTITIES, "entity", key)?)?;
@@ -588,6 +594,12 @@ impl<'a> Ops<'a> {
             let bytes = self.existing_raw(CF_ENTITIES, "entity", end.as_bytes())?.to_vec();
             self.put_raw(CF_ENTITIES, end.as_bytes(), &bytes)?;
         }
+        self.put_edge(edge)
+    }
+
+    /// Writes an edge and its adjacency keys at both ends; the caller checked the id is free
+    /// and the endpoints exist.
+    fn put_edge(&self, edge: &Edge) -> Result<()> {
         self.put(CF_EDGES, edge.id.as_bytes(), &codec::encode_edge(edge))?;
         let relation = self.tenant.relation_key(&edge.relation);
         self.put_raw(
@@ -600,6 +612,24 @@ impl<'a> Ops<'a> {
             &keys::adjacency(edge.to, Side::In, &relation, edge.from, edge.id),
             &[],
         )
+    }
+
+    /// Inserts edges in this transaction, each as [`Ops::insert_edge`] (both adjacency keys,
+    /// its endpoints checked and rewritten so a concurrent delete of one conflicts), except
+    /// that an endpoint shared by several edges of the batch is read and rewritten once.
+    pub(crate) fn insert_edges(&self, edges: &[Edge]) -> Result<()> {
+        let mut locked = std::collections::HashSet::with_capacity(2 * edges.len());
+        for edge in edges {
+            self.absent(CF_EDGES, "edge", edge.id.as_bytes())?;
+            for end in [edge.from, edge.to] {
+                if locked.insert(end) {
+                    let bytes = self.existing_raw(CF_ENTITIES, "entity", end.as_bytes())?.to_vec();
+                    self.put_raw(CF_ENTITIES, end.as_bytes(), &bytes)?;
+                }
+            }
+            self.put_edge(edge)?;
+        }
+        Ok(())
     }
 
     pub(crate) fn delete_edge(&self, id: EdgeId) -> Result<()> {
@@ -621,6 +651,12 @@ impl<'a> Ops<'a> {
     pub(crate) fn insert_moment(&self, moment: &Moment) -> Result<()> {
         self.absent(CF_MOMENTS, "moment", moment.id.as_bytes())?;
         self.put_moment(moment)
+    }
+
+    /// Inserts moments in this transaction: each checked absent, stored with its time index
+    /// entry, the tenant's moment span widened to cover it.
+    pub(crate) fn insert_moments(&self, moments: &[Moment]) -> Result<()> {
+        moments.iter().try_for_each(|moment| self.insert_moment(moment))
     }
 
     pub(crate) fn update_moment(&self, moment: &Moment) -> Result<Moment> {

@@ -51,6 +51,7 @@ use crate::{
     ResourceId, Result, SearchQuery, TenantConfig, TenantHandle, TenantId, TimeRange, Timestamp,
 };
 
+mod batches;
 mod graph;
 mod moments;
 mod records;
@@ -58,6 +59,7 @@ mod search;
 mod tenants;
 mod transactions;
 
+pub use batches::*;
 pub use graph::*;
 pub use moments::*;
 pub use records::*;
@@ -148,6 +150,11 @@ macro_rules! conformance_suite {
             release_memory_keeps_every_write_and_handle,
             scan_pages_through_every_record,
             oversized_fields_are_rejected,
+            batch_records_are_readable_on_return,
+            batch_with_one_bad_record_writes_nothing,
+            batch_edges_are_visible_from_both_ends_and_traversable,
+            batch_moments_are_found_by_time_range,
+            empty_batches_succeed_and_write_nothing,
         );
     };
     (@cases $harness:ty; $($case:ident),* $(,)?) => {

@@ -295,36 +295,18 @@ pub(crate) async fn put<P: Provider>(
             };
             stored.into_iter().map(Record::Resource).collect()
         }
-        // Entities, edges and moments of one array are written in one transaction.
+        // An array of entities, edges or moments is one batch call: one atomic write.
         Kind::Entity => {
             let new: Vec<NewEntity> = parse_all(kind, many, values)?;
-            let mut txn = handle.begin().await?;
-            let mut stored = Vec::with_capacity(new.len());
-            for new in new {
-                stored.push(Record::Entity(txn.create_entity(new).await?));
-            }
-            txn.commit().await?;
-            stored
+            handle.batch_create_entities(new).await?.into_iter().map(Record::Entity).collect()
         }
         Kind::Edge => {
             let new: Vec<NewEdge> = parse_all(kind, many, values)?;
-            let mut txn = handle.begin().await?;
-            let mut stored = Vec::with_capacity(new.len());
-            for new in new {
-                stored.push(Record::Edge(txn.create_edge(new).await?));
-            }
-            txn.commit().await?;
-            stored
+            handle.batch_create_edges(new).await?.into_iter().map(Record::Edge).collect()
         }
         Kind::Moment => {
             let new: Vec<NewMoment> = parse_all(kind, many, values)?;
-            let mut txn = handle.begin().await?;
-            let mut stored = Vec::with_capacity(new.len());
-            for new in new {
-                stored.push(Record::Moment(txn.create_moment(new).await?));
-            }
-            txn.commit().await?;
-            stored
+            handle.batch_create_moments(new).await?.into_iter().map(Record::Moment).collect()
         }
     };
     print_records(kind, &records, many, output)
