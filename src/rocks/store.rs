@@ -277,12 +277,11 @@ impl<'a> View<'a> {
                 .collect());
         };
         let keys: Vec<&[u8]> = ids.iter().map(|id| id.as_bytes().as_slice()).collect();
-        let found = tenant.db.batched_multi_get_cf_opt(
-            tenant.cf(CF_EMBEDDINGS)?,
-            &keys,
-            false,
-            &ReadOptions::default(),
-        );
+        let point = tenant.db.read_point();
+        let options = point.options();
+        let cf = tenant.cf(CF_EMBEDDINGS)?;
+        let found =
+            for_both!(&tenant.db, db => db.batched_multi_get_cf_opt(cf, &keys, false, &options));
         Ok(keys
             .iter()
             .zip(found)

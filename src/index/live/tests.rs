@@ -191,6 +191,7 @@ fn a_compact_index_rescores_with_full_vectors_and_snapshots_its_precision() {
             crypto: None,
             discarded: Arc::new(AtomicBool::new(false)),
             lower_priority: false,
+            read_only: false,
         };
         let params = HnswParams::default();
         let index = VectorIndex::open(
