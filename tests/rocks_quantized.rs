@@ -5,11 +5,11 @@
 
 use percolate::bench::dataset::Dataset;
 use percolate::rocks::{IndexStats, MasterKey, RocksConfig, RocksProvider, VectorPrecision};
-use percolate::{
-    Filter, MemoryEngine, NewResource, Resource, ResourceId, SearchQuery, TenantConfig,
-    TenantHandle, TenantId,
-};
+use percolate::{Filter, MemoryEngine, ResourceId, SearchQuery, TenantConfig, TenantId};
 use serde_json::json;
+
+mod vectors;
+use vectors::{brute_force, cosine_distance, load};
 
 const DIMENSION: usize = 128;
 
@@ -19,49 +19,6 @@ fn engine(dir: &std::path::Path, precision: VectorPrecision) -> MemoryEngine<Roc
     config.vector_precision = precision;
     config.master_key = Some(MasterKey::from_bytes([0x3c; 32]));
     MemoryEngine::new(RocksProvider::open(config).expect("open store"))
-}
-
-fn cosine_distance(a: &[f32], b: &[f32]) -> f64 {
-    let dot = |x: &[f32], y: &[f32]| -> f64 {
-        x.iter().zip(y).map(|(p, q)| f64::from(*p) * f64::from(*q)).sum()
-    };
-    1.0 - dot(a, b) / (dot(a, a).sqrt() * dot(b, b).sqrt())
-}
-
-fn brute_force(
-    resources: &[Resource],
-    query: &[f32],
-    k: usize,
-    keep: impl Fn(&Resource) -> bool,
-) -> Vec<ResourceId> {
-    let mut scored: Vec<(f64, ResourceId)> = resources
-        .iter()
-        .filter(|r| keep(r))
-        .filter_map(|r| Some((cosine_distance(r.embedding.as_ref()?, query), r.id)))
-        .collect();
-    scored.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
-    scored.into_iter().take(k).map(|(_, id)| id).collect()
-}
-
-async fn load(
-    tenant: &TenantHandle<RocksProvider>,
-    data: &Dataset,
-) -> percolate::Result<Vec<Resource>> {
-    let mut created = Vec::new();
-    for chunk in (0..data.len()).collect::<Vec<_>>().chunks(500) {
-        let batch = chunk
-            .iter()
-            .map(|&i| {
-                NewResource::new(format!("r{i}"))
-                    .with_embedding(data.row(i).to_vec())
-                    .with_metadata(
-                        json!({"bucket": i % 100}).as_object().cloned().unwrap_or_default(),
-                    )
-            })
-            .collect();
-        created.extend(tenant.batch_create_resources(batch).await?);
-    }
-    Ok(created)
 }
 
 /// Loads the data into a fresh store of `precision`; returns the index's stats.

@@ -12,53 +12,15 @@ use percolate::{
 };
 use serde_json::json;
 
+mod vectors;
+use vectors::{brute_force, load};
+
 const DIMENSION: usize = 32;
 
 fn engine(dir: &std::path::Path) -> MemoryEngine<RocksProvider> {
     let mut config = RocksConfig::new(dir);
     config.exact_search_below = 0;
     MemoryEngine::new(RocksProvider::open(config).expect("open store"))
-}
-
-fn brute_force(
-    resources: &[Resource],
-    query: &[f32],
-    k: usize,
-    keep: impl Fn(&Resource) -> bool,
-) -> Vec<ResourceId> {
-    let norm = |v: &[f32]| v.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
-    let mut scored: Vec<(f64, ResourceId)> = resources
-        .iter()
-        .filter(|r| keep(r))
-        .filter_map(|r| {
-            let e = r.embedding.as_ref()?;
-            let dot: f64 = e.iter().zip(query).map(|(a, b)| f64::from(*a) * f64::from(*b)).sum();
-            Some((1.0 - dot / (norm(e) * norm(query)), r.id))
-        })
-        .collect();
-    scored.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
-    scored.into_iter().take(k).map(|(_, id)| id).collect()
-}
-
-async fn load(
-    tenant: &TenantHandle<RocksProvider>,
-    data: &Dataset,
-) -> percolate::Result<Vec<Resource>> {
-    let mut created = Vec::new();
-    for chunk in (0..data.len()).collect::<Vec<_>>().chunks(500) {
-        let batch = chunk
-            .iter()
-            .map(|&i| {
-                NewResource::new(format!("r{i}"))
-                    .with_embedding(data.row(i).to_vec())
-                    .with_metadata(
-                        json!({"bucket": i % 100}).as_object().cloned().unwrap_or_default(),
-                    )
-            })
-            .collect();
-        created.extend(tenant.batch_create_resources(batch).await?);
-    }
-    Ok(created)
 }
 
 fn search_ids(hits: Vec<percolate::ScoredResource>) -> Vec<ResourceId> {

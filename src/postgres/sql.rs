@@ -558,16 +558,19 @@ pub(crate) fn delete_entity(schema: &SchemaName) -> String {
     format!("DELETE FROM {schema}.entities WHERE id = $1")
 }
 
+/// Whether entity `e`'s name words cover every word of `$2` by prefix.
+const NAME_WORDS_COVER: &str = "NOT EXISTS (
+               SELECT 1 FROM unnest($2::text[]) AS q(word)
+               WHERE NOT EXISTS (
+                   SELECT 1 FROM unnest(e.words) AS w(word) WHERE starts_with(w.word, q.word)))";
+
 /// Entities whose name words cover every word of `$2` by prefix, optionally of kind `$1`,
 /// ordered by name bytes then id, at most `$3`.
 pub(crate) fn search_entities(schema: &SchemaName) -> String {
     format!(
         "SELECT {ENTITY_COLUMNS} FROM {schema}.entities e
          WHERE ($1::text IS NULL OR e.kind = $1)
-           AND NOT EXISTS (
-               SELECT 1 FROM unnest($2::text[]) AS q(word)
-               WHERE NOT EXISTS (
-                   SELECT 1 FROM unnest(e.words) AS w(word) WHERE starts_with(w.word, q.word)))
+           AND {NAME_WORDS_COVER}
          ORDER BY e.name COLLATE \"C\", e.id
          LIMIT $3"
     )
@@ -581,10 +584,7 @@ pub(crate) fn search_entities_after(schema: &SchemaName) -> String {
         "SELECT {ENTITY_COLUMNS} FROM {schema}.entities e
          WHERE ($1::text IS NULL OR e.kind = $1)
            AND (e.name COLLATE \"C\", e.id) > ($4::text COLLATE \"C\", $5::uuid)
-           AND NOT EXISTS (
-               SELECT 1 FROM unnest($2::text[]) AS q(word)
-               WHERE NOT EXISTS (
-                   SELECT 1 FROM unnest(e.words) AS w(word) WHERE starts_with(w.word, q.word)))
+           AND {NAME_WORDS_COVER}
          ORDER BY e.name COLLATE \"C\", e.id
          LIMIT $3"
     )

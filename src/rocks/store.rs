@@ -105,12 +105,7 @@ impl<'a> View<'a> {
         cf: &'static str,
         key: &[u8],
     ) -> Result<Option<DBPinnableSlice<'a>>> {
-        let handle = self.tenant().cf(cf)?;
-        match self {
-            View::Db(tenant) => tenant.db.get_pinned_cf(handle, key),
-            View::Txn(_, txn) => txn.get_pinned_cf_opt(handle, key, &at_snapshot(txn)),
-        }
-        .map_err(map_rocks_error)
+        self.read_raw(cf, key, false)
     }
 
     /// Whether `key` exists, without opening its value.
@@ -125,12 +120,24 @@ impl<'a> View<'a> {
         cf: &'static str,
         key: &[u8],
     ) -> Result<Option<DBPinnableSlice<'a>>> {
+        self.read_raw(cf, key, true)
+    }
+
+    /// A key as stored, at the transaction's snapshot in a transaction; `for_update` makes
+    /// the transaction's commit fail if someone else changes the key meanwhile.
+    fn read_raw(
+        &self,
+        cf: &'static str,
+        key: &[u8],
+        for_update: bool,
+    ) -> Result<Option<DBPinnableSlice<'a>>> {
         let handle = self.tenant().cf(cf)?;
         match self {
             View::Db(tenant) => tenant.db.get_pinned_cf(handle, key),
-            View::Txn(_, txn) => {
+            View::Txn(_, txn) if for_update => {
                 txn.get_pinned_for_update_cf_opt(handle, key, true, &at_snapshot(txn))
             }
+            View::Txn(_, txn) => txn.get_pinned_cf_opt(handle, key, &at_snapshot(txn)),
         }
         .map_err(map_rocks_error)
     }

@@ -21,6 +21,18 @@ use percolate::{Error, MemoryEngine, Result};
 
 use super::{BenchArgs, bad, default_dataset, progress_bar};
 
+/// What every provider's part of a run reads: the settings, the arguments, the data and the
+/// sizes it was prepared for, the dataset it came from and the scale sizes asked for.
+#[derive(Clone, Copy)]
+struct Run<'a> {
+    settings: &'a Settings,
+    args: &'a BenchArgs,
+    data: &'a BenchData,
+    sizes: &'a Sizes,
+    source: Option<&'a (String, Dataset)>,
+    scale: Option<&'a [usize]>,
+}
+
 /// Runs the bench; `Ok(false)` when the baseline comparison found a regression.
 pub(super) async fn run(config: Option<&Path>, args: BenchArgs) -> Result<bool> {
     #[cfg(feature = "rocksdb")]
@@ -76,32 +88,20 @@ pub(super) async fn run(config: Option<&Path>, args: BenchArgs) -> Result<bool> 
         println!("{}", notes[1]);
     }
 
+    let run = Run {
+        settings: &settings,
+        args: &args,
+        data: &data,
+        sizes: &sizes,
+        source: source.as_ref(),
+        scale: scale.as_deref(),
+    };
     let mut rows = Vec::new();
     if run_rocks {
-        rocks(
-            &settings,
-            &args,
-            &data,
-            &sizes,
-            source.as_ref(),
-            scale.as_deref(),
-            &mut rows,
-            &mut notes,
-        )
-        .await?;
+        rocks(run, &mut rows, &mut notes).await?;
     }
     if run_postgres {
-        postgres(
-            &settings,
-            &args,
-            &data,
-            &sizes,
-            source.as_ref(),
-            scale.as_deref(),
-            &mut rows,
-            &mut notes,
-        )
-        .await?;
+        postgres(run, &mut rows, &mut notes).await?;
     }
 
     if let Some(load) = load_average() {
@@ -319,16 +319,8 @@ async fn bench_provider<P: BenchProvider>(
 
 #[cfg(feature = "rocksdb")]
 #[allow(clippy::too_many_arguments)]
-async fn rocks(
-    settings: &Settings,
-    args: &BenchArgs,
-    data: &BenchData,
-    sizes: &Sizes,
-    source: Option<&(String, Dataset)>,
-    scale: Option<&[usize]>,
-    rows: &mut Vec<Row>,
-    notes: &mut Vec<String>,
-) -> Result<()> {
+async fn rocks(run: Run<'_>, rows: &mut Vec<Row>, notes: &mut Vec<String>) -> Result<()> {
+    let Run { settings, args, data, sizes, source, scale } = run;
     let temp;
     let root: PathBuf = match &args.dir {
         Some(dir) => dir.clone(),
@@ -354,16 +346,7 @@ async fn rocks(
 
 #[cfg(not(feature = "rocksdb"))]
 #[allow(clippy::too_many_arguments)]
-async fn rocks(
-    _: &Settings,
-    _: &BenchArgs,
-    _: &BenchData,
-    _: &Sizes,
-    _: Option<&(String, Dataset)>,
-    _: Option<&[usize]>,
-    _: &mut Vec<Row>,
-    notes: &mut Vec<String>,
-) -> Result<()> {
+async fn rocks(_: Run<'_>, _: &mut Vec<Row>, notes: &mut Vec<String>) -> Result<()> {
     let text = "rocksdb: not compiled into this build (Cargo feature rocksdb): skipped".to_owned();
     println!("{text}");
     notes.push(text);
@@ -372,16 +355,8 @@ async fn rocks(
 
 #[cfg(feature = "postgres")]
 #[allow(clippy::too_many_arguments)]
-async fn postgres(
-    settings: &Settings,
-    args: &BenchArgs,
-    data: &BenchData,
-    sizes: &Sizes,
-    source: Option<&(String, Dataset)>,
-    scale: Option<&[usize]>,
-    rows: &mut Vec<Row>,
-    notes: &mut Vec<String>,
-) -> Result<()> {
+async fn postgres(run: Run<'_>, rows: &mut Vec<Row>, notes: &mut Vec<String>) -> Result<()> {
+    let Run { settings, args, data, sizes, source, scale } = run;
     let mut config = settings.pg_config()?;
     if let Some(ef) = args.ef_search {
         config = config.with_ef_search(ef);
@@ -392,16 +367,7 @@ async fn postgres(
 
 #[cfg(not(feature = "postgres"))]
 #[allow(clippy::too_many_arguments)]
-async fn postgres(
-    _: &Settings,
-    _: &BenchArgs,
-    _: &BenchData,
-    _: &Sizes,
-    _: Option<&(String, Dataset)>,
-    _: Option<&[usize]>,
-    _: &mut Vec<Row>,
-    notes: &mut Vec<String>,
-) -> Result<()> {
+async fn postgres(_: Run<'_>, _: &mut Vec<Row>, notes: &mut Vec<String>) -> Result<()> {
     let text = "postgres: PERCOLATE_POSTGRES_URL is set but this build lacks the Cargo feature \
                 postgres (cargo run --release --features postgres -- bench): skipped"
         .to_owned();

@@ -83,6 +83,9 @@ impl VectorIndex {
             }
             _ => None,
         };
+        // Whether to score the whole graph exactly: a small graph, or a walk that fell short
+        // (a planned candidate list is never combined with a scan).
+        let mut scan = exact_graph;
         if let Some(candidates) = planned {
             for point in candidates {
                 let info = &state.points[point as usize];
@@ -97,22 +100,15 @@ impl VectorIndex {
             });
             // Fewer than k from the walk while more are live (a selective filter, or points the
             // walk cannot reach): scan exactly, so k results come back whenever k match.
-            let enough = found.len() >= k.min(state.graph.len() - state.graph.deleted_count());
-            if enough {
+            scan = found.len() < k.min(state.graph.len() - state.graph.deleted_count());
+            if !scan {
                 for scored in found {
                     let id = state.points[scored.point as usize].id;
                     offer(&mut best, scored.distance, id, false);
                 }
-            } else {
-                state.exact_graph(
-                    &prepared,
-                    |i| current(&i.id) && matches(&i.metadata),
-                    |d, id| {
-                        offer(&mut best, d, id, false);
-                    },
-                );
             }
-        } else {
+        }
+        if scan {
             state.exact_graph(
                 &prepared,
                 |i| current(&i.id) && matches(&i.metadata),
