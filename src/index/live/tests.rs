@@ -11,6 +11,29 @@ fn vector(seed: u64) -> Vec<f32> {
     crate::index::test_vector(16, seed)
 }
 
+/// An index of `n` 16-d points (point `i` is `vector(i)`, without metadata), every one in the
+/// graph, and their ids in order.
+fn indexed(
+    metric: Metric,
+    precision: VectorPrecision,
+    n: u64,
+) -> (Arc<VectorIndex>, Vec<ResourceId>) {
+    let index = VectorIndex::new(16, metric, HnswParams::default(), precision, 0, None);
+    let ids: Vec<ResourceId> = (0..n).map(|_| ResourceId::new()).collect();
+    index.apply(
+        ids.iter()
+            .zip(0..)
+            .map(|(id, i)| VectorChange::Upsert {
+                id: *id,
+                vector: vector(i),
+                metadata: Arc::default(),
+            })
+            .collect(),
+    );
+    index.wait_indexed();
+    (index, ids)
+}
+
 #[test]
 fn changes_waiting_in_the_inbox_supersede_the_graph() {
     let index =
@@ -61,20 +84,7 @@ fn changes_waiting_in_the_inbox_supersede_the_graph() {
 
 #[test]
 fn compaction_keeps_every_live_point_findable() {
-    let index =
-        VectorIndex::new(16, Metric::Cosine, HnswParams::default(), VectorPrecision::F32, 0, None);
-    let ids: Vec<ResourceId> = (0..2000).map(|_| ResourceId::new()).collect();
-    index.apply(
-        ids.iter()
-            .enumerate()
-            .map(|(i, id)| VectorChange::Upsert {
-                id: *id,
-                vector: vector(i as u64),
-                metadata: Arc::default(),
-            })
-            .collect(),
-    );
-    index.wait_indexed();
+    let (index, ids) = indexed(Metric::Cosine, VectorPrecision::F32, 2000);
     index.apply(ids.iter().step_by(2).map(|id| VectorChange::Remove { id: *id }).collect());
     index.wait_indexed();
     let (graph, pending, tombstones) = index.stats();
@@ -254,20 +264,7 @@ fn a_compact_index_rescores_with_full_vectors_and_snapshots_its_precision() {
 /// distances; small tenants, below the quantizer's training size, stay exact.
 #[test]
 fn a_small_int8_index_is_exact_and_missing_full_vectors_do_not_fail_a_search() {
-    let index =
-        VectorIndex::new(16, Metric::L2, HnswParams::default(), VectorPrecision::Int8, 0, None);
-    let ids: Vec<ResourceId> = (0..500).map(|_| ResourceId::new()).collect();
-    index.apply(
-        ids.iter()
-            .enumerate()
-            .map(|(i, id)| VectorChange::Upsert {
-                id: *id,
-                vector: vector(i as u64),
-                metadata: Arc::default(),
-            })
-            .collect(),
-    );
-    index.wait_indexed();
+    let (index, ids) = indexed(Metric::L2, VectorPrecision::Int8, 500);
     assert!(!index.state.read().graph.is_compact(), "trained below TRAIN_POINTS");
     let hits = index.search(&vector(42), 1, None, None, &no_full);
     assert_eq!(hits[0].id, ids[42]);
