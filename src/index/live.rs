@@ -352,8 +352,8 @@ impl VectorIndex {
 
     /// Brings the index to exactly `stored` (every stored embedding, as [`Self::open`] takes
     /// them) by the changes that differ from what it holds: an embedding or metadata that is
-    /// new or changed is upserted, a resource no longer stored is removed. For a reader that
-    /// follows another process's commits, which reach it through the store alone.
+    /// new or changed is upserted, a resource absent from `stored` is removed. Used by a reader,
+    /// which sees another process's commits only through the store.
     pub(crate) fn reconcile(self: &Arc<Self>, stored: Vec<Stored>) {
         let mut changes = Vec::new();
         {

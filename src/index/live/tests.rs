@@ -60,7 +60,7 @@ fn changes_waiting_in_the_inbox_supersede_the_graph() {
     // Stats count the inbox as a drain would apply it: three graph points superseded,
     // two of them pending again.
     assert_eq!(index.stats(), (300, 2, 3));
-    // ids[0] has a new vector: searching by the old one no longer finds it, by the new one does.
+    // ids[0] has a new vector: a search by its old vector does not find it, one by the new does.
     assert!(index.search(&vector(0), 5, None, None, &no_full).iter().all(|h| h.id != ids[0]));
     assert_eq!(index.search(&vector(1000), 1, None, None, &no_full)[0].id, ids[0]);
     // ids[1] is gone, under every search path.
