@@ -219,10 +219,8 @@ impl TenantCache {
     /// Catches every open tenant up with the writer (see [`TenantDb::catch_up`]); returns how
     /// many found new writes.
     pub(crate) fn catch_up(&self) -> Result<usize> {
-        let open: Vec<Arc<TenantDb>> =
-            self.open.lock().entries.values().map(|entry| Arc::clone(&entry.db)).collect();
         let mut moved = 0;
-        for tenant in open {
+        for tenant in self.open_now() {
             moved += usize::from(tenant.catch_up()?);
         }
         Ok(moved)
