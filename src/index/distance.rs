@@ -10,6 +10,9 @@
 //! - elsewhere: the portable loop below, written with eight independent accumulators so the
 //!   compiler can vectorise it. It is also the reference the SIMD kernels are tested against.
 //!
+//! Each architecture writes its loop once, in a macro; `dot` and `squared_l2` differ only in
+//! the step that folds one lane group into an accumulator and in the scalar tail's term.
+//!
 //! Apart from libc's priority call in `live.rs`, this is the module of percolate that uses
 //! `unsafe`. Every block is either a load that stays inside the slices (`chunks_exact` gives
 //! 16-element chunks; the tail of fewer than 16 is summed safely), a call to a
@@ -30,50 +33,43 @@ fn has_avx2_fma() -> bool {
     })
 }
 
-/// `a · b` over the common length.
-#[inline]
-pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let n = a.len().min(b.len());
-    let (a, b) = (&a[..n], &b[..n]);
-    #[cfg(target_arch = "x86_64")]
-    if has_avx2_fma() {
-        // SAFETY: the CPU supports AVX2 and FMA (checked above); `dot_avx2` reads only
-        // within `a` and `b`, which have equal lengths.
-        return unsafe { x86::dot_avx2(a, b) };
-    }
-    #[cfg(target_arch = "aarch64")]
-    // SAFETY: NEON is enabled on every aarch64 target (asserted at compile time in `neon`);
-    // `neon::dot` reads only within `a` and `b`, which have equal lengths.
-    unsafe {
-        neon::dot(a, b)
-    }
-    #[cfg(not(target_arch = "aarch64"))]
-    {
-        dot_portable(a, b)
-    }
+/// A public kernel: slices both inputs to their common length, then runs the AVX2+FMA kernel
+/// `x86::$name` where the CPU has it, `neon::$name` on aarch64, else `portable::$name`.
+macro_rules! dispatch {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[inline]
+        pub(crate) fn $name(a: &[f32], b: &[f32]) -> f32 {
+            let n = a.len().min(b.len());
+            let (a, b) = (&a[..n], &b[..n]);
+            #[cfg(target_arch = "x86_64")]
+            if has_avx2_fma() {
+                // SAFETY: the CPU supports AVX2 and FMA (checked above); the kernel reads only
+                // within `a` and `b`, which have equal lengths.
+                return unsafe { x86::$name(a, b) };
+            }
+            #[cfg(target_arch = "aarch64")]
+            // SAFETY: NEON is enabled on every aarch64 target (asserted at compile time in
+            // `neon`); the kernel reads only within `a` and `b`, which have equal lengths.
+            unsafe {
+                neon::$name(a, b)
+            }
+            #[cfg(not(target_arch = "aarch64"))]
+            {
+                portable::$name(a, b)
+            }
+        }
+    };
 }
 
-/// `|a - b|²` over the common length.
-#[inline]
-pub(crate) fn squared_l2(a: &[f32], b: &[f32]) -> f32 {
-    let n = a.len().min(b.len());
-    let (a, b) = (&a[..n], &b[..n]);
-    #[cfg(target_arch = "x86_64")]
-    if has_avx2_fma() {
-        // SAFETY: as in `dot`.
-        return unsafe { x86::squared_l2_avx2(a, b) };
-    }
-    #[cfg(target_arch = "aarch64")]
-    // SAFETY: NEON is enabled on every aarch64 target (asserted at compile time in `neon`);
-    // `neon::squared_l2` reads only within `a` and `b`, which have equal lengths.
-    unsafe {
-        neon::squared_l2(a, b)
-    }
-    #[cfg(not(target_arch = "aarch64"))]
-    {
-        squared_l2_portable(a, b)
-    }
-}
+dispatch!(
+    /// `a · b` over the common length.
+    dot
+);
+dispatch!(
+    /// `|a - b|²` over the common length.
+    squared_l2
+);
 
 /// Hints the CPU to start loading the first two cache lines of `data` (a vector, or a row of
 /// links) into cache; the hardware prefetcher follows the rest of a sequential read. A hint
@@ -113,34 +109,35 @@ pub(crate) fn prefetch<T>(data: &[T]) {
     let _ = start;
 }
 
-// The kernel on targets without SIMD code here, and the reference the SIMD kernels are tested
+// The kernels on targets without SIMD code here, and the reference the SIMD kernels are tested
 // against everywhere.
 #[cfg(any(test, not(target_arch = "aarch64")))]
-fn dot_portable(a: &[f32], b: &[f32]) -> f32 {
-    let mut sums = [0.0f32; 8];
-    let (chunks_a, chunks_b) = (a.chunks_exact(8), b.chunks_exact(8));
-    let tail: f32 = chunks_a.remainder().iter().zip(chunks_b.remainder()).map(|(x, y)| x * y).sum();
-    for (x, y) in chunks_a.zip(chunks_b) {
-        for i in 0..8 {
-            sums[i] += x[i] * y[i];
-        }
+mod portable {
+    /// A kernel over eight independent accumulators: `$term` is one lane's contribution.
+    macro_rules! kernel {
+        ($name:ident, |$x:ident, $y:ident| $term:expr) => {
+            pub(super) fn $name(a: &[f32], b: &[f32]) -> f32 {
+                let mut sums = [0.0f32; 8];
+                let (chunks_a, chunks_b) = (a.chunks_exact(8), b.chunks_exact(8));
+                let tail: f32 = chunks_a
+                    .remainder()
+                    .iter()
+                    .zip(chunks_b.remainder())
+                    .map(|(&$x, &$y)| $term)
+                    .sum();
+                for (x, y) in chunks_a.zip(chunks_b) {
+                    for i in 0..8 {
+                        let ($x, $y) = (x[i], y[i]);
+                        sums[i] += $term;
+                    }
+                }
+                sums.iter().sum::<f32>() + tail
+            }
+        };
     }
-    sums.iter().sum::<f32>() + tail
-}
 
-#[cfg(any(test, not(target_arch = "aarch64")))]
-fn squared_l2_portable(a: &[f32], b: &[f32]) -> f32 {
-    let mut sums = [0.0f32; 8];
-    let (chunks_a, chunks_b) = (a.chunks_exact(8), b.chunks_exact(8));
-    let tail: f32 =
-        chunks_a.remainder().iter().zip(chunks_b.remainder()).map(|(x, y)| (x - y) * (x - y)).sum();
-    for (x, y) in chunks_a.zip(chunks_b) {
-        for i in 0..8 {
-            let d = x[i] - y[i];
-            sums[i] += d * d;
-        }
-    }
-    sums.iter().sum::<f32>() + tail
+    kernel!(dot, |x, y| x * y);
+    kernel!(squared_l2, |x, y| (x - y) * (x - y));
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -159,53 +156,56 @@ mod x86 {
         _mm_cvtss_f32(_mm_add_ss(sums, high64))
     }
 
-    /// # Safety
-    /// The CPU must support AVX2 and FMA, and `a.len() == b.len()`.
-    #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn dot_avx2(a: &[f32], b: &[f32]) -> f32 {
-        let mut acc0 = _mm256_setzero_ps();
-        let mut acc1 = _mm256_setzero_ps();
-        let (pairs_a, pairs_b) = (a.chunks_exact(16), b.chunks_exact(16));
-        let (rest_a, rest_b) = (pairs_a.remainder(), pairs_b.remainder());
-        for (x, y) in pairs_a.zip(pairs_b) {
-            // SAFETY: each chunk holds 16 f32; the loads read x[0..8], x[8..16].
-            unsafe {
-                acc0 =
-                    _mm256_fmadd_ps(_mm256_loadu_ps(x.as_ptr()), _mm256_loadu_ps(y.as_ptr()), acc0);
-                acc1 = _mm256_fmadd_ps(
-                    _mm256_loadu_ps(x.as_ptr().add(8)),
-                    _mm256_loadu_ps(y.as_ptr().add(8)),
-                    acc1,
-                );
+    /// A kernel over two 8-lane accumulators: `$step` folds one pair of 8-lane loads into
+    /// an accumulator, `$term` is one element's contribution to the scalar tail.
+    macro_rules! kernel {
+        (
+            $name:ident,
+            |$acc:ident, $x:ident, $y:ident| $step:expr,
+            |$tx:ident, $ty:ident| $term:expr
+        ) => {
+            /// # Safety
+            /// The CPU must support AVX2 and FMA, and `a.len() == b.len()`.
+            #[target_feature(enable = "avx2,fma")]
+            pub(super) unsafe fn $name(a: &[f32], b: &[f32]) -> f32 {
+                let (mut acc0, mut acc1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+                let (pairs_a, pairs_b) = (a.chunks_exact(16), b.chunks_exact(16));
+                let (rest_a, rest_b) = (pairs_a.remainder(), pairs_b.remainder());
+                for (x, y) in pairs_a.zip(pairs_b) {
+                    // SAFETY: each chunk holds 16 f32; the loads read x[0..8], x[8..16] and
+                    // the same of `y`.
+                    let (x0, y0, x1, y1) = unsafe {
+                        (
+                            _mm256_loadu_ps(x.as_ptr()),
+                            _mm256_loadu_ps(y.as_ptr()),
+                            _mm256_loadu_ps(x.as_ptr().add(8)),
+                            _mm256_loadu_ps(y.as_ptr().add(8)),
+                        )
+                    };
+                    acc0 = {
+                        let ($acc, $x, $y) = (acc0, x0, y0);
+                        $step
+                    };
+                    acc1 = {
+                        let ($acc, $x, $y) = (acc1, x1, y1);
+                        $step
+                    };
+                }
+                let tail: f32 = rest_a.iter().zip(rest_b).map(|(&$tx, &$ty)| $term).sum();
+                horizontal_sum(_mm256_add_ps(acc0, acc1)) + tail
             }
-        }
-        let tail: f32 = rest_a.iter().zip(rest_b).map(|(x, y)| x * y).sum();
-        horizontal_sum(_mm256_add_ps(acc0, acc1)) + tail
+        };
     }
 
-    /// # Safety
-    /// The CPU must support AVX2 and FMA, and `a.len() == b.len()`.
-    #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn squared_l2_avx2(a: &[f32], b: &[f32]) -> f32 {
-        let mut acc0 = _mm256_setzero_ps();
-        let mut acc1 = _mm256_setzero_ps();
-        let (pairs_a, pairs_b) = (a.chunks_exact(16), b.chunks_exact(16));
-        let (rest_a, rest_b) = (pairs_a.remainder(), pairs_b.remainder());
-        for (x, y) in pairs_a.zip(pairs_b) {
-            // SAFETY: each chunk holds 16 f32; the loads read x[0..8], x[8..16].
-            unsafe {
-                let d0 = _mm256_sub_ps(_mm256_loadu_ps(x.as_ptr()), _mm256_loadu_ps(y.as_ptr()));
-                let d1 = _mm256_sub_ps(
-                    _mm256_loadu_ps(x.as_ptr().add(8)),
-                    _mm256_loadu_ps(y.as_ptr().add(8)),
-                );
-                acc0 = _mm256_fmadd_ps(d0, d0, acc0);
-                acc1 = _mm256_fmadd_ps(d1, d1, acc1);
-            }
-        }
-        let tail: f32 = rest_a.iter().zip(rest_b).map(|(x, y)| (x - y) * (x - y)).sum();
-        horizontal_sum(_mm256_add_ps(acc0, acc1)) + tail
-    }
+    kernel!(dot, |acc, x, y| _mm256_fmadd_ps(x, y, acc), |x, y| x * y);
+    kernel!(
+        squared_l2,
+        |acc, x, y| {
+            let d = _mm256_sub_ps(x, y);
+            _mm256_fmadd_ps(d, d, acc)
+        },
+        |x, y| (x - y) * (x - y)
+    );
 }
 
 #[cfg(target_arch = "aarch64")]
@@ -220,49 +220,51 @@ mod neon {
     #[cfg(not(target_feature = "neon"))]
     compile_error!("percolate's aarch64 distance kernels need NEON, a baseline aarch64 feature");
 
-    /// `a · b`; `a.len() == b.len()` (the callers slice both to the common length).
-    #[inline]
-    #[target_feature(enable = "neon")]
-    pub(super) fn dot(a: &[f32], b: &[f32]) -> f32 {
-        let mut acc = [vdupq_n_f32(0.0); 4];
-        let (chunks_a, chunks_b) = (a.chunks_exact(16), b.chunks_exact(16));
-        let (rest_a, rest_b) = (chunks_a.remainder(), chunks_b.remainder());
-        for (x, y) in chunks_a.zip(chunks_b) {
-            for (lane, sum) in acc.iter_mut().enumerate() {
-                // SAFETY: each chunk holds 16 f32 and `lane < 4`, so the loads read
-                // x[4 * lane..4 * lane + 4] and the same of `y`, inside the chunks; VLD1 has
-                // no alignment requirement beyond the element's.
-                let (vx, vy) = unsafe {
-                    (vld1q_f32(x.as_ptr().add(4 * lane)), vld1q_f32(y.as_ptr().add(4 * lane)))
-                };
-                *sum = vfmaq_f32(*sum, vx, vy);
+    /// A kernel over four 4-lane accumulators: `$step` folds one pair of 4-lane loads into an
+    /// accumulator, `$term` is one element's contribution to the scalar tail. The kernel
+    /// expects `a.len() == b.len()` (the callers slice both to the common length).
+    macro_rules! kernel {
+        (
+            $name:ident,
+            |$acc:ident, $x:ident, $y:ident| $step:expr,
+            |$tx:ident, $ty:ident| $term:expr
+        ) => {
+            #[inline]
+            #[target_feature(enable = "neon")]
+            pub(super) fn $name(a: &[f32], b: &[f32]) -> f32 {
+                let mut acc = [vdupq_n_f32(0.0); 4];
+                let (chunks_a, chunks_b) = (a.chunks_exact(16), b.chunks_exact(16));
+                let (rest_a, rest_b) = (chunks_a.remainder(), chunks_b.remainder());
+                for (x, y) in chunks_a.zip(chunks_b) {
+                    for (lane, sum) in acc.iter_mut().enumerate() {
+                        // SAFETY: each chunk holds 16 f32 and `lane < 4`, so the loads read
+                        // x[4 * lane..4 * lane + 4] and the same of `y`, inside the chunks;
+                        // VLD1 has no alignment requirement beyond the element's.
+                        let ($x, $y) = unsafe {
+                            (
+                                vld1q_f32(x.as_ptr().add(4 * lane)),
+                                vld1q_f32(y.as_ptr().add(4 * lane)),
+                            )
+                        };
+                        let $acc = *sum;
+                        *sum = $step;
+                    }
+                }
+                let tail: f32 = rest_a.iter().zip(rest_b).map(|(&$tx, &$ty)| $term).sum();
+                vaddvq_f32(vaddq_f32(vaddq_f32(acc[0], acc[1]), vaddq_f32(acc[2], acc[3]))) + tail
             }
-        }
-        let tail: f32 = rest_a.iter().zip(rest_b).map(|(x, y)| x * y).sum();
-        vaddvq_f32(vaddq_f32(vaddq_f32(acc[0], acc[1]), vaddq_f32(acc[2], acc[3]))) + tail
+        };
     }
 
-    /// `|a - b|²`; `a.len() == b.len()` (the callers slice both to the common length).
-    #[inline]
-    #[target_feature(enable = "neon")]
-    pub(super) fn squared_l2(a: &[f32], b: &[f32]) -> f32 {
-        let mut acc = [vdupq_n_f32(0.0); 4];
-        let (chunks_a, chunks_b) = (a.chunks_exact(16), b.chunks_exact(16));
-        let (rest_a, rest_b) = (chunks_a.remainder(), chunks_b.remainder());
-        for (x, y) in chunks_a.zip(chunks_b) {
-            for (lane, sum) in acc.iter_mut().enumerate() {
-                // SAFETY: as in `dot`: the loads read x[4 * lane..4 * lane + 4] and the same of
-                // `y`, inside the 16-element chunks.
-                let (vx, vy) = unsafe {
-                    (vld1q_f32(x.as_ptr().add(4 * lane)), vld1q_f32(y.as_ptr().add(4 * lane)))
-                };
-                let d = vsubq_f32(vx, vy);
-                *sum = vfmaq_f32(*sum, d, d);
-            }
-        }
-        let tail: f32 = rest_a.iter().zip(rest_b).map(|(x, y)| (x - y) * (x - y)).sum();
-        vaddvq_f32(vaddq_f32(vaddq_f32(acc[0], acc[1]), vaddq_f32(acc[2], acc[3]))) + tail
-    }
+    kernel!(dot, |acc, x, y| vfmaq_f32(acc, x, y), |x, y| x * y);
+    kernel!(
+        squared_l2,
+        |acc, x, y| {
+            let d = vsubq_f32(x, y);
+            vfmaq_f32(acc, d, d)
+        },
+        |x, y| (x - y) * (x - y)
+    );
 }
 
 #[cfg(test)]
@@ -342,12 +344,12 @@ mod tests {
             let products = a.iter().zip(&b).map(|(&x, &y)| f64::from(x) * f64::from(y));
             let exact_dot: f64 = products.clone().sum();
             let dot_magnitude: f64 = products.map(f64::abs).sum();
-            check("dot", n, dot(&a, &b), dot_portable(&a, &b), exact_dot, dot_magnitude);
+            check("dot", n, dot(&a, &b), portable::dot(&a, &b), exact_dot, dot_magnitude);
 
             let exact_l2: f64 =
                 a.iter().zip(&b).map(|(&x, &y)| (f64::from(x) - f64::from(y)).powi(2)).sum();
             let l2 = squared_l2(&a, &b);
-            check("l2", n, l2, squared_l2_portable(&a, &b), exact_l2, exact_l2);
+            check("l2", n, l2, portable::squared_l2(&a, &b), exact_l2, exact_l2);
             assert!(l2 >= 0.0, "l2 n={n}: {l2} is negative");
         }
     }

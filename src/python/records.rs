@@ -18,8 +18,8 @@ use super::errors::invalid;
 use super::vectors;
 use crate::error::Error;
 use crate::model::{
-    Edge, EdgeId, Entity, EntityId, Metadata, Moment, MomentId, Reached, Record, Resource,
-    ResourceId, ScoredResource, Timestamp,
+    Edge, EdgeId, Entity, EntityId, Metadata, Moment, MomentId, NewEdge, NewEntity, NewMoment,
+    NewResource, Reached, Record, Resource, ResourceId, ScoredResource, Timestamp,
 };
 
 /// The deepest JSON nesting accepted from Python (the filter parser allows 32; metadata gets
@@ -292,6 +292,49 @@ impl Lazy<Option<Vec<f32>>> {
 
 // ---- record classes ------------------------------------------------------------------------
 
+/// The `#[pymethods]` of a record class: its `id`, its JSON field `$json` (read as a `dict`,
+/// set from one, checked when set), the timestamp getters in `stamps`, then `$extra`, the
+/// methods only that class has. pyo3 takes one `#[pymethods]` block per class (without its
+/// `multiple-pymethods` feature), so the getters every record has come from here.
+macro_rules! record_class_methods {
+    (
+        $class:ident,
+        json: $json:ident, $set_json:ident, $json_doc:literal,
+        stamps: [$($stamp:ident: $stamp_doc:literal),* $(,)?],
+        { $($extra:tt)* }
+    ) => {
+        #[pymethods]
+        impl $class {
+            /// Its id.
+            #[getter]
+            fn id(&self) -> String {
+                self.id.to_string()
+            }
+
+            #[doc = $json_doc]
+            #[getter]
+            fn $json(&mut self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+                self.$json.get(py)
+            }
+
+            #[setter]
+            fn $set_json(&mut self, value: Bound<'_, PyAny>) -> PyResult<()> {
+                self.$json.set(value, stringify!($json))
+            }
+
+            $(
+                #[doc = $stamp_doc]
+                #[getter]
+                fn $stamp<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+                    to_datetime(py, self.$stamp)
+                }
+            )*
+
+            $($extra)*
+        }
+    };
+}
+
 /// A piece of content an agent remembers, with metadata and an optional embedding.
 #[pyclass(name = "Resource", module = "percolate_core")]
 pub(crate) struct PyResource {
@@ -337,55 +380,34 @@ impl PyResource {
     }
 }
 
-#[pymethods]
-impl PyResource {
-    /// Its id.
-    #[getter]
-    fn id(&self) -> String {
-        self.id.to_string()
-    }
+record_class_methods!(
+    PyResource,
+    json: metadata, set_metadata,
+        "Arbitrary JSON fields, as a dict; vector search can filter on them.",
+    stamps: [
+        created_at: "When it was created (UTC).",
+        updated_at: "When it was last changed (UTC).",
+    ],
+    {
+        /// Its embedding as a float32 numpy array, or None.
+        #[getter]
+        fn embedding(&mut self, py: Python<'_>) -> Py<PyAny> {
+            self.embedding.get(py)
+        }
 
-    /// Arbitrary JSON fields, as a dict; vector search can filter on them.
-    #[getter]
-    fn metadata(&mut self, py: Python<'_>) -> PyResult<Py<PyAny>> {
-        self.metadata.get(py)
-    }
+        #[setter]
+        fn set_embedding(&mut self, value: Bound<'_, PyAny>) -> PyResult<()> {
+            // Checked now, so a bad value fails where it was set.
+            vectors::optional_vector(Some(&value))?;
+            self.embedding = Lazy::Python(value.unbind());
+            Ok(())
+        }
 
-    #[setter]
-    fn set_metadata(&mut self, value: Bound<'_, PyAny>) -> PyResult<()> {
-        self.metadata.set(value, "metadata")
+        fn __repr__(&self) -> String {
+            format!("Resource(id='{}', content={:?})", self.id, shorten(&self.content))
+        }
     }
-
-    /// Its embedding as a float32 numpy array, or None.
-    #[getter]
-    fn embedding(&mut self, py: Python<'_>) -> Py<PyAny> {
-        self.embedding.get(py)
-    }
-
-    #[setter]
-    fn set_embedding(&mut self, value: Bound<'_, PyAny>) -> PyResult<()> {
-        // Checked now, so a bad value fails where it was set.
-        vectors::optional_vector(Some(&value))?;
-        self.embedding = Lazy::Python(value.unbind());
-        Ok(())
-    }
-
-    /// When it was created (UTC).
-    #[getter]
-    fn created_at<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        to_datetime(py, self.created_at)
-    }
-
-    /// When it was last changed (UTC).
-    #[getter]
-    fn updated_at<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        to_datetime(py, self.updated_at)
-    }
-
-    fn __repr__(&self) -> String {
-        format!("Resource(id='{}', content={:?})", self.id, shorten(&self.content))
-    }
-}
+);
 
 /// A typed node of the memory graph.
 #[pyclass(name = "Entity", module = "percolate_core")]
@@ -429,41 +451,19 @@ impl PyEntity {
     }
 }
 
-#[pymethods]
-impl PyEntity {
-    /// Its id.
-    #[getter]
-    fn id(&self) -> String {
-        self.id.to_string()
+record_class_methods!(
+    PyEntity,
+    json: properties, set_properties, "Arbitrary JSON fields, as a dict.",
+    stamps: [
+        created_at: "When it was created (UTC).",
+        updated_at: "When it was last changed (UTC).",
+    ],
+    {
+        fn __repr__(&self) -> String {
+            format!("Entity(id='{}', name={:?}, kind={:?})", self.id, self.name, self.kind)
+        }
     }
-
-    /// Arbitrary JSON fields, as a dict.
-    #[getter]
-    fn properties(&mut self, py: Python<'_>) -> PyResult<Py<PyAny>> {
-        self.properties.get(py)
-    }
-
-    #[setter]
-    fn set_properties(&mut self, value: Bound<'_, PyAny>) -> PyResult<()> {
-        self.properties.set(value, "properties")
-    }
-
-    /// When it was created (UTC).
-    #[getter]
-    fn created_at<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        to_datetime(py, self.created_at)
-    }
-
-    /// When it was last changed (UTC).
-    #[getter]
-    fn updated_at<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        to_datetime(py, self.updated_at)
-    }
-
-    fn __repr__(&self) -> String {
-        format!("Entity(id='{}', name={:?}, kind={:?})", self.id, self.name, self.kind)
-    }
-}
+);
 
 /// A directed, typed edge between two entities of the same tenant.
 #[pyclass(name = "Edge", module = "percolate_core")]
@@ -578,68 +578,55 @@ impl PyMoment {
     }
 }
 
-#[pymethods]
-impl PyMoment {
-    /// Its id.
-    #[getter]
-    fn id(&self) -> String {
-        self.id.to_string()
-    }
+record_class_methods!(
+    PyMoment,
+    json: metadata, set_metadata, "Arbitrary JSON fields, as a dict.",
+    stamps: [],
+    {
+        /// When it started (UTC).
+        #[getter]
+        fn start<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+            to_datetime(py, self.start)
+        }
 
-    /// When it started (UTC).
-    #[getter]
-    fn start<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        to_datetime(py, self.start)
-    }
+        #[setter]
+        fn set_start(&mut self, value: Bound<'_, PyAny>) -> PyResult<()> {
+            self.start = timestamp_arg(&value, "start")?;
+            Ok(())
+        }
 
-    #[setter]
-    fn set_start(&mut self, value: Bound<'_, PyAny>) -> PyResult<()> {
-        self.start = timestamp_arg(&value, "start")?;
-        Ok(())
-    }
+        /// When it ended (UTC).
+        #[getter]
+        fn end<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+            to_datetime(py, self.end)
+        }
 
-    /// When it ended (UTC).
-    #[getter]
-    fn end<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        to_datetime(py, self.end)
-    }
+        #[setter]
+        fn set_end(&mut self, value: Bound<'_, PyAny>) -> PyResult<()> {
+            self.end = timestamp_arg(&value, "end")?;
+            Ok(())
+        }
 
-    #[setter]
-    fn set_end(&mut self, value: Bound<'_, PyAny>) -> PyResult<()> {
-        self.end = timestamp_arg(&value, "end")?;
-        Ok(())
-    }
+        /// The ids of the entities it involves.
+        #[getter]
+        fn entities(&self) -> Vec<String> {
+            self.entities.iter().map(ToString::to_string).collect()
+        }
 
-    /// The ids of the entities it involves.
-    #[getter]
-    fn entities(&self) -> Vec<String> {
-        self.entities.iter().map(ToString::to_string).collect()
-    }
+        #[setter]
+        fn set_entities(&mut self, value: Bound<'_, PyAny>) -> PyResult<()> {
+            self.entities = entity_ids(&value)?;
+            Ok(())
+        }
 
-    #[setter]
-    fn set_entities(&mut self, value: Bound<'_, PyAny>) -> PyResult<()> {
-        self.entities = entity_ids(&value)?;
-        Ok(())
+        fn __repr__(&self) -> String {
+            format!(
+                "Moment(id='{}', kind={:?}, start={}, end={})",
+                self.id, self.kind, self.start, self.end
+            )
+        }
     }
-
-    /// Arbitrary JSON fields, as a dict.
-    #[getter]
-    fn metadata(&mut self, py: Python<'_>) -> PyResult<Py<PyAny>> {
-        self.metadata.get(py)
-    }
-
-    #[setter]
-    fn set_metadata(&mut self, value: Bound<'_, PyAny>) -> PyResult<()> {
-        self.metadata.set(value, "metadata")
-    }
-
-    fn __repr__(&self) -> String {
-        format!(
-            "Moment(id='{}', kind={:?}, start={}, end={})",
-            self.id, self.kind, self.start, self.end
-        )
-    }
-}
+);
 
 /// Entity ids from an iterable of ids.
 pub(crate) fn entity_ids(value: &Bound<'_, PyAny>) -> PyResult<Vec<EntityId>> {
@@ -647,6 +634,73 @@ pub(crate) fn entity_ids(value: &Bound<'_, PyAny>) -> PyResult<Vec<EntityId>> {
         return Err(invalid("entities", "a str where a list of ids was expected"));
     }
     value.try_iter()?.map(|item| id_arg::<EntityId>(&item?)).collect()
+}
+
+// ---- new records from call arguments -------------------------------------------------------
+// The `create_*` methods of tenants and transactions take the same arguments; these build the
+// engine's new record from them, so both check them the same way.
+
+/// The resource `create_resource(content, embedding=, metadata=, uri=)` asks for.
+pub(crate) fn new_resource(
+    content: String,
+    embedding: Option<&Bound<'_, PyAny>>,
+    metadata: Option<&Bound<'_, PyAny>>,
+    uri: Option<String>,
+) -> PyResult<NewResource> {
+    Ok(NewResource {
+        uri,
+        content,
+        metadata: metadata_arg(metadata, "metadata")?,
+        embedding: vectors::optional_vector(embedding)?,
+    })
+}
+
+/// The entity `create_entity(name, kind, properties=)` asks for.
+pub(crate) fn new_entity(
+    name: String,
+    kind: String,
+    properties: Option<&Bound<'_, PyAny>>,
+) -> PyResult<NewEntity> {
+    Ok(NewEntity { name, kind, properties: metadata_arg(properties, "properties")? })
+}
+
+/// The edge `create_edge(from_id, to_id, relation, weight=, properties=)` asks for.
+pub(crate) fn new_edge(
+    from_id: &Bound<'_, PyAny>,
+    to_id: &Bound<'_, PyAny>,
+    relation: String,
+    weight: f32,
+    properties: Option<&Bound<'_, PyAny>>,
+) -> PyResult<NewEdge> {
+    Ok(NewEdge {
+        from: id_arg(from_id)?,
+        to: id_arg(to_id)?,
+        relation,
+        weight,
+        properties: metadata_arg(properties, "properties")?,
+    })
+}
+
+/// The moment `create_moment(start, end, kind, content=, entities=, metadata=)` asks for.
+pub(crate) fn new_moment(
+    start: &Bound<'_, PyAny>,
+    end: &Bound<'_, PyAny>,
+    kind: String,
+    content: String,
+    entities: Option<&Bound<'_, PyAny>>,
+    metadata: Option<&Bound<'_, PyAny>>,
+) -> PyResult<NewMoment> {
+    Ok(NewMoment {
+        start: timestamp_arg(start, "start")?,
+        end: timestamp_arg(end, "end")?,
+        kind,
+        content,
+        entities: match entities {
+            Some(value) if !value.is_none() => entity_ids(value)?.into_iter().collect(),
+            _ => Default::default(),
+        },
+        metadata: metadata_arg(metadata, "metadata")?,
+    })
 }
 
 /// A vector search hit: a resource and its distance to the query (smaller is nearer).

@@ -22,15 +22,14 @@ use serde_json::Value;
 use super::asyncio::EngineRuntime;
 use super::errors::{PercolateError, invalid};
 use super::records::{
-    Hits, Json, Nothing, PyEdge, PyEntity, PyMoment, PyReached, PyResource, Records, entity_ids,
-    id_arg, metadata_arg, optional_timestamp, py_to_json, timestamp_arg,
+    Hits, Json, Nothing, PyEdge, PyEntity, PyMoment, PyReached, PyResource, Records, id_arg,
+    metadata_arg, new_edge, new_entity, new_moment, new_resource, optional_timestamp, py_to_json,
 };
 use super::{AnyTenant, ProcessLocal, Session, dispatch, vectors};
 use crate::error::{Error, Result};
 use crate::model::{
-    Direction, EdgeId, EntityId, EntityQuery, Filter, MAX_DIMENSION, MAX_K, MomentId, NewEdge,
-    NewEntity, NewMoment, NewResource, RecordKind, ResourceId, ScoredResource, SearchQuery,
-    TimeRange, TraverseQuery,
+    Direction, EdgeId, EntityId, EntityQuery, Filter, MAX_DIMENSION, MAX_K, MomentId, NewResource,
+    RecordKind, ResourceId, ScoredResource, SearchQuery, TimeRange, TraverseQuery,
 };
 use crate::rocks::RocksProvider;
 
@@ -286,8 +285,85 @@ fn config_json(config: crate::model::TenantConfig) -> Json {
 /// methods only that class has.
 macro_rules! record_methods {
     ($class:ident, $run:ident, { $($extra:tt)* }) => {
+        record_methods!(@impl $class, $run, { $($extra)* },
+            get: [
+                get_resource(ResourceId) -> PyResource: "The resource with this id.",
+                get_entity(EntityId) -> PyEntity: "The entity with this id.",
+                get_edge(EdgeId) -> PyEdge: "The edge with this id.",
+                get_moment(MomentId) -> PyMoment: "The moment with this id.",
+            ],
+            update: [
+                update_resource(PyResource):
+                    "Replaces a resource's fields (found by its id); returns what is stored.",
+                update_entity(PyEntity):
+                    "Replaces an entity's fields (found by its id); returns what is stored.",
+                update_moment(PyMoment):
+                    "Replaces a moment (found by its id); returns what is stored.",
+            ],
+            delete: [
+                delete_resource(ResourceId): "Deletes a resource.",
+                delete_entity(EntityId): "Deletes an entity and every edge that touches it.",
+                delete_edge(EdgeId): "Deletes an edge.",
+                delete_moment(MomentId): "Deletes a moment.",
+            ],
+        );
+    };
+    (@impl $class:ident, $run:ident, { $($extra:tt)* },
+        get: [$($get:ident($get_id:ty) -> $got:ident: $get_doc:literal),* $(,)?],
+        update: [$($update:ident($updated:ident): $update_doc:literal),* $(,)?],
+        delete: [$($delete:ident($delete_id:ty): $delete_doc:literal),* $(,)?] $(,)?
+    ) => {
         #[pymethods]
         impl $class {
+            $(
+                #[doc = $get_doc]
+                fn $get<'py>(
+                    &self,
+                    py: Python<'py>,
+                    id: &Bound<'py, PyAny>,
+                ) -> PyResult<Bound<'py, PyAny>> {
+                    let id: $get_id = id_arg(id)?;
+                    let tenant = self.core.handle()?;
+                    $run(py, &self.core.session, async move {
+                        let record = dispatch!(tenant, AnyTenant, |handle| handle.$get(id).await)?;
+                        Ok($got::from(record))
+                    })
+                }
+            )*
+
+            $(
+                #[doc = $update_doc]
+                fn $update<'py>(
+                    &self,
+                    py: Python<'py>,
+                    record: PyRef<'py, $updated>,
+                ) -> PyResult<Bound<'py, PyAny>> {
+                    let record = record.to_rust(py)?;
+                    let tenant = self.core.handle()?;
+                    $run(py, &self.core.session, async move {
+                        let stored =
+                            dispatch!(tenant, AnyTenant, |handle| handle.$update(record).await)?;
+                        Ok($updated::from(stored))
+                    })
+                }
+            )*
+
+            $(
+                #[doc = $delete_doc]
+                fn $delete<'py>(
+                    &self,
+                    py: Python<'py>,
+                    id: &Bound<'py, PyAny>,
+                ) -> PyResult<Bound<'py, PyAny>> {
+                    let id: $delete_id = id_arg(id)?;
+                    let tenant = self.core.handle()?;
+                    $run(py, &self.core.session, async move {
+                        dispatch!(tenant, AnyTenant, |handle| handle.$delete(id).await)?;
+                        Ok(Nothing)
+                    })
+                }
+            )*
+
             /// The tenant's id.
             #[getter]
             fn id(&self) -> PyResult<String> {
@@ -314,12 +390,7 @@ macro_rules! record_methods {
                 metadata: Option<&Bound<'py, PyAny>>,
                 uri: Option<String>,
             ) -> PyResult<Bound<'py, PyAny>> {
-                let new = NewResource {
-                    uri,
-                    content,
-                    metadata: metadata_arg(metadata, "metadata")?,
-                    embedding: vectors::optional_vector(embedding)?,
-                };
+                let new = new_resource(content, embedding, metadata, uri)?;
                 let tenant = self.core.handle()?;
                 $run(py, &self.core.session, async move {
                     let resource =
@@ -346,51 +417,6 @@ macro_rules! record_methods {
                         handle.batch_create_resources(batch).await
                     })?;
                     Ok(resources.into_iter().map(PyResource::from).collect::<Vec<_>>())
-                })
-            }
-
-            /// The resource with this id.
-            fn get_resource<'py>(
-                &self,
-                py: Python<'py>,
-                id: &Bound<'py, PyAny>,
-            ) -> PyResult<Bound<'py, PyAny>> {
-                let id: ResourceId = id_arg(id)?;
-                let tenant = self.core.handle()?;
-                $run(py, &self.core.session, async move {
-                    let resource =
-                        dispatch!(tenant, AnyTenant, |handle| handle.get_resource(id).await)?;
-                    Ok(PyResource::from(resource))
-                })
-            }
-
-            /// Replaces a resource's fields (found by its id); returns what is stored.
-            fn update_resource<'py>(
-                &self,
-                py: Python<'py>,
-                resource: PyRef<'py, PyResource>,
-            ) -> PyResult<Bound<'py, PyAny>> {
-                let resource = resource.to_rust(py)?;
-                let tenant = self.core.handle()?;
-                $run(py, &self.core.session, async move {
-                    let resource = dispatch!(tenant, AnyTenant, |handle| {
-                        handle.update_resource(resource).await
-                    })?;
-                    Ok(PyResource::from(resource))
-                })
-            }
-
-            /// Deletes a resource.
-            fn delete_resource<'py>(
-                &self,
-                py: Python<'py>,
-                id: &Bound<'py, PyAny>,
-            ) -> PyResult<Bound<'py, PyAny>> {
-                let id: ResourceId = id_arg(id)?;
-                let tenant = self.core.handle()?;
-                $run(py, &self.core.session, async move {
-                    dispatch!(tenant, AnyTenant, |handle| handle.delete_resource(id).await)?;
-                    Ok(Nothing)
                 })
             }
 
@@ -425,56 +451,12 @@ macro_rules! record_methods {
                 kind: String,
                 properties: Option<&Bound<'py, PyAny>>,
             ) -> PyResult<Bound<'py, PyAny>> {
-                let new =
-                    NewEntity { name, kind, properties: metadata_arg(properties, "properties")? };
+                let new = new_entity(name, kind, properties)?;
                 let tenant = self.core.handle()?;
                 $run(py, &self.core.session, async move {
                     let entity =
                         dispatch!(tenant, AnyTenant, |handle| handle.create_entity(new).await)?;
                     Ok(PyEntity::from(entity))
-                })
-            }
-
-            /// The entity with this id.
-            fn get_entity<'py>(
-                &self,
-                py: Python<'py>,
-                id: &Bound<'py, PyAny>,
-            ) -> PyResult<Bound<'py, PyAny>> {
-                let id: EntityId = id_arg(id)?;
-                let tenant = self.core.handle()?;
-                $run(py, &self.core.session, async move {
-                    let entity = dispatch!(tenant, AnyTenant, |handle| handle.get_entity(id).await)?;
-                    Ok(PyEntity::from(entity))
-                })
-            }
-
-            /// Replaces an entity's fields (found by its id); returns what is stored.
-            fn update_entity<'py>(
-                &self,
-                py: Python<'py>,
-                entity: PyRef<'py, PyEntity>,
-            ) -> PyResult<Bound<'py, PyAny>> {
-                let entity = entity.to_rust(py)?;
-                let tenant = self.core.handle()?;
-                $run(py, &self.core.session, async move {
-                    let entity =
-                        dispatch!(tenant, AnyTenant, |handle| handle.update_entity(entity).await)?;
-                    Ok(PyEntity::from(entity))
-                })
-            }
-
-            /// Deletes an entity and every edge that touches it.
-            fn delete_entity<'py>(
-                &self,
-                py: Python<'py>,
-                id: &Bound<'py, PyAny>,
-            ) -> PyResult<Bound<'py, PyAny>> {
-                let id: EntityId = id_arg(id)?;
-                let tenant = self.core.handle()?;
-                $run(py, &self.core.session, async move {
-                    dispatch!(tenant, AnyTenant, |handle| handle.delete_entity(id).await)?;
-                    Ok(Nothing)
                 })
             }
 
@@ -515,30 +497,10 @@ macro_rules! record_methods {
                 weight: f32,
                 properties: Option<&Bound<'py, PyAny>>,
             ) -> PyResult<Bound<'py, PyAny>> {
-                let new = NewEdge {
-                    from: id_arg(from_id)?,
-                    to: id_arg(to_id)?,
-                    relation,
-                    weight,
-                    properties: metadata_arg(properties, "properties")?,
-                };
+                let new = new_edge(from_id, to_id, relation, weight, properties)?;
                 let tenant = self.core.handle()?;
                 $run(py, &self.core.session, async move {
                     let edge = dispatch!(tenant, AnyTenant, |handle| handle.create_edge(new).await)?;
-                    Ok(PyEdge::from(edge))
-                })
-            }
-
-            /// The edge with this id.
-            fn get_edge<'py>(
-                &self,
-                py: Python<'py>,
-                id: &Bound<'py, PyAny>,
-            ) -> PyResult<Bound<'py, PyAny>> {
-                let id: EdgeId = id_arg(id)?;
-                let tenant = self.core.handle()?;
-                $run(py, &self.core.session, async move {
-                    let edge = dispatch!(tenant, AnyTenant, |handle| handle.get_edge(id).await)?;
                     Ok(PyEdge::from(edge))
                 })
             }
@@ -561,20 +523,6 @@ macro_rules! record_methods {
                         handle.get_edges(entity, direction, relation.as_deref()).await
                     })?;
                     Ok(edges.into_iter().map(PyEdge::from).collect::<Vec<_>>())
-                })
-            }
-
-            /// Deletes an edge.
-            fn delete_edge<'py>(
-                &self,
-                py: Python<'py>,
-                id: &Bound<'py, PyAny>,
-            ) -> PyResult<Bound<'py, PyAny>> {
-                let id: EdgeId = id_arg(id)?;
-                let tenant = self.core.handle()?;
-                $run(py, &self.core.session, async move {
-                    dispatch!(tenant, AnyTenant, |handle| handle.delete_edge(id).await)?;
-                    Ok(Nothing)
                 })
             }
 
@@ -617,64 +565,11 @@ macro_rules! record_methods {
                 entities: Option<&Bound<'py, PyAny>>,
                 metadata: Option<&Bound<'py, PyAny>>,
             ) -> PyResult<Bound<'py, PyAny>> {
-                let new = NewMoment {
-                    start: timestamp_arg(start, "start")?,
-                    end: timestamp_arg(end, "end")?,
-                    kind,
-                    content,
-                    entities: match entities {
-                        Some(value) if !value.is_none() => entity_ids(value)?.into_iter().collect(),
-                        _ => Default::default(),
-                    },
-                    metadata: metadata_arg(metadata, "metadata")?,
-                };
+                let new = new_moment(start, end, kind, content, entities, metadata)?;
                 let tenant = self.core.handle()?;
                 $run(py, &self.core.session, async move {
                     let moment = dispatch!(tenant, AnyTenant, |handle| handle.create_moment(new).await)?;
                     Ok(PyMoment::from(moment))
-                })
-            }
-
-            /// The moment with this id.
-            fn get_moment<'py>(
-                &self,
-                py: Python<'py>,
-                id: &Bound<'py, PyAny>,
-            ) -> PyResult<Bound<'py, PyAny>> {
-                let id: MomentId = id_arg(id)?;
-                let tenant = self.core.handle()?;
-                $run(py, &self.core.session, async move {
-                    let moment = dispatch!(tenant, AnyTenant, |handle| handle.get_moment(id).await)?;
-                    Ok(PyMoment::from(moment))
-                })
-            }
-
-            /// Replaces a moment (found by its id); returns what is stored.
-            fn update_moment<'py>(
-                &self,
-                py: Python<'py>,
-                moment: PyRef<'py, PyMoment>,
-            ) -> PyResult<Bound<'py, PyAny>> {
-                let moment = moment.to_rust(py)?;
-                let tenant = self.core.handle()?;
-                $run(py, &self.core.session, async move {
-                    let moment =
-                        dispatch!(tenant, AnyTenant, |handle| handle.update_moment(moment).await)?;
-                    Ok(PyMoment::from(moment))
-                })
-            }
-
-            /// Deletes a moment.
-            fn delete_moment<'py>(
-                &self,
-                py: Python<'py>,
-                id: &Bound<'py, PyAny>,
-            ) -> PyResult<Bound<'py, PyAny>> {
-                let id: MomentId = id_arg(id)?;
-                let tenant = self.core.handle()?;
-                $run(py, &self.core.session, async move {
-                    dispatch!(tenant, AnyTenant, |handle| handle.delete_moment(id).await)?;
-                    Ok(Nothing)
                 })
             }
 

@@ -18,13 +18,11 @@ use pyo3::prelude::*;
 use pyo3::types::PyType;
 
 use super::records::{
-    PyEdge, PyEntity, PyMoment, PyResource, entity_ids, id_arg, metadata_arg, timestamp_arg,
+    PyEdge, PyEntity, PyMoment, PyResource, id_arg, new_edge, new_entity, new_moment, new_resource,
 };
-use super::{AnyTenant, Session, check_pid, vectors};
+use super::{AnyTenant, Session, check_pid};
 use crate::error::{Error, Result};
-use crate::model::{
-    EdgeId, EntityId, MomentId, NewEdge, NewEntity, NewMoment, NewResource, ResourceId,
-};
+use crate::model::{EdgeId, EntityId, MomentId, ResourceId};
 use crate::postgres::PgProvider;
 use crate::rocks::RocksProvider;
 use crate::{EngineTxn, TenantHandle};
@@ -173,260 +171,206 @@ impl Drop for PyTransaction {
     }
 }
 
-#[pymethods]
-impl PyTransaction {
-    /// Creates a resource in the transaction.
-    #[pyo3(signature = (content, *, embedding = None, metadata = None, uri = None))]
-    fn create_resource<'py>(
-        &self,
-        py: Python<'py>,
-        content: String,
-        embedding: Option<&Bound<'py, PyAny>>,
-        metadata: Option<&Bound<'py, PyAny>>,
-        uri: Option<String>,
-    ) -> PyResult<Bound<'py, PyAny>> {
-        let new = NewResource {
-            uri,
-            content,
-            metadata: metadata_arg(metadata, "metadata")?,
-            embedding: vectors::optional_vector(embedding)?,
-        };
-        let resource =
-            self.run(py, move |rt, any| with_txn!(any, rt, |txn| txn.create_resource(new)))?;
-        PyResource::from(resource).into_bound_py_any(py)
-    }
+/// The `#[pymethods]` of `Transaction`: a read, an update and a delete per record kind, from
+/// the tables of the one invocation below (each kind's is the same code over another type),
+/// then `$extra`, the methods written out.
+macro_rules! transaction_methods {
+    (
+        get: [$($get:ident($get_id:ty) -> $got:ident: $get_doc:literal),* $(,)?],
+        update: [$($update:ident($updated:ident): $update_doc:literal),* $(,)?],
+        delete: [$($delete:ident($delete_id:ty): $delete_doc:literal),* $(,)?],
+        { $($extra:tt)* }
+    ) => {
+        #[pymethods]
+        impl PyTransaction {
+            $(
+                #[doc = $get_doc]
+                fn $get<'py>(
+                    &self,
+                    py: Python<'py>,
+                    id: &Bound<'py, PyAny>,
+                ) -> PyResult<Bound<'py, PyAny>> {
+                    let id: $get_id = id_arg(id)?;
+                    let record =
+                        self.run(py, move |rt, any| with_txn!(any, rt, |txn| txn.$get(id)))?;
+                    $got::from(record).into_bound_py_any(py)
+                }
+            )*
 
-    /// Reads a resource, seeing this transaction's writes.
-    fn get_resource<'py>(
-        &self,
-        py: Python<'py>,
-        id: &Bound<'py, PyAny>,
-    ) -> PyResult<Bound<'py, PyAny>> {
-        let id: ResourceId = id_arg(id)?;
-        let resource =
-            self.run(py, move |rt, any| with_txn!(any, rt, |txn| txn.get_resource(id)))?;
-        PyResource::from(resource).into_bound_py_any(py)
-    }
+            $(
+                #[doc = $update_doc]
+                fn $update<'py>(
+                    &self,
+                    py: Python<'py>,
+                    record: PyRef<'py, $updated>,
+                ) -> PyResult<Bound<'py, PyAny>> {
+                    let record = record.to_rust(py)?;
+                    let stored =
+                        self.run(py, move |rt, any| with_txn!(any, rt, |txn| txn.$update(record)))?;
+                    $updated::from(stored).into_bound_py_any(py)
+                }
+            )*
 
-    /// Replaces a resource in the transaction.
-    fn update_resource<'py>(
-        &self,
-        py: Python<'py>,
-        resource: PyRef<'py, PyResource>,
-    ) -> PyResult<Bound<'py, PyAny>> {
-        let resource = resource.to_rust(py)?;
-        let stored =
-            self.run(py, move |rt, any| with_txn!(any, rt, |txn| txn.update_resource(resource)))?;
-        PyResource::from(stored).into_bound_py_any(py)
-    }
+            $(
+                #[doc = $delete_doc]
+                fn $delete(&self, py: Python<'_>, id: &Bound<'_, PyAny>) -> PyResult<()> {
+                    let id: $delete_id = id_arg(id)?;
+                    self.run(py, move |rt, any| with_txn!(any, rt, |txn| txn.$delete(id)))
+                }
+            )*
 
-    /// Deletes a resource in the transaction.
-    fn delete_resource(&self, py: Python<'_>, id: &Bound<'_, PyAny>) -> PyResult<()> {
-        let id: ResourceId = id_arg(id)?;
-        self.run(py, move |rt, any| with_txn!(any, rt, |txn| txn.delete_resource(id)))
-    }
-
-    /// Creates an entity in the transaction.
-    #[pyo3(signature = (name, kind, *, properties = None))]
-    fn create_entity<'py>(
-        &self,
-        py: Python<'py>,
-        name: String,
-        kind: String,
-        properties: Option<&Bound<'py, PyAny>>,
-    ) -> PyResult<Bound<'py, PyAny>> {
-        let new = NewEntity { name, kind, properties: metadata_arg(properties, "properties")? };
-        let entity =
-            self.run(py, move |rt, any| with_txn!(any, rt, |txn| txn.create_entity(new)))?;
-        PyEntity::from(entity).into_bound_py_any(py)
-    }
-
-    /// Reads an entity, seeing this transaction's writes.
-    fn get_entity<'py>(
-        &self,
-        py: Python<'py>,
-        id: &Bound<'py, PyAny>,
-    ) -> PyResult<Bound<'py, PyAny>> {
-        let id: EntityId = id_arg(id)?;
-        let entity = self.run(py, move |rt, any| with_txn!(any, rt, |txn| txn.get_entity(id)))?;
-        PyEntity::from(entity).into_bound_py_any(py)
-    }
-
-    /// Replaces an entity in the transaction.
-    fn update_entity<'py>(
-        &self,
-        py: Python<'py>,
-        entity: PyRef<'py, PyEntity>,
-    ) -> PyResult<Bound<'py, PyAny>> {
-        let entity = entity.to_rust(py)?;
-        let stored =
-            self.run(py, move |rt, any| with_txn!(any, rt, |txn| txn.update_entity(entity)))?;
-        PyEntity::from(stored).into_bound_py_any(py)
-    }
-
-    /// Deletes an entity and its edges in the transaction.
-    fn delete_entity(&self, py: Python<'_>, id: &Bound<'_, PyAny>) -> PyResult<()> {
-        let id: EntityId = id_arg(id)?;
-        self.run(py, move |rt, any| with_txn!(any, rt, |txn| txn.delete_entity(id)))
-    }
-
-    /// Creates an edge in the transaction; its ends may be entities created in it.
-    #[pyo3(signature = (from_id, to_id, relation, *, weight = 1.0, properties = None))]
-    fn create_edge<'py>(
-        &self,
-        py: Python<'py>,
-        from_id: &Bound<'py, PyAny>,
-        to_id: &Bound<'py, PyAny>,
-        relation: String,
-        weight: f32,
-        properties: Option<&Bound<'py, PyAny>>,
-    ) -> PyResult<Bound<'py, PyAny>> {
-        let new = NewEdge {
-            from: id_arg(from_id)?,
-            to: id_arg(to_id)?,
-            relation,
-            weight,
-            properties: metadata_arg(properties, "properties")?,
-        };
-        let edge = self.run(py, move |rt, any| with_txn!(any, rt, |txn| txn.create_edge(new)))?;
-        PyEdge::from(edge).into_bound_py_any(py)
-    }
-
-    /// Reads an edge, seeing this transaction's writes.
-    fn get_edge<'py>(
-        &self,
-        py: Python<'py>,
-        id: &Bound<'py, PyAny>,
-    ) -> PyResult<Bound<'py, PyAny>> {
-        let id: EdgeId = id_arg(id)?;
-        let edge = self.run(py, move |rt, any| with_txn!(any, rt, |txn| txn.get_edge(id)))?;
-        PyEdge::from(edge).into_bound_py_any(py)
-    }
-
-    /// The edges of an entity, seeing this transaction's writes.
-    #[pyo3(signature = (entity_id, direction = "out", *, relation = None))]
-    fn get_edges<'py>(
-        &self,
-        py: Python<'py>,
-        entity_id: &Bound<'py, PyAny>,
-        direction: &str,
-        relation: Option<String>,
-    ) -> PyResult<Vec<PyEdge>> {
-        let entity: EntityId = id_arg(entity_id)?;
-        let direction = direction.parse::<crate::model::Direction>()?;
-        let edges = self.run(py, move |rt, any| {
-            with_txn!(any, rt, |txn| txn.get_edges(entity, direction, relation.as_deref()))
-        })?;
-        Ok(edges.into_iter().map(PyEdge::from).collect())
-    }
-
-    /// Deletes an edge in the transaction.
-    fn delete_edge(&self, py: Python<'_>, id: &Bound<'_, PyAny>) -> PyResult<()> {
-        let id: EdgeId = id_arg(id)?;
-        self.run(py, move |rt, any| with_txn!(any, rt, |txn| txn.delete_edge(id)))
-    }
-
-    /// Creates a moment in the transaction.
-    #[pyo3(signature = (start, end, kind, *, content = String::new(), entities = None, metadata = None))]
-    #[allow(clippy::too_many_arguments)]
-    fn create_moment<'py>(
-        &self,
-        py: Python<'py>,
-        start: &Bound<'py, PyAny>,
-        end: &Bound<'py, PyAny>,
-        kind: String,
-        content: String,
-        entities: Option<&Bound<'py, PyAny>>,
-        metadata: Option<&Bound<'py, PyAny>>,
-    ) -> PyResult<Bound<'py, PyAny>> {
-        let new = NewMoment {
-            start: timestamp_arg(start, "start")?,
-            end: timestamp_arg(end, "end")?,
-            kind,
-            content,
-            entities: match entities {
-                Some(value) if !value.is_none() => entity_ids(value)?.into_iter().collect(),
-                _ => Default::default(),
-            },
-            metadata: metadata_arg(metadata, "metadata")?,
-        };
-        let moment =
-            self.run(py, move |rt, any| with_txn!(any, rt, |txn| txn.create_moment(new)))?;
-        PyMoment::from(moment).into_bound_py_any(py)
-    }
-
-    /// Reads a moment, seeing this transaction's writes.
-    fn get_moment<'py>(
-        &self,
-        py: Python<'py>,
-        id: &Bound<'py, PyAny>,
-    ) -> PyResult<Bound<'py, PyAny>> {
-        let id: MomentId = id_arg(id)?;
-        let moment = self.run(py, move |rt, any| with_txn!(any, rt, |txn| txn.get_moment(id)))?;
-        PyMoment::from(moment).into_bound_py_any(py)
-    }
-
-    /// Replaces a moment in the transaction.
-    fn update_moment<'py>(
-        &self,
-        py: Python<'py>,
-        moment: PyRef<'py, PyMoment>,
-    ) -> PyResult<Bound<'py, PyAny>> {
-        let moment = moment.to_rust(py)?;
-        let stored =
-            self.run(py, move |rt, any| with_txn!(any, rt, |txn| txn.update_moment(moment)))?;
-        PyMoment::from(stored).into_bound_py_any(py)
-    }
-
-    /// Deletes a moment in the transaction.
-    fn delete_moment(&self, py: Python<'_>, id: &Bound<'_, PyAny>) -> PyResult<()> {
-        let id: MomentId = id_arg(id)?;
-        self.run(py, move |rt, any| with_txn!(any, rt, |txn| txn.delete_moment(id)))
-    }
-
-    /// Commits; ``ConflictError`` if a concurrent commit won (nothing of this transaction is
-    /// kept then).
-    fn commit(&self, py: Python<'_>) -> PyResult<()> {
-        self.end(py, true)
-    }
-
-    /// Rolls back: nothing of this transaction is kept.
-    fn rollback(&self, py: Python<'_>) -> PyResult<()> {
-        self.end(py, false)
-    }
-
-    /// Whether it is still open (neither committed nor rolled back).
-    #[getter]
-    fn active(&self) -> bool {
-        self.txn.lock().is_some()
-    }
-
-    fn __enter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
-        slf
-    }
-
-    /// Commits if the block succeeded and the transaction is still open; rolls back if it
-    /// raised (a failed rollback does not hide the block's exception).
-    fn __exit__(
-        &self,
-        py: Python<'_>,
-        exc_type: Option<&Bound<'_, PyType>>,
-        _exc: Option<&Bound<'_, PyAny>>,
-        _traceback: Option<&Bound<'_, PyAny>>,
-    ) -> PyResult<bool> {
-        if !self.active() {
-            return Ok(false);
+            $($extra)*
         }
-        match exc_type {
-            None => self.end(py, true)?,
-            Some(_) => {
-                let _ = self.end(py, false);
-            }
-        }
-        Ok(false)
-    }
-
-    fn __repr__(&self) -> String {
-        format!("Transaction(active={})", self.active())
-    }
+    };
 }
+
+transaction_methods!(
+    get: [
+        get_resource(ResourceId) -> PyResource:
+            "Reads a resource, seeing this transaction's writes.",
+        get_entity(EntityId) -> PyEntity: "Reads an entity, seeing this transaction's writes.",
+        get_edge(EdgeId) -> PyEdge: "Reads an edge, seeing this transaction's writes.",
+        get_moment(MomentId) -> PyMoment: "Reads a moment, seeing this transaction's writes.",
+    ],
+    update: [
+        update_resource(PyResource): "Replaces a resource in the transaction.",
+        update_entity(PyEntity): "Replaces an entity in the transaction.",
+        update_moment(PyMoment): "Replaces a moment in the transaction.",
+    ],
+    delete: [
+        delete_resource(ResourceId): "Deletes a resource in the transaction.",
+        delete_entity(EntityId): "Deletes an entity and its edges in the transaction.",
+        delete_edge(EdgeId): "Deletes an edge in the transaction.",
+        delete_moment(MomentId): "Deletes a moment in the transaction.",
+    ],
+    {
+        /// Creates a resource in the transaction.
+        #[pyo3(signature = (content, *, embedding = None, metadata = None, uri = None))]
+        fn create_resource<'py>(
+            &self,
+            py: Python<'py>,
+            content: String,
+            embedding: Option<&Bound<'py, PyAny>>,
+            metadata: Option<&Bound<'py, PyAny>>,
+            uri: Option<String>,
+        ) -> PyResult<Bound<'py, PyAny>> {
+            let new = new_resource(content, embedding, metadata, uri)?;
+            let resource =
+                self.run(py, move |rt, any| with_txn!(any, rt, |txn| txn.create_resource(new)))?;
+            PyResource::from(resource).into_bound_py_any(py)
+        }
+
+        /// Creates an entity in the transaction.
+        #[pyo3(signature = (name, kind, *, properties = None))]
+        fn create_entity<'py>(
+            &self,
+            py: Python<'py>,
+            name: String,
+            kind: String,
+            properties: Option<&Bound<'py, PyAny>>,
+        ) -> PyResult<Bound<'py, PyAny>> {
+            let new = new_entity(name, kind, properties)?;
+            let entity =
+                self.run(py, move |rt, any| with_txn!(any, rt, |txn| txn.create_entity(new)))?;
+            PyEntity::from(entity).into_bound_py_any(py)
+        }
+
+        /// Creates an edge in the transaction; its ends may be entities created in it.
+        #[pyo3(signature = (from_id, to_id, relation, *, weight = 1.0, properties = None))]
+        fn create_edge<'py>(
+            &self,
+            py: Python<'py>,
+            from_id: &Bound<'py, PyAny>,
+            to_id: &Bound<'py, PyAny>,
+            relation: String,
+            weight: f32,
+            properties: Option<&Bound<'py, PyAny>>,
+        ) -> PyResult<Bound<'py, PyAny>> {
+            let new = new_edge(from_id, to_id, relation, weight, properties)?;
+            let edge = self.run(py, move |rt, any| with_txn!(any, rt, |txn| txn.create_edge(new)))?;
+            PyEdge::from(edge).into_bound_py_any(py)
+        }
+
+        /// The edges of an entity, seeing this transaction's writes.
+        #[pyo3(signature = (entity_id, direction = "out", *, relation = None))]
+        fn get_edges<'py>(
+            &self,
+            py: Python<'py>,
+            entity_id: &Bound<'py, PyAny>,
+            direction: &str,
+            relation: Option<String>,
+        ) -> PyResult<Vec<PyEdge>> {
+            let entity: EntityId = id_arg(entity_id)?;
+            let direction = direction.parse::<crate::model::Direction>()?;
+            let edges = self.run(py, move |rt, any| {
+                with_txn!(any, rt, |txn| txn.get_edges(entity, direction, relation.as_deref()))
+            })?;
+            Ok(edges.into_iter().map(PyEdge::from).collect())
+        }
+
+        /// Creates a moment in the transaction.
+        #[pyo3(signature = (start, end, kind, *, content = String::new(), entities = None, metadata = None))]
+        #[allow(clippy::too_many_arguments)]
+        fn create_moment<'py>(
+            &self,
+            py: Python<'py>,
+            start: &Bound<'py, PyAny>,
+            end: &Bound<'py, PyAny>,
+            kind: String,
+            content: String,
+            entities: Option<&Bound<'py, PyAny>>,
+            metadata: Option<&Bound<'py, PyAny>>,
+        ) -> PyResult<Bound<'py, PyAny>> {
+            let new = new_moment(start, end, kind, content, entities, metadata)?;
+            let moment =
+                self.run(py, move |rt, any| with_txn!(any, rt, |txn| txn.create_moment(new)))?;
+            PyMoment::from(moment).into_bound_py_any(py)
+        }
+
+        /// Commits; ``ConflictError`` if a concurrent commit won (nothing of this transaction is
+        /// kept then).
+        fn commit(&self, py: Python<'_>) -> PyResult<()> {
+            self.end(py, true)
+        }
+
+        /// Rolls back: nothing of this transaction is kept.
+        fn rollback(&self, py: Python<'_>) -> PyResult<()> {
+            self.end(py, false)
+        }
+
+        /// Whether it is still open (neither committed nor rolled back).
+        #[getter]
+        fn active(&self) -> bool {
+            self.txn.lock().is_some()
+        }
+
+        fn __enter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+            slf
+        }
+
+        /// Commits if the block succeeded and the transaction is still open; rolls back if it
+        /// raised (a failed rollback does not hide the block's exception).
+        fn __exit__(
+            &self,
+            py: Python<'_>,
+            exc_type: Option<&Bound<'_, PyType>>,
+            _exc: Option<&Bound<'_, PyAny>>,
+            _traceback: Option<&Bound<'_, PyAny>>,
+        ) -> PyResult<bool> {
+            if !self.active() {
+                return Ok(false);
+            }
+            match exc_type {
+                None => self.end(py, true)?,
+                Some(_) => {
+                    let _ = self.end(py, false);
+                }
+            }
+            Ok(false)
+        }
+
+        fn __repr__(&self) -> String {
+            format!("Transaction(active={})", self.active())
+        }
+    }
+);
