@@ -113,7 +113,7 @@ fn micros(times: &mut [Duration], q: f64) -> f64 {
 }
 
 async fn measure(engine: &MemoryEngine<RocksProvider>, name: &str, starts: &[EntityId]) {
-    let tenant = engine.tenant(&TenantId::new(name).unwrap()).await.unwrap();
+    let tenant = engine.tenant(&TenantId::new(name).expect("tenant id")).await.expect("tenant");
     let mut wall = Vec::with_capacity(starts.len() * (PASSES - 1));
     let mut cpu = Vec::with_capacity(starts.len() * (PASSES - 1));
     let mut reached = 0usize;
@@ -121,7 +121,7 @@ async fn measure(engine: &MemoryEngine<RocksProvider>, name: &str, starts: &[Ent
         for &start in starts {
             let query = TraverseQuery::new(start, 3);
             let (began, began_cpu) = (Instant::now(), thread_cpu_time());
-            let found = tenant.traverse(&query).await.unwrap();
+            let found = tenant.traverse(&query).await.expect("traverse");
             let (took, took_cpu) = (began.elapsed(), thread_cpu_time() - began_cpu);
             if pass > 0 {
                 wall.push(took);
@@ -151,14 +151,14 @@ fn main() {
     let runtime = common::runtime();
     runtime.block_on(async {
         if let Some(data) = common::real_dataset().filter(|d| !d.edges.is_empty()) {
-            let starts = graph(&engine, "wordnet", data.len(), &data.edges).await.unwrap();
+            let starts = graph(&engine, "wordnet", data.len(), &data.edges).await.expect("load");
             measure(&engine, "wordnet", &starts).await;
         }
         let nodes = env_usize("PERCOLATE_GRAPH_NODES", 100_000);
         let degree = env_usize("PERCOLATE_GRAPH_DEGREE", 3);
         let powerlaw = Dataset::synthetic(nodes, 0, 1, degree, 7);
         let name = format!("powerlaw-{nodes}-{degree}");
-        let starts = graph(&engine, &name, powerlaw.len(), &powerlaw.edges).await.unwrap();
+        let starts = graph(&engine, &name, powerlaw.len(), &powerlaw.edges).await.expect("load");
         measure(&engine, &name, &starts).await;
     });
 }

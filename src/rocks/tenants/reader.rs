@@ -135,18 +135,16 @@ pub(super) fn open_secondary(
     own_dir: &Path,
     sealed: bool,
 ) -> Result<Handle> {
-    let options = |name: Option<&str>| {
-        let mut options = db_options(config, memory, false);
+    // A secondary keeps every table file open: it cannot reopen one its writer has deleted.
+    let mut options = db_options(config, memory, false);
+    options.set_max_open_files(-1);
+    let descriptors = cf::ALL.iter().map(|name| {
+        let mut options = cf_options(config, memory, false, name, sealed);
         options.set_max_open_files(-1);
-        if sealed || name == Some(cf::CF_EMBEDDINGS) {
-            options.set_compression_type(DBCompressionType::None);
-        }
-        options
-    };
-    let descriptors =
-        cf::ALL.iter().map(|name| ColumnFamilyDescriptor::new(*name, options(Some(name))));
+        ColumnFamilyDescriptor::new(*name, options)
+    });
     std::fs::create_dir_all(own_dir).map_err(|e| io_error(own_dir, e))?;
-    let db = DB::open_cf_descriptors_as_secondary(&options(None), dir, own_dir, descriptors)
+    let db = DB::open_cf_descriptors_as_secondary(&options, dir, own_dir, descriptors)
         .map_err(map_rocks_error)?;
     // Heals an open that raced with a flush (see [`catch_up_store`]).
     catch_up_store(&db)?;
