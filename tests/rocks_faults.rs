@@ -3,11 +3,14 @@
 //! checks what the engine promises: the write fails with `Error::DiskFull` (exit code 10 from
 //! the CLI), every acknowledged write is intact, the vector index holds exactly the stored
 //! embeddings, and the store works again once space is freed, without a restart and after one.
-//! Helpers live in `tests/faults/mod.rs`.
+//! The last test opens a store whose filesystem was remounted read-only. Helpers live in
+//! `tests/faults/mod.rs`.
 
 mod faults;
 
-use faults::{Filler, Model, Tmpfs, check, engine, new_resources, write_until_full};
+use faults::{
+    Filler, Model, Tmpfs, check, new_resources, open_store, write_until_full, write_when_accepted,
+};
 use percolate::rocks::RocksProvider;
 use percolate::{Error, TenantConfig, TenantId};
 
@@ -24,7 +27,7 @@ async fn a_batch_that_meets_a_full_disk_fails_with_disk_full_and_loses_nothing()
     // Big enough that freeing the filler gives RocksDB the 64 MiB it waits for to resume.
     let disk = Tmpfs::mount(128);
     let root = disk.path().join("store");
-    let engine = engine(&root);
+    let engine = open_store(&root);
     let tenant = engine
         .create_tenant(&tenant_id("full"), TenantConfig::default())
         .await
@@ -45,12 +48,12 @@ async fn a_batch_that_meets_a_full_disk_fails_with_disk_full_and_loses_nothing()
     check(&tenant, &model, "while the disk is full").await;
 
     drop(filler);
-    faults::write_when_accepted(&tenant, &mut model).await;
+    write_when_accepted(&tenant, &mut model).await;
     check(&tenant, &model, "after space was freed").await;
     drop(tenant);
     drop(engine);
 
-    let engine = faults::engine(&root);
+    let engine = open_store(&root);
     let tenant = engine.tenant(&tenant_id("full")).await.expect("reopen");
     check(&tenant, &model, "after a reopen").await;
 }
@@ -61,7 +64,7 @@ async fn a_batch_that_meets_a_full_disk_fails_with_disk_full_and_loses_nothing()
 async fn a_transaction_that_meets_a_full_disk_commits_nothing() {
     let disk = Tmpfs::mount(128);
     let root = disk.path().join("store");
-    let engine = engine(&root);
+    let engine = open_store(&root);
     let tenant = engine
         .create_tenant(&tenant_id("txn"), TenantConfig::default())
         .await
@@ -91,7 +94,7 @@ async fn a_transaction_that_meets_a_full_disk_commits_nothing() {
     }
 
     drop(filler);
-    faults::write_when_accepted(&tenant, &mut model).await;
+    write_when_accepted(&tenant, &mut model).await;
     let mut txn = tenant.begin().await.expect("begin");
     txn.delete_resource(victim).await.expect("delete");
     txn.commit().await.expect("the retried commit succeeds");
@@ -126,7 +129,7 @@ async fn an_import_that_meets_a_full_disk_exits_with_code_10_and_a_rerun_complet
     );
 
     // The vector index of the imported tenant holds exactly its embeddings.
-    let engine = faults::engine(&root);
+    let engine = open_store(&root);
     let tenant = engine.tenant(&tenant_id("imported")).await.expect("open");
     let model = Model::read(&tenant).await;
     assert_eq!(model.resources.len(), 9000);
@@ -140,7 +143,7 @@ async fn an_import_that_meets_a_full_disk_exits_with_code_10_and_a_rerun_complet
 async fn a_snapshot_write_on_a_full_disk_fails_with_disk_full_and_the_next_succeeds() {
     let disk = Tmpfs::mount(32);
     let root = disk.path().join("store");
-    let engine = engine(&root);
+    let engine = open_store(&root);
     let tenant = engine
         .create_tenant(&tenant_id("snap"), TenantConfig::default())
         .await
@@ -173,7 +176,7 @@ async fn a_snapshot_write_on_a_full_disk_fails_with_disk_full_and_the_next_succe
     assert!(std::fs::read(&snapshot).expect("snapshot") != first, "a new snapshot was written");
     drop(tenant);
     drop(engine);
-    let engine = faults::engine(&root);
+    let engine = open_store(&root);
     let tenant = engine.tenant(&tenant_id("snap")).await.expect("reopen");
     check(&tenant, &model, "after a reopen from the new snapshot").await;
 }
@@ -185,7 +188,7 @@ async fn a_snapshot_write_on_a_full_disk_fails_with_disk_full_and_the_next_succe
 async fn creating_a_tenant_on_a_full_disk_fails_with_disk_full_and_leaves_no_trace() {
     let disk = Tmpfs::mount(32);
     let root = disk.path().join("store");
-    let engine = engine(&root);
+    let engine = open_store(&root);
     let tenant = engine
         .create_tenant(&tenant_id("old"), TenantConfig::default())
         .await
@@ -232,7 +235,7 @@ async fn creating_a_tenant_on_a_full_disk_fails_with_disk_full_and_leaves_no_tra
 async fn a_store_on_a_read_only_filesystem_opens_to_read_and_refuses_a_writer() {
     let disk = Tmpfs::mount(128);
     let root = disk.path().join("store");
-    let engine = engine(&root);
+    let engine = open_store(&root);
     let tenant = engine
         .create_tenant(&tenant_id("ro"), TenantConfig::default())
         .await
@@ -266,9 +269,9 @@ async fn a_store_on_a_read_only_filesystem_opens_to_read_and_refuses_a_writer() 
     drop(reader);
 
     disk.remount(true);
-    let engine = faults::engine(&root);
+    let engine = open_store(&root);
     let tenant = engine.tenant(&tenant_id("ro")).await.expect("reopen once writable");
     check(&tenant, &model, "after the filesystem is writable again").await;
-    faults::write_when_accepted(&tenant, &mut model).await;
+    write_when_accepted(&tenant, &mut model).await;
     check(&tenant, &model, "after a write").await;
 }

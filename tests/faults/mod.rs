@@ -107,7 +107,7 @@ impl Drop for Filler {
 
 /// A store on `root` with small memtables, so RocksDB flushes and compacts often, and an HNSW
 /// graph from the first embedding on.
-pub fn engine(root: &Path) -> MemoryEngine<RocksProvider> {
+pub fn open_store(root: &Path) -> MemoryEngine<RocksProvider> {
     let mut config = RocksConfig::new(root);
     config.exact_search_below = 0;
     config.write_buffer_bytes = 256 << 10;
@@ -265,7 +265,7 @@ pub async fn check(tenant: &TenantHandle<RocksProvider>, model: &Model, when: &s
 /// Writes a tenant `name` of `count` resources into a store under `dir` and exports it;
 /// returns the export file.
 pub async fn exported_tenant(dir: &Path, name: &str, count: u64) -> PathBuf {
-    let engine = engine(&dir.join("store"));
+    let engine = open_store(&dir.join("store"));
     let id = TenantId::new(name).expect("tenant id");
     let tenant = engine.create_tenant(&id, TenantConfig::default()).await.expect("create");
     for seed in (0..count).step_by(500) {
