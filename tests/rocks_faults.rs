@@ -275,3 +275,36 @@ async fn a_store_on_a_read_only_filesystem_opens_to_read_and_refuses_a_writer() 
     write_when_accepted(&tenant, &mut model).await;
     check(&tenant, &model, "after a write").await;
 }
+
+/// A snapshot that cannot be renamed into place (a directory holds its name) fails with a
+/// backend error and leaves no temporary file; nothing else is lost: the store serves
+/// everything, and reopens (the directory still in the way) with the index rebuilt from the
+/// store, since the snapshot is only a cache.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snapshot_that_cannot_be_renamed_into_place_fails_and_loses_nothing() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let root = dir.path().join("store");
+    let engine = open_store(&root);
+    let tenant =
+        engine.create_tenant(&tenant_id("rename"), TenantConfig::default()).await.expect("create");
+    let mut model = Model::default();
+    let seed = model.next_seed(1);
+    model.acknowledge(
+        &tenant.batch_create_resources(new_resources(seed, 300)).await.expect("batch"),
+    );
+    RocksProvider::wait_for_index(tenant.provider_tenant());
+    let snapshot = root.join("rename").join("vectors.hnsw");
+    std::fs::create_dir_all(snapshot.join("occupied")).expect("a directory in the way");
+
+    let error = RocksProvider::write_snapshot(tenant.provider_tenant())
+        .expect_err("renaming onto a non-empty directory fails");
+    assert!(matches!(error, Error::Backend { .. }), "not a backend error: {}", error.with_causes());
+    assert!(!root.join("rename").join("vectors.hnsw.tmp").exists(), "no temporary file is left");
+    check(&tenant, &model, "after the failed snapshot").await;
+    drop(tenant);
+    drop(engine);
+
+    let engine = open_store(&root);
+    let tenant = engine.tenant(&tenant_id("rename")).await.expect("reopen");
+    check(&tenant, &model, "after a reopen with the snapshot's name taken").await;
+}
