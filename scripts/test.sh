@@ -17,7 +17,7 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy (all targets, warnings are errors)"
 cargo clippy "${cargo_flags[@]}" --all-targets -- -D warnings
-echo "== tests: unit, doc, RocksDB conformance"
+echo "== tests: unit, doc, RocksDB conformance, disk full (needs root: mounts a tmpfs), soak"
 cargo test "${cargo_flags[@]}"
 echo "== fuzz smoke: every fuzz target briefly, on stable (FUZZ_SECONDS per target, default 20)"
 bash scripts/fuzz-smoke.sh "${FUZZ_SECONDS:-20}"
@@ -31,7 +31,12 @@ cargo clippy "${cargo_flags[@]}" --all-targets --features postgres -- -D warning
 echo "== cargo doc (warnings are errors)"
 RUSTDOCFLAGS="-D warnings" cargo doc "${cargo_flags[@]}" --features postgres --no-deps
 bash scripts/with-postgres.sh cargo test "${cargo_flags[@]}" --features postgres --lib \
-  --test postgres --test postgres_isolation --test round_trip --test model_postgres
+  --test postgres --test postgres_isolation --test round_trip --test model_postgres \
+  --test postgres_soak
+echo "== PostgreSQL going away: the server stopped and started under load (a server of its own,"
+echo "   since the test restarts it)"
+bash scripts/with-postgres.sh cargo test "${cargo_flags[@]}" --features postgres \
+  --test postgres_restart
 echo "== PostgreSQL over TLS: every sslmode against Debian's server (built with OpenSSL), with"
 echo "   certificates the suite makes; a server of its own, since the suite reconfigures it"
 PERCOLATE_PG_TLS=1 bash scripts/with-postgres.sh cargo test "${cargo_flags[@]}" --features postgres \

@@ -8,6 +8,9 @@
 //! - [`Error::FormatVersion`] / [`Error::Corrupt`]: stored bytes this build cannot or must not
 //!   decode; never silently returned as data.
 //! - [`Error::Backend`]: the storage backend failed (I/O, connection, server error).
+//! - [`Error::DiskFull`]: the storage ran out of space (ENOSPC, a quota, PostgreSQL's
+//!   `53100`); the failed write left nothing behind, and writes succeed again once space is
+//!   freed.
 //! - [`Error::Locked`] / [`Error::ReadOnly`]: another process holds the store for writing, or
 //!   this handle was opened to read only; open read-only, or write through the holder.
 
@@ -72,6 +75,20 @@ pub enum Error {
     #[error("{provider} backend error")]
     Backend {
         /// The provider's [`crate::Provider::NAME`].
+        provider: &'static str,
+        /// The backend's own error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync + 'static>,
+    },
+    /// The storage ran out of space: the disk or filesystem is full or a quota is reached
+    /// (ENOSPC/EDQUOT, RocksDB's `NoSpace`, PostgreSQL's `53100 disk_full`). The write that
+    /// met it left nothing behind; acknowledged writes are kept. Free space and retry: RocksDB
+    /// resumes by itself once it sees free space again (it polls every few seconds), and
+    /// PostgreSQL at the next statement.
+    #[error("{provider} storage is full: no space left on the device")]
+    DiskFull {
+        /// The provider's [`crate::Provider::NAME`], or the file that could not be written
+        /// (e.g. `"import spool file"`).
         provider: &'static str,
         /// The backend's own error.
         #[source]
@@ -143,8 +160,23 @@ impl Error {
         Error::Corrupt { what, reason: reason.to_string() }
     }
 
+    /// An I/O failure of `provider`: [`Error::DiskFull`] when the device or a quota is full,
+    /// [`Error::Backend`] otherwise.
+    pub fn io(provider: &'static str, error: std::io::Error) -> Self {
+        if is_out_of_space(&error) {
+            Error::DiskFull { provider, source: Box::new(error) }
+        } else {
+            Error::Backend { provider, source: Box::new(error) }
+        }
+    }
+
     /// Whether retrying the operation (or the whole transaction) may succeed.
     pub fn is_retryable(&self) -> bool {
         matches!(self, Error::Conflict(_))
     }
+}
+
+/// Whether an I/O error says the device (or the user's quota on it) has no space left.
+fn is_out_of_space(error: &std::io::Error) -> bool {
+    matches!(error.kind(), std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded)
 }

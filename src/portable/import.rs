@@ -127,7 +127,7 @@ fn map_bytes(map: &Metadata) -> usize {
 }
 
 pub(super) fn import_spool_error(e: std::io::Error) -> Error {
-    Error::Backend { provider: "import spool file", source: Box::new(e) }
+    Error::io("import spool file", e)
 }
 
 pub(super) fn check_compatible(

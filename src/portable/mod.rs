@@ -261,13 +261,13 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 fn write_error(e: std::io::Error) -> Error {
-    Error::Backend { provider: "export output", source: Box::new(e) }
+    Error::io("export output", e)
 }
 
 fn read_error(e: std::io::Error) -> Error {
-    Error::Backend { provider: "import input", source: Box::new(e) }
+    Error::io("import input", e)
 }
 
 fn spool_error(e: std::io::Error) -> Error {
-    Error::Backend { provider: "export spool file", source: Box::new(e) }
+    Error::io("export spool file", e)
 }

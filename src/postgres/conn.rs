@@ -519,10 +519,14 @@ pub(crate) fn backend(error: impl std::error::Error + Send + Sync + 'static) -> 
 }
 
 /// Maps a PostgreSQL error: serialization failures, deadlocks and lock timeouts are conflicts
-/// (retrying may succeed); anything else is a backend failure. Unique violations are mapped by
-/// the caller, which knows what was being inserted.
+/// (retrying may succeed); the server's `53100 disk_full` is [`Error::DiskFull`]; anything else
+/// is a backend failure. Unique violations are mapped by the caller, which knows what was being
+/// inserted.
 pub(crate) fn map_error(error: tokio_postgres::Error) -> Error {
     match error.code() {
+        Some(code) if *code == SqlState::DISK_FULL => {
+            Error::DiskFull { provider: NAME, source: Box::new(error) }
+        }
         Some(code)
             if *code == SqlState::T_R_SERIALIZATION_FAILURE
                 || *code == SqlState::T_R_DEADLOCK_DETECTED

@@ -8,7 +8,7 @@
 //! | `Error::Conflict` | `ConflictError` (retrying the transaction may succeed) |
 //! | `Error::Invalid` | `InvalidInputError` |
 //! | `Error::Crypto` | `CryptoError` |
-//! | `Error::Backend`, `Error::Corrupt`, `Error::FormatVersion` | `BackendError` |
+//! | `Error::Backend`, `Error::DiskFull`, `Error::Corrupt`, `Error::FormatVersion` | `BackendError` |
 //!
 //! Misuse that is not a storage outcome (a closed engine, a forked process, a finished
 //! transaction) raises `PercolateError` itself.
@@ -82,6 +82,7 @@ impl From<Error> for PyErr {
             Error::Conflict(_) => ConflictError::new_err(text),
             Error::Invalid { .. } => InvalidInputError::new_err(text),
             Error::Crypto(_) => CryptoError::new_err(text),
+            Error::DiskFull { .. } => BackendError::new_err(text),
             _ => BackendError::new_err(text),
         }
     }

@@ -68,15 +68,27 @@ impl std::ops::Deref for Value<'_> {
 }
 
 /// Maps a RocksDB error at the boundary: `Busy`/`TryAgain` (a lost optimistic validation) is a
-/// conflict, anything else a backend failure.
+/// conflict, an I/O error with RocksDB's `NoSpace` subcode is [`Error::DiskFull`], anything
+/// else a backend failure.
+///
+/// The C API hands over only the status text, so `NoSpace` is recognised by what
+/// `Status::ToString` prints for that subcode (and for a background error that it left, which
+/// is what later writes return until RocksDB has resumed).
 pub(crate) fn map_rocks_error(error: rocksdb::Error) -> Error {
     match error.kind() {
         rocksdb::ErrorKind::Busy | rocksdb::ErrorKind::TryAgain => {
             Error::Conflict(error.into_string())
         }
+        rocksdb::ErrorKind::IOError if error.as_ref().contains(NO_SPACE) => {
+            Error::DiskFull { provider: super::NAME, source: Box::new(error) }
+        }
         _ => Error::Backend { provider: super::NAME, source: Box::new(error) },
     }
 }
+
+/// What RocksDB's status text holds for its `NoSpace` subcode (and what `strerror(ENOSPC)`
+/// says on Linux and macOS, which an I/O status built from `errno` carries).
+const NO_SPACE: &str = "No space left on device";
 
 type RocksTxn<'a> = Transaction<'a, OptimisticTransactionDB>;
 

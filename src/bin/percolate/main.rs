@@ -25,7 +25,8 @@
 //! (usage, settings, malformed JSON or file, invalid record), 3 not found, 4 already exists,
 //! 5 conflict (a retry may succeed), 6 `bench --baseline` found a regression, 7 a key is
 //! missing or wrong, 8 another process writes the RocksDB store (its lock is held), 9 a write
-//! to a store opened read-only.
+//! to a store opened read-only, 10 the disk is full (free space and run it again: nothing was
+//! half written).
 //!
 //! Commands that only read (get, search, traverse, moments, export, tenant list) open the
 //! RocksDB store read-only, so they run beside an app that holds it; commands that write take
@@ -415,6 +416,7 @@ fn exit_code(error: &Error) -> u8 {
         Error::Crypto(_) => 7,
         Error::Locked { .. } => 8,
         Error::ReadOnly { .. } => 9,
+        Error::DiskFull { .. } => 10,
         _ => 1,
     }
 }
@@ -476,5 +478,5 @@ fn bad(what: &'static str, reason: impl std::fmt::Display) -> Error {
 }
 
 fn output_error(e: std::io::Error) -> Error {
-    Error::Backend { provider: "output", source: Box::new(e) }
+    Error::io("output", e)
 }

@@ -215,10 +215,9 @@ pub(crate) fn read_stdin() -> percolate::Result<String> {
 }
 
 pub(crate) fn spool_stdin() -> percolate::Result<tempfile::NamedTempFile> {
-    let mut file = tempfile::NamedTempFile::new()
-        .map_err(|e| Error::Backend { provider: "temporary file", source: Box::new(e) })?;
+    let mut file = tempfile::NamedTempFile::new().map_err(|e| Error::io("temporary file", e))?;
     std::io::copy(&mut std::io::stdin().lock(), &mut file)
-        .map_err(|e| Error::Backend { provider: "temporary file", source: Box::new(e) })?;
+        .map_err(|e| Error::io("temporary file", e))?;
     Ok(file)
 }
 

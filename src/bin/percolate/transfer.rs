@@ -10,8 +10,7 @@ pub(crate) async fn export<P: Provider>(
     output: Output,
 ) -> percolate::Result<()> {
     let bar = progress_bar("export");
-    let file_error =
-        |e: std::io::Error| Error::Backend { provider: "export file", source: Box::new(e) };
+    let file_error = |e: std::io::Error| Error::io("export file", e);
     let summary = match out {
         None => {
             let stdout = std::io::stdout().lock();
@@ -197,8 +196,7 @@ pub(crate) async fn migrate_between<S: Provider, D: Provider>(
 ) -> percolate::Result<()> {
     let started = Instant::now();
     let handle = source.tenant(tenant).await?;
-    let mut spool = tempfile::NamedTempFile::new()
-        .map_err(|e| Error::Backend { provider: "temporary file", source: Box::new(e) })?;
+    let mut spool = tempfile::NamedTempFile::new().map_err(|e| Error::io("temporary file", e))?;
     let bar = progress_bar("export");
     let exported = {
         let writer = std::io::BufWriter::with_capacity(1 << 20, spool.as_file_mut());

@@ -469,9 +469,9 @@ impl TenantCache {
     }
 }
 
+/// An I/O failure on `path`, named in the message: [`Error::DiskFull`] when the device is
+/// full, [`Error::Backend`] otherwise.
 pub(crate) fn io_error(path: &Path, error: std::io::Error) -> Error {
-    Error::Backend {
-        provider: crate::rocks::NAME,
-        source: Box::new(std::io::Error::new(error.kind(), format!("{}: {error}", path.display()))),
-    }
+    let named = std::io::Error::new(error.kind(), format!("{}: {error}", path.display()));
+    Error::io(crate::rocks::NAME, named)
 }
