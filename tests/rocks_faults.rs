@@ -24,7 +24,8 @@ fn tenant_id(name: &str) -> TenantId {
 /// failures reach callers as the `DiskFull` of the next write, and stop nothing else).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_that_meets_a_full_disk_fails_with_disk_full_and_loses_nothing() {
-    // Big enough that freeing the filler gives RocksDB the 64 MiB it waits for to resume.
+    // Big enough that freeing the filler leaves RocksDB its reserve (the largest memtable)
+    // with room to spare.
     let disk = Tmpfs::mount(128);
     let root = disk.path().join("store");
     let engine = open_store(&root);

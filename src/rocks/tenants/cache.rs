@@ -92,7 +92,10 @@ pub(super) fn open_db(
     sealed: bool,
 ) -> Result<OptimisticTransactionDB> {
     let options = db_options(config, shared, create);
-    let descriptors = cf::ALL.iter().map(|name| {
+    // RocksDB's `default` column family, which percolate leaves empty, is opened with the
+    // same options: otherwise rust-rocksdb gives it RocksDB's defaults, whose 64 MiB memtable
+    // sets how much free space RocksDB waits for before it resumes after a full disk.
+    let descriptors = cf::ALL.iter().chain(&[rocksdb::DEFAULT_COLUMN_FAMILY_NAME]).map(|name| {
         ColumnFamilyDescriptor::new(*name, cf_options(config, shared, create, name, sealed))
     });
     OptimisticTransactionDB::open_cf_descriptors(&options, dir, descriptors)

@@ -138,7 +138,7 @@ pub(super) fn open_secondary(
     // A secondary keeps every table file open: it cannot reopen one its writer has deleted.
     let mut options = db_options(config, memory, false);
     options.set_max_open_files(-1);
-    let descriptors = cf::ALL.iter().map(|name| {
+    let descriptors = cf::ALL.iter().chain(&[rocksdb::DEFAULT_COLUMN_FAMILY_NAME]).map(|name| {
         let mut options = cf_options(config, memory, false, name, sealed);
         options.set_max_open_files(-1);
         ColumnFamilyDescriptor::new(*name, options)
