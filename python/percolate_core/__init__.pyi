@@ -70,6 +70,12 @@ class CryptoError(PercolateError):
 class BackendError(PercolateError):
     """The storage backend failed (I/O, connection, server), or stored data is unreadable."""
 
+class DiskFullError(BackendError):
+    """The device is full: the write that met it left nothing behind; free space and retry."""
+
+class LockedError(BackendError):
+    """Another process (or another engine in this one) holds the store for writing."""
+
 class Resource:
     """A piece of content an agent remembers, with metadata and an optional embedding.
 

@@ -8,7 +8,9 @@
 //! | `Error::Conflict` | `ConflictError` (retrying the transaction may succeed) |
 //! | `Error::Invalid` | `InvalidInputError` |
 //! | `Error::Crypto` | `CryptoError` |
-//! | `Error::Backend`, `Error::DiskFull`, `Error::Corrupt`, `Error::FormatVersion` | `BackendError` |
+//! | `Error::DiskFull` | `DiskFullError`, a `BackendError` |
+//! | `Error::Locked` | `LockedError`, a `BackendError` (another process writes the store) |
+//! | `Error::Backend`, `Error::Corrupt`, `Error::FormatVersion`, `Error::ReadOnly` | `BackendError` |
 //!
 //! Misuse that is not a storage outcome (a closed engine, a forked process, a finished
 //! transaction) raises `PercolateError` itself.
@@ -61,6 +63,19 @@ pyo3::create_exception!(
     "The storage backend failed (I/O, connection, server), or stored data is unreadable."
 );
 
+pyo3::create_exception!(
+    percolate_core,
+    DiskFullError,
+    BackendError,
+    "The device is full: the write that met it left nothing behind; free space and retry."
+);
+pyo3::create_exception!(
+    percolate_core,
+    LockedError,
+    BackendError,
+    "Another process (or another engine in this one) holds the store for writing."
+);
+
 pub(super) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
     m.add("PercolateError", py.get_type::<PercolateError>())?;
@@ -70,6 +85,8 @@ pub(super) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("InvalidInputError", py.get_type::<InvalidInputError>())?;
     m.add("CryptoError", py.get_type::<CryptoError>())?;
     m.add("BackendError", py.get_type::<BackendError>())?;
+    m.add("DiskFullError", py.get_type::<DiskFullError>())?;
+    m.add("LockedError", py.get_type::<LockedError>())?;
     Ok(())
 }
 
@@ -82,7 +99,8 @@ impl From<Error> for PyErr {
             Error::Conflict(_) => ConflictError::new_err(text),
             Error::Invalid { .. } => InvalidInputError::new_err(text),
             Error::Crypto(_) => CryptoError::new_err(text),
-            Error::DiskFull { .. } => BackendError::new_err(text),
+            Error::DiskFull { .. } => DiskFullError::new_err(text),
+            Error::Locked { .. } => LockedError::new_err(text),
             _ => BackendError::new_err(text),
         }
     }

@@ -10,6 +10,7 @@ from conftest import EngineFactory, postgres_urls, unique_tenant
 from percolate_core import (
     BackendError,
     CryptoError,
+    LockedError,
     MemoryEngine,
     PercolateError,
     ProviderType,
@@ -169,6 +170,38 @@ def test_a_store_path_that_is_a_file_is_a_backend_error(tmp_path: Path) -> None:
     blocker.write_text("not a directory")
     with pytest.raises(BackendError):
         MemoryEngine("rocksdb", str(blocker / "store"), "t")
+
+
+def test_a_store_another_process_writes_is_a_locked_error(tmp_path: Path) -> None:
+    import subprocess
+
+    store = str(tmp_path / "shared")
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys\n"
+            "from percolate_core import MemoryEngine\n"
+            f"m = MemoryEngine('rocksdb', {store!r}, 't')\n"
+            "m.create_resource('kept')\n"
+            "print('ready', flush=True)\n"
+            "sys.stdin.readline()\n"
+            "m.close()\n",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "ready"
+        with pytest.raises(LockedError, match="store is locked") as raised:
+            MemoryEngine("rocksdb", store, "t")
+        assert isinstance(raised.value, BackendError)
+    finally:
+        holder.communicate("\n", timeout=60)
+    assert holder.returncode == 0
+    with MemoryEngine("rocksdb", store, "t") as again:
+        assert [r.content for r in again.scan("resource")] == ["kept"]  # type: ignore[union-attr]
 
 
 def test_the_module_is_typed_and_versioned() -> None:
