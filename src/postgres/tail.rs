@@ -94,7 +94,10 @@ impl PgProvider {
                 continue;
             }
             if self.count_tail(tenant).await?.0 == 0 {
-                return Ok(());
+                // The merged rows are dead tuples the next search's scan of the tail would
+                // read until autovacuum comes.
+                let conn = self.admin.get().await?;
+                return conn.batch(&sql::vacuum_tail(&tenant.0.schema)).await;
             }
             // Rows locked by a background merge or an open write: wait for them.
             idle += 1;

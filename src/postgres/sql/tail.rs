@@ -40,7 +40,7 @@ pub(crate) fn create_tail_tables(schema: &SchemaName, tenant_column: &str) -> St
                     {tenant_column},
                     id uuid PRIMARY KEY,
                     embedding vector NOT NULL
-                );
+                ) WITH (autovacuum_vacuum_scale_factor = 0.05);
                 "
             )
         })
@@ -135,6 +135,12 @@ pub(crate) fn merge_tail(schema: &SchemaName) -> String {
     )
 }
 
+/// Reclaims the tail's dead rows, which every search's scan of the tail would otherwise read:
+/// run by the owner role, outside a transaction, once a flush has emptied the tail.
+pub(crate) fn vacuum_tail(schema: &SchemaName) -> String {
+    format!("VACUUM {schema}.{TAIL}")
+}
+
 /// The number of tail rows and of graph entries.
 pub(crate) fn count_tail(schema: &SchemaName) -> String {
     format!(
@@ -170,7 +176,9 @@ const REBUILD_MEMORY: &str = "1GB";
 /// The nearest resources in the graph and in the tail together, one statement: `$1` the query
 /// vector, `$2` `k`; with `filtered`, only resources whose metadata contains `$3`. The graph
 /// part reads the HNSW index of [`VECTORS`] in its order and keeps the entries whose
-/// embedding is their record's (the scan goes on past the others), at most `k`; the tail part
+/// embedding is their record's (the scan goes on past the others), at most `k`: the check is
+/// a scalar subquery, evaluated per entry the scan yields, which the planner cannot turn into
+/// a join over the whole table as it may an `EXISTS`; the tail part
 /// takes the `k` tail rows nearest by the exact distance. With `filtered` each row ends with
 /// `from_tail`, saying which part it came from. Callers re-rank the union with exact distances
 /// and keep `k`.
@@ -199,8 +207,8 @@ pub(crate) fn search_with_tail(
         "(SELECT {RESOURCE_COLUMNS}{graph_mark} FROM {schema}.resources
           WHERE id = ANY(ARRAY(
               SELECT id FROM {schema}.{VECTORS}
-              WHERE EXISTS (SELECT 1 FROM {schema}.resources r
-                            WHERE r.id = {VECTORS}.id AND r.embedding = {VECTORS}.embedding{filter})
+              WHERE (SELECT r.embedding = {VECTORS}.embedding{filter} FROM {schema}.resources r
+                     WHERE r.id = {VECTORS}.id)
               ORDER BY {distance}, id LIMIT $2)))
          UNION ALL
          (SELECT {RESOURCE_COLUMNS}{tail_mark} FROM {schema}.resources

@@ -146,7 +146,9 @@ fn with_the_tail_the_index_is_on_the_graph_table_and_searches_read_both_parts() 
     let search = search_with_tail(&schema(), 384, Metric::Cosine, Layout::Unit, true);
     // The graph part orders by the indexed expression and keeps entries matching their record.
     assert!(search.contains("ORDER BY (l2_normalize(embedding)::halfvec(384) <#>"), "{search}");
-    assert!(search.contains("r.embedding = resource_vectors.embedding AND r.metadata @> $3"));
+    assert!(
+        search.contains("SELECT r.embedding = resource_vectors.embedding AND r.metadata @> $3")
+    );
     // The tail part is exact; both in one statement.
     assert!(search.contains("UNION ALL"), "{search}");
     assert!(search.contains("COALESCE(NULLIF(t.embedding <=> $1::vector"), "{search}");
