@@ -124,6 +124,16 @@ pub trait Provider: Send + Sync + Sized + 'static {
     /// writes stay in the provider's log).
     fn release_memory(&self) -> impl Future<Output = Result<()>> + Send;
 
+    /// Moves the embeddings the provider holds outside its vector index (written and
+    /// searchable, but not yet in the index) into the index, and returns when it has: the last
+    /// step of a bulk load, after which a search costs what the index costs. Searches are
+    /// correct before it too (item 6 of the contract). A provider with no such place returns
+    /// at once.
+    ///
+    /// # Errors
+    /// [`Error::Backend`](crate::Error::Backend) on storage failure.
+    fn flush_vector_index(&self, tenant: &Self::Tenant) -> impl Future<Output = Result<()>> + Send;
+
     /// The id of an opened tenant.
     fn tenant_id(tenant: &Self::Tenant) -> &TenantId;
 

@@ -8,9 +8,12 @@
 use percolate::postgres::tenant::SchemaName;
 use percolate::postgres::{PgConfig, PgProvider};
 use percolate::{
-    EntityQuery, Filter, MemoryEngine, Metric, NewEntity, NewResource, SearchQuery, TenantConfig,
-    TenantId, testing,
+    EntityQuery, Filter, MemoryEngine, Metric, NewEntity, NewResource, Provider, SearchQuery,
+    TenantConfig, TenantId, testing,
 };
+
+#[path = "postgres/tail.rs"]
+mod tail;
 
 struct PgHarness {
     engine: Option<MemoryEngine<PgProvider>>,
@@ -221,6 +224,9 @@ async fn distance_ladder(
             .collect();
         tenant.batch_create_resources(batch).await.expect("insert");
     }
+    // Everything in the graph: the reads counted below are the index's and the scan's.
+    let provider = engine.provider();
+    provider.flush_vector_index(tenant.provider_tenant()).await.expect("flush");
     (id, tenant)
 }
 

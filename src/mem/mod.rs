@@ -125,6 +125,11 @@ impl Provider for MemProvider {
         Ok(())
     }
 
+    /// Nothing to move: search scans every embedding.
+    async fn flush_vector_index(&self, _: &MemTenant) -> Result<()> {
+        Ok(())
+    }
+
     fn tenant_id(tenant: &MemTenant) -> &TenantId {
         &tenant.0.id
     }

@@ -77,6 +77,10 @@ pub async fn import<P: Provider>(
     }
     writer.send().await?;
     writer.settle().await?;
+    // A bulk load's last step: what the provider holds outside its vector index goes in now
+    // (on PostgreSQL, one index build for a large import), so searches are fast on return.
+    let handle = &writer.handle;
+    handle.provider().flush_vector_index(handle.provider_tenant()).await?;
     progress(Progress { done: writer.done(), total });
     Ok(ImportSummary {
         tenant: target,

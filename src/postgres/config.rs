@@ -44,6 +44,11 @@ pub struct PgConfig {
     /// A tenant larger than this with a filter matching fewer than `k` of its nearest rows
     /// may get fewer than `k` results.
     pub filter_scan_limit: usize,
+    /// Whether embeddings written to the vector tail are merged into the HNSW index by a
+    /// background task (default `true`). Without it they stay in the tail, searchable by an
+    /// exact scan of it, until [`crate::Provider::flush_vector_index`] merges them: for bulk
+    /// loads that end with one index build, and for tests and benches that need a tail.
+    pub background_merge: bool,
 }
 
 impl PgConfig {
@@ -60,6 +65,7 @@ impl PgConfig {
             ssl_root_cert: None,
             allow_privileged_app_role: false,
             filter_scan_limit: DEFAULT_FILTER_SCAN_LIMIT,
+            background_merge: true,
         }
     }
 
@@ -107,6 +113,13 @@ impl PgConfig {
         self
     }
 
+    /// Whether the vector tail is merged in the background (see
+    /// [`PgConfig::background_merge`]).
+    pub fn with_background_merge(mut self, merge: bool) -> Self {
+        self.background_merge = merge;
+        self
+    }
+
     /// A filtered search reads at most `rows` candidate rows (at least 1).
     pub fn with_filter_scan_limit(mut self, rows: usize) -> Self {
         self.filter_scan_limit = rows;
@@ -139,6 +152,7 @@ impl std::fmt::Debug for PgConfig {
             .field("ssl_root_cert", &self.ssl_root_cert)
             .field("allow_privileged_app_role", &self.allow_privileged_app_role)
             .field("filter_scan_limit", &self.filter_scan_limit)
+            .field("background_merge", &self.background_merge)
             .finish_non_exhaustive()
     }
 }

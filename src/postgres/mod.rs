@@ -29,6 +29,12 @@
 //!   not four. Updates and deletes keep the transaction (their row-level security filter could
 //!   run before a setting made in the same statement). [`PgTxn`] is optimistic (see `txn`).
 //!   A connection dropped inside a transaction never returns to the pool (`conn`).
+//! - **Writes do not wait for the graph.** pgvector inserts into an HNSW index inside the
+//!   statement that writes the row (about 2 ms per 384-d embedding here), so the index is
+//!   not on `resources`: a write puts its embeddings in an unindexed tail table, in the same
+//!   statement, and merges move them into the indexed graph table, in the background or on
+//!   [`Provider::flush_vector_index`]; searches read graph and tail in one statement
+//!   (`sql::tail` states the invariant, `tail` schedules the merges).
 //! - **Vectors.** Embeddings live in an untyped `vector` column, at full precision; fixing
 //!   the dimension adds a check constraint and an HNSW index (`sql::Layout`): for cosine
 //!   tenants over the unit vectors at half precision by inner product (half the index, one
@@ -56,10 +62,12 @@
 
 mod batch;
 mod conn;
+mod entity_search;
 mod json;
 mod prefilter;
 mod sql;
 mod store;
+mod tail;
 pub mod tenant;
 mod tls;
 mod txn;
@@ -79,7 +87,7 @@ use crate::error::{Error, Result};
 use crate::model::{
     Direction, Edge, EdgeId, Entity, EntityId, EntityQuery, Metric, Moment, MomentId, Reached,
     Record, RecordKind, Resource, ResourceId, ScoredResource, SearchQuery, TenantConfig, TenantId,
-    TimeRange, TraverseQuery, words,
+    TimeRange, TraverseQuery,
 };
 use crate::provider::{Capabilities, Provider, VectorIndexKind};
 use conn::{PgConn, is_unique_violation};
@@ -117,6 +125,11 @@ struct TenantInner {
     search_function: std::sync::atomic::AtomicBool,
     /// Its embeddings as last counted, for choosing exact search.
     size: TenantSize,
+    /// Whether its schema has the vector tail (`sql::tail`): embeddings are written there and
+    /// merged into the HNSW index later. Schemas made before the tail existed have none.
+    tail: bool,
+    /// The background merge of the tail (`tail`).
+    merge: tail::MergeState,
 }
 
 /// The PostgreSQL provider. See the [module docs](self).
@@ -127,6 +140,8 @@ pub struct PgProvider {
     ef_search: usize,
     exact_below: usize,
     filter_scan_limit: usize,
+    /// [`PgConfig::background_merge`].
+    background_merge: bool,
     /// Searches served by the HNSW index (see [`PgProvider::index_searches`]).
     index_searches: AtomicU64,
 }
@@ -215,6 +230,7 @@ impl PgProvider {
             ef_search: config.ef_search.clamp(1, MAX_EF_SEARCH),
             exact_below: config.exact_below,
             filter_scan_limit: config.filter_scan_limit.max(1),
+            background_merge: config.background_merge,
             index_searches: AtomicU64::new(0),
         })
     }
@@ -252,11 +268,6 @@ impl PgProvider {
         let row = conn.query_opt(sql::SELECT_TENANT, &[&id.as_str()]).await?;
         row.map(|row| decode_registry(&row)).transpose()
     }
-}
-
-/// The settings of an entity search ([`sql::SET_ENTITY_SEARCH`]).
-fn name_order() -> conn::Settings {
-    (sql::SET_ENTITY_SEARCH, Vec::new())
 }
 
 /// The refusal of an application role that row-level security would not bind, and why.
@@ -341,9 +352,14 @@ impl Provider for PgProvider {
             // A new schema has no other users yet: its index and search function are built
             // right here.
             if let Some(dimension) = config.dimension {
-                let index = sql::create_vector_index(&schema, dimension, config.metric);
-                let function =
-                    sql::create_search_function(&schema, dimension, config.metric, &self.app_role);
+                let index = sql::create_vector_index(&schema, dimension, config.metric, true);
+                let function = sql::create_search_function(
+                    &schema,
+                    dimension,
+                    config.metric,
+                    &self.app_role,
+                    true,
+                );
                 if let (Some(index), Some(function)) = (index, function) {
                     conn.batch(&format!("{index};\n{function}")).await?;
                 }
@@ -363,6 +379,12 @@ impl Provider for PgProvider {
         if schema != expected.as_str() {
             return Err(Error::corrupt("tenant registry", format!("schema {schema} for {id}")));
         }
+        let tail = {
+            let conn = self.app.get().await?;
+            let row = conn.query_opt(sql::SELECT_HAS_TAIL, &[&expected.as_str()]).await?;
+            let row = row.ok_or_else(|| Error::corrupt("vector tail", "no row"))?;
+            row.try_get::<_, bool>(0).map_err(|e| Error::corrupt("vector tail", e))?
+        };
         let tenant = PgTenant(Arc::new(TenantInner {
             id: id.clone(),
             schema: expected,
@@ -370,11 +392,15 @@ impl Provider for PgProvider {
             dimension: std::sync::OnceLock::new(),
             search_function: std::sync::atomic::AtomicBool::new(false),
             size: TenantSize::new(),
+            tail,
+            merge: tail::MergeState::default(),
         }));
+        // What an earlier process left in the tail is merged now.
+        self.merge_in_background(&tenant);
         if let Some(dimension) = dimension {
             let _ = tenant.0.dimension.set(dimension);
             // A background build the last process did not finish is started again.
-            if sql::create_vector_index(&tenant.0.schema, dimension, metric).is_some() {
+            if sql::create_vector_index(&tenant.0.schema, dimension, metric, tail).is_some() {
                 let conn = self.app.get().await?;
                 let row =
                     conn.query_opt(sql::SELECT_VECTOR_INDEX, &[&tenant.0.schema.as_str()]).await?;
@@ -464,13 +490,17 @@ impl Provider for PgProvider {
         // One statement in its own implicit transaction that sets the tenant (see
         // `sql::AS_TENANT`): nothing to begin or commit, nothing left open.
         let conn = self.app.get().await?;
-        let (schema, id) = (&tenant.0.schema, Some(tenant.0.id.as_str()));
+        let (schema, id, tail) = (&tenant.0.schema, Some(tenant.0.id.as_str()), tenant.0.tail);
         match resources {
-            [one] => store::insert_resource(&conn, schema, one, id).await,
-            _ => store::insert_resources(&conn, schema, resources, id).await,
+            [one] => store::insert_resource(&conn, schema, one, id, tail).await,
+            _ => store::insert_resources(&conn, schema, resources, id, tail).await,
         }?;
+        drop(conn);
         let embedded = resources.iter().filter(|r| r.embedding.is_some()).count();
         tenant.0.size.added(embedded as u64);
+        if embedded > 0 {
+            self.merge_in_background(tenant);
+        }
         Ok(())
     }
 
@@ -481,14 +511,43 @@ impl Provider for PgProvider {
     }
 
     async fn update_resource(&self, tenant: &PgTenant, resource: &Resource) -> Result<Resource> {
-        let conn = self.auto_one(tenant).await?;
-        let result = store::update_resource(&conn, &tenant.0.schema, resource).await;
-        conn.finish(result).await.and_then(not_found_or("resource", resource.id))
+        let (schema, tail) = (&tenant.0.schema, tenant.0.tail);
+        // Removing an embedding takes its tail row and graph entry out in a second statement.
+        let forget = tail && resource.embedding.is_none();
+        let conn = match forget {
+            true => self.auto(tenant).await?,
+            false => self.auto_one(tenant).await?,
+        };
+        let result = async {
+            let updated = store::update_resource(&conn, schema, resource, tail).await?;
+            if forget && updated.is_some() {
+                store::forget_unembedded(&conn, schema, &[resource.id.as_uuid()]).await?;
+            }
+            Ok(updated)
+        }
+        .await;
+        let updated = conn.finish(result).await.and_then(not_found_or("resource", resource.id))?;
+        if updated.embedding.is_some() {
+            self.merge_in_background(tenant);
+        }
+        Ok(updated)
     }
 
     async fn delete_resource(&self, tenant: &PgTenant, id: ResourceId) -> Result<()> {
-        let conn = self.auto_one(tenant).await?;
-        let result = store::delete_resource(&conn, &tenant.0.schema, id).await;
+        let (schema, tail) = (&tenant.0.schema, tenant.0.tail);
+        // With the tail, its graph entry goes in a second statement (see `sql::tail`).
+        let conn = match tail {
+            true => self.auto(tenant).await?,
+            false => self.auto_one(tenant).await?,
+        };
+        let result = async {
+            let deleted = store::delete_resource(&conn, schema, id, tail).await?;
+            if tail && deleted {
+                store::forget_unembedded(&conn, schema, &[id.as_uuid()]).await?;
+            }
+            Ok(deleted)
+        }
+        .await;
         conn.finish(result).await.and_then(missing("resource", id))
     }
 
@@ -602,60 +661,7 @@ impl Provider for PgProvider {
     }
 
     async fn search_entities(&self, tenant: &PgTenant, query: &EntityQuery) -> Result<Vec<Entity>> {
-        let mut conn = self.app.get().await?;
-        let schema = &tenant.0.schema;
-        let (kind, words) = (&query.kind, words(&query.text));
-        let Some(filter) = &query.properties else {
-            // The database applies the whole query: one statement, at most `limit` rows.
-            conn.one_shot(sql::BEGIN_READ_COMMITTED, tenant.0.id.as_str(), Some(name_order()));
-            let limit = i64::try_from(query.limit).unwrap_or(i64::MAX);
-            let result = async {
-                let rows =
-                    conn.query(&sql::search_entities(schema), &[kind, &words, &limit]).await?;
-                rows.iter().map(store::entity_from_row).collect()
-            }
-            .await;
-            return conn.finish(result).await;
-        };
-        // The properties filter runs here: pages in name order, each read through the name
-        // index up to its own limit, until `limit` entities match, the matches run out, or
-        // `filter_scan_limit` entities were read. One snapshot for all pages.
-        conn.begin_lazy(sql::BEGIN_SNAPSHOT, tenant.0.id.as_str(), Some(name_order()));
-        let result = async {
-            let mut found = Vec::with_capacity(query.limit);
-            let mut page = query.limit.saturating_mul(4).clamp(64, 4096);
-            let mut read = 0;
-            let mut last: Option<(String, Uuid)> = None;
-            loop {
-                let size = i64::try_from(page.min(self.filter_scan_limit - read)).unwrap_or(1);
-                let rows = match &last {
-                    None => {
-                        conn.query(&sql::search_entities(schema), &[kind, &words, &size]).await?
-                    }
-                    Some((name, id)) => {
-                        let statement = sql::search_entities_after(schema);
-                        conn.query(&statement, &[kind, &words, &size, name, id]).await?
-                    }
-                };
-                read += rows.len();
-                for row in &rows {
-                    let entity = store::entity_from_row(row)?;
-                    last = Some((entity.name.clone(), entity.id.as_uuid()));
-                    if filter.matches(&entity.properties) {
-                        found.push(entity);
-                        if found.len() == query.limit {
-                            return Ok(found);
-                        }
-                    }
-                }
-                if (rows.len() as i64) < size || read >= self.filter_scan_limit {
-                    return Ok(found);
-                }
-                page = (page * 2).min(4096);
-            }
-        }
-        .await;
-        conn.finish(result).await
+        self.entity_search(tenant, query).await
     }
 
     async fn traverse(&self, tenant: &PgTenant, query: &TraverseQuery) -> Result<Vec<Reached>> {
@@ -741,8 +747,14 @@ impl Provider for PgProvider {
         conn.finish(result).await
     }
 
+    /// Merges the tenant's vector tail into the HNSW index (see `tail`): rebuilds the index
+    /// when the tail outgrows it, else moves the rows in small transactions.
+    async fn flush_vector_index(&self, tenant: &PgTenant) -> Result<()> {
+        self.flush_tail(tenant).await
+    }
+
     async fn begin<'p>(&'p self, tenant: &PgTenant) -> Result<PgTxn<'p>> {
         let conn = self.app.get().await?;
-        PgTxn::begin(conn, tenant.clone()).await
+        PgTxn::begin(self, conn, tenant.clone()).await
     }
 }

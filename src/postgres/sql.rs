@@ -14,8 +14,10 @@ use crate::model::Metric;
 
 mod batch;
 mod search;
+mod tail;
 pub(crate) use batch::*;
 pub(crate) use search::*;
+pub(crate) use tail::*;
 
 /// The tenant each transaction runs as; read by every row-level security policy.
 pub(crate) const SET_TENANT: &str = "SELECT set_config('app.current_tenant', $1, true)";
@@ -160,7 +162,7 @@ pub(crate) fn drop_schema(schema: &SchemaName) -> String {
     format!("DROP SCHEMA IF EXISTS {schema} CASCADE")
 }
 
-const TABLES: [&str; 4] = ["resources", "entities", "edges", "moments"];
+const TABLES: [&str; 6] = ["resources", "entities", "edges", "moments", TAIL, VECTORS];
 
 /// The schema's own tenant: a table of one row (`only_row` is unique and must be true) holding
 /// the id of the tenant the schema belongs to, written once by the owner role as a bind
@@ -212,6 +214,8 @@ pub(crate) fn create_schema(schema: &SchemaName, app_role: &str) -> String {
     // Every row names its tenant; the default comes from the transaction's setting and the
     // policy's WITH CHECK refuses any other value.
     let tenant = "tenant_id text NOT NULL DEFAULT current_setting('app.current_tenant', true)";
+    // The tail and the graph table: see `sql::tail`.
+    let tail = create_tail_tables(s, tenant);
     let mut sql = format!(
         "CREATE SCHEMA {s};
         REVOKE ALL ON SCHEMA {s} FROM PUBLIC;
@@ -225,7 +229,7 @@ pub(crate) fn create_schema(schema: &SchemaName, app_role: &str) -> String {
             created_at bigint NOT NULL,
             updated_at bigint NOT NULL
         );
-        CREATE TABLE {s}.entities (
+        {tail}CREATE TABLE {s}.entities (
             {tenant},
             id uuid PRIMARY KEY,
             name text NOT NULL,
@@ -314,7 +318,8 @@ pub(crate) const SELECT_VECTOR_INDEX: &str = "SELECT indexdef,
         JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
         WHERE n.nspname = $1 AND p.proname = 'nearest_resources')
     FROM pg_catalog.pg_indexes
-    WHERE schemaname = $1 AND tablename = 'resources' AND indexname = 'resources_embedding'";
+    WHERE schemaname = $1 AND tablename IN ('resources', 'resource_vectors')
+        AND indexname = 'resources_embedding'";
 
 /// How embeddings of a dimension are indexed in [`Layout::Typed`]: pgvector's HNSW takes
 /// `vector` up to 2000 dimensions and `halfvec` up to 4000; beyond that search is an exact scan.
@@ -366,17 +371,29 @@ pub const HNSW_EF_CONSTRUCTION: u32 = 200;
 /// order by the same expression so the planner can use it. There is no check constraint:
 /// adding one needs an exclusive lock that would wait for every open transaction on the
 /// tenant, and the engine checks every embedding against the fixed dimension anyway.
+///
+/// With `tail` (a schema with the vector tail, see `sql::tail`) the index is on the graph
+/// table [`VECTORS`], which only merges write, so a write through the tail costs pgvector
+/// nothing; without, on `resources`.
 pub(crate) fn create_vector_index(
     schema: &SchemaName,
     dimension: u32,
     metric: Metric,
+    tail: bool,
 ) -> Option<String> {
     let (indexed, ops) = indexed_expression(dimension, metric, new_layout(metric))?;
+    let table = if tail { VECTORS } else { "resources" };
     Some(format!(
-        "CREATE INDEX IF NOT EXISTS resources_embedding ON {schema}.resources \
+        "CREATE INDEX IF NOT EXISTS resources_embedding ON {schema}.{table} \
          USING hnsw (({indexed}) {ops}) WITH (m = {HNSW_M}, ef_construction = {HNSW_EF_CONSTRUCTION})"
     ))
 }
+
+/// Whether the schema `$1` (bare) has the vector tail (see `sql::tail`); schemas made before
+/// it existed do not, and keep their index on `resources`.
+pub(crate) const SELECT_HAS_TAIL: &str = "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_class c
+    JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+    WHERE n.nspname = $1 AND c.relname = 'resource_vec_tail')";
 
 /// Bounds how long the background index build waits for a lock before it tries again later:
 /// an open transaction that wrote resources holds a lock the build needs.
@@ -415,9 +432,14 @@ fn distance_expression(dimension: u32, metric: Metric, layout: Layout) -> String
 /// every number; the contract puts a zero vector at cosine distance 1 ([`Metric::distance`]),
 /// so a scan orders it there too.
 fn exact_distance(metric: Metric) -> String {
+    exact_distance_of(metric, "embedding")
+}
+
+/// [`exact_distance`] of the vector in `column`.
+fn exact_distance_of(metric: Metric, column: &str) -> String {
     match metric {
-        Metric::Cosine => "COALESCE(NULLIF(embedding <=> $1::vector, 'NaN'::float8), 1)".into(),
-        Metric::L2 | Metric::Dot => format!("(embedding {} $1::vector)", operator(metric)),
+        Metric::Cosine => format!("COALESCE(NULLIF({column} <=> $1::vector, 'NaN'::float8), 1)"),
+        Metric::L2 | Metric::Dot => format!("({column} {} $1::vector)", operator(metric)),
     }
 }
 

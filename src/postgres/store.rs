@@ -146,12 +146,14 @@ async fn delete_row(conn: &PgConn, statement: String, id: Uuid) -> Result<bool> 
 
 /// Inserts resources in one statement: in the connection's transaction, or with `as_tenant`
 /// in a statement of its own that sets that tenant (`sql::AS_TENANT`; the connection must then
-/// have no transaction open).
+/// have no transaction open). With `tail` (the schema has the vector tail) their embeddings go
+/// to the tail (`sql::tail`), in the same statement.
 pub(crate) async fn insert_resources(
     conn: &PgConn,
     schema: &SchemaName,
     resources: &[Resource],
     as_tenant: Option<&str>,
+    tail: bool,
 ) -> Result<()> {
     if resources.is_empty() {
         return Ok(());
@@ -175,17 +177,28 @@ pub(crate) async fn insert_resources(
     let first = resources[0].id;
     let params: [&(dyn ToSql + Sync); 8] =
         [&ids, &uris, &contents, &metadata, &embeddings, &created, &updated, &as_tenant];
-    let statements = (sql::insert_resources(schema), sql::insert_resources_as_tenant(schema));
+    let statements = match tail {
+        true => (
+            sql::insert_resources_through_tail(schema, false),
+            sql::insert_resources_through_tail(schema, true),
+        ),
+        false => (sql::insert_resources(schema), sql::insert_resources_as_tenant(schema)),
+    };
     insert_rows(conn, statements, &params, as_tenant, ("resource", first)).await
 }
 
-/// Inserts a resource: in the connection's transaction, or `as_tenant` as [`insert_resources`].
+/// Inserts a resource: in the connection's transaction, or `as_tenant` as [`insert_resources`];
+/// with `tail`, as a batch of one.
 pub(crate) async fn insert_resource(
     conn: &PgConn,
     schema: &SchemaName,
     r: &Resource,
     as_tenant: Option<&str>,
+    tail: bool,
 ) -> Result<()> {
+    if tail {
+        return insert_resources(conn, schema, std::slice::from_ref(r), as_tenant, true).await;
+    }
     let embedding = r.embedding.clone().map(Vector::from);
     let params: [&(dyn ToSql + Sync); 8] = [
         &r.id.as_uuid(),
@@ -209,16 +222,22 @@ pub(crate) async fn get_resource(
     get_row(conn, sql::select_resource(schema), id.as_uuid(), resource_from_row).await
 }
 
-/// Replaces a resource, keeping `created_at`; `None` when it does not exist.
+/// Replaces a resource, keeping `created_at`; `None` when it does not exist. With `tail`, its
+/// embedding goes to the tail (`sql::tail`).
 pub(crate) async fn update_resource(
     conn: &PgConn,
     schema: &SchemaName,
     r: &Resource,
+    tail: bool,
 ) -> Result<Option<Resource>> {
     let embedding = r.embedding.clone().map(Vector::from);
+    let statement = match tail {
+        true => sql::update_resource_through_tail(schema),
+        false => sql::update_resource(schema),
+    };
     let row = conn
         .query_opt(
-            &sql::update_resource(schema),
+            &statement,
             &[
                 &r.id.as_uuid(),
                 &r.uri,
@@ -236,13 +255,33 @@ pub(crate) async fn update_resource(
     .transpose()
 }
 
-/// Deletes a resource; whether it existed.
+/// Deletes a resource; whether it existed. With `tail`, its tail row too; its graph entry is
+/// left to [`forget_unembedded`] (see `sql::tail`).
 pub(crate) async fn delete_resource(
     conn: &PgConn,
     schema: &SchemaName,
     id: ResourceId,
+    tail: bool,
 ) -> Result<bool> {
-    delete_row(conn, sql::delete_resource(schema), id.as_uuid()).await
+    if !tail {
+        return delete_row(conn, sql::delete_resource(schema), id.as_uuid()).await;
+    }
+    let row = conn.query_opt(&sql::delete_resource_through_tail(schema), &[&id.as_uuid()]).await?;
+    let deleted: i64 = row
+        .ok_or_else(|| Error::corrupt("deleted resources", "no row"))?
+        .try_get(0)
+        .map_err(|e| Error::corrupt("deleted resources", e))?;
+    Ok(deleted > 0)
+}
+
+/// Deletes the tail rows and graph entries of the resources `ids` that are gone or have no
+/// embedding ([`sql::forget_unembedded`]).
+pub(crate) async fn forget_unembedded(
+    conn: &PgConn,
+    schema: &SchemaName,
+    ids: &[Uuid],
+) -> Result<()> {
+    conn.execute(&sql::forget_unembedded(schema), &[&ids]).await.map(drop)
 }
 
 /// Inserts an entity: in the connection's transaction, or `as_tenant` as [`insert_resources`].

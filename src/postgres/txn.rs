@@ -18,7 +18,6 @@
 //! detaches and closes the connection, so it never returns to the pool mid-transaction.
 
 use std::collections::HashMap;
-use std::marker::PhantomData;
 
 use super::conn::PgConn;
 use super::tenant::SchemaName;
@@ -60,13 +59,18 @@ pub struct PgTxn<'p> {
     conn: PgConn,
     tenant: PgTenant,
     overlay: Overlay,
-    _provider: PhantomData<&'p PgProvider>,
+    /// For the merge of the vector tail its resource writes feed, after commit.
+    provider: &'p PgProvider,
 }
 
-impl PgTxn<'_> {
-    pub(crate) async fn begin(mut conn: PgConn, tenant: PgTenant) -> Result<Self> {
+impl<'p> PgTxn<'p> {
+    pub(crate) async fn begin(
+        provider: &'p PgProvider,
+        mut conn: PgConn,
+        tenant: PgTenant,
+    ) -> Result<Self> {
         conn.begin(sql::BEGIN_REPEATABLE_READ, tenant.0.id.as_str()).await?;
-        Ok(Self { conn, tenant, overlay: Overlay::default(), _provider: PhantomData })
+        Ok(Self { conn, tenant, overlay: Overlay::default(), provider })
     }
 
     fn schema(&self) -> &SchemaName {
@@ -102,16 +106,17 @@ impl PgTxn<'_> {
     }
 
     async fn replay(&self) -> Result<()> {
-        let (conn, schema) = (&self.conn, self.schema());
+        let (conn, schema, tail) = (&self.conn, self.schema(), self.tenant.0.tail);
         for write in &self.overlay.log {
             let applied = match write {
                 Write::InsertResource(r) => {
-                    store::insert_resource(conn, schema, r, None).await.map(|()| true)
+                    store::insert_resource(conn, schema, r, None, tail).await.map(|()| true)
                 }
                 Write::UpdateResource(r) => {
-                    store::update_resource(conn, schema, r).await.map(|r| r.is_some())
+                    store::update_resource(conn, schema, r, tail).await.map(|r| r.is_some())
                 }
-                Write::DeleteResource(id) => store::delete_resource(conn, schema, *id).await,
+                // Its tail row and graph entry are forgotten after commit (see `sql::tail`).
+                Write::DeleteResource(id) => store::delete_resource(conn, schema, *id, false).await,
                 Write::InsertEntity(e) => {
                     store::insert_entity(conn, schema, e, None).await.map(|()| true)
                 }
@@ -303,7 +308,23 @@ impl Txn for PgTxn<'_> {
     async fn commit(mut self) -> Result<()> {
         let result = self.replay().await;
         match result {
-            Ok(()) => self.conn.commit().await,
+            Ok(()) => {
+                self.conn.commit().await?;
+                let unembedded: Vec<uuid::Uuid> = (self.overlay.log.iter())
+                    .filter_map(|write| match write {
+                        Write::DeleteResource(id) => Some(id.as_uuid()),
+                        Write::UpdateResource(r) if r.embedding.is_none() => Some(r.id.as_uuid()),
+                        _ => None,
+                    })
+                    .collect();
+                // Committed: what follows only tidies up, and a failure leaves entries that
+                // no search returns (see `sql::tail`).
+                let _ = self.provider.forget_unembedded(&self.tenant, &unembedded).await;
+                if !self.overlay.resources.is_empty() {
+                    self.provider.merge_in_background(&self.tenant);
+                }
+                Ok(())
+            }
             Err(e) => {
                 let _ = self.conn.rollback().await;
                 Err(e)

@@ -131,13 +131,13 @@ impl PgProvider {
     /// fast at the size a tenant has when its first embedding arrives. A build cut short by
     /// the process ending is started again when the tenant is next opened.
     pub(super) fn build_vector_index(&self, tenant: &PgTenant, dimension: u32) {
-        let (schema, metric) = (&tenant.0.schema, tenant.0.metric);
-        let Some(index) = sql::create_vector_index(schema, dimension, metric) else {
+        let (schema, metric, tail) = (&tenant.0.schema, tenant.0.metric, tenant.0.tail);
+        let Some(index) = sql::create_vector_index(schema, dimension, metric, tail) else {
             return;
         };
         // The search function goes with the index, in the same transaction: a tenant has
         // both or neither.
-        let function = sql::create_search_function(schema, dimension, metric, &self.app_role);
+        let function = sql::create_search_function(schema, dimension, metric, &self.app_role, tail);
         let ddl = format!("{index};\n{}", function.unwrap_or_default());
         let admin = self.admin.clone();
         let id = tenant.0.id.clone();
@@ -231,7 +231,7 @@ impl PgProvider {
                 let result = async {
                     let hits =
                         nearest_filtered_by_index(&conn, tenant, dimension, layout, query).await?;
-                    if hits.len() == query.k {
+                    if let Some(hits) = hits {
                         return Ok(hits);
                     }
                     // The index scan gave up before `k` rows passed the filter (a selective
@@ -249,7 +249,8 @@ impl PgProvider {
 }
 
 /// The nearest resources by the index order (`layout`) or, without one, the exact order: one
-/// statement, at most `k` rows.
+/// statement, at most `k` rows; with the vector tail and a layout, the graph's `k` and the
+/// tail's `k` ([`sql::search_with_tail`]), for [`rerank`] to cut to `k`.
 async fn nearest_unfiltered(
     conn: &PgConn,
     tenant: &PgTenant,
@@ -257,45 +258,68 @@ async fn nearest_unfiltered(
     query: &SearchQuery,
     layout: Option<sql::Layout>,
 ) -> Result<Vec<Resource>> {
-    let order = layout.map_or(sql::Order::Exact, sql::Order::Index);
-    let statement =
-        sql::search_resources(&tenant.0.schema, dimension, tenant.0.metric, order, false);
+    let (schema, metric) = (&tenant.0.schema, tenant.0.metric);
+    let statement = match layout {
+        Some(layout) if tenant.0.tail => {
+            sql::search_with_tail(schema, dimension, metric, layout, false)
+        }
+        _ => {
+            let order = layout.map_or(sql::Order::Exact, sql::Order::Index);
+            sql::search_resources(schema, dimension, metric, order, false)
+        }
+    };
     let vector = pgvector::Vector::from(query.vector.clone());
     let limit = i64::try_from(query.k).unwrap_or(i64::MAX);
     conn.query(&statement, &[&vector, &limit]).await?.iter().map(store::resource_from_row).collect()
 }
 
 /// A filtered search through the HNSW index (iterative scan with the settings of
-/// [`sql::SET_SEARCH`]): at most `k` rows that contain the pushed-down part of the filter
-/// ([`prefilter`]), of which those matching the whole filter. Empty when nothing can be pushed
-/// down (the index scan would return `k` rows that the filter may all reject).
+/// [`sql::SET_SEARCH`]): rows that contain the pushed-down part of the filter ([`prefilter`]),
+/// of which those matching the whole filter; with the vector tail, also the tail's nearest
+/// such rows. `None` when that may miss one of the `k` nearest matches, and an exact scan must
+/// answer: nothing can be pushed down (the index scan would return `k` rows that the filter
+/// may all reject), the index gave fewer than `k` matches, or the tail's `k` nearest
+/// containment matches include one the whole filter rejects (a match further on may then be
+/// nearer than the graph's).
 async fn nearest_filtered_by_index(
     conn: &PgConn,
     tenant: &PgTenant,
     dimension: u32,
     layout: sql::Layout,
     query: &SearchQuery,
-) -> Result<Vec<Resource>> {
-    let Some(filter) = &query.filter else { return Ok(Vec::new()) };
-    let Some(contains) = pushed_down(filter) else { return Ok(Vec::new()) };
-    let statement = sql::search_resources(
-        &tenant.0.schema,
-        dimension,
-        tenant.0.metric,
-        sql::Order::Index(layout),
-        true,
-    );
+) -> Result<Option<Vec<Resource>>> {
+    let Some(filter) = &query.filter else { return Ok(None) };
+    let Some(contains) = pushed_down(filter) else { return Ok(None) };
+    let (schema, metric, tail) = (&tenant.0.schema, tenant.0.metric, tenant.0.tail);
+    let statement = match tail {
+        true => sql::search_with_tail(schema, dimension, metric, layout, true),
+        false => sql::search_resources(schema, dimension, metric, sql::Order::Index(layout), true),
+    };
     let vector = pgvector::Vector::from(query.vector.clone());
     let limit = i64::try_from(query.k).unwrap_or(i64::MAX);
     let rows = conn.query(&statement, &[&vector, &limit, &contains]).await?;
     let mut hits = Vec::with_capacity(rows.len());
+    let (mut graph_matches, mut tail_rows, mut tail_rejected) = (0, 0, 0);
     for row in &rows {
         let resource = store::resource_from_row(row)?;
-        if filter.matches(&resource.metadata) {
+        let from_tail =
+            tail && row.try_get::<_, bool>(7).map_err(|e| Error::corrupt("search row", e))?;
+        let matches = filter.matches(&resource.metadata);
+        match (from_tail, matches) {
+            (false, true) => graph_matches += 1,
+            (false, false) => {}
+            (true, true) => tail_rows += 1,
+            (true, false) => {
+                tail_rows += 1;
+                tail_rejected += 1;
+            }
+        }
+        if matches {
             hits.push(resource);
         }
     }
-    Ok(hits)
+    let complete = graph_matches == query.k && (tail_rows < query.k || tail_rejected == 0);
+    Ok(complete.then_some(hits))
 }
 
 /// The containment document of `filter` ([`prefilter::containment`]), `None` when empty.
@@ -400,6 +424,9 @@ pub(super) fn rerank(
     scored.sort_by(|a, b| {
         a.distance.total_cmp(&b.distance).then_with(|| a.resource.id.cmp(&b.resource.id))
     });
+    // The graph and the tail never hold the same resource in one snapshot; a repeat would sit
+    // next to itself.
+    scored.dedup_by(|a, b| a.resource.id == b.resource.id);
     scored.truncate(query.k);
     scored
 }

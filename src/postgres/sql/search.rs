@@ -94,17 +94,23 @@ const FUNCTION_SETTINGS: &str = "set_config('app.current_tenant', tenant, true),
 /// the settings end with it, and the call needs no `BEGIN`, settings statement or `COMMIT`:
 /// one statement to parse, run and answer instead of four (50 us less per search on loopback,
 /// measured). It runs as its caller (not `SECURITY DEFINER`), so row-level security applies
-/// as to any statement, and sets nothing its caller could not set itself. `None` when the
-/// dimension has no index.
+/// as to any statement, and sets nothing its caller could not set itself. With `tail` it
+/// returns the graph's rows and the tail's ([`search_with_tail`], one statement and so one
+/// snapshot), up to `2 k` rows for the caller to re-rank. `None` when the dimension has no
+/// index.
 pub(crate) fn create_search_function(
     schema: &SchemaName,
     dimension: u32,
     metric: Metric,
     app_role: &str,
+    tail: bool,
 ) -> Option<String> {
-    indexed_expression(dimension, metric, new_layout(metric))?;
-    let search =
-        search_resources(schema, dimension, metric, Order::Index(new_layout(metric)), false);
+    let layout = new_layout(metric);
+    indexed_expression(dimension, metric, layout)?;
+    let search = match tail {
+        true => search_with_tail(schema, dimension, metric, layout, false),
+        false => search_resources(schema, dimension, metric, Order::Index(layout), false),
+    };
     let app = quote_identifier(app_role);
     let signature = format!("{schema}.nearest_resources(vector, bigint, text, text)");
     Some(format!(

@@ -7,7 +7,7 @@ fn schema() -> SchemaName {
 
 #[test]
 fn cosine_tenants_index_unit_vectors_and_search_by_the_same_expression() {
-    let ddl = create_vector_index(&schema(), 384, Metric::Cosine).expect("indexed");
+    let ddl = create_vector_index(&schema(), 384, Metric::Cosine, false).expect("indexed");
     assert!(ddl.contains("((l2_normalize(embedding)::halfvec(384)) halfvec_ip_ops)"), "{ddl}");
     assert!(ddl.ends_with("WITH (m = 8, ef_construction = 200)"), "{ddl}");
     let search =
@@ -17,7 +17,8 @@ fn cosine_tenants_index_unit_vectors_and_search_by_the_same_expression() {
 
 #[test]
 fn the_search_function_sets_what_a_search_transaction_sets() {
-    let function = create_search_function(&schema(), 384, Metric::Cosine, "app").expect("indexed");
+    let function =
+        create_search_function(&schema(), 384, Metric::Cosine, "app", false).expect("indexed");
     // The same settings, in the same order, as the statement sent with BEGIN.
     let settings: Vec<&str> = SET_SEARCH
         .match_indices("set_config('")
@@ -32,14 +33,14 @@ fn the_search_function_sets_what_a_search_transaction_sets() {
     assert!(function.contains(&format!("RETURN QUERY {search};")), "{function}");
     assert!(!function.to_uppercase().contains("SECURITY DEFINER"));
     assert!(function.contains("FROM PUBLIC"));
-    assert!(create_search_function(&schema(), 5000, Metric::Cosine, "app").is_none());
+    assert!(create_search_function(&schema(), 5000, Metric::Cosine, "app", true).is_none());
 }
 
 #[test]
 fn other_metrics_keep_the_typed_index() {
     for metric in [Metric::L2, Metric::Dot] {
         assert_eq!(new_layout(metric), Layout::Typed);
-        let ddl = create_vector_index(&schema(), 384, metric).expect("indexed");
+        let ddl = create_vector_index(&schema(), 384, metric, false).expect("indexed");
         assert!(ddl.contains("((embedding::vector(384)) vector_"), "{ddl}");
     }
     let search =
@@ -57,14 +58,20 @@ fn exact_searches_order_by_the_full_precision_distance() {
     // No index beyond 4000 dimensions: the index order is the exact one.
     let search = search_resources(&schema(), 5000, Metric::L2, Order::Index(Layout::Typed), false);
     assert!(search.contains("ORDER BY (embedding <-> $1::vector), id"), "{search}");
-    assert!(create_vector_index(&schema(), 5000, Metric::Cosine).is_none());
+    assert!(create_vector_index(&schema(), 5000, Metric::Cosine, true).is_none());
 }
 
-/// The statements of this module, without [`SESSION_CLEAN`], [`LEAVE_SESSION_STATE`] and
-/// the tests: what the provider runs.
+/// The statements of this module and its submodules, without [`SESSION_CLEAN`],
+/// [`LEAVE_SESSION_STATE`] and the tests: what the provider runs.
 fn statements() -> String {
-    let source = include_str!("../sql.rs");
-    let source = &source[..source.find("#[cfg(test)]").expect("tests")];
+    let main = include_str!("../sql.rs");
+    let source = [
+        &main[..main.find("#[cfg(test)]").expect("tests")],
+        include_str!("batch.rs"),
+        include_str!("search.rs"),
+        include_str!("tail.rs"),
+    ]
+    .concat();
     let mut kept = String::new();
     let mut skipping = false;
     for line in source.lines() {
@@ -93,11 +100,15 @@ fn no_statement_sets_anything_for_the_session() {
     }
     for (i, _) in sql.match_indices("SET ") {
         let after = &sql[i + 4..];
-        // `UPDATE t SET` assigns columns; `SET LOCAL` lasts until the transaction ends.
-        let assignment =
-            sql[..i].split_whitespace().rev().nth(1).is_some_and(|word| {
-                word.trim_matches(|c: char| !c.is_ascii_alphabetic()) == "UPDATE"
-            });
+        // `UPDATE t SET` and `DO UPDATE SET` assign columns; `SET LOCAL` lasts until the
+        // transaction ends.
+        let words: Vec<&str> = sql[..i]
+            .split_whitespace()
+            .rev()
+            .take(2)
+            .map(|word| word.trim_matches(|c: char| !c.is_ascii_alphabetic()))
+            .collect();
+        let assignment = words.get(1) == Some(&"UPDATE") || words == ["UPDATE", "DO"];
         assert!(
             assignment || after.starts_with("LOCAL "),
             "a session-level SET: {}",
@@ -126,6 +137,34 @@ fn no_statement_sets_anything_for_the_session() {
     }
     // The check sees what it must refuse.
     assert!(LEAVE_SESSION_STATE.contains("SET application_name"));
+}
+
+#[test]
+fn with_the_tail_the_index_is_on_the_graph_table_and_searches_read_both_parts() {
+    let ddl = create_vector_index(&schema(), 384, Metric::Cosine, true).expect("indexed");
+    assert!(ddl.contains(&format!("ON {}.resource_vectors USING hnsw", schema())), "{ddl}");
+    let search = search_with_tail(&schema(), 384, Metric::Cosine, Layout::Unit, true);
+    // The graph part orders by the indexed expression and keeps entries matching their record.
+    assert!(search.contains("ORDER BY (l2_normalize(embedding)::halfvec(384) <#>"), "{search}");
+    assert!(
+        search.contains("SELECT r.embedding = resource_vectors.embedding AND r.metadata @> $3")
+    );
+    // The tail part is exact; both in one statement.
+    assert!(search.contains("UNION ALL"), "{search}");
+    assert!(search.contains("COALESCE(NULLIF(t.embedding <=> $1::vector"), "{search}");
+    assert!(search.contains("false AS from_tail") && search.contains("true AS from_tail"));
+    let function =
+        create_search_function(&schema(), 384, Metric::Cosine, "app", true).expect("indexed");
+    let unfiltered = search_with_tail(&schema(), 384, Metric::Cosine, Layout::Unit, false);
+    assert!(function.contains(&format!("RETURN QUERY {unfiltered};")), "{function}");
+}
+
+#[test]
+fn a_merge_moves_tail_rows_in_one_statement_and_never_writes_resources() {
+    let merge = merge_tail(&schema());
+    assert!(merge.contains("FOR UPDATE SKIP LOCKED"), "{merge}");
+    assert!(!merge.contains(".resources"), "{merge}");
+    assert_eq!(merge.matches(';').count(), 0, "one statement: {merge}");
 }
 
 #[test]
