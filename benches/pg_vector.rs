@@ -248,6 +248,10 @@ fn pg_vector(c: &mut Criterion) {
     with_a_tail(&rt, &id, &data, (graph_rows, rows), &write);
 }
 
+/// Writes rows `from..to` into a tenant and returns each write's latency.
+type RowWriter<'a> =
+    dyn Fn(usize, usize, &TenantHandle<PgProvider>) -> Vec<std::time::Duration> + 'a;
+
 /// kNN with rows `from..to` in the tail (background merge off), against brute force over all
 /// rows, at the provider's default `ef_search`; then a flush that merges them row by row (the
 /// tail is smaller than the graph), for the merge rate.
@@ -256,7 +260,7 @@ fn with_a_tail(
     id: &percolate::TenantId,
     data: &Dataset,
     (from, to): (usize, usize),
-    write: &dyn Fn(usize, usize, &TenantHandle<PgProvider>) -> Vec<std::time::Duration>,
+    write: &RowWriter<'_>,
 ) {
     let Some(config) = config(None) else { return };
     let ef = config.ef_search;

@@ -168,7 +168,9 @@ async fn embeddings_in_the_tail_are_searchable_on_return_and_filtered_like_the_r
         let query = probe.embedding.clone().expect("embedding");
         assert_eq!(nearest(&tenant, &query, None).await[0], probe.id, "finds itself first");
     }
-    let filters: [(serde_json::Value, fn(&Resource) -> bool); 3] = [
+    // Each filter beside the predicate it means, to count the matches by hand.
+    type Predicate = fn(&Resource) -> bool;
+    let filters: [(serde_json::Value, Predicate); 3] = [
         (serde_json::json!({"even": true}), |r| r.metadata["even"] == serde_json::json!(true)),
         (serde_json::json!({"i": {"$gte": 1200}}), |r| {
             r.metadata["i"].as_u64().is_some_and(|i| i >= 1200)
