@@ -208,7 +208,7 @@ impl PgProvider {
             (sql::SET_SEARCH, vec![ef.to_string(), order.to_owned(), "20000".to_owned()]);
         let mut conn = self.app.get().await?;
         let function = tenant.0.search_function.load(Ordering::Relaxed);
-        let hits = match &query.filter {
+        let mut hits = match &query.filter {
             None if function => {
                 // One statement in its own implicit transaction: the function sets the tenant
                 // and the settings for it. Nothing to commit, nothing left open.
@@ -244,6 +244,15 @@ impl PgProvider {
                 conn.finish(result).await?
             }
         };
+        if query.filter.is_none() && hits.len() < query.k {
+            // The walk ended before `k` (pgvector's iterative scan stops at max_scan_tuples,
+            // and churn can leave graph entries the walk does not reach): an exact scan of the
+            // records' own embeddings, which returns `k` whenever `k` exist.
+            let mut conn = self.app.get().await?;
+            conn.one_shot(sql::BEGIN_READ_COMMITTED, tenant_id, None);
+            let result = nearest_unfiltered(&conn, tenant, dimension, query, None).await;
+            hits = conn.finish(result).await?;
+        }
         Ok(rerank(tenant.0.metric, query, hits))
     }
 }
