@@ -179,12 +179,7 @@ async fn names(tenant: &TenantHandle<PgProvider>, kind: RecordKind) -> BTreeMap<
     loop {
         let page = tenant.scan(kind, after, 1000).await.expect("scan");
         let Some(last) = page.last() else { return out };
-        after = Some(match last {
-            Record::Resource(r) => r.id.as_uuid(),
-            Record::Entity(e) => e.id.as_uuid(),
-            Record::Edge(e) => e.id.as_uuid(),
-            Record::Moment(m) => m.id.as_uuid(),
-        });
+        after = Some(last.id());
         for record in page {
             let name = match record {
                 Record::Resource(r) => r.content,

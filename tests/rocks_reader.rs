@@ -111,15 +111,7 @@ fn at(hour: i64) -> Timestamp {
 
 async fn ids_of(tenant: &TenantHandle<RocksProvider>, kind: RecordKind) -> Vec<uuid::Uuid> {
     let records = tenant.scan(kind, None, 1000).await.unwrap();
-    records
-        .iter()
-        .map(|record| match record {
-            Record::Resource(r) => r.id.as_uuid(),
-            Record::Entity(e) => e.id.as_uuid(),
-            Record::Edge(e) => e.id.as_uuid(),
-            Record::Moment(m) => m.id.as_uuid(),
-        })
-        .collect()
+    records.iter().map(Record::id).collect()
 }
 
 /// In one process: a reader provider beside the writer provider on the same root sees what

@@ -224,6 +224,29 @@ pub enum Record {
     Moment(Moment),
 }
 
+impl Record {
+    /// The record's id, whatever its kind (ids of every kind are UUIDv7: byte order is
+    /// creation order, the order [`crate::Provider::scan`] pages in).
+    pub fn id(&self) -> uuid::Uuid {
+        match self {
+            Record::Resource(r) => r.id.as_uuid(),
+            Record::Entity(e) => e.id.as_uuid(),
+            Record::Edge(e) => e.id.as_uuid(),
+            Record::Moment(m) => m.id.as_uuid(),
+        }
+    }
+
+    /// Its kind.
+    pub fn kind(&self) -> RecordKind {
+        match self {
+            Record::Resource(_) => RecordKind::Resource,
+            Record::Entity(_) => RecordKind::Entity,
+            Record::Edge(_) => RecordKind::Edge,
+            Record::Moment(_) => RecordKind::Moment,
+        }
+    }
+}
+
 /// The kinds of [`Record`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -31,7 +31,7 @@ pub(super) fn encode_page(page: &[Record]) -> Result<EncodedPage> {
         serde_json::to_writer(&mut lines, record)
             .map_err(|e| Error::invalid("export record", e))?;
         lines.push(b'\n');
-        *counts.slot(record_kind(record)) += 1;
+        *counts.slot(record.kind()) += 1;
     }
     Ok(EncodedPage { lines, counts })
 }
@@ -99,7 +99,7 @@ pub async fn export_with_spool<P: Provider, W: Write>(
             if page.len() == PAGE
                 && let Some(last) = page.last()
             {
-                next = Some(scan_ahead(tenant, kind, Some(record_id(last))));
+                next = Some(scan_ahead(tenant, kind, Some(last.id())));
             }
             if page.is_empty() {
                 continue;

@@ -63,7 +63,7 @@ pub async fn import<P: Provider>(
     let mut spooled = SpoolReader { input: BufReader::with_capacity(1 << 20, spool) };
     while let Some((number, record)) = spooled.next()? {
         // A batch holds one kind: a record of another kind sends it first.
-        if writer.batch.first().is_some_and(|first| record_kind(first) != record_kind(&record)) {
+        if writer.batch.first().is_some_and(|first| first.kind() != record.kind()) {
             writer.send().await?;
             progress(Progress { done: writer.done(), total });
         }
@@ -182,7 +182,7 @@ async fn insert_batch<P: Provider>(
             (records.into_iter().map(Record::$variant).collect(), outcome)
         }};
     }
-    match batch.first().map(record_kind) {
+    match batch.first().map(Record::kind) {
         None => (batch, Ok(())),
         Some(RecordKind::Resource) => batch_of!(Resource, insert_resources),
         Some(RecordKind::Entity) => batch_of!(Entity, insert_entities),
@@ -218,7 +218,7 @@ impl<P: Provider> ImportWriter<P> {
         match outcome {
             Ok(()) => {
                 if let Some(first) = batch.first() {
-                    *self.inserted.slot(record_kind(first)) += batch.len() as u64;
+                    *self.inserted.slot(first.kind()) += batch.len() as u64;
                 }
                 Ok(())
             }
@@ -265,7 +265,7 @@ impl<P: Provider> ImportWriter<P> {
 
     /// Inserts one record; an identical existing record is skipped.
     async fn one(&mut self, record: Record, number: u64) -> Result<()> {
-        let kind = record_kind(&record);
+        let kind = record.kind();
         let handle = &self.handle;
         let inserted = match &record {
             Record::Resource(r) => handle.insert_resources(std::slice::from_ref(r)).await,
@@ -296,7 +296,7 @@ impl<P: Provider> ImportWriter<P> {
                 id: format!(
                     "{} {} (line {number}): the tenant holds another version of it",
                     kind_name(kind),
-                    record_id(&record)
+                    record.id()
                 ),
             });
         }

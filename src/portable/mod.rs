@@ -220,24 +220,6 @@ pub struct ImportSummary {
     pub skipped: Counts,
 }
 
-fn record_kind(record: &Record) -> RecordKind {
-    match record {
-        Record::Resource(_) => RecordKind::Resource,
-        Record::Entity(_) => RecordKind::Entity,
-        Record::Edge(_) => RecordKind::Edge,
-        Record::Moment(_) => RecordKind::Moment,
-    }
-}
-
-fn record_id(record: &Record) -> uuid::Uuid {
-    match record {
-        Record::Resource(r) => r.id.as_uuid(),
-        Record::Entity(e) => e.id.as_uuid(),
-        Record::Edge(e) => e.id.as_uuid(),
-        Record::Moment(m) => m.id.as_uuid(),
-    }
-}
-
 fn kind_rank(kind: RecordKind) -> usize {
     RecordKind::ALL.iter().position(|k| *k == kind).unwrap_or(RecordKind::ALL.len())
 }

@@ -66,8 +66,8 @@ impl Verifier {
         record: &Record,
         fields: std::result::Result<(), String>,
     ) -> std::result::Result<(), String> {
-        let kind = record_kind(record);
-        let id = record_id(record);
+        let kind = record.kind();
+        let id = record.id();
         let rank = kind_rank(kind);
         if rank < self.rank {
             return Err(format!(

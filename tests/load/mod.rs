@@ -403,12 +403,7 @@ async fn scan_all<P: Provider>(tenant: &TenantHandle<P>, kind: RecordKind) -> Ve
     loop {
         let page = tenant.scan(kind, after, 1000).await.expect("scan");
         let Some(last) = page.last() else { return out };
-        after = Some(match last {
-            Record::Resource(r) => r.id.as_uuid(),
-            Record::Entity(e) => e.id.as_uuid(),
-            Record::Edge(e) => e.id.as_uuid(),
-            Record::Moment(m) => m.id.as_uuid(),
-        });
+        after = Some(last.id());
         out.extend(page);
     }
 }
