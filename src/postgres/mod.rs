@@ -395,7 +395,7 @@ impl Provider for PgProvider {
             tail,
             merge: tail::MergeState::default(),
         }));
-        // What an earlier process left in the tail is merged now.
+        // Opening a tenant merges what the tail holds: rows a process left when it exited.
         self.merge_in_background(&tenant);
         if let Some(dimension) = dimension {
             let _ = tenant.0.dimension.set(dimension);

@@ -5,12 +5,12 @@
 //!
 //! Writes never wait for the graph: a write stores its embeddings in the tail and starts the
 //! background merge (or marks it due if it runs), which moves [`MERGE_BATCH`] rows per
-//! transaction until the tail is empty. pgvector inserts each moved row into the graph, about
-//! as much work as the write would have done, now off the caller's path. Searches read graph
+//! transaction until the tail is empty. pgvector inserts each moved row into the graph: the
+//! graph work a write would otherwise do, off the caller's path. Searches read graph
 //! and tail together, so nothing waits for the merge to be correct; a long tail only makes
 //! searches slower (an exact scan of it). A merge that fails (the tenant deleted, the server
 //! gone) stops; the next write through the handle, or the next open, starts it again, so rows
-//! an earlier process left in the tail are merged when the tenant is next opened.
+//! a process leaves in the tail when it exits are merged when the tenant is next opened.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 

@@ -13,11 +13,12 @@
 //! a row whole or not at all. What holds at every commit: each resource with an embedding has
 //! it in the tail or in [`VECTORS`], equal to the record's, and a search reads both in one
 //! statement (one snapshot), so a merge committing meanwhile can neither hide a row nor show
-//! it twice. [`VECTORS`] may also hold entries that no longer match their record (an
-//! embedding changed since, or the resource deleted by a transaction): a search joins every
-//! graph entry to its record and keeps only those whose embedding is the record's; merging
-//! the resource's new tail row replaces the entry, clean-ups after deletes remove theirs, and
-//! an index rebuild sweeps whatever is left.
+//! it twice. [`VECTORS`] may also hold stale entries, whose embedding differs from their
+//! record's or whose record is gone (a transaction re-embedded or deleted it; transactions
+//! leave the graph table alone): a search joins every graph entry to its record and keeps
+//! only those whose embedding is the record's; merging the resource's new tail row replaces
+//! a stale entry, clean-ups after deletes remove theirs, and an index rebuild sweeps whatever
+//! is left.
 //!
 //! No merge writes `resources`, and no write inside a [`super::super::PgTxn`] deletes from the
 //! tail or the graph: a `REPEATABLE READ` transaction that touched a row a merge changed after

@@ -73,9 +73,8 @@ pub(super) fn cf_options(
 ) -> Options {
     let mut options = db_options(config, shared, create);
     // Floats barely compress; decompressing them would cost every search hit. Sealed values
-    // do not compress at all: RocksDB would run LZ4 over every block it flushes or compacts
-    // only to store it as it was (in a batch-ingest profile, LZ4 took 9% of the CPU of an
-    // encrypted tenant against 4% of a plaintext one, on the core the foreground writes share).
+    // do not compress at all: RocksDB would run LZ4 over every block it flushes or compacts,
+    // on the core the foreground writes share, only to store it as it was.
     if sealed || name == cf::CF_EMBEDDINGS {
         options.set_compression_type(DBCompressionType::None);
     }
