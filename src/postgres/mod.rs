@@ -128,8 +128,8 @@ struct TenantInner {
     /// Whether its schema has the vector tail (`sql::tail`): embeddings are written there and
     /// merged into the HNSW index later. Schemas made before the tail existed have none.
     tail: bool,
-    /// The background merge of the tail (`tail`).
-    merge: tail::MergeState,
+    /// The background merge of the tail (`tail`), its estimated length and its index.
+    tail_state: tail::TailState,
 }
 
 /// The PostgreSQL provider. See the [module docs](self).
@@ -393,10 +393,13 @@ impl Provider for PgProvider {
             search_function: std::sync::atomic::AtomicBool::new(false),
             size: TenantSize::new(),
             tail,
-            merge: tail::MergeState::default(),
+            tail_state: tail::TailState::default(),
         }));
+        if tail {
+            self.open_tail(&tenant).await?;
+        }
         // Opening a tenant merges what the tail holds: rows a process left when it exited.
-        self.merge_in_background(&tenant);
+        self.merge_in_background(&tenant, 0);
         if let Some(dimension) = dimension {
             let _ = tenant.0.dimension.set(dimension);
             // A background build the last process did not finish is started again.
@@ -499,7 +502,7 @@ impl Provider for PgProvider {
         let embedded = resources.iter().filter(|r| r.embedding.is_some()).count();
         tenant.0.size.added(embedded as u64);
         if embedded > 0 {
-            self.merge_in_background(tenant);
+            self.merge_in_background(tenant, embedded as u64);
         }
         Ok(())
     }
@@ -528,7 +531,7 @@ impl Provider for PgProvider {
         .await;
         let updated = conn.finish(result).await.and_then(not_found_or("resource", resource.id))?;
         if updated.embedding.is_some() {
-            self.merge_in_background(tenant);
+            self.merge_in_background(tenant, 1);
         }
         Ok(updated)
     }

@@ -84,13 +84,15 @@ pub(crate) const LEAVE_SESSION_STATE: &str = "SET application_name = 'percolate-
 /// Succeeds only inside a transaction block: how a probe tells whether one is open.
 pub(crate) const PROBE_TRANSACTION: &str = "SAVEPOINT percolate_probe";
 /// The tenant (`$1`, as [`SET_TENANT`]) and the parameters of one search, for its transaction
-/// only: `$2` `hnsw.ef_search`, `$3` `hnsw.iterative_scan`, `$4` `hnsw.max_scan_tuples`; and the
+/// only: `$2` `hnsw.ef_search`, `$3` `hnsw.iterative_scan`, `$4` `hnsw.max_scan_tuples`, and the
+/// lists a search of the tail index reads (see [`TailOrder::Cells`]); and the
 /// plan: the HNSW index, never a sequential scan and sort (which the planner would pick for a
 /// selective metadata filter, reading every row), planned once per connection (a generic plan:
 /// the index scan does not depend on the parameters).
 pub(crate) const SET_SEARCH: &str = "SELECT set_config('app.current_tenant', $1, true),
     set_config('hnsw.ef_search', $2, true),
     set_config('hnsw.iterative_scan', $3, true), set_config('hnsw.max_scan_tuples', $4, true),
+    set_config('ivfflat.probes', '8', true),
     set_config('enable_seqscan', 'off', true), set_config('enable_sort', 'off', true),
     set_config('plan_cache_mode', 'force_generic_plan', true)";
 /// The tenant (`$1`, as [`SET_TENANT`]) of an entity search, and its plan: rows in name order

@@ -320,8 +320,10 @@ impl Txn for PgTxn<'_> {
                 // Committed: what follows only tidies up, and a failure leaves entries that
                 // no search returns (see `sql::tail`).
                 let _ = self.provider.forget_unembedded(&self.tenant, &unembedded).await;
-                if !self.overlay.resources.is_empty() {
-                    self.provider.merge_in_background(&self.tenant);
+                let embedded = self.overlay.resources.values().flatten();
+                let embedded = embedded.filter(|r| r.embedding.is_some()).count();
+                if embedded > 0 {
+                    self.provider.merge_in_background(&self.tenant, embedded as u64);
                 }
                 Ok(())
             }

@@ -207,7 +207,10 @@ impl PgProvider {
         let settings =
             (sql::SET_SEARCH, vec![ef.to_string(), order.to_owned(), "20000".to_owned()]);
         let mut conn = self.app.get().await?;
-        let function = tenant.0.search_function.load(Ordering::Relaxed);
+        // The search function reads the tail exactly; a long tail is read through its index.
+        let tail_order = tenant.0.tail_state.order();
+        let function =
+            tenant.0.search_function.load(Ordering::Relaxed) && tail_order == sql::TailOrder::Exact;
         let mut hits = match &query.filter {
             None if function => {
                 // One statement in its own implicit transaction: the function sets the tenant
@@ -222,8 +225,8 @@ impl PgProvider {
             None => {
                 // One statement: BEGIN, settings, search and COMMIT in one round trip.
                 conn.one_shot(sql::BEGIN_READ_COMMITTED, tenant_id, Some(settings));
-                let result =
-                    nearest_unfiltered(&conn, tenant, dimension, query, Some(layout)).await;
+                let order = Some((layout, tail_order));
+                let result = nearest_unfiltered(&conn, tenant, dimension, query, order).await;
                 conn.finish(result).await?
             }
             Some(filter) => {
@@ -259,21 +262,22 @@ impl PgProvider {
 
 /// The nearest resources by the index order (`layout`) or, without one, the exact order: one
 /// statement, at most `k` rows; with the vector tail and a layout, the graph's `k` and the
-/// tail's `k` ([`sql::search_with_tail`]), for [`rerank`] to cut to `k`.
+/// tail's `k` found in the tail's order ([`sql::search_with_tail`]), for [`rerank`] to cut to
+/// `k`.
 async fn nearest_unfiltered(
     conn: &PgConn,
     tenant: &PgTenant,
     dimension: u32,
     query: &SearchQuery,
-    layout: Option<sql::Layout>,
+    order: Option<(sql::Layout, sql::TailOrder)>,
 ) -> Result<Vec<Resource>> {
     let (schema, metric) = (&tenant.0.schema, tenant.0.metric);
-    let statement = match layout {
-        Some(layout) if tenant.0.tail => {
-            sql::search_with_tail(schema, dimension, metric, layout, false)
+    let statement = match order {
+        Some((layout, tail_order)) if tenant.0.tail => {
+            sql::search_with_tail(schema, dimension, metric, layout, false, tail_order)
         }
         _ => {
-            let order = layout.map_or(sql::Order::Exact, sql::Order::Index);
+            let order = order.map_or(sql::Order::Exact, |(layout, _)| sql::Order::Index(layout));
             sql::search_resources(schema, dimension, metric, order, false)
         }
     };
@@ -285,7 +289,8 @@ async fn nearest_unfiltered(
 /// A filtered search through the HNSW index (iterative scan with the settings of
 /// [`sql::SET_SEARCH`]): rows that contain the pushed-down part of the filter ([`prefilter`]),
 /// of which those matching the whole filter; with the vector tail, also the tail's nearest
-/// such rows. `None` when that may miss one of the `k` nearest matches, and an exact scan must
+/// such rows; up to [`filtered_candidates`] from the graph, for [`rerank`] to cut to the `k`
+/// nearest. `None` when that may miss one of the `k` nearest matches, and an exact scan must
 /// answer: nothing can be pushed down (the index scan would return `k` rows that the filter
 /// may all reject), the index gave fewer than `k` matches, or the tail's `k` nearest
 /// containment matches include one the whole filter rejects (a match further on may then be
@@ -301,12 +306,18 @@ async fn nearest_filtered_by_index(
     let Some(contains) = pushed_down(filter) else { return Ok(None) };
     let (schema, metric, tail) = (&tenant.0.schema, tenant.0.metric, tenant.0.tail);
     let statement = match tail {
-        true => sql::search_with_tail(schema, dimension, metric, layout, true),
+        true => {
+            sql::search_with_tail(schema, dimension, metric, layout, true, sql::TailOrder::Exact)
+        }
         false => sql::search_resources(schema, dimension, metric, sql::Order::Index(layout), true),
     };
     let vector = pgvector::Vector::from(query.vector.clone());
     let limit = i64::try_from(query.k).unwrap_or(i64::MAX);
-    let rows = conn.query(&statement, &[&vector, &limit, &contains]).await?;
+    let candidates = i64::try_from(filtered_candidates(query.k)).unwrap_or(i64::MAX);
+    let rows = match tail {
+        true => conn.query(&statement, &[&vector, &limit, &contains, &candidates]).await?,
+        false => conn.query(&statement, &[&vector, &candidates, &contains]).await?,
+    };
     let mut hits = Vec::with_capacity(rows.len());
     let (mut graph_matches, mut tail_rows, mut tail_rejected) = (0, 0, 0);
     for row in &rows {
@@ -327,8 +338,17 @@ async fn nearest_filtered_by_index(
             hits.push(resource);
         }
     }
-    let complete = graph_matches == query.k && (tail_rows < query.k || tail_rejected == 0);
+    let complete = graph_matches >= query.k && (tail_rows < query.k || tail_rejected == 0);
     Ok(complete.then_some(hits))
+}
+
+/// How many graph candidates a filtered index search takes for `k` results, to re-rank by the
+/// exact distance. The iterative scan (`relaxed_order`) hands out matches in batches that are
+/// only roughly in distance order, and the index orders by a half-precision copy: the first
+/// `k` it yields miss some of the true `k` nearest, which the next `k` mostly hold (see
+/// docs/postgres.md for the recall either way).
+fn filtered_candidates(k: usize) -> usize {
+    k.saturating_mul(2)
 }
 
 /// The containment document of `filter` ([`prefilter::containment`]), `None` when empty.

@@ -393,3 +393,66 @@ async fn a_tenants_vector_tail_is_hidden_from_and_closed_to_another_tenant() {
     engine.delete_tenant(a.id()).await.expect("delete tenant");
     engine.delete_tenant(b.id()).await.expect("delete tenant");
 }
+
+/// Row `i` of a clustered set: one of 16 centres plus noise, so that nearest neighbours share
+/// a centre as real embeddings share a topic.
+fn clustered(i: u64) -> Vec<f32> {
+    let centre = testing::vector(i % 16, DIMENSION);
+    let noise = testing::vector(10_000_000 + i, DIMENSION);
+    centre.iter().zip(&noise).map(|(c, n)| c + 0.35 * n).collect()
+}
+
+/// A tail long enough to be read through its IVF index (trained by the flush from the graph)
+/// still finds each of its rows first by the row's own vector, and the nearest neighbours of
+/// graph and tail together; the training leaves no row behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_tail_is_searched_through_its_index() {
+    let engine = engine().await;
+    let (id, tenant) = cosine_tenant(&engine, "tailcells").await;
+    let batch = |from: u64, to: u64| -> Vec<NewResource> {
+        (from..to).map(|i| NewResource::new(format!("r{i}")).with_embedding(clustered(i))).collect()
+    };
+    let mut all = Vec::new();
+    for start in (0..6000).step_by(1000) {
+        all.extend(tenant.batch_create_resources(batch(start, start + 1000)).await.expect("put"));
+    }
+    // A tail longer than the graph: the flush rebuilds the index, then trains the tail's.
+    flush(&engine, &tenant).await;
+    assert_eq!(census(&id).await, census_of(0, 6000, 0), "no training copy left behind");
+    let owner = owner_client().await;
+    let schema = SchemaName::of(&id);
+    let indexed: bool = owner
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM pg_indexes WHERE schemaname = $1
+             AND indexname = 'resource_vec_tail_cells' AND indexdef LIKE '%ivfflat%')",
+            &[&schema.as_str()],
+        )
+        .await
+        .expect("catalog")
+        .get(0);
+    assert!(indexed, "the flush trained the tail index");
+
+    let tail = tenant.batch_create_resources(batch(6000, 7500)).await.expect("put tail");
+    assert_eq!(census(&id).await, census_of(1500, 6000, 0));
+    all.extend(tail.iter().cloned());
+    for probe in tail.iter().step_by(53) {
+        let query = probe.embedding.clone().expect("embedding");
+        assert_eq!(nearest(&tenant, &query, None).await[0], probe.id, "finds itself first");
+    }
+    let (mut found, mut from_tail, mut expected) = (0, 0, 0);
+    for q in 0..40 {
+        let query = clustered(20_000_000 + q);
+        let truth = brute_force(&all, &query, 10, |_| true);
+        let hits = nearest(&tenant, &query, None).await;
+        assert_eq!(hits.len(), 10);
+        found += hits.iter().filter(|id| truth.contains(id)).count();
+        from_tail += hits.iter().filter(|id| tail.iter().any(|r| r.id == **id)).count();
+        expected += truth.len();
+    }
+    let recall = found as f64 / expected as f64;
+    assert!(recall >= 0.9, "recall@10 {recall}");
+    assert!(from_tail >= 40, "a fifth of the rows are in the tail, {from_tail} of 400 hits");
+    flush(&engine, &tenant).await;
+    assert_eq!(census(&id).await, census_of(0, 7500, 0));
+    engine.delete_tenant(&id).await.expect("delete tenant");
+}

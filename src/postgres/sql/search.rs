@@ -77,12 +77,13 @@ pub(crate) fn count_embeddings_up_to(schema: &SchemaName) -> String {
 }
 
 /// The settings of an unfiltered index search, as [`SET_SEARCH`] makes them with `$2`
-/// `ef_search`, `strict_order` and 20000; for [`create_search_function`], whose third and
+/// `ef_search`, `strict_order`, 20000 and the tail's probes; for [`create_search_function`], whose third and
 /// fourth parameters are the tenant and `ef_search`.
 const FUNCTION_SETTINGS: &str = "set_config('app.current_tenant', tenant, true),
         set_config('hnsw.ef_search', ef, true),
         set_config('hnsw.iterative_scan', 'strict_order', true),
         set_config('hnsw.max_scan_tuples', '20000', true),
+        set_config('ivfflat.probes', '8', true),
         set_config('enable_seqscan', 'off', true), set_config('enable_sort', 'off', true),
         set_config('plan_cache_mode', 'force_generic_plan', true)";
 
@@ -108,7 +109,7 @@ pub(crate) fn create_search_function(
     let layout = new_layout(metric);
     indexed_expression(dimension, metric, layout)?;
     let search = match tail {
-        true => search_with_tail(schema, dimension, metric, layout, false),
+        true => search_with_tail(schema, dimension, metric, layout, false, TailOrder::Exact),
         false => search_resources(schema, dimension, metric, Order::Index(layout), false),
     };
     let app = quote_identifier(app_role);

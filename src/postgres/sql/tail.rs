@@ -4,7 +4,9 @@
 //!
 //! A schema with the tail keeps three places for a resource's embedding:
 //! - `resources.embedding`, the record's own, which every read returns;
-//! - [`TAIL`] (`id`, `embedding`): embeddings written and not yet merged, no index;
+//! - [`TAIL`] (`id`, `embedding`): embeddings written and not yet merged; once the tenant has
+//!   enough embeddings to train it, with an IVF index ([`create_tail_index`]) that a search of a
+//!   long tail reads instead of scanning every row;
 //! - [`VECTORS`] (`id`, `embedding`): the graph, the table that carries the HNSW index.
 //!
 //! A write (insert or update) stores the record and, in the same statement, puts its embedding
@@ -175,12 +177,13 @@ pub(crate) fn rebuild_with_tail(schema: &SchemaName, create_index: &str) -> Stri
 const REBUILD_MEMORY: &str = "1GB";
 
 /// The nearest resources in the graph and in the tail together, one statement: `$1` the query
-/// vector, `$2` `k`; with `filtered`, only resources whose metadata contains `$3`. The graph
+/// vector, `$2` `k`; with `filtered`, only resources whose metadata contains `$3`, and the
+/// graph part returns up to `$4` candidates (the caller filters and re-ranks them). The graph
 /// part reads the HNSW index of [`VECTORS`] in its order and keeps the entries whose
 /// embedding is their record's (the scan goes on past the others), at most `k`: the check is
 /// a scalar subquery, evaluated per entry the scan yields, which the planner cannot turn into
 /// a join over the whole table as it may an `EXISTS`; the tail part
-/// takes the `k` tail rows nearest by the exact distance. With `filtered` each row ends with
+/// takes the `k` tail rows nearest by `tail_order`. With `filtered` each row ends with
 /// `from_tail`, saying which part it came from. Callers re-rank the union with exact distances
 /// and keep `k`.
 pub(crate) fn search_with_tail(
@@ -189,10 +192,14 @@ pub(crate) fn search_with_tail(
     metric: Metric,
     layout: Layout,
     filtered: bool,
+    tail_order: TailOrder,
 ) -> String {
     let distance = distance_expression(dimension, metric, layout);
-    let tail_distance = exact_distance_of(metric, "t.embedding");
-    let (filter, tail_filter, graph_mark, tail_mark) = match filtered {
+    let tail_distance = match (tail_order, filtered) {
+        (TailOrder::Cells, false) => distance.clone(),
+        _ => exact_distance_of(metric, "t.embedding"),
+    };
+    let (filter, tail_filter, graph_mark, tail_mark, graph_limit) = match filtered {
         true => (
             " AND r.metadata @> $3::jsonb",
             format!(
@@ -201,8 +208,9 @@ pub(crate) fn search_with_tail(
             ),
             ", false AS from_tail",
             ", true AS from_tail",
+            "$4",
         ),
-        false => ("", String::new(), "", ""),
+        false => ("", String::new(), "", "", "$2"),
     };
     format!(
         "(SELECT {RESOURCE_COLUMNS}{graph_mark} FROM {schema}.resources
@@ -210,11 +218,84 @@ pub(crate) fn search_with_tail(
               SELECT id FROM {schema}.{VECTORS}
               WHERE (SELECT r.embedding = {VECTORS}.embedding{filter} FROM {schema}.resources r
                      WHERE r.id = {VECTORS}.id)
-              ORDER BY {distance}, id LIMIT $2)))
+              ORDER BY {distance}, id LIMIT {graph_limit})))
          UNION ALL
          (SELECT {RESOURCE_COLUMNS}{tail_mark} FROM {schema}.resources
           WHERE id = ANY(ARRAY(
               SELECT t.id FROM {schema}.{TAIL} t{tail_filter}
               ORDER BY {tail_distance}, t.id LIMIT $2)))"
+    )
+}
+
+/// How the tail part of [`search_with_tail`] finds its `k` nearest rows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum TailOrder {
+    /// Every tail row by the exact distance: a scan, exact, whose cost grows with the tail.
+    Exact,
+    /// By the graph's indexed expression, which the tail index serves ([`create_tail_index`]):
+    /// the rows of the 8 lists nearest the query (`ivfflat.probes`, which `SET_SEARCH` sets),
+    /// an eighth of the tail, not every row. Unfiltered
+    /// only: a filtered tail part stays exact, since the probed lists may hold no match.
+    Cells,
+}
+
+/// The tail's IVF index.
+const TAIL_INDEX: &str = "resource_vec_tail_cells";
+/// Lists of the tail's IVF index: a tail of 10,000 rows puts about 160 in each.
+pub(crate) const TAIL_LISTS: u32 = 64;
+/// Graph entries sampled to train the tail index's lists: pgvector's k-means reads up to 50 per
+/// list.
+pub(crate) const TAIL_TRAINING_ROWS: u32 = 50 * TAIL_LISTS;
+
+/// Creates the tail's IVF index, as the owner role with the tenant set, in one transaction:
+/// `percent` of the graph's pages (`TABLESAMPLE SYSTEM`), at most [`TAIL_TRAINING_ROWS`] rows,
+/// are copied into the tail under fresh ids, the index is built (pgvector's k-means learns the
+/// lists' centres from what the tail then holds) and the copies, tail rows with no resource,
+/// are deleted before the commit, so no other transaction ever sees them. No tail row of a
+/// resource is taken for a copy: a resource and its tail row are written in one statement,
+/// which the build's lock on the tail holds off until the commit, so every tail row this
+/// transaction can see has its resource visible too. The index is on the graph's indexed
+/// expression, so a search orders both parts alike; its lists stay as trained (pgvector never
+/// retrains), and every later write puts its row in the nearest list, which costs
+/// [`TAIL_LISTS`] distances.
+/// `None` when the dimension has no index. The build waits at most `lock_timeout` for the
+/// tail's lock (writes hold it until they commit); a caller retries later.
+pub(crate) fn create_tail_index(
+    schema: &SchemaName,
+    dimension: u32,
+    metric: Metric,
+    percent: f64,
+) -> Option<String> {
+    let (indexed, ops) = indexed_expression(dimension, metric, new_layout(metric))?;
+    let percent = percent.clamp(0.0001, 100.0);
+    Some(format!(
+        "SET LOCAL lock_timeout = '100ms';
+         SET LOCAL maintenance_work_mem = '256MB';
+         INSERT INTO {schema}.{TAIL} (id, embedding)
+             SELECT gen_random_uuid(), embedding FROM {schema}.{VECTORS}
+             TABLESAMPLE SYSTEM ({percent:.4}) LIMIT {TAIL_TRAINING_ROWS};
+         CREATE INDEX IF NOT EXISTS {TAIL_INDEX} ON {schema}.{TAIL}
+             USING ivfflat (({indexed}) {ops}) WITH (lists = {TAIL_LISTS});
+         DELETE FROM {schema}.{TAIL} t WHERE NOT EXISTS (
+             SELECT 1 FROM {schema}.resources r WHERE r.id = t.id);"
+    ))
+}
+
+/// The tail's rows, and the graph's row estimate (`reltuples`, -1 before the first `ANALYZE`),
+/// as the owner role: for sampling the graph to train the tail index.
+pub(crate) fn tail_rows_and_graph_estimate(schema: &SchemaName) -> String {
+    format!(
+        "SELECT (SELECT count(*) FROM {schema}.{TAIL}),
+                (SELECT reltuples::float8 FROM pg_catalog.pg_class
+                 WHERE oid = '{schema}.{VECTORS}'::regclass)"
+    )
+}
+
+/// The tail's rows, and whether the schema (`$1`, bare) has the tail index: what a handle
+/// starts from when it opens the tenant.
+pub(crate) fn tail_on_open(schema: &SchemaName) -> String {
+    format!(
+        "SELECT (SELECT count(*) FROM {schema}.{TAIL}), EXISTS (SELECT 1 FROM pg_catalog.pg_indexes
+             WHERE schemaname = $1 AND indexname = '{TAIL_INDEX}')"
     )
 }

@@ -24,7 +24,8 @@ fn the_search_function_sets_what_a_search_transaction_sets() {
         .match_indices("set_config('")
         .map(|(i, _)| &SET_SEARCH[i..i + SET_SEARCH[i..].find(',').expect("name ends")])
         .collect();
-    assert_eq!(settings.len(), 7);
+    assert_eq!(settings.len(), 8);
+    assert!(SET_SEARCH.contains("'ivfflat.probes', '8'"));
     for name in &settings {
         assert!(function.contains(name), "{name}");
     }
@@ -143,20 +144,32 @@ fn no_statement_sets_anything_for_the_session() {
 fn with_the_tail_the_index_is_on_the_graph_table_and_searches_read_both_parts() {
     let ddl = create_vector_index(&schema(), 384, Metric::Cosine, true).expect("indexed");
     assert!(ddl.contains(&format!("ON {}.resource_vectors USING hnsw", schema())), "{ddl}");
-    let search = search_with_tail(&schema(), 384, Metric::Cosine, Layout::Unit, true);
+    let search =
+        search_with_tail(&schema(), 384, Metric::Cosine, Layout::Unit, true, TailOrder::Cells);
     // The graph part orders by the indexed expression and keeps entries matching their record.
     assert!(search.contains("ORDER BY (l2_normalize(embedding)::halfvec(384) <#>"), "{search}");
     assert!(
         search.contains("SELECT r.embedding = resource_vectors.embedding AND r.metadata @> $3")
     );
-    // The tail part is exact; both in one statement.
+    // A filtered tail part is exact whatever the order asked; both in one statement.
     assert!(search.contains("UNION ALL"), "{search}");
+    // A filtered graph part returns more candidates than `k`, for the caller to re-rank.
+    assert!(search.contains("LIMIT $4"), "{search}");
     assert!(search.contains("COALESCE(NULLIF(t.embedding <=> $1::vector"), "{search}");
     assert!(search.contains("false AS from_tail") && search.contains("true AS from_tail"));
     let function =
         create_search_function(&schema(), 384, Metric::Cosine, "app", true).expect("indexed");
-    let unfiltered = search_with_tail(&schema(), 384, Metric::Cosine, Layout::Unit, false);
+    let unfiltered =
+        search_with_tail(&schema(), 384, Metric::Cosine, Layout::Unit, false, TailOrder::Exact);
     assert!(function.contains(&format!("RETURN QUERY {unfiltered};")), "{function}");
+    // Read through the tail index, the tail part orders by the graph's indexed expression.
+    let cells =
+        search_with_tail(&schema(), 384, Metric::Cosine, Layout::Unit, false, TailOrder::Cells);
+    assert_eq!(cells.matches("ORDER BY (l2_normalize(embedding)::halfvec(384) <#>").count(), 2);
+    let ddl = create_tail_index(&schema(), 384, Metric::Cosine, 5.0).expect("indexed");
+    assert!(ddl.contains("USING ivfflat ((l2_normalize(embedding)::halfvec(384)) halfvec_ip_ops)"));
+    assert!(ddl.contains("TABLESAMPLE SYSTEM (5.0000)"), "{ddl}");
+    assert!(create_tail_index(&schema(), 5000, Metric::Cosine, 5.0).is_none());
 }
 
 #[test]
