@@ -129,6 +129,19 @@ async fn insert_rows(
     conn.execute(&statement, params).await.map(drop).map_err(insert_error(what, id))
 }
 
+/// Runs an update that returns the kept `created_at` of the row it replaced (`what` names the
+/// row in errors); `None` when no row matched.
+async fn update_row(
+    conn: &PgConn,
+    statement: String,
+    params: &[&(dyn ToSql + Sync)],
+    what: &'static str,
+) -> Result<Option<Timestamp>> {
+    let row = conn.query_opt(&statement, params).await?;
+    row.map(|row| row.try_get(0).map(Timestamp::from_micros).map_err(|e| Error::corrupt(what, e)))
+        .transpose()
+}
+
 /// The row of `id` from `statement` (a select by id), decoded.
 async fn get_row<T>(
     conn: &PgConn,
@@ -235,24 +248,16 @@ pub(crate) async fn update_resource(
         true => sql::update_resource_through_tail(schema),
         false => sql::update_resource(schema),
     };
-    let row = conn
-        .query_opt(
-            &statement,
-            &[
-                &r.id.as_uuid(),
-                &r.uri,
-                &r.content,
-                &StoredJson(&r.metadata),
-                &embedding,
-                &r.updated_at.as_micros(),
-            ],
-        )
-        .await?;
-    row.map(|row| {
-        let created: i64 = row.try_get(0).map_err(|e| Error::corrupt("resource row", e))?;
-        Ok(Resource { created_at: Timestamp::from_micros(created), ..r.clone() })
-    })
-    .transpose()
+    let params: [&(dyn ToSql + Sync); 6] = [
+        &r.id.as_uuid(),
+        &r.uri,
+        &r.content,
+        &StoredJson(&r.metadata),
+        &embedding,
+        &r.updated_at.as_micros(),
+    ];
+    let created = update_row(conn, statement, &params, "resource row").await?;
+    Ok(created.map(|created_at| Resource { created_at, ..r.clone() }))
 }
 
 /// Deletes a resource; whether it existed. With `tail`, its tail row too; its graph entry is
@@ -326,24 +331,16 @@ pub(crate) async fn update_entity(
     schema: &SchemaName,
     e: &Entity,
 ) -> Result<Option<Entity>> {
-    let row = conn
-        .query_opt(
-            &sql::update_entity(schema),
-            &[
-                &e.id.as_uuid(),
-                &e.name,
-                &e.kind,
-                &words(&e.name),
-                &StoredJson(&e.properties),
-                &e.updated_at.as_micros(),
-            ],
-        )
-        .await?;
-    row.map(|row| {
-        let created: i64 = row.try_get(0).map_err(|e| Error::corrupt("entity row", e))?;
-        Ok(Entity { created_at: Timestamp::from_micros(created), ..e.clone() })
-    })
-    .transpose()
+    let params: [&(dyn ToSql + Sync); 6] = [
+        &e.id.as_uuid(),
+        &e.name,
+        &e.kind,
+        &words(&e.name),
+        &StoredJson(&e.properties),
+        &e.updated_at.as_micros(),
+    ];
+    let created = update_row(conn, sql::update_entity(schema), &params, "entity row").await?;
+    Ok(created.map(|created_at| Entity { created_at, ..e.clone() }))
 }
 
 pub(crate) async fn delete_entity(
