@@ -110,9 +110,17 @@ async fn selective_filters_still_return_k_results_in_brute_force_order() -> perc
     let data = Dataset::synthetic(3000, 10, DIMENSION, 0, 5);
     let resources = load(&tenant, &data).await?;
     RocksProvider::wait_for_index(tenant.provider_tenant());
-    for (filter, expected_matches) in
-        [(json!({"bucket": 7}), 30), (json!({"bucket": {"$lt": 10}}), 300)]
-    {
+    let tenth: Vec<u32> = (0..10).collect();
+    let fifth: Vec<u32> = (0..20).collect();
+    // Each search path: the postings' candidates scored exactly (1%), the filtered walk over
+    // exact postings (10%), over a superset of them (an `$and` whose one part is posted) and
+    // over no postings at all (a range).
+    for (filter, expected_matches) in [
+        (json!({"bucket": 7}), 30),
+        (json!({"bucket": {"$in": tenth}}), 300),
+        (json!({"$and": [{"bucket": {"$in": fifth}}, {"bucket": {"$lt": 10}}]}), 300),
+        (json!({"bucket": {"$lt": 10}}), 300),
+    ] {
         let filter = Filter::parse(&filter)?;
         let keep = |r: &Resource| filter.matches(&r.metadata);
         assert_eq!(resources.iter().filter(|r| keep(r)).count(), expected_matches);

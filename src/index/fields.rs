@@ -1,5 +1,6 @@
-//! A point's metadata as the index keeps it for filters, and the postings that find the points
-//! an equality filter pins. Owns nothing of the graph or of storage.
+//! A point's metadata as the index keeps it for filters, the postings that find the points
+//! an equality filter pins, and the verdicts one search remembers per point. Owns nothing of
+//! the graph or of storage.
 
 use std::collections::HashMap;
 
@@ -121,8 +122,8 @@ impl Postings {
 
     /// The graph points that may match `filter`, from the postings, when the filter pins
     /// top-level fields to values (`{"a": 1}`, `$eq`, `$in`, and `$and`/`$or` of those);
-    /// `None` when it does not. A superset is fine: candidates are checked against the filter.
-    pub(super) fn candidates(&self, filter: &Filter) -> Option<Vec<u32>> {
+    /// `None` when it does not.
+    pub(super) fn candidates(&self, filter: &Filter) -> Option<Posted> {
         let posted = |path: &[String], value: &serde_json::Value| -> Option<&[u32]> {
             let [key] = path else { return None };
             let scalar = Scalar::of(value)?;
@@ -135,30 +136,93 @@ impl Postings {
         };
         match filter {
             Filter::Compare { path, op: crate::model::CmpOp::Eq, value } => {
-                posted(path, value).map(<[u32]>::to_vec)
+                Some(Posted { points: posted(path, value)?.to_vec(), exact: true })
             }
             Filter::In { path, values, negated: false } => {
-                let mut all = Vec::new();
+                let mut points = Vec::new();
                 for value in values {
-                    all.extend_from_slice(posted(path, value)?);
+                    points.extend_from_slice(posted(path, value)?);
                 }
-                all.sort_unstable();
-                all.dedup();
-                Some(all)
+                points.sort_unstable();
+                points.dedup();
+                Some(Posted { points, exact: true })
             }
+            // The smallest part's points: a superset of the conjunction's, exact only when
+            // there is no other part.
             Filter::And(parts) => {
-                parts.iter().filter_map(|part| self.candidates(part)).min_by_key(Vec::len)
+                let smallest = parts
+                    .iter()
+                    .filter_map(|part| self.candidates(part))
+                    .min_by_key(|posted| posted.points.len())?;
+                Some(Posted { exact: smallest.exact && parts.len() == 1, ..smallest })
             }
             Filter::Or(parts) => {
-                let mut all = Vec::new();
+                let (mut points, mut exact) = (Vec::new(), true);
                 for part in parts {
-                    all.extend(self.candidates(part)?);
+                    let posted = self.candidates(part)?;
+                    points.extend(posted.points);
+                    exact &= posted.exact;
                 }
-                all.sort_unstable();
-                all.dedup();
-                Some(all)
+                points.sort_unstable();
+                points.dedup();
+                Some(Posted { points, exact })
             }
             _ => None,
         }
+    }
+}
+
+/// The graph points a filter may match, from the [`Postings`]. Deleted points may be listed.
+pub(super) struct Posted {
+    pub(super) points: Vec<u32>,
+    /// Every listed point that is not deleted matches the filter (the filter is equalities the
+    /// postings answer: a scalar's postings list exactly the points whose field has a value
+    /// the filter's comparison calls equal), so its metadata need not be read again; else the
+    /// list is a superset and each point must be matched.
+    pub(super) exact: bool,
+}
+
+/// Whether each graph point passes one search's filter, decided at most once per point and
+/// remembered in two bitsets: the filtered walk asks about a point each time it meets it (up
+/// to once per expansion that reaches it in two hops), and a bit test is far cheaper than
+/// reading the point's metadata again. Points outside the postings' candidates are known to
+/// fail from the start.
+pub(super) struct Verdicts {
+    /// Bit set: the point's verdict is known.
+    known: Vec<u64>,
+    /// Bit set: the point passes (meaningful only where `known` is set).
+    passed: Vec<u64>,
+}
+
+impl Verdicts {
+    /// Every one of `points` points rejected except `candidates`, whose verdicts are left to
+    /// be decided: for a filter whose matches are all among `candidates` (from
+    /// [`Postings::candidates`]).
+    pub(super) fn only(points: usize, candidates: &[u32]) -> Self {
+        let words = points.div_ceil(64);
+        let mut known = vec![u64::MAX; words];
+        for &point in candidates {
+            if let Some(word) = known.get_mut(point as usize / 64) {
+                *word &= !(1 << (point % 64));
+            }
+        }
+        Self { known, passed: vec![0; words] }
+    }
+
+    /// Whether `point` passes: the remembered verdict, else `decide()`'s, remembered. A point
+    /// beyond those the verdicts were made for is decided every time.
+    #[inline]
+    pub(super) fn passes(&mut self, point: u32, decide: impl FnOnce() -> bool) -> bool {
+        let (word, bit) = (point as usize / 64, 1u64 << (point % 64));
+        let Some(known) = self.known.get_mut(word) else { return decide() };
+        if *known & bit != 0 {
+            return self.passed[word] & bit != 0;
+        }
+        *known |= bit;
+        let passes = decide();
+        if passes {
+            self.passed[word] |= bit;
+        }
+        passes
     }
 }

@@ -17,7 +17,9 @@
 //! Neighbour selection uses the paper's heuristic (keep a candidate only if it is nearer to the
 //! new point than to every neighbour already kept), which keeps the graph navigable on
 //! clustered data. Search takes an `accept` predicate: rejected points are walked through but
-//! never returned, so filters apply inside the walk rather than after the top-k cut.
+//! never returned, so filters apply inside the walk rather than after the top-k cut; a filter
+//! that rejects many points takes the filtered walk ([`filtered`]), which scores only the
+//! admitted ones.
 
 use std::cell::RefCell;
 use std::cmp::{Ordering, Reverse};
@@ -113,6 +115,12 @@ impl Visited {
             self.marks.iter_mut().for_each(|m| *m = 0);
             self.generation = 1;
         }
+    }
+
+    /// Whether `point` is marked in this generation.
+    #[inline]
+    fn contains(&self, point: u32) -> bool {
+        self.marks[point as usize] == self.generation
     }
 
     /// Marks `point`; true if it was not marked in this generation.
@@ -641,5 +649,6 @@ impl Hnsw {
     }
 }
 
+mod filtered;
 #[cfg(test)]
 mod tests;

@@ -16,10 +16,16 @@
 //!   resource cannot leave the index with the loser's vector.
 //! - **Deletes and updates are tombstones.** A removed or re-embedded resource's old point stays
 //!   in the graph as a waypoint and never enters a result.
-//! - **Filters apply inside the walk.** The filter is evaluated on each point the walk admits
-//!   (metadata is cached beside the points), not after a top-k cut; when the walk still finds
-//!   fewer than `k` matches — a very selective filter — the search falls back to an exact scan
-//!   of every live point, so `k` results come back whenever `k` resources match.
+//! - **Filters apply inside the walk.** A filtered search walks the graph scoring only the
+//!   points the filter admits, reaching them through rejected points two hops at a time
+//!   ([`super::hnsw`]'s filtered walk), so its cost follows the admitted points it scores,
+//!   not the rejected ones it passes. Each point's verdict is decided once per search: from
+//!   the postings when the filter is equalities they answer exactly (metadata is then never
+//!   read), else by matching the metadata cached beside the points. An equality filter with
+//!   few candidates (at most 5% of the tenant) skips the walk and scores them all. When the
+//!   walk finds fewer than `k` matches — a filter matching fewer than `k`, or points the walk
+//!   cannot reach — the search scores exactly every candidate (or every live point, with no
+//!   postings), so `k` results come back whenever `k` resources match.
 //! - **Small tenants are searched exactly**: below `exact_below` live points an exact scan is
 //!   as fast as the graph and has recall 1.
 //! - **Compact vectors, exact answers.** Under [`VectorPrecision::F16`] or

@@ -3,6 +3,7 @@
 //! best candidates with full vectors. Reads the index's state; changes nothing.
 
 use super::*;
+use crate::index::fields::Verdicts;
 
 impl VectorIndex {
     /// The `k` nearest live resources that match `filter`, nearest first, ties by id. Over
@@ -75,47 +76,68 @@ impl VectorIndex {
             }
         };
         let exact_graph = live <= self.exact_below;
-        // An equality filter with few candidates (at most 5% of the tenant): score exactly
-        // those and skip the walk. Above that the walk finds k matches quickly anyway.
-        let planned = match filter {
-            Some(filter) if !exact_graph => {
-                state.postings.candidates(filter).filter(|c| c.len() * 20 <= live)
-            }
+        let admitted = |info: &Point| current(&info.id) && matches(&info.metadata);
+        // The only points an equality filter can match, from the postings; when they are
+        // exactly its matches, a point's metadata (three pointers away) is never read.
+        let posted = match filter {
+            Some(filter) if !exact_graph => state.postings.candidates(filter),
             _ => None,
         };
-        // Whether to score the whole graph exactly: a small graph, or a walk that fell short
-        // (a planned candidate list is never combined with a scan).
-        let mut scan = exact_graph;
-        if let Some(candidates) = planned {
-            for point in candidates {
-                let info = &state.points[point as usize];
-                if !state.graph.is_deleted(point) && current(&info.id) && matches(&info.metadata) {
-                    offer(&mut best, state.graph.distance(&prepared, point), info.id, false);
+        let posted_exact = posted.as_ref().is_some_and(|posted| posted.exact);
+        let admitted_point = |point: u32| {
+            let info = &state.points[point as usize];
+            !state.graph.is_deleted(point)
+                && current(&info.id)
+                && (posted_exact || matches(&info.metadata))
+        };
+        let score = |best: &mut BinaryHeap<_>, candidates: &[u32]| {
+            for &point in candidates {
+                if admitted_point(point) {
+                    let id = state.points[point as usize].id;
+                    offer(best, state.graph.distance(&prepared, point), id, false);
                 }
             }
-        } else if !exact_graph {
-            let found = state.graph.search_prepared(&prepared, wanted, ef, |p| {
-                let info = &state.points[p as usize];
-                current(&info.id) && matches(&info.metadata)
-            });
-            // Fewer than k from the walk while more are live (a selective filter, or points the
-            // walk cannot reach): scan exactly, so k results come back whenever k match.
-            scan = found.len() < k.min(state.graph.len() - state.graph.deleted_count());
-            if !scan {
-                for scored in found {
-                    let id = state.points[scored.point as usize].id;
-                    offer(&mut best, scored.distance, id, false);
+        };
+        let short =
+            |found: &[Scored]| found.len() < k.min(state.graph.len() - state.graph.deleted_count());
+        let walk = |best: &mut BinaryHeap<_>, found: Vec<Scored>| {
+            for scored in found {
+                offer(best, scored.distance, state.points[scored.point as usize].id, false);
+            }
+        };
+        match posted {
+            _ if exact_graph => {
+                state.exact_graph(&prepared, admitted, |d, id| offer(&mut best, d, id, false));
+            }
+            // Few candidates (at most 5% of the tenant): scoring them all costs less than a
+            // walk that meets twenty rejected points for each one it keeps.
+            Some(posted) if posted.points.len() * 20 <= live => {
+                score(&mut best, &posted.points);
+            }
+            // Candidates from the postings: their verdicts cost a bit test, so the filtered
+            // walk can afford to look two hops around every rejected point.
+            Some(posted) => {
+                let mut verdicts = Verdicts::only(state.points.len(), &posted.points);
+                let found = state.graph.search_filtered(&prepared, wanted, ef, |p| {
+                    verdicts.passes(p, || admitted_point(p))
+                });
+                if short(&found) {
+                    score(&mut best, &posted.points);
+                } else {
+                    walk(&mut best, found);
                 }
             }
-        }
-        if scan {
-            state.exact_graph(
-                &prepared,
-                |i| current(&i.id) && matches(&i.metadata),
-                |d, id| {
-                    offer(&mut best, d, id, false);
-                },
-            );
+            // No filter, or one without postings: the plain walk. With a filter a verdict then
+            // means reading the point's metadata, a few cache misses, too many for the
+            // two-hop walk's many looks; the plain walk decides only the neighbours it scores.
+            None => {
+                let found = state.graph.search_prepared(&prepared, wanted, ef, admitted_point);
+                if short(&found) {
+                    state.exact_graph(&prepared, admitted, |d, id| offer(&mut best, d, id, false));
+                } else {
+                    walk(&mut best, found);
+                }
+            }
         }
         let unsettled = state
             .pending

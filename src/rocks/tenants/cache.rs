@@ -42,6 +42,13 @@ pub(super) fn db_options(config: &RocksConfig, shared: &SharedMemory, create: bo
     options.set_block_based_table_factory(&table);
     options.set_compression_type(DBCompressionType::Lz4);
     options.set_max_open_files(config.max_open_files_per_tenant);
+    // The table cache (open table readers, `max_open_files` of them less a few) is split in
+    // 2^bits shards and each holds its share, rounded up: with RocksDB's default of 64 shards
+    // a shard holds one table, so two tables that hash to one shard evict each other and a
+    // point read reopens its table (reads its footer and properties) again and again. Shards
+    // of at least 32 tables keep every open table open.
+    options
+        .set_table_cache_num_shard_bits(table_cache_shard_bits(config.max_open_files_per_tenant));
     options.set_write_buffer_size(config.write_buffer_bytes);
     // Up to three full memtables may wait for their flush before writes stall: an ingest of
     // 1000 x 384-d batches fills a 16 MiB memtable every ~10 batches, faster than one flush
@@ -60,6 +67,14 @@ pub(super) fn db_options(config: &RocksConfig, shared: &SharedMemory, create: bo
     // column family's half of an atomic batch after another's was flushed.
     options.set_atomic_flush(true);
     options
+}
+
+/// Shard bits for a table cache of `max_open_files` tables: shards of at least 32 tables (one
+/// shard for fewer, or for no limit, -1, where RocksDB keeps every table open anyway).
+fn table_cache_shard_bits(max_open_files: i32) -> i32 {
+    let shards = (max_open_files / 32).max(1);
+    // floor(log2(shards)), at most RocksDB's default of 6.
+    (31 - shards.leading_zeros() as i32).min(6)
 }
 
 /// The options of column family `name`, in a writer and a reader alike; `sealed` when the
@@ -476,4 +491,21 @@ impl TenantCache {
 pub(crate) fn io_error(path: &Path, error: std::io::Error) -> Error {
     let named = std::io::Error::new(error.kind(), format!("{}: {error}", path.display()));
     Error::io(crate::rocks::NAME, named)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::table_cache_shard_bits;
+
+    /// Every shard of the table cache holds at least 32 tables (or the whole limit, when it is
+    /// smaller), so tables that hash to one shard do not evict each other.
+    #[test]
+    fn table_cache_shards_hold_at_least_32_tables() {
+        for max_open_files in [-1, 0, 10, 32, 63, 64, 100, 1000, 5000, 1 << 20] {
+            let bits = table_cache_shard_bits(max_open_files);
+            assert!((0..=6).contains(&bits), "{max_open_files}: {bits} bits");
+            assert!(bits == 0 || max_open_files >> bits >= 32, "{max_open_files}: {bits} bits");
+        }
+        assert_eq!(table_cache_shard_bits(64), 1);
+    }
 }
