@@ -607,6 +607,17 @@ impl Hnsw {
         Some((graph, at))
     }
 
+    /// The point of level 0 nearest the query that a greedy walk down from the entry point
+    /// reaches: where a level-0 search starts. `None` for an empty graph.
+    fn descend(&self, prepared: &Query<'_>) -> Option<Scored> {
+        let entry = self.entry?;
+        let mut current = Scored { distance: self.distance(prepared, entry), point: entry };
+        for l in (1..=self.max_level).rev() {
+            current = self.greedy(prepared, current, l);
+        }
+        Some(current)
+    }
+
     /// Tombstones a point: it stays a waypoint but is never returned again.
     pub(crate) fn delete(&mut self, point: u32) {
         if let Some(flag) = self.deleted.get_mut(point as usize)
@@ -637,11 +648,7 @@ impl Hnsw {
         ef: usize,
         mut accept: impl FnMut(u32) -> bool,
     ) -> Vec<Scored> {
-        let Some(entry) = self.entry else { return Vec::new() };
-        let mut current = Scored { distance: self.distance(prepared, entry), point: entry };
-        for l in (1..=self.max_level).rev() {
-            current = self.greedy(prepared, current, l);
-        }
+        let Some(current) = self.descend(prepared) else { return Vec::new() };
         let admit = |p: u32| !self.deleted[p as usize] && accept(p);
         let mut found = self.search_level(prepared, &[current], ef.max(k), 0, admit);
         found.truncate(k);

@@ -38,11 +38,7 @@ impl Hnsw {
         ef: usize,
         mut accept: impl FnMut(u32) -> bool,
     ) -> Vec<Scored> {
-        let Some(entry) = self.entry else { return Vec::new() };
-        let mut current = Scored { distance: self.distance(prepared, entry), point: entry };
-        for l in (1..=self.max_level).rev() {
-            current = self.greedy(prepared, current, l);
-        }
+        let Some(current) = self.descend(prepared) else { return Vec::new() };
         let mut found = self.walk_admitted(prepared, current, ef.max(k), &mut accept);
         found.truncate(k);
         found
