@@ -40,7 +40,13 @@ impl Pooled {
             connector,
             ManagerConfig { recycling_method: RecyclingMethod::Fast },
         );
+        // Last in, first out: a checkout takes the connection most recently returned, so calls
+        // that come one after another keep running on one server process, whose caches (and
+        // the CPU's) are warm, and idle connections stay idle. First in, first out (deadpool's
+        // default) would rotate through every pooled connection, each call waking a process
+        // that ran least recently.
         let pool = Pool::builder(manager)
+            .queue_mode(QueueMode::Lifo)
             .max_size(size.max(1))
             .build()
             .map_err(|e| Error::invalid("postgres pool", e))?;
