@@ -139,9 +139,13 @@ pub(crate) fn merge_tail(schema: &SchemaName) -> String {
 }
 
 /// Reclaims the tail's dead rows, which every search's scan of the tail would otherwise read:
-/// run by the owner role, outside a transaction, once a flush has emptied the tail.
+/// run by the owner role, outside a transaction, once a flush has emptied the tail. With
+/// `INDEX_CLEANUP ON`: when only a few dead rows are left, a plain `VACUUM` skips the index
+/// pass and keeps their line pointers, so their pages are not empty and the table cannot be
+/// truncated past them; the emptied pages of a merged load (thousands) would then stay, and
+/// every search would read them all (an empty tail of 11,000 pages cost 4 ms per search).
 pub(crate) fn vacuum_tail(schema: &SchemaName) -> String {
-    format!("VACUUM {schema}.{TAIL}")
+    format!("VACUUM (INDEX_CLEANUP ON) {schema}.{TAIL}")
 }
 
 /// The number of tail rows and of graph entries.
