@@ -318,7 +318,7 @@ struct BenchArgs {
     /// A row stops taking samples after this many seconds.
     #[arg(long, default_value_t = 3.0, value_name = "SECONDS")]
     seconds_per_row: f64,
-    /// HNSW search beam width for both providers (default: RocksDB 64, PostgreSQL 40, the
+    /// HNSW search beam width for both providers (default: RocksDB 64, PostgreSQL 44, the
     /// provider's default).
     #[arg(long, value_name = "EF")]
     ef_search: Option<usize>,
