@@ -5,6 +5,7 @@ mod ids;
 mod query;
 mod records;
 mod text;
+mod text_query;
 mod time;
 
 pub use filter::{CmpOp, Filter, MAX_FILTER_DEPTH, MAX_FILTER_NODES, MAX_FILTER_VALUES};
@@ -18,4 +19,5 @@ pub use records::{
     RecordKind, Resource,
 };
 pub use text::{MAX_WORD_LEN, words, words_match};
+pub use text_query::{MAX_TEXT_QUERY_BYTES, MAX_TEXT_QUERY_TERMS, TextHit, TextQuery, TextTarget};
 pub use time::{TimeRange, Timestamp};

@@ -69,6 +69,7 @@ mod sql;
 mod store;
 mod tail;
 pub mod tenant;
+mod text;
 mod tls;
 mod txn;
 
@@ -87,7 +88,7 @@ use crate::error::{Error, Result};
 use crate::model::{
     Direction, Edge, EdgeId, Entity, EntityId, EntityQuery, Metric, Moment, MomentId, Reached,
     Record, RecordKind, Resource, ResourceId, ScoredResource, SearchQuery, TenantConfig, TenantId,
-    TimeRange, TraverseQuery,
+    TextHit, TextQuery, TimeRange, TraverseQuery,
 };
 use crate::provider::{Capabilities, Provider, VectorIndexKind};
 use conn::{PgConn, is_unique_violation};
@@ -198,7 +199,12 @@ impl PgProvider {
         }
         // Providers connecting at once race on `CREATE ... IF NOT EXISTS` and on `GRANT`
         // (PostgreSQL reports "tuple concurrently updated"); the loser retries.
-        let setup = format!("{}\n{}", sql::CREATE_REGISTRY, sql::grant_registry(&app_role));
+        let setup = format!(
+            "{}\n{}\n{}",
+            sql::CREATE_REGISTRY,
+            sql::CREATE_TEXT_CONFIG,
+            sql::grant_registry(&app_role)
+        );
         let mut attempt = 0;
         loop {
             match conn.batch(&setup).await {
@@ -661,6 +667,10 @@ impl Provider for PgProvider {
         query: &SearchQuery,
     ) -> Result<Vec<ScoredResource>> {
         self.search(tenant, query).await
+    }
+
+    async fn text_search(&self, tenant: &PgTenant, query: &TextQuery) -> Result<Vec<TextHit>> {
+        self.text_search_rows(tenant, query).await
     }
 
     async fn search_entities(&self, tenant: &PgTenant, query: &EntityQuery) -> Result<Vec<Entity>> {

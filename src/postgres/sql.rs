@@ -15,9 +15,11 @@ use crate::model::Metric;
 mod batch;
 mod search;
 mod tail;
+mod text;
 pub(crate) use batch::*;
 pub(crate) use search::*;
 pub(crate) use tail::*;
+pub(crate) use text::*;
 
 /// The tenant each transaction runs as; read by every row-level security policy.
 pub(crate) const SET_TENANT: &str = "SELECT set_config('app.current_tenant', $1, true)";
@@ -269,6 +271,7 @@ pub(crate) fn create_schema(schema: &SchemaName, app_role: &str) -> String {
         CREATE INDEX moments_end ON {s}.moments (end_at);
         "
     );
+    sql.push_str(&create_text_columns(s));
     let app = quote_identifier(app_role);
     sql.push_str(&format!("GRANT USAGE ON SCHEMA {s} TO {app};\n"));
     sql.push_str(&create_tenant_table(s, &app));

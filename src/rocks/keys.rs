@@ -11,6 +11,7 @@
 //! | `adjacency`    | entity (16), direction (1), relation length (u16), relation, other entity (16), edge id (16) | empty |
 //! | `moments`      | moment id (16)                                                   | moment            |
 //! | `moment_time`  | start (8), moment id (16)                                        | end (8)           |
+//! | `text`         | target (1), term (UTF-8, no NUL), `0x00`, record id (16)         | frequency (4), length (4) |
 //!
 //! Integers are big-endian; timestamps are `i64` with the sign bit flipped so byte order is
 //! numeric order. Ids are UUIDv7, so byte order is creation order. The adjacency key puts the
@@ -19,9 +20,14 @@
 //! length-prefixed: that keeps every word that starts with a query word under one key prefix,
 //! which is what prefix search needs; words never contain NUL (they are alphanumeric).
 //!
+//! A `text` key's target is 0 for a resource, 1 for a moment; its term is a full term (see
+//! `crate::text`), NUL-terminated so one term's postings share one prefix and no other term's.
+//!
 //! In an encrypted tenant (see `crypto`) the user text in keys is replaced by 16-byte keyed
 //! tokens, in the same layouts: the adjacency key's relation is the relation's token (length
-//! 16), and an entity-name key is a name-prefix token, `0x00`, entity id. Values are sealed.
+//! 16), an entity-name key is a name-prefix token, `0x00`, entity id, and a text key's term is
+//! the term's token (fixed length, so the prefix stays exact). Values are sealed, except the
+//! text postings' two counts (see `rocks::text`).
 
 use crate::model::{EdgeId, EntityId, Timestamp};
 
@@ -150,6 +156,31 @@ pub(crate) fn parse_entity_name(key: &[u8]) -> Option<EntityId> {
     Some(EntityId::from_bytes(key[split + 1..].try_into().ok()?))
 }
 
+/// The prefix of every `text` key of `term` (as stored: the term, or its token) for `target`.
+pub(crate) fn text_term_prefix(target: u8, term: &[u8]) -> Vec<u8> {
+    let mut key = Vec::with_capacity(term.len() + 18);
+    key.push(target);
+    key.extend_from_slice(term);
+    key.push(0);
+    key
+}
+
+/// The `text` key of `term` (as stored) in record `id` of `target`.
+pub(crate) fn text_posting(target: u8, term: &[u8], id: &[u8; 16]) -> Vec<u8> {
+    let mut key = text_term_prefix(target, term);
+    key.extend_from_slice(id);
+    key
+}
+
+/// The record id of a `text` key; `None` if it is not one.
+pub(crate) fn parse_text_posting(key: &[u8]) -> Option<[u8; 16]> {
+    let split = key.len().checked_sub(17)?;
+    if split == 0 || key[split] != 0 {
+        return None;
+    }
+    key[split + 1..].try_into().ok()
+}
+
 /// A timestamp as 8 bytes whose byte order is time order.
 pub(crate) fn time(t: Timestamp) -> [u8; 8] {
     ((t.as_micros() as u64) ^ (1 << 63)).to_be_bytes()
@@ -203,6 +234,17 @@ mod tests {
         assert!(key.starts_with(&adjacency_relation_prefix(a, Side::In, b"knows")));
         assert!(!key.starts_with(&adjacency_relation_prefix(a, Side::In, b"know")));
         assert!(parse_adjacency(&key[..key.len() - 1]).is_none());
+    }
+
+    #[test]
+    fn text_keys_round_trip_under_their_term_prefix() {
+        let id = [7u8; 16];
+        let key = text_posting(1, b"contract", &id);
+        assert_eq!(parse_text_posting(&key), Some(id));
+        assert!(key.starts_with(&text_term_prefix(1, b"contract")));
+        assert!(!key.starts_with(&text_term_prefix(1, b"contrac")));
+        assert!(!key.starts_with(&text_term_prefix(0, b"contract")));
+        assert!(parse_text_posting(&key[1..key.len() - 1]).is_none());
     }
 
     #[test]

@@ -138,6 +138,17 @@ impl TenantDb {
         }
     }
 
+    /// What stands for a full-text term in `text` keys: the term itself, or its keyed token in
+    /// an encrypted tenant.
+    pub(crate) fn text_term_key<'t>(&self, term: &'t str) -> std::borrow::Cow<'t, [u8]> {
+        match &self.crypto {
+            Some(crypto) => {
+                std::borrow::Cow::Owned(crypto.token(b"text", term.as_bytes()).to_vec())
+            }
+            None => std::borrow::Cow::Borrowed(term.as_bytes()),
+        }
+    }
+
     /// The entity-name index keys of `entity` (deduplicated).
     pub(crate) fn name_keys(&self, entity: &Entity) -> Vec<Vec<u8>> {
         let mut out = Vec::new();

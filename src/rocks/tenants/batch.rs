@@ -3,6 +3,7 @@
 
 #[allow(unused_imports)]
 use super::*;
+use crate::rocks::text;
 
 impl TenantDb {
     /// Writes resources with engine-generated ids in one atomic batch, without a transaction:
@@ -27,10 +28,14 @@ impl TenantDb {
             values.iter().map(|value| value.embedding.as_ref().map_or(0, Range::len)).sum();
         let bytes = stored.bytes() + embedding_bytes + 64 * resources.len();
         let mut batch = rocksdb::WriteBatchWithTransaction::<true>::with_capacity_bytes(bytes + 64);
+        let text_cf = self.cf(cf::CF_TEXT)?;
         let mut changes = Vec::with_capacity(resources.len());
         for ((resource, record), value) in resources.iter().zip(stored.iter()).zip(values) {
             let key = resource.id.as_bytes();
             batch.put_cf(records, key, record);
+            for (posting, count) in text::postings(self, text::RESOURCE, key, &resource.content) {
+                batch.put_cf(text_cf, posting, count);
+            }
             if let Some(range) = value.embedding {
                 batch.put_cf(embeddings_cf, key, &embeddings[range]);
             }
