@@ -1,10 +1,15 @@
-//! The engine's retrieval by text: [`TenantHandle::text_search`] validates a full-text query
-//! and hands it to the provider. It owns only the checks of text queries; ranking is in
-//! [`crate::text`] and storage in the providers.
+//! The engine's retrieval by text and by fused signals: [`TenantHandle::text_search`]
+//! validates a full-text query and hands it to the provider; [`TenantHandle::recall`] gathers
+//! each signal's candidates through the provider's own searches and fuses them by reciprocal
+//! rank. It owns those checks and the fusion; ranking within a signal is the providers' (and
+//! [`crate::text`]'s).
 
 #[allow(unused_imports)]
 use super::*;
-use crate::model::{Filter, MAX_TEXT_QUERY_BYTES, MAX_TEXT_QUERY_TERMS, TextHit, TextQuery};
+use crate::model::{
+    Filter, MAX_TEXT_QUERY_BYTES, MAX_TEXT_QUERY_TERMS, RRF_K, RecallHit, RecallQuery, SignalRanks,
+    TextHit, TextQuery, TextTarget,
+};
 
 /// Rejects a filter past its size limits or holding a NUL.
 fn check_filter(filter: Option<&Filter>) -> Result<()> {
@@ -60,5 +65,132 @@ impl<P: Provider> TenantHandle<P> {
             return Ok(Vec::new());
         }
         self.provider.text_search(&self.tenant, query).await
+    }
+}
+
+/// The signals a recall fuses, in the order their ranks are reported.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Signal {
+    Text,
+    Vector,
+}
+
+/// One signal's candidates, best first, and its weight.
+struct Ranked {
+    signal: Signal,
+    weight: f64,
+    resources: Vec<Resource>,
+}
+
+/// Fuses the signals' lists by reciprocal rank fusion: a resource at rank `r` (from 1) of a
+/// list of weight `w` gains `w / (RRF_K + r)`. Best first, ties broken by id, cut at `k`.
+fn fuse(lists: Vec<Ranked>, k: usize) -> Vec<RecallHit> {
+    let mut hits: std::collections::HashMap<ResourceId, RecallHit> =
+        std::collections::HashMap::new();
+    for list in lists {
+        for (at, resource) in list.resources.into_iter().enumerate() {
+            let rank = at + 1;
+            let hit = hits.entry(resource.id).or_insert_with(|| RecallHit {
+                resource,
+                score: 0.0,
+                ranks: SignalRanks::default(),
+            });
+            hit.score += list.weight / (RRF_K + rank as f64);
+            match list.signal {
+                Signal::Text => hit.ranks.text = Some(rank),
+                Signal::Vector => hit.ranks.vector = Some(rank),
+            }
+        }
+    }
+    let mut fused: Vec<RecallHit> = hits.into_values().collect();
+    fused.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.resource.id.cmp(&b.resource.id)));
+    fused.truncate(k);
+    fused
+}
+
+impl<P: Provider> TenantHandle<P> {
+    /// The `k` resources that best fuse the query's signals (see [`RecallQuery`]).
+    ///
+    /// The metadata filter applies inside every signal's candidate generation, and the time
+    /// window inside the text signal's. The vector signal applies the window to its nearest
+    /// `4 x candidates` (at most `MAX_K`), so under a window that excludes most of the
+    /// nearest resources it may contribute fewer than `candidates`.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] when no signal is set, for `k` outside `1..=MAX_K`, a candidate count
+    /// outside `k..=MAX_K`, a negative or non-finite weight, a window that ends before it
+    /// starts, and whatever [`TenantHandle::text_search`] and
+    /// [`TenantHandle::search_resources`] reject in the text and the vector.
+    pub async fn recall(&self, query: &RecallQuery) -> Result<Vec<RecallHit>> {
+        check_k(query.k)?;
+        let candidates = query.candidate_count();
+        if candidates < query.k || candidates > MAX_K {
+            return Err(Error::invalid(
+                "candidates",
+                format!("{candidates} (must be {}..={MAX_K})", query.k),
+            ));
+        }
+        if query.text.is_none() && query.vector.is_none() {
+            return Err(Error::invalid("recall", "no signal: give a text or a vector"));
+        }
+        for (what, weight) in
+            [("text weight", query.weights.text), ("vector weight", query.weights.vector)]
+        {
+            if !weight.is_finite() || weight < 0.0 {
+                return Err(Error::invalid(what, format!("{weight} (must be finite, >= 0)")));
+            }
+        }
+        if let Some(window) = &query.window
+            && let (Some(start), Some(end)) = (window.start, window.end)
+            && end < start
+        {
+            return Err(Error::invalid(
+                "window",
+                format!("ends ({end}) before it starts ({start})"),
+            ));
+        }
+        check_filter(query.filter.as_ref())?;
+        let mut lists = Vec::new();
+        if let Some(text) = &query.text {
+            let text_query = TextQuery {
+                text: text.clone(),
+                target: TextTarget::Resources,
+                k: candidates,
+                filter: query.filter.clone(),
+                window: query.window,
+            };
+            let resources = self
+                .text_search(&text_query)
+                .await?
+                .into_iter()
+                .filter_map(|hit| match hit.record {
+                    Record::Resource(resource) => Some(resource),
+                    _ => None,
+                })
+                .collect();
+            lists.push(Ranked { signal: Signal::Text, weight: query.weights.text, resources });
+        }
+        if let Some(vector) = &query.vector {
+            let fetch = match query.window {
+                Some(_) => candidates.saturating_mul(4).min(MAX_K),
+                None => candidates,
+            };
+            let search =
+                SearchQuery { vector: vector.clone(), k: fetch, filter: query.filter.clone() };
+            let mut resources: Vec<Resource> = self
+                .search_resources(&search)
+                .await?
+                .into_iter()
+                .map(|hit| hit.resource)
+                .filter(|resource| {
+                    query
+                        .window
+                        .is_none_or(|w| w.overlaps(resource.created_at, resource.created_at))
+                })
+                .collect();
+            resources.truncate(candidates);
+            lists.push(Ranked { signal: Signal::Vector, weight: query.weights.vector, resources });
+        }
+        Ok(fuse(lists, query.k))
     }
 }

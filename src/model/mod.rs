@@ -3,6 +3,7 @@
 mod filter;
 mod ids;
 mod query;
+mod recall;
 mod records;
 mod text;
 mod text_query;
@@ -14,6 +15,7 @@ pub use query::{
     Direction, EntityQuery, MAX_DEPTH, MAX_DIMENSION, MAX_K, Metric, Reached, ScoredResource,
     SearchQuery, TenantConfig, TraverseQuery,
 };
+pub use recall::{RRF_K, RecallHit, RecallQuery, RecallWeights, SignalRanks};
 pub use records::{
     Edge, Entity, EntityIds, Metadata, Moment, NewEdge, NewEntity, NewMoment, NewResource, Record,
     RecordKind, Resource,

@@ -54,6 +54,7 @@ use crate::{
 mod batches;
 mod graph;
 mod moments;
+mod recall;
 mod records;
 mod search;
 mod tenants;
@@ -63,6 +64,7 @@ mod transactions;
 pub use batches::*;
 pub use graph::*;
 pub use moments::*;
+pub use recall::*;
 pub use records::*;
 pub use search::*;
 pub use tenants::*;
@@ -162,6 +164,10 @@ macro_rules! conformance_suite {
             text_filter_is_applied_before_the_cut,
             text_search_is_per_tenant_and_survives_reopen,
             text_search_rejects_bad_queries,
+            recall_fuses_text_and_vector_by_reciprocal_rank,
+            recall_with_one_signal_keeps_its_order,
+            recall_window_and_filter_apply_to_every_signal,
+            recall_rejects_bad_queries,
         );
     };
     (@cases $harness:ty; $($case:ident),* $(,)?) => {
