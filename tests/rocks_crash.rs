@@ -204,6 +204,11 @@ async fn writer_child() -> percolate::Result<()> {
         if n % 6 == 5 {
             entities.remove(&(n - 5));
         }
+        if n % 5 == 4 {
+            // A text search indexes the pending records, so kills also land inside folds.
+            let hits = tenant.text_search(&TextQuery::new(format!("r{n}"), 1)).await?;
+            assert_eq!(hits.len(), 1, "resource {n} is found by its content");
+        }
         println!("ack {n}");
         std::io::Write::flush(&mut std::io::stdout())
             .map_err(|e| percolate::Error::invalid("stdout", e))?;

@@ -81,6 +81,10 @@ async fn fill(engine: &MemoryEngine<RocksProvider>, resources: usize) -> Vec<Res
         NewMoment::new(Timestamp::from_micros(10), Timestamp::from_micros(20), KIND_CANARY);
     moment.content = MOMENT_CANARY.into();
     tenant.create_moment(moment).await.unwrap();
+    // A text search indexes the pending records' content: after it the postings, with their
+    // terms or keyed tokens, are on disk for the search below to look at.
+    let hits = tenant.text_search(&TextQuery::new(CONTENT_CANARY, 1)).await.unwrap();
+    assert_eq!(hits.len(), 1);
     RocksProvider::wait_for_index(tenant.provider_tenant());
     RocksProvider::write_snapshot(tenant.provider_tenant()).unwrap();
     written

@@ -13,7 +13,8 @@
 //!   (a read alone would not be seen by the deleting transaction's validation);
 //! - an entity's name words are in `entity_names` iff the entity is stored with that name;
 //! - a moment's `moment_time` entry matches its stored start and end;
-//! - a resource's or moment's text postings are those of its stored content (see `text`).
+//! - a resource or moment is pending in the text index, or its postings are those of its
+//!   stored content (see `text`).
 
 use std::cell::RefCell;
 use std::sync::Arc;
@@ -486,7 +487,7 @@ impl<'a> Ops<'a> {
         for ((resource, record), value) in resources.iter().zip(records).zip(encoded.values) {
             let key = resource.id.as_bytes();
             self.txn.put_cf(cf, key, record).map_err(map_rocks_error)?;
-            text::index(self, text::RESOURCE, key, &resource.content)?;
+            text::added(self, text::RESOURCE, key)?;
             if let Some(range) = value.embedding {
                 let stored = &encoded.embeddings[range];
                 self.txn.put_cf(embeddings, key, stored).map_err(map_rocks_error)?;
@@ -505,7 +506,7 @@ impl<'a> Ops<'a> {
             codec::decode_resource(resource.id, &self.existing(CF_RESOURCES, "resource", key)?)?;
         let stored = Resource { created_at: old.created_at, ..resource.clone() };
         self.put(CF_RESOURCES, key, &codec::encode_resource(&stored))?;
-        text::reindex(self, text::RESOURCE, key, &old.content, &stored.content)?;
+        text::changed(self, text::RESOURCE, key, &old.content, &stored.content)?;
         match &stored.embedding {
             Some(embedding) => {
                 self.put(CF_EMBEDDINGS, key, &codec::encode_embedding(embedding))?;
@@ -522,7 +523,7 @@ impl<'a> Ops<'a> {
     pub(crate) fn delete_resource(&self, id: ResourceId) -> Result<()> {
         let old =
             codec::decode_resource(id, &self.existing(CF_RESOURCES, "resource", id.as_bytes())?)?;
-        text::unindex(self, text::RESOURCE, id.as_bytes(), &old.content)?;
+        text::removed(self, text::RESOURCE, id.as_bytes(), &old.content)?;
         self.delete(CF_RESOURCES, id.as_bytes())?;
         self.delete(CF_EMBEDDINGS, id.as_bytes())?;
         self.changes.borrow_mut().push(VectorChange::Remove { id });
@@ -674,7 +675,7 @@ impl<'a> Ops<'a> {
 
     pub(crate) fn insert_moment(&self, moment: &Moment) -> Result<()> {
         self.absent(CF_MOMENTS, "moment", moment.id.as_bytes())?;
-        text::index(self, text::MOMENT, moment.id.as_bytes(), &moment.content)?;
+        text::added(self, text::MOMENT, moment.id.as_bytes())?;
         self.put_moment(moment)
     }
 
@@ -688,7 +689,7 @@ impl<'a> Ops<'a> {
         let key = moment.id.as_bytes();
         let old = codec::decode_moment(moment.id, &self.existing(CF_MOMENTS, "moment", key)?)?;
         self.delete(CF_MOMENT_TIME, &keys::moment_time(old.start, key))?;
-        text::reindex(self, text::MOMENT, key, &old.content, &moment.content)?;
+        text::changed(self, text::MOMENT, key, &old.content, &moment.content)?;
         self.put_moment(moment)?;
         Ok(moment.clone())
     }
@@ -697,7 +698,7 @@ impl<'a> Ops<'a> {
         let key = id.as_bytes();
         let old = codec::decode_moment(id, &self.existing(CF_MOMENTS, "moment", key)?)?;
         self.delete(CF_MOMENT_TIME, &keys::moment_time(old.start, key))?;
-        text::unindex(self, text::MOMENT, key, &old.content)?;
+        text::removed(self, text::MOMENT, key, &old.content)?;
         self.delete(CF_MOMENTS, key)
     }
 }

@@ -1,27 +1,42 @@
-//! The full-text inverted index of a tenant database: the postings of every resource's and
-//! moment's content terms in `CF_TEXT`, written and removed by the same transaction (or
-//! batch) as the record, and the query that ranks them. It owns the posting values and the
-//! term lookups; key layouts are in `keys`, ranking in [`crate::text`].
+//! The full-text inverted index of a tenant database in `CF_TEXT`: the postings of every
+//! indexed resource's and moment's content terms, the list of records written since and not
+//! yet indexed (*pending*), and the query that ranks both. It owns the posting values, the
+//! pending list and the fold from one to the other; key layouts are in `keys`, ranking in
+//! [`crate::text`]. It must not touch records' own column families except to read content.
+//!
+//! # Deferred indexing
+//! A write does not analyse content: in its own atomic write it adds the record to the pending
+//! list (one empty-valued key), so a batch of small resources writes one extra key per record
+//! instead of one per term. The next text search indexes the pending records first ([`fold`],
+//! a few hundred per transaction), so a search reads its postings for everything written
+//! before it; when it cannot (a reader's handle, a fold losing to concurrent writes, another
+//! search folding), it analyses the pending records' content itself. So a record is found by
+//! the first search after its write returns, and the indexing work is paid once, by a search,
+//! not by every write.
 //!
 //! Invariants kept here:
-//! - a record's postings are exactly the terms of its stored content ([`crate::text::analyze`]):
-//!   written with the record, replaced when its content changes, deleted with it, always in the
-//!   record's own atomic write, so after a crash the index agrees with the records and a
-//!   writer reads its own writes;
+//! - a record is either *pending* (its pending key exists, it has no postings) or *indexed*
+//!   (no pending key; its postings are exactly the terms of its stored content,
+//!   [`crate::text::analyze`]). A write that changes content removes an indexed record's
+//!   postings and marks it pending; a delete removes its postings or its pending key; a fold
+//!   writes postings and removes the pending key. Each of these is one atomic write, so after
+//!   a crash the index agrees with the records. A writer and a fold that race on a record
+//!   both write its pending key, so optimistic validation fails one of them;
 //! - in an encrypted tenant a term appears in keys only as its keyed token
-//!   ([`TenantDb::text_term_key`]); no term is ever written in plaintext.
+//!   ([`TenantDb::text_term_key`]); no term is ever written in plaintext, and a pending key
+//!   holds only an id.
 //!
 //! A posting's value is a format-version byte and two big-endian `u32`: the term's frequency
 //! in the record and the record's length in words. It is not sealed, in encrypted tenants too:
-//! sealing each of a batch's tens of thousands of postings would cost more than the rest of
-//! the write, and the two counts tell what the sealed record's size and the number of its
+//! sealing each of a fold's tens of thousands of postings would cost more than the rest of
+//! the fold, and the two counts tell what the sealed record's size and the number of its
 //! postings already show (how long the content is, how many terms repeat). Which records
 //! share a term is visible from the keys, as it is for entity names: a keyed token hides the
 //! term, not its equality.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
-use super::cf::{CF_MOMENTS, CF_TEXT};
+use super::cf::{CF_META, CF_MOMENTS, CF_RESOURCES, CF_TEXT};
 use super::codec;
 use super::keys;
 use super::store::{Ops, View, map_rocks_error};
@@ -60,8 +75,12 @@ fn decode_posting(value: &[u8]) -> Result<Posting> {
     }
 }
 
+/// How many pending records one fold transaction indexes: enough to amortise a commit, few
+/// enough that a transaction's tracked keys stay small and a lost validation redoes little.
+const FOLD_CHUNK: usize = 256;
+
 /// The keys and values of the postings of `content` in record `id` of `target`.
-pub(crate) fn postings(
+fn postings(
     tenant: &TenantDb,
     target: u8,
     id: &[u8; 16],
@@ -78,27 +97,15 @@ pub(crate) fn postings(
         .collect()
 }
 
-/// Writes the postings of a new record's content in `ops`' transaction.
-pub(crate) fn index(ops: &Ops<'_>, target: u8, id: &[u8; 16], content: &str) -> Result<()> {
+/// Adds a new record to the pending list in `ops`' transaction.
+pub(crate) fn added(ops: &Ops<'_>, target: u8, id: &[u8; 16]) -> Result<()> {
     let cf = ops.tenant.cf(CF_TEXT)?;
-    for (key, value) in postings(ops.tenant, target, id, content) {
-        ops.txn.put_cf(cf, key, value).map_err(map_rocks_error)?;
-    }
-    Ok(())
+    ops.txn.put_cf(cf, keys::text_pending(target, id), []).map_err(map_rocks_error)
 }
 
-/// Deletes the postings of a record's stored content in `ops`' transaction.
-pub(crate) fn unindex(ops: &Ops<'_>, target: u8, id: &[u8; 16], content: &str) -> Result<()> {
-    let cf = ops.tenant.cf(CF_TEXT)?;
-    for term in query_terms(content) {
-        let key = keys::text_posting(target, &ops.tenant.text_term_key(&term), id);
-        ops.txn.delete_cf(cf, key).map_err(map_rocks_error)?;
-    }
-    Ok(())
-}
-
-/// Replaces the postings of `old` content by those of `new`; nothing when they are equal.
-pub(crate) fn reindex(
+/// A record's content changed from `old` to `new`: an indexed record loses its postings and
+/// becomes pending; nothing when the content is the same.
+pub(crate) fn changed(
     ops: &Ops<'_>,
     target: u8,
     id: &[u8; 16],
@@ -108,30 +115,220 @@ pub(crate) fn reindex(
     if old == new {
         return Ok(());
     }
-    // A put after a delete of the same key in one transaction leaves the put.
-    unindex(ops, target, id, old)?;
-    index(ops, target, id, new)
+    if !pending(ops, target, id)? {
+        unindex(ops, target, id, old)?;
+    }
+    // Written even when already pending: a fold that indexed the old content meanwhile
+    // deleted this key, and the two writes of it make one of the transactions fail.
+    added(ops, target, id)
 }
 
-/// The `k` best matches of `query` (see [`crate::Provider::text_search`]), ranked from the
-/// postings of its terms, then loaded, filtered and cut in rank order.
-pub(crate) fn text_search(tenant: &TenantDb, query: &TextQuery) -> Result<Vec<TextHit>> {
-    let view = View::Db(tenant);
-    let target = match query.target {
-        TextTarget::Resources => RESOURCE,
-        TextTarget::Moments => MOMENT,
+/// A record with content `old` is deleted: its postings or its pending key go with it.
+pub(crate) fn removed(ops: &Ops<'_>, target: u8, id: &[u8; 16], old: &str) -> Result<()> {
+    if pending(ops, target, id)? {
+        let cf = ops.tenant.cf(CF_TEXT)?;
+        ops.txn.delete_cf(cf, keys::text_pending(target, id)).map_err(map_rocks_error)
+    } else {
+        unindex(ops, target, id, old)
+    }
+}
+
+/// Whether record `id` of `target` is pending, at `ops`' snapshot.
+fn pending(ops: &Ops<'_>, target: u8, id: &[u8; 16]) -> Result<bool> {
+    ops.view().contains(CF_TEXT, &keys::text_pending(target, id))
+}
+
+/// Writes the postings of `content` in `ops`' transaction.
+fn index(ops: &Ops<'_>, target: u8, id: &[u8; 16], content: &str) -> Result<()> {
+    let cf = ops.tenant.cf(CF_TEXT)?;
+    for (key, value) in postings(ops.tenant, target, id, content) {
+        ops.txn.put_cf(cf, key, value).map_err(map_rocks_error)?;
+    }
+    Ok(())
+}
+
+/// Deletes the postings of an indexed record's stored content in `ops`' transaction.
+fn unindex(ops: &Ops<'_>, target: u8, id: &[u8; 16], content: &str) -> Result<()> {
+    let cf = ops.tenant.cf(CF_TEXT)?;
+    for term in query_terms(content) {
+        let key = keys::text_posting(target, &ops.tenant.text_term_key(&term), id);
+        ops.txn.delete_cf(cf, key).map_err(map_rocks_error)?;
+    }
+    Ok(())
+}
+
+/// Indexes every pending record of the tenant, [`FOLD_CHUNK`] per transaction, and returns how
+/// many it indexed; nothing in a reader, which cannot write. Waits for a fold another thread
+/// runs, so on return nothing written before the call is pending unless this failed.
+///
+/// # Errors
+/// [`Error::Conflict`] when writes to the same records kept winning; backend errors.
+pub(crate) fn fold(tenant: &TenantDb) -> Result<usize> {
+    if tenant.db.is_reader() {
+        return Ok(0);
+    }
+    let _one = tenant.text_fold.lock();
+    fold_locked(tenant)
+}
+
+/// [`fold`], by the holder of the tenant's fold lock.
+fn fold_locked(tenant: &TenantDb) -> Result<usize> {
+    let mut indexed = 0;
+    loop {
+        let mut listed = Vec::with_capacity(FOLD_CHUNK);
+        for target in [RESOURCE, MOMENT] {
+            let room = FOLD_CHUNK - listed.len();
+            let ids = pending_ids(&View::Db(tenant), target, room)?;
+            listed.extend(ids.into_iter().map(|id| (target, id)));
+        }
+        if listed.is_empty() {
+            return Ok(indexed);
+        }
+        tenant
+            .write(|ops| listed.iter().try_for_each(|(target, id)| fold_one(ops, *target, id)))?;
+        indexed += listed.len();
+    }
+}
+
+/// Indexes pending record `id` of `target` from its stored content in `ops`' transaction;
+/// nothing when it is no longer pending (indexed or deleted since it was listed).
+fn fold_one(ops: &Ops<'_>, target: u8, id: &[u8; 16]) -> Result<()> {
+    if !pending(ops, target, id)? {
+        return Ok(());
+    }
+    if let Some(content) = content(&ops.view(), target, id)? {
+        index(ops, target, id, &content)?;
+    }
+    let cf = ops.tenant.cf(CF_TEXT)?;
+    ops.txn.delete_cf(cf, keys::text_pending(target, id)).map_err(map_rocks_error)
+}
+
+/// The stored content of record `id` of `target`; `None` if it does not exist.
+fn content(view: &View<'_>, target: u8, id: &[u8; 16]) -> Result<Option<String>> {
+    let record = if target == MOMENT {
+        load(view, TextTarget::Moments, std::iter::once(*id))?
+    } else {
+        load(view, TextTarget::Resources, std::iter::once(*id))?
     };
-    let mut postings: Vec<Vec<([u8; 16], Posting)>> = Vec::new();
-    for term in query_terms(&query.text) {
-        let prefix = keys::text_term_prefix(target, &tenant.text_term_key(&term));
-        let mut list = Vec::new();
+    Ok(record.into_iter().flatten().next().and_then(|record| text_of(&record).map(str::to_owned)))
+}
+
+/// The indexed text of a resource or moment.
+fn text_of(record: &Record) -> Option<&str> {
+    match record {
+        Record::Resource(resource) => Some(&resource.content),
+        Record::Moment(moment) => Some(&moment.content),
+        Record::Entity(_) | Record::Edge(_) => None,
+    }
+}
+/// Up to `limit` pending record ids of `target`, oldest first.
+fn pending_ids(view: &View<'_>, target: u8, limit: usize) -> Result<Vec<[u8; 16]>> {
+    let mut ids = Vec::new();
+    if limit == 0 {
+        return Ok(ids);
+    }
+    let prefix = [keys::TEXT_PENDING, target];
+    view.scan_raw(CF_TEXT, &prefix, keys::prefix_end(&prefix), |key, _| {
+        ids.push(
+            keys::parse_text_pending(target, key)
+                .ok_or_else(|| Error::corrupt("pending text key", "bad layout"))?,
+        );
+        Ok(ids.len() < limit)
+    })?;
+    Ok(ids)
+}
+
+/// Gives a tenant made before full text its index: marks every resource and moment pending,
+/// with [`keys::META_TEXT_INDEX`], in one synced atomic batch (so a crash leaves all of it or
+/// none, and the next open starts again); the first search indexes them. Nothing when the
+/// marker is there. Called when a writer opens the tenant, before anyone else holds it.
+pub(crate) fn backfill(tenant: &TenantDb) -> Result<()> {
+    let db = tenant.db.writer("index the text of a tenant")?;
+    let meta = tenant.cf(CF_META)?;
+    if db.get_pinned_cf(meta, keys::META_TEXT_INDEX).map_err(map_rocks_error)?.is_some() {
+        return Ok(());
+    }
+    let text = tenant.cf(CF_TEXT)?;
+    let mut batch = rocksdb::WriteBatchWithTransaction::<true>::default();
+    for (family, target) in [(CF_RESOURCES, RESOURCE), (CF_MOMENTS, MOMENT)] {
+        View::Db(tenant).scan_raw(family, &[], None, |key, _| {
+            let id: [u8; 16] =
+                key.try_into().map_err(|_| Error::corrupt("record key", "not 16 bytes"))?;
+            batch.put_cf(text, keys::text_pending(target, &id), []);
+            Ok(true)
+        })?;
+    }
+    batch.put_cf(meta, keys::META_TEXT_INDEX, []);
+    let mut sync = rocksdb::WriteOptions::default();
+    sync.set_sync(true);
+    db.write_opt(batch, &sync).map_err(map_rocks_error)
+}
+
+/// The `k` best matches of `query` (see [`crate::Provider::text_search`]). Folds pending
+/// records first unless another search is folding (then those are scored from their
+/// content); a fold that fails leaves them pending and is not an error of the search. The
+/// search itself reads one snapshot (a writer's transaction; a reader's handle moves only
+/// when it catches up).
+pub(crate) fn text_search(tenant: &TenantDb, query: &TextQuery) -> Result<Vec<TextHit>> {
+    if tenant.db.cf_handle(CF_TEXT).is_none() {
+        // A reader opened a tenant its writer has not opened since full text existed.
+        return Err(Error::ReadOnly {
+            what: "search the text of a tenant whose writer has not opened it since it gained \
+                   full text (open it once with a writer, then reopen the reader)",
+        });
+    }
+    if !tenant.db.is_reader()
+        && let Some(_one) = tenant.text_fold.try_lock()
+    {
+        let _ = fold_locked(tenant);
+    }
+    match tenant.transaction() {
+        Ok(txn) => search_at(&View::Txn(tenant, &txn), query),
+        Err(Error::ReadOnly { .. }) => search_at(&View::Db(tenant), query),
+        Err(e) => Err(e),
+    }
+}
+
+/// [`text_search`] once pending records are folded, reading through `view`: postings of the
+/// query's terms from the index and from pending records' content, ranked together; then the
+/// winners loaded, filtered and cut in rank order.
+fn search_at(view: &View<'_>, query: &TextQuery) -> Result<Vec<TextHit>> {
+    let tenant = view.tenant();
+    let (target, kind) = match query.target {
+        TextTarget::Resources => (RESOURCE, TextTarget::Resources),
+        TextTarget::Moments => (MOMENT, TextTarget::Moments),
+    };
+    let terms = query_terms(&query.text);
+    let mut postings: Vec<Vec<([u8; 16], Posting)>> = vec![Vec::new(); terms.len()];
+    // Pending records are listed before the postings are read, and their postings skipped: a
+    // pending record has none, unless a fold committed in between (a reader's view moves when
+    // it catches up), which moves a record into the postings the scan then reads; it is then
+    // scored once, from its content, never missed.
+    let pending = pending_ids(view, target, usize::MAX)?;
+    let skipped: HashSet<[u8; 16]> = pending.iter().copied().collect();
+    for page in pending.chunks(FOLD_CHUNK) {
+        for record in load(view, kind, page.iter().copied())?.into_iter().flatten() {
+            let Some(content) = text_of(&record) else { continue };
+            let analyzed = analyze(content);
+            for (term, list) in terms.iter().zip(&mut postings) {
+                if let Ok(at) = analyzed.terms.binary_search_by(|(t, _)| t.as_str().cmp(term)) {
+                    let frequency = analyzed.terms[at].1;
+                    let posting = Posting { frequency, length: analyzed.length };
+                    list.push((*record.id().as_bytes(), posting));
+                }
+            }
+        }
+    }
+    for (term, list) in terms.iter().zip(&mut postings) {
+        let prefix = keys::text_term_prefix(target, &tenant.text_term_key(term));
         view.scan_raw(CF_TEXT, &prefix, keys::prefix_end(&prefix), |key, value| {
             let id = keys::parse_text_posting(key)
                 .ok_or_else(|| Error::corrupt("text key", "bad layout"))?;
-            list.push((id, decode_posting(value)?));
+            if !skipped.contains(&id) {
+                list.push((id, decode_posting(value)?));
+            }
             Ok(true)
         })?;
-        postings.push(list);
     }
     let ranked = rank(&postings);
     let scores: HashMap<[u8; 16], f64> = ranked.iter().copied().collect();
@@ -139,7 +336,7 @@ pub(crate) fn text_search(tenant: &TenantDb, query: &TextQuery) -> Result<Vec<Te
     // Records are loaded a page at a time (one batched lookup per page): most queries need
     // only the first page, a selective filter a few more.
     for page in ranked.chunks(query.k.max(16)) {
-        let records = load(&view, query.target, page.iter().map(|(id, _)| *id))?;
+        let records = load(view, query.target, page.iter().map(|(id, _)| *id))?;
         for record in records.into_iter().flatten() {
             if !query.admits(&record) {
                 continue;

@@ -33,9 +33,7 @@ impl TenantDb {
         for ((resource, record), value) in resources.iter().zip(stored.iter()).zip(values) {
             let key = resource.id.as_bytes();
             batch.put_cf(records, key, record);
-            for (posting, count) in text::postings(self, text::RESOURCE, key, &resource.content) {
-                batch.put_cf(text_cf, posting, count);
-            }
+            batch.put_cf(text_cf, keys::text_pending(text::RESOURCE, key), []);
             if let Some(range) = value.embedding {
                 batch.put_cf(embeddings_cf, key, &embeddings[range]);
             }
