@@ -149,3 +149,47 @@ async fn a_store_made_before_full_text_is_indexed_when_a_writer_opens_it() {
     let tenant = engine.tenant(&tenant_id()).await.unwrap();
     assert_eq!(found(&tenant, "running").await, vec![written[3].id.as_uuid()]);
 }
+
+/// Searches fold pending records while another task keeps changing their content: whichever
+/// commits first, the index ends up agreeing with the records (every record found by its
+/// final content's term and by no earlier one).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn folds_racing_content_changes_leave_the_index_agreeing_with_the_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = open(dir.path(), false);
+    let tenant = engine.create_tenant(&tenant_id(), TenantConfig::default()).await.unwrap();
+    let written = tenant
+        .batch_create_resources((0..20).map(|i| NewResource::new(format!("start{i}"))).collect())
+        .await
+        .unwrap();
+    let writer = {
+        let tenant = tenant.clone();
+        let written = written.clone();
+        tokio::spawn(async move {
+            for round in 0..30 {
+                for resource in &written {
+                    let mut changed = tenant.get_resource(resource.id).await.unwrap();
+                    changed.content = format!("round{round} word{}", round % 3);
+                    tenant.update_resource(changed).await.unwrap();
+                }
+            }
+        })
+    };
+    while !writer.is_finished() {
+        tenant.text_search(&TextQuery::new("word0 word1 word2", 20)).await.unwrap();
+    }
+    writer.await.unwrap();
+    assert_eq!(found(&tenant, "round29").await.len(), 10.min(written.len()));
+    let hits = tenant.text_search(&TextQuery::new("round29", 50)).await.unwrap();
+    assert_eq!(hits.len(), written.len());
+    for stale in ["round28", "round0", "start0", "word0", "word1"] {
+        assert_eq!(found(&tenant, stale).await, Vec::<uuid::Uuid>::new(), "{stale}");
+    }
+    // After a reopen (nothing pending: the searches folded it all), still the same.
+    drop(tenant);
+    drop(engine);
+    let engine = open(dir.path(), false);
+    let tenant = engine.tenant(&tenant_id()).await.unwrap();
+    let hits = tenant.text_search(&TextQuery::new("word2", 50)).await.unwrap();
+    assert_eq!(hits.len(), written.len());
+}

@@ -385,12 +385,16 @@ impl Provider for PgProvider {
         if schema != expected.as_str() {
             return Err(Error::corrupt("tenant registry", format!("schema {schema} for {id}")));
         }
-        let tail = {
+        let (tail, text) = {
             let conn = self.app.get().await?;
-            let row = conn.query_opt(sql::SELECT_HAS_TAIL, &[&expected.as_str()]).await?;
-            let row = row.ok_or_else(|| Error::corrupt("vector tail", "no row"))?;
-            row.try_get::<_, bool>(0).map_err(|e| Error::corrupt("vector tail", e))?
+            let row = conn.query_opt(sql::SELECT_SCHEMA_FEATURES, &[&expected.as_str()]).await?;
+            let row = row.ok_or_else(|| Error::corrupt("tenant schema", "no row"))?;
+            let bad = |e| Error::corrupt("tenant schema", e);
+            (row.try_get::<_, bool>(0).map_err(bad)?, row.try_get::<_, bool>(1).map_err(bad)?)
         };
+        if !text {
+            self.admin.get().await?.batch(&sql::create_text_columns(&expected)).await?;
+        }
         let tenant = PgTenant(Arc::new(TenantInner {
             id: id.clone(),
             schema: expected,

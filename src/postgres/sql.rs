@@ -394,11 +394,18 @@ pub(crate) fn create_vector_index(
     ))
 }
 
-/// Whether the schema `$1` (bare) has the vector tail (see `sql::tail`); schemas made before
-/// it existed do not, and keep their index on `resources`.
-pub(crate) const SELECT_HAS_TAIL: &str = "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_class c
-    JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-    WHERE n.nspname = $1 AND c.relname = 'resource_vec_tail')";
+/// Whether the schema `$1` (bare) has the vector tail (see `sql::tail`), and whether it has
+/// full text (see `sql::text`). Schemas made before the tail existed keep their index on
+/// `resources`; those made before full text are given it when a provider opens them.
+pub(crate) const SELECT_SCHEMA_FEATURES: &str = "SELECT
+    EXISTS (SELECT 1 FROM pg_catalog.pg_class c
+        JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+        WHERE n.nspname = $1 AND c.relname = 'resource_vec_tail'),
+    EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a
+        JOIN pg_catalog.pg_class c ON c.oid = a.attrelid
+        JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+        WHERE n.nspname = $1 AND c.relname = 'moments' AND a.attname = 'text_terms'
+          AND NOT a.attisdropped)";
 
 /// Bounds how long the background index build waits for a lock before it tries again later:
 /// an open transaction that wrote resources holds a lock the build needs.

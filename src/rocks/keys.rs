@@ -12,7 +12,7 @@
 //! | `moments`      | moment id (16)                                                   | moment            |
 //! | `moment_time`  | start (8), moment id (16)                                        | end (8)           |
 //! | `text`         | target (1), term (UTF-8, no NUL), `0x00`, record id (16)         | frequency (4), length (4) |
-//! | `text`         | `0x02`, target (1), record id (16): a record not yet indexed      | empty             |
+//! | `text`         | `0x02`, target (1), entry id (16): records not yet indexed        | record ids (16 each) |
 //!
 //! Integers are big-endian; timestamps are `i64` with the sign bit flipped so byte order is
 //! numeric order. Ids are UUIDv7, so byte order is creation order. The adjacency key puts the
@@ -23,8 +23,9 @@
 //!
 //! A `text` key's target is 0 for a resource, 1 for a moment; its term is a full term (see
 //! `crate::text`), NUL-terminated so one term's postings share one prefix and no other term's.
-//! Keys starting with [`TEXT_PENDING`] (no target has that value) list the records whose
-//! content is not indexed yet (see `rocks::text`), in id order, so oldest first.
+//! Keys starting with [`TEXT_PENDING`] (no target has that value) are pending entries: each
+//! lists records whose content is not indexed yet (see `rocks::text`); entry ids are UUIDv7,
+//! so entries sort oldest first.
 //!
 //! In an encrypted tenant (see `crypto`) the user text in keys is replaced by 16-byte keyed
 //! tokens, in the same layouts: the adjacency key's relation is the relation's token (length
@@ -182,7 +183,7 @@ pub(crate) fn text_posting(target: u8, term: &[u8], id: &[u8; 16]) -> Vec<u8> {
 /// The first byte of every pending `text` key.
 pub(crate) const TEXT_PENDING: u8 = 2;
 
-/// The pending `text` key of record `id` of `target`.
+/// The `text` key of pending entry `id` of `target`.
 pub(crate) fn text_pending(target: u8, id: &[u8; 16]) -> [u8; 18] {
     let mut key = [0u8; 18];
     key[0] = TEXT_PENDING;
@@ -191,7 +192,7 @@ pub(crate) fn text_pending(target: u8, id: &[u8; 16]) -> [u8; 18] {
     key
 }
 
-/// The record id of a pending `text` key of `target`; `None` if it is not one.
+/// The entry id of a pending `text` key of `target`; `None` if it is not one.
 pub(crate) fn parse_text_pending(target: u8, key: &[u8]) -> Option<[u8; 16]> {
     match key {
         [TEXT_PENDING, t, id @ ..] if *t == target => id.try_into().ok(),

@@ -487,7 +487,6 @@ impl<'a> Ops<'a> {
         for ((resource, record), value) in resources.iter().zip(records).zip(encoded.values) {
             let key = resource.id.as_bytes();
             self.txn.put_cf(cf, key, record).map_err(map_rocks_error)?;
-            text::added(self, text::RESOURCE, key)?;
             if let Some(range) = value.embedding {
                 let stored = &encoded.embeddings[range];
                 self.txn.put_cf(embeddings, key, stored).map_err(map_rocks_error)?;
@@ -497,7 +496,7 @@ impl<'a> Ops<'a> {
                 }
             }
         }
-        Ok(())
+        text::added(self, text::RESOURCE, resources.iter().map(|r| r.id.as_bytes()))
     }
 
     pub(crate) fn update_resource(&self, resource: &Resource) -> Result<Resource> {
@@ -675,7 +674,7 @@ impl<'a> Ops<'a> {
 
     pub(crate) fn insert_moment(&self, moment: &Moment) -> Result<()> {
         self.absent(CF_MOMENTS, "moment", moment.id.as_bytes())?;
-        text::added(self, text::MOMENT, moment.id.as_bytes())?;
+        text::added(self, text::MOMENT, [moment.id.as_bytes()])?;
         self.put_moment(moment)
     }
 

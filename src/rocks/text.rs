@@ -5,26 +5,27 @@
 //! [`crate::text`]. It must not touch records' own column families except to read content.
 //!
 //! # Deferred indexing
-//! A write does not analyse content: in its own atomic write it adds the record to the pending
-//! list (one empty-valued key), so a batch of small resources writes one extra key per record
-//! instead of one per term. The next text search indexes the pending records first ([`fold`],
-//! a few hundred per transaction), so a search reads its postings for everything written
-//! before it; when it cannot (a reader's handle, a fold losing to concurrent writes, another
-//! search folding), it analyses the pending records' content itself. So a record is found by
-//! the first search after its write returns, and the indexing work is paid once, by a search,
-//! not by every write.
+//! A write does not analyse content: in its own atomic write it adds its records' ids to the
+//! pending list, as one entry (one key) per write of up to [`ENTRY_IDS`] records, so a batch
+//! of a thousand small resources writes one extra key, not one per term of each. The next
+//! text search indexes the pending entries first ([`fold`], a few hundred records per
+//! transaction), so a search reads postings for everything written before it; when it cannot
+//! (a reader's handle, a fold losing to concurrent writes, another search folding), it
+//! analyses the pending records' content itself. So a record is found by the first search
+//! after its write returns, and the indexing is paid once, by a search, not by every write.
 //!
 //! Invariants kept here:
-//! - a record is either *pending* (its pending key exists, it has no postings) or *indexed*
-//!   (no pending key; its postings are exactly the terms of its stored content,
-//!   [`crate::text::analyze`]). A write that changes content removes an indexed record's
-//!   postings and marks it pending; a delete removes its postings or its pending key; a fold
-//!   writes postings and removes the pending key. Each of these is one atomic write, so after
-//!   a crash the index agrees with the records. A writer and a fold that race on a record
-//!   both write its pending key, so optimistic validation fails one of them;
+//! - a record's postings are those of its stored content, or it is listed in a pending entry
+//!   (and may have none, or those of its current content). A write that changes content
+//!   deletes the postings of the old content and lists the record again; a delete deletes
+//!   them; a fold reads each listed record's content (for update), writes its postings and
+//!   deletes the entry. Each is one atomic write, so after a crash the index agrees with the
+//!   records; a fold racing a write of the same record reads the record the write changes,
+//!   so optimistic validation fails one of them. A search scores listed records from their
+//!   content and skips their postings, so it never counts a record twice;
 //! - in an encrypted tenant a term appears in keys only as its keyed token
-//!   ([`TenantDb::text_term_key`]); no term is ever written in plaintext, and a pending key
-//!   holds only an id.
+//!   ([`TenantDb::text_term_key`]); no term is ever written in plaintext, and a pending entry
+//!   holds only ids.
 //!
 //! A posting's value is a format-version byte and two big-endian `u32`: the term's frequency
 //! in the record and the record's length in words. It is not sealed, in encrypted tenants too:
@@ -79,6 +80,9 @@ fn decode_posting(value: &[u8]) -> Result<Posting> {
 /// enough that a transaction's tracked keys stay small and a lost validation redoes little.
 const FOLD_CHUNK: usize = 256;
 
+/// The most record ids in one pending entry; a larger write lists its records in several.
+pub(crate) const ENTRY_IDS: usize = 1024;
+
 /// The keys and values of the postings of `content` in record `id` of `target`.
 fn postings(
     tenant: &TenantDb,
@@ -97,14 +101,40 @@ fn postings(
         .collect()
 }
 
-/// Adds a new record to the pending list in `ops`' transaction.
-pub(crate) fn added(ops: &Ops<'_>, target: u8, id: &[u8; 16]) -> Result<()> {
-    let cf = ops.tenant.cf(CF_TEXT)?;
-    ops.txn.put_cf(cf, keys::text_pending(target, id), []).map_err(map_rocks_error)
+/// The pending entries that list `ids` of `target`: each a fresh key (so entries written at
+/// once never collide) and its value, the ids one after another.
+pub(crate) fn pending_entries<'i>(
+    target: u8,
+    ids: impl IntoIterator<Item = &'i [u8; 16]>,
+) -> Vec<([u8; 18], Vec<u8>)> {
+    let mut entries: Vec<([u8; 18], Vec<u8>)> = Vec::new();
+    for id in ids {
+        match entries.last_mut() {
+            Some((_, value)) if value.len() < ENTRY_IDS * 16 => value.extend_from_slice(id),
+            _ => {
+                let entry = *uuid::Uuid::now_v7().as_bytes();
+                entries.push((keys::text_pending(target, &entry), id.to_vec()));
+            }
+        }
+    }
+    entries
 }
 
-/// A record's content changed from `old` to `new`: an indexed record loses its postings and
-/// becomes pending; nothing when the content is the same.
+/// Lists new records `ids` of `target` as pending in `ops`' transaction.
+pub(crate) fn added<'i>(
+    ops: &Ops<'_>,
+    target: u8,
+    ids: impl IntoIterator<Item = &'i [u8; 16]>,
+) -> Result<()> {
+    let cf = ops.tenant.cf(CF_TEXT)?;
+    for (key, value) in pending_entries(target, ids) {
+        ops.txn.put_cf(cf, key, value).map_err(map_rocks_error)?;
+    }
+    Ok(())
+}
+
+/// A record's content changed from `old` to `new`: the postings of `old` go (if it has them)
+/// and the record is listed pending; nothing when the content is the same.
 pub(crate) fn changed(
     ops: &Ops<'_>,
     target: u8,
@@ -115,27 +145,14 @@ pub(crate) fn changed(
     if old == new {
         return Ok(());
     }
-    if !pending(ops, target, id)? {
-        unindex(ops, target, id, old)?;
-    }
-    // Written even when already pending: a fold that indexed the old content meanwhile
-    // deleted this key, and the two writes of it make one of the transactions fail.
-    added(ops, target, id)
+    unindex(ops, target, id, old)?;
+    added(ops, target, [id])
 }
 
-/// A record with content `old` is deleted: its postings or its pending key go with it.
+/// A record with content `old` is deleted: its postings go with it. A pending entry that
+/// lists it stays; the fold finds the record gone and skips it.
 pub(crate) fn removed(ops: &Ops<'_>, target: u8, id: &[u8; 16], old: &str) -> Result<()> {
-    if pending(ops, target, id)? {
-        let cf = ops.tenant.cf(CF_TEXT)?;
-        ops.txn.delete_cf(cf, keys::text_pending(target, id)).map_err(map_rocks_error)
-    } else {
-        unindex(ops, target, id, old)
-    }
-}
-
-/// Whether record `id` of `target` is pending, at `ops`' snapshot.
-fn pending(ops: &Ops<'_>, target: u8, id: &[u8; 16]) -> Result<bool> {
-    ops.view().contains(CF_TEXT, &keys::text_pending(target, id))
+    unindex(ops, target, id, old)
 }
 
 /// Writes the postings of `content` in `ops`' transaction.
@@ -175,41 +192,46 @@ pub(crate) fn fold(tenant: &TenantDb) -> Result<usize> {
 fn fold_locked(tenant: &TenantDb) -> Result<usize> {
     let mut indexed = 0;
     loop {
-        let mut listed = Vec::with_capacity(FOLD_CHUNK);
+        let mut listed: Vec<(u8, Entry)> = Vec::new();
+        let mut ids = 0;
         for target in [RESOURCE, MOMENT] {
-            let room = FOLD_CHUNK - listed.len();
-            let ids = pending_ids(&View::Db(tenant), target, room)?;
-            listed.extend(ids.into_iter().map(|id| (target, id)));
+            for entry in entries(&View::Db(tenant), target, FOLD_CHUNK.saturating_sub(ids))? {
+                ids += entry.ids.len();
+                listed.push((target, entry));
+            }
         }
         if listed.is_empty() {
             return Ok(indexed);
         }
-        tenant
-            .write(|ops| listed.iter().try_for_each(|(target, id)| fold_one(ops, *target, id)))?;
-        indexed += listed.len();
+        tenant.write(|ops| {
+            let cf = ops.tenant.cf(CF_TEXT)?;
+            for (target, entry) in &listed {
+                for id in &entry.ids {
+                    let existing = ops.view().get_for_update(record_family(*target), id)?;
+                    if existing.is_none() {
+                        continue;
+                    }
+                    if let Some(content) = content(&ops.view(), *target, id)? {
+                        index(ops, *target, id, &content)?;
+                    }
+                }
+                ops.txn.delete_cf(cf, entry.key).map_err(map_rocks_error)?;
+            }
+            Ok(())
+        })?;
+        indexed += ids;
     }
 }
 
-/// Indexes pending record `id` of `target` from its stored content in `ops`' transaction;
-/// nothing when it is no longer pending (indexed or deleted since it was listed).
-fn fold_one(ops: &Ops<'_>, target: u8, id: &[u8; 16]) -> Result<()> {
-    if !pending(ops, target, id)? {
-        return Ok(());
-    }
-    if let Some(content) = content(&ops.view(), target, id)? {
-        index(ops, target, id, &content)?;
-    }
-    let cf = ops.tenant.cf(CF_TEXT)?;
-    ops.txn.delete_cf(cf, keys::text_pending(target, id)).map_err(map_rocks_error)
+/// The column family of the records of `target`.
+fn record_family(target: u8) -> &'static str {
+    if target == MOMENT { CF_MOMENTS } else { CF_RESOURCES }
 }
 
 /// The stored content of record `id` of `target`; `None` if it does not exist.
 fn content(view: &View<'_>, target: u8, id: &[u8; 16]) -> Result<Option<String>> {
-    let record = if target == MOMENT {
-        load(view, TextTarget::Moments, std::iter::once(*id))?
-    } else {
-        load(view, TextTarget::Resources, std::iter::once(*id))?
-    };
+    let kind = if target == MOMENT { TextTarget::Moments } else { TextTarget::Resources };
+    let record = load(view, kind, std::iter::once(*id))?;
     Ok(record.into_iter().flatten().next().and_then(|record| text_of(&record).map(str::to_owned)))
 }
 
@@ -221,21 +243,35 @@ fn text_of(record: &Record) -> Option<&str> {
         Record::Entity(_) | Record::Edge(_) => None,
     }
 }
-/// Up to `limit` pending record ids of `target`, oldest first.
-fn pending_ids(view: &View<'_>, target: u8, limit: usize) -> Result<Vec<[u8; 16]>> {
-    let mut ids = Vec::new();
-    if limit == 0 {
-        return Ok(ids);
+
+/// One pending entry: its key and the record ids it lists.
+struct Entry {
+    key: [u8; 18],
+    ids: Vec<[u8; 16]>,
+}
+
+/// The pending entries of `target`, oldest first, until they list at least `wanted` records
+/// (every one for `usize::MAX`; none for 0).
+fn entries(view: &View<'_>, target: u8, wanted: usize) -> Result<Vec<Entry>> {
+    let mut found = Vec::new();
+    let mut listed = 0;
+    if wanted == 0 {
+        return Ok(found);
     }
     let prefix = [keys::TEXT_PENDING, target];
-    view.scan_raw(CF_TEXT, &prefix, keys::prefix_end(&prefix), |key, _| {
-        ids.push(
-            keys::parse_text_pending(target, key)
-                .ok_or_else(|| Error::corrupt("pending text key", "bad layout"))?,
-        );
-        Ok(ids.len() < limit)
+    view.scan_raw(CF_TEXT, &prefix, keys::prefix_end(&prefix), |key, value| {
+        let bad = || Error::corrupt("pending text entry", "bad layout");
+        let entry = keys::parse_text_pending(target, key).ok_or_else(bad)?;
+        if value.is_empty() || value.len() % 16 != 0 {
+            return Err(bad());
+        }
+        let ids: Vec<[u8; 16]> =
+            value.chunks_exact(16).map(|id| id.try_into().unwrap_or([0; 16])).collect();
+        listed += ids.len();
+        found.push(Entry { key: keys::text_pending(target, &entry), ids });
+        Ok(listed < wanted)
     })?;
-    Ok(ids)
+    Ok(found)
 }
 
 /// Gives a tenant made before full text its index: marks every resource and moment pending,
@@ -251,12 +287,14 @@ pub(crate) fn backfill(tenant: &TenantDb) -> Result<()> {
     let text = tenant.cf(CF_TEXT)?;
     let mut batch = rocksdb::WriteBatchWithTransaction::<true>::default();
     for (family, target) in [(CF_RESOURCES, RESOURCE), (CF_MOMENTS, MOMENT)] {
+        let mut ids: Vec<[u8; 16]> = Vec::new();
         View::Db(tenant).scan_raw(family, &[], None, |key, _| {
-            let id: [u8; 16] =
-                key.try_into().map_err(|_| Error::corrupt("record key", "not 16 bytes"))?;
-            batch.put_cf(text, keys::text_pending(target, &id), []);
+            ids.push(key.try_into().map_err(|_| Error::corrupt("record key", "not 16 bytes"))?);
             Ok(true)
         })?;
+        for (key, value) in pending_entries(target, &ids) {
+            batch.put_cf(text, key, value);
+        }
     }
     batch.put_cf(meta, keys::META_TEXT_INDEX, []);
     let mut sync = rocksdb::WriteOptions::default();
@@ -300,11 +338,13 @@ fn search_at(view: &View<'_>, query: &TextQuery) -> Result<Vec<TextHit>> {
     };
     let terms = query_terms(&query.text);
     let mut postings: Vec<Vec<([u8; 16], Posting)>> = vec![Vec::new(); terms.len()];
-    // Pending records are listed before the postings are read, and their postings skipped: a
-    // pending record has none, unless a fold committed in between (a reader's view moves when
-    // it catches up), which moves a record into the postings the scan then reads; it is then
-    // scored once, from its content, never missed.
-    let pending = pending_ids(view, target, usize::MAX)?;
+    // Listed records are scored from their content and their postings skipped: a listed
+    // record may have postings too (of its current content, from a fold of an earlier entry
+    // or one that committed while a reader's view moved), and this counts it once either way.
+    let mut pending: Vec<[u8; 16]> =
+        entries(view, target, usize::MAX)?.into_iter().flat_map(|entry| entry.ids).collect();
+    pending.sort_unstable();
+    pending.dedup();
     let skipped: HashSet<[u8; 16]> = pending.iter().copied().collect();
     for page in pending.chunks(FOLD_CHUNK) {
         for record in load(view, kind, page.iter().copied())?.into_iter().flatten() {

@@ -39,15 +39,17 @@ const ANALYSED_CHARACTERS: u32 = 100_000;
 const CONFIG: &str = "'percolate.english_words'::regconfig";
 
 /// The generated `text_terms` column and its GIN index on a tenant's resources and moments;
-/// part of [`super::create_schema`].
+/// part of [`super::create_schema`], and run on its own (as the owner role) to give a schema
+/// made before full text its index: idempotent, so providers opening it at once do not fail.
+/// On an existing table the generated column rewrites it under an exclusive lock, once.
 pub(crate) fn create_text_columns(schema: &SchemaName) -> String {
     let s = schema;
     let mut sql = String::new();
     for table in ["resources", "moments"] {
         sql.push_str(&format!(
-            "ALTER TABLE {s}.{table} ADD COLUMN text_terms tsvector GENERATED ALWAYS AS
+            "ALTER TABLE {s}.{table} ADD COLUMN IF NOT EXISTS text_terms tsvector GENERATED ALWAYS AS
                 (to_tsvector({CONFIG}, left(content, {ANALYSED_CHARACTERS}))) STORED;
-            CREATE INDEX {table}_text ON {s}.{table} USING gin (text_terms);
+            CREATE INDEX IF NOT EXISTS {table}_text ON {s}.{table} USING gin (text_terms);
             "
         ));
     }

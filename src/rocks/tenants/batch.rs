@@ -33,11 +33,15 @@ impl TenantDb {
         for ((resource, record), value) in resources.iter().zip(stored.iter()).zip(values) {
             let key = resource.id.as_bytes();
             batch.put_cf(records, key, record);
-            batch.put_cf(text_cf, keys::text_pending(text::RESOURCE, key), []);
             if let Some(range) = value.embedding {
                 batch.put_cf(embeddings_cf, key, &embeddings[range]);
             }
             changes.extend(value.change);
+        }
+        for (key, value) in
+            text::pending_entries(text::RESOURCE, resources.iter().map(|r| r.id.as_bytes()))
+        {
+            batch.put_cf(text_cf, key, value);
         }
         drop(embeddings);
         let write = || db.write_opt(batch, &self.write_options).map_err(map_rocks_error);
