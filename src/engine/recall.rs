@@ -113,8 +113,9 @@ impl<P: Provider> TenantHandle<P> {
     ///
     /// The metadata filter applies inside every signal's candidate generation, and the time
     /// window inside the text signal's. The vector signal applies the window to its nearest
-    /// `4 x candidates` (at most `MAX_K`), so under a window that excludes most of the
-    /// nearest resources it may contribute fewer than `candidates`.
+    /// `candidates`, then to 4 times as many while too few fall in the window, up to `MAX_K`;
+    /// under a window that excludes nearly all of the nearest resources it may contribute
+    /// fewer than `candidates`.
     ///
     /// # Errors
     /// [`Error::Invalid`] when no signal is set, for `k` outside `1..=MAX_K`, a candidate count
@@ -171,15 +172,29 @@ impl<P: Provider> TenantHandle<P> {
             lists.push(Ranked { signal: Signal::Text, weight: query.weights.text, resources });
         }
         if let Some(vector) = &query.vector {
-            let fetch = match query.window {
-                Some(_) => candidates.saturating_mul(4).min(MAX_K),
-                None => candidates,
-            };
+            let resources = self.vector_candidates(vector, query, candidates).await?;
+            lists.push(Ranked { signal: Signal::Vector, weight: query.weights.vector, resources });
+        }
+        Ok(fuse(lists, query.k))
+    }
+
+    /// The vector signal's candidates: the nearest resources matching the filter and created
+    /// within the window, at most `candidates`. Vector search has no time predicate, so the
+    /// window is applied to its results; the search is widened (4 times, up to `MAX_K`) only
+    /// while the window leaves too few and the tenant may hold more.
+    async fn vector_candidates(
+        &self,
+        vector: &[f32],
+        query: &RecallQuery,
+        candidates: usize,
+    ) -> Result<Vec<Resource>> {
+        let mut fetch = candidates;
+        loop {
             let search =
-                SearchQuery { vector: vector.clone(), k: fetch, filter: query.filter.clone() };
-            let mut resources: Vec<Resource> = self
-                .search_resources(&search)
-                .await?
+                SearchQuery { vector: vector.to_vec(), k: fetch, filter: query.filter.clone() };
+            let hits = self.search_resources(&search).await?;
+            let exhausted = hits.len() < fetch || fetch == MAX_K;
+            let mut resources: Vec<Resource> = hits
                 .into_iter()
                 .map(|hit| hit.resource)
                 .filter(|resource| {
@@ -188,9 +203,11 @@ impl<P: Provider> TenantHandle<P> {
                         .is_none_or(|w| w.overlaps(resource.created_at, resource.created_at))
                 })
                 .collect();
-            resources.truncate(candidates);
-            lists.push(Ranked { signal: Signal::Vector, weight: query.weights.vector, resources });
+            if resources.len() >= candidates || exhausted {
+                resources.truncate(candidates);
+                return Ok(resources);
+            }
+            fetch = fetch.saturating_mul(4).min(MAX_K);
         }
-        Ok(fuse(lists, query.k))
     }
 }
