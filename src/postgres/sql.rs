@@ -545,8 +545,9 @@ pub(crate) fn select_resource(schema: &SchemaName) -> String {
 pub(crate) fn update_resource(schema: &SchemaName) -> String {
     format!(
         "UPDATE {schema}.resources
-         SET uri = $2, content = $3, metadata = $4, embedding = $5, updated_at = $6
-         WHERE id = $1 RETURNING created_at"
+         SET uri = $2, content = $3, metadata = $4, embedding = $5, updated_at = $6, {}
+         WHERE id = $1 RETURNING created_at",
+        text_terms_after_update("$3")
     )
 }
 
@@ -717,8 +718,10 @@ pub(crate) fn select_moment(schema: &SchemaName) -> String {
 pub(crate) fn update_moment(schema: &SchemaName) -> String {
     format!(
         "UPDATE {schema}.moments
-         SET start_at = $2, end_at = $3, kind = $4, content = $5, entities = $6, metadata = $7
-         WHERE id = $1"
+         SET start_at = $2, end_at = $3, kind = $4, content = $5, entities = $6, metadata = $7,
+             {}
+         WHERE id = $1",
+        text_terms_after_update("$5")
     )
 }
 

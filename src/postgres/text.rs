@@ -1,4 +1,5 @@
-//! Full-text search on PostgreSQL: the postings of the query's terms read through each
+//! Full-text search on PostgreSQL: the rows written since the last search analysed first
+//! (the fold, see `sql::text`), then the postings of the query's terms read through each
 //! tenant's GIN index, ranked by the same BM25 as every provider ([`crate::text::rank`]), then
 //! the winners loaded and filtered in rank order, all from one snapshot. Owns the paging; the
 //! SQL is in `sql::text`, the row decoding in `store`.
@@ -16,11 +17,36 @@ use std::collections::HashMap;
 use uuid::Uuid;
 
 use super::{PgProvider, PgTenant, sql, store};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::model::{Record, TextHit, TextQuery, TextTarget};
 use crate::text::{Posting, rank};
 
+/// How many pending rows one fold transaction analyses.
+const FOLD_CHUNK: i64 = 2000;
+
 impl PgProvider {
+    /// Analyses every pending row of `table` ([`sql::fold_text`]), [`FOLD_CHUNK`] per
+    /// transaction; returns how many.
+    pub(super) async fn fold_text(&self, tenant: &PgTenant, table: sql::TextTable) -> Result<u64> {
+        let statement = sql::fold_text(&tenant.0.schema, table);
+        let mut folded = 0;
+        loop {
+            let mut conn = self.app.get().await?;
+            conn.one_shot(sql::BEGIN_READ_COMMITTED, tenant.0.id.as_str(), None);
+            let result = async {
+                let row = conn.query_opt(&statement, &[&FOLD_CHUNK]).await?;
+                let row = row.ok_or_else(|| Error::corrupt("text fold", "no row"))?;
+                row.try_get::<_, i64>(0).map_err(|e| Error::corrupt("text fold", e))
+            }
+            .await;
+            let moved = conn.finish(result).await?;
+            folded += u64::try_from(moved).unwrap_or(0);
+            if moved < FOLD_CHUNK {
+                return Ok(folded);
+            }
+        }
+    }
+
     /// The `k` best matches of `query` (see [`crate::Provider::text_search`]).
     pub(super) async fn text_search_rows(
         &self,
@@ -31,6 +57,8 @@ impl PgProvider {
             TextTarget::Resources => sql::TextTable::Resources,
             TextTarget::Moments => sql::TextTable::Moments,
         };
+        // Rows the fold leaves pending (it lost a race, or failed) are analysed by the query.
+        let _ = self.fold_text(tenant, table).await;
         let schema = &tenant.0.schema;
         let mut conn = self.app.get().await?;
         conn.begin_lazy(sql::BEGIN_SNAPSHOT, tenant.0.id.as_str(), None);
