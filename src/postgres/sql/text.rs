@@ -51,18 +51,21 @@ fn analysed(content: &str) -> String {
     format!("to_tsvector({CONFIG}, left({content}, {ANALYSED_CHARACTERS}))")
 }
 
-/// The `text_terms` column, its GIN index and the partial index of pending rows on a tenant's
-/// resources and moments; part of [`super::create_schema`], and run on its own (as the owner
-/// role) to give a schema made before full text its index: idempotent, so providers opening
-/// it at once do not fail, and cheap (a nullable column rewrites nothing; every row starts
-/// pending and the first text search analyses it).
+/// The `text_terms` column, its GIN index and the partial index of pending rows on a
+/// tenant's resources and moments. The GIN index is partial too: a full one holds an entry
+/// for each pending row's NULL, which every insert would write. Part of
+/// [`super::create_schema`], and run on its own (as the owner role) to give a schema made
+/// before full text its index: idempotent, so providers opening it at once do not fail, and
+/// cheap (a nullable column rewrites nothing; every row starts pending and the first text
+/// search analyses it).
 pub(crate) fn create_text_columns(schema: &SchemaName) -> String {
     let s = schema;
     let mut sql = String::new();
     for table in ["resources", "moments"] {
         sql.push_str(&format!(
             "ALTER TABLE {s}.{table} ADD COLUMN IF NOT EXISTS text_terms tsvector;
-            CREATE INDEX IF NOT EXISTS {table}_text ON {s}.{table} USING gin (text_terms);
+            CREATE INDEX IF NOT EXISTS {table}_text ON {s}.{table} USING gin (text_terms)
+                WHERE text_terms IS NOT NULL;
             CREATE INDEX IF NOT EXISTS {table}_text_pending ON {s}.{table} (id)
                 WHERE text_terms IS NULL;
             "
