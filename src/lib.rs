@@ -56,6 +56,7 @@ pub mod postgres;
 mod python;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod text;
 
 pub use engine::{
     EngineTxn, Limits, MAX_BATCH, MAX_CONTENT_BYTES, MAX_METADATA_BYTES, MAX_NAME_BYTES,

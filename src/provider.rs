@@ -34,7 +34,13 @@
 //!    until [`Txn::commit`], vanish on [`Txn::rollback`] or drop, and fail to commit with
 //!    [`Error::Conflict`](crate::Error::Conflict) when a concurrent commit changed a record they wrote (or read in order
 //!    to validate, such as an edge's endpoints).
-//! 10. Auto-commit operations (the non-transaction methods) are each one atomic transaction,
+//! 10. **Full text** ([`Provider::text_search`]) ranks the resources or moments whose content
+//!     has at least one query term (as [`crate::text`] splits and stems it) and whose metadata
+//!     matches the filter, by BM25 ([`crate::text::rank`]), best first, ties broken by id; the
+//!     filter applies before the cut. A record is searchable by its current content once the
+//!     call that wrote it returns; after an update its old terms no longer match it, after a
+//!     delete nothing does.
+//! 11. Auto-commit operations (the non-transaction methods) are each one atomic transaction,
 //!     and each read returns one committed state: a resource's record and embedding come from
 //!     the same write.
 
@@ -43,8 +49,8 @@ use std::future::Future;
 use crate::error::Result;
 use crate::model::{
     Direction, Edge, EdgeId, Entity, EntityId, EntityQuery, Moment, MomentId, Reached, Record,
-    RecordKind, Resource, ResourceId, ScoredResource, SearchQuery, TenantConfig, TenantId,
-    TimeRange, TraverseQuery,
+    RecordKind, Resource, ResourceId, ScoredResource, SearchQuery, TenantConfig, TenantId, TextHit,
+    TextQuery, TimeRange, TraverseQuery,
 };
 
 /// How a provider answers vector search.
@@ -364,6 +370,16 @@ pub trait Provider: Send + Sync + Sized + 'static {
         tenant: &Self::Tenant,
         query: &SearchQuery,
     ) -> impl Future<Output = Result<Vec<ScoredResource>>> + Send;
+    /// The `k` best full-text matches (item 10 of the contract). The query is already
+    /// validated.
+    ///
+    /// # Errors
+    /// [`Error::Backend`](crate::Error::Backend) on storage failure.
+    fn text_search(
+        &self,
+        tenant: &Self::Tenant,
+        query: &TextQuery,
+    ) -> impl Future<Output = Result<Vec<TextHit>>> + Send;
     /// Entities whose names match (see [`EntityQuery`]).
     ///
     /// # Errors

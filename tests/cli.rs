@@ -174,6 +174,39 @@ fn every_kind_is_put_got_and_deleted() {
 }
 
 #[test]
+fn recall_fuses_text_and_vector_and_reports_each_rank() {
+    let (cli, resources, _) = populated();
+    let text = cli.run(&["recall", "--tenant", "acme", "--text", "the labs", "--k", "5"], "");
+    let hits = text.ok().json();
+    assert_eq!(hits.as_array().map(Vec::len), Some(1), "{hits}");
+    assert_eq!(hits[0]["resource"]["id"], resources[0].as_str());
+    assert_eq!(hits[0]["ranks"], json!({"text": 1, "vector": null}));
+
+    // Resource 0 is first by text and second by vector; resource 1 first by vector only.
+    std::fs::write(cli.dir.path().join("q.json"), "[0.9, 0.1, 0.0]").expect("write");
+    let fused = cli
+        .run(&["recall", "--tenant", "acme", "--text", "lab", "--vector-file", "q.json"], "")
+        .ok()
+        .json();
+    assert_eq!(fused[0]["resource"]["id"], resources[0].as_str());
+    assert_eq!(fused[0]["ranks"], json!({"text": 1, "vector": 2}));
+    assert_eq!(fused[1]["resource"]["id"], resources[1].as_str());
+    assert_eq!(fused[1]["ranks"], json!({"text": null, "vector": 1}));
+    let (first, second) = (fused[0]["score"].as_f64(), fused[1]["score"].as_f64());
+    assert_eq!(first, Some(1.0 / 61.0 + 1.0 / 62.0));
+    assert_eq!(second, Some(1.0 / 61.0));
+
+    let future = ["recall", "--tenant", "acme", "--text", "lab", "--since", "2999-01-01T00:00:00Z"];
+    assert_eq!(cli.run(&future, "").ok().json(), json!([]));
+    let filtered =
+        ["recall", "--tenant", "acme", "--vector-file", "q.json", "--filter", r#"{"lang": "en"}"#];
+    let hits = cli.run(&filtered, "").ok().json();
+    assert_eq!(hits.as_array().map(Vec::len), Some(1));
+    assert_eq!(hits[0]["resource"]["id"], resources[0].as_str());
+    assert_eq!(cli.run(&["recall", "--tenant", "acme"], "").code, 2, "no signal is bad input");
+}
+
+#[test]
 fn search_traverse_and_moments_answer() {
     let (cli, resources, entities) = populated();
     let hits = cli

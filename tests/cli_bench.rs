@@ -5,7 +5,7 @@ use std::process::{Command, Output};
 
 use serde_json::Value;
 
-const OPERATIONS: [&str; 7] = [
+const OPERATIONS: [&str; 9] = [
     "get",
     "put",
     "batch_1000",
@@ -13,6 +13,8 @@ const OPERATIONS: [&str; 7] = [
     "knn_k10",
     "knn_k10_filtered",
     "traverse_depth3",
+    "text_search",
+    "recall",
 ];
 
 /// Runs `percolate bench` with tiny sizes on synthetic data, RocksDB only, plus `extra`.

@@ -320,3 +320,67 @@ async fn entity_search_with_a_properties_filter_reads_only_the_pages_it_needs() 
     assert_eq!(names, ["item 00000", "item 01000", "item 01999"]);
     engine.delete_tenant(&id).await.expect("delete tenant");
 }
+
+/// A tenant schema made before full text (no `text_terms` columns) is given them when a
+/// provider opens it: its existing resources and moments are then found by their content.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_schema_made_before_full_text_gains_it_on_open() {
+    let engine = open().await;
+    let id = fresh_tenant_id("textmig");
+    let tenant = engine.create_tenant(&id, TenantConfig::default()).await.expect("create");
+    let contents = ["the contract with Acme", "an apple pie", "Acme renewed it"];
+    let written = tenant
+        .batch_create_resources(contents.iter().map(|c| NewResource::new(*c)).collect())
+        .await
+        .expect("write");
+    drop(tenant);
+    drop(engine);
+    let schema = SchemaName::of(&id);
+    let owner = owner_client().await;
+    for table in ["resources", "moments"] {
+        let drop = format!("ALTER TABLE {schema}.{table} DROP COLUMN text_terms");
+        owner.batch_execute(&drop).await.expect("drop text_terms");
+    }
+    let engine = open().await;
+    let tenant = engine.tenant(&id).await.expect("open");
+    let hits = tenant.text_search(&percolate::TextQuery::new("apple", 5)).await.expect("search");
+    let ids: Vec<uuid::Uuid> = hits.iter().map(|hit| hit.record.id()).collect();
+    assert_eq!(ids, vec![written[1].id.as_uuid()]);
+    let hits = tenant.text_search(&percolate::TextQuery::new("acme", 5)).await.expect("search");
+    assert_eq!(hits.len(), 2);
+    // Opening it again finds the columns and changes nothing.
+    drop(tenant);
+    let tenant = open().await.tenant(&id).await.expect("reopen");
+    assert_eq!(tenant.text_search(&percolate::TextQuery::new("pie", 5)).await.expect("s").len(), 1);
+    engine.delete_tenant(&id).await.expect("delete tenant");
+}
+
+/// A row the text fold cannot take (another transaction holds it) is still found, analysed by
+/// the search itself; the next search after the lock is gone indexes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_row_the_text_fold_skips_is_still_found() {
+    let engine = open().await;
+    let id = fresh_tenant_id("textlock");
+    let tenant = engine.create_tenant(&id, TenantConfig::default()).await.expect("create");
+    let held = tenant.create_resource(NewResource::new("a locked apple")).await.expect("write");
+    let schema = SchemaName::of(&id);
+    let mut owner = owner_client().await;
+    let lock = owner.transaction().await.expect("begin");
+    let tenant_setting = "SELECT set_config('app.current_tenant', $1, true)";
+    lock.execute(tenant_setting, &[&id.as_str()]).await.expect("as the tenant");
+    let select = format!("SELECT 1 FROM {schema}.resources WHERE id = $1 FOR UPDATE");
+    lock.execute(&select, &[&held.id.as_uuid()]).await.expect("lock");
+    let pending = format!("SELECT count(*) FROM {schema}.resources WHERE text_terms IS NULL");
+    let found = tenant.text_search(&percolate::TextQuery::new("apple", 5)).await.expect("search");
+    assert_eq!(found.iter().map(|h| h.record.id()).collect::<Vec<_>>(), [held.id.as_uuid()]);
+    let still: i64 = lock.query_one(&pending, &[]).await.expect("count").get(0);
+    assert_eq!(still, 1, "the fold skipped the locked row");
+    lock.rollback().await.expect("rollback");
+    tenant.text_search(&percolate::TextQuery::new("apple", 5)).await.expect("search");
+    let check = owner.transaction().await.expect("begin");
+    check.execute(tenant_setting, &[&id.as_str()]).await.expect("as the tenant");
+    let left: i64 = check.query_one(&pending, &[]).await.expect("count").get(0);
+    check.commit().await.expect("commit");
+    assert_eq!(left, 0, "the next search indexed it");
+    engine.delete_tenant(&id).await.expect("delete tenant");
+}

@@ -25,7 +25,7 @@ use percolate::bench::dataset::XorShift;
 use percolate::rocks::{MasterKey, RocksConfig, RocksProvider};
 use percolate::{
     Direction, EntityId, MemoryEngine, NewEdge, NewEntity, NewMoment, NewResource, Record,
-    RecordKind, Resource, SearchQuery, TenantConfig, TenantHandle, TenantId, Timestamp,
+    RecordKind, Resource, SearchQuery, TenantConfig, TenantHandle, TenantId, TextQuery, Timestamp,
 };
 
 const DIMENSION: usize = 16;
@@ -204,6 +204,11 @@ async fn writer_child() -> percolate::Result<()> {
         if n % 6 == 5 {
             entities.remove(&(n - 5));
         }
+        if n % 5 == 4 {
+            // A text search indexes the pending records, so kills also land inside folds.
+            let hits = tenant.text_search(&TextQuery::new(format!("r{n}"), 1)).await?;
+            assert_eq!(hits.len(), 1, "resource {n} is found by its content");
+        }
         println!("ack {n}");
         std::io::Write::flush(&mut std::io::stdout())
             .map_err(|e| percolate::Error::invalid("stdout", e))?;
@@ -258,6 +263,18 @@ async fn check(dir: &std::path::Path, encrypted: bool, acknowledged: u64, cycle:
     for hit in &hits {
         let n = batch_of(&hit.resource.content, 'r').expect("batch");
         assert_eq!(Some(&hit.resource), stored.resources.get(&n), "cycle {cycle}: a dead hit");
+    }
+    // The text index agrees with the records: a live resource or moment is found by its
+    // content's term, and a deleted resource by nothing.
+    for n in (0..committed).step_by(7) {
+        let hits = tenant.text_search(&TextQuery::new(format!("r{n}"), 5)).await.expect("text");
+        let ids: Vec<uuid::Uuid> = hits.iter().map(|hit| hit.record.id()).collect();
+        let live: Vec<uuid::Uuid> =
+            stored.resources.get(&n).map(|r| r.id.as_uuid()).into_iter().collect();
+        assert_eq!(ids, live, "cycle {cycle}: text search for resource {n}");
+        let query = TextQuery::new(format!("m{n}"), 5).moments();
+        let moments = tenant.text_search(&query).await.expect("text");
+        assert_eq!(moments.len(), 1, "cycle {cycle}: text search for moment {n}");
     }
     for resource in stored.resources.values().step_by(23) {
         let query = SearchQuery::new(resource.embedding.clone().unwrap_or_default(), 1);

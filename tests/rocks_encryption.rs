@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use percolate::rocks::{MasterKey, RocksConfig, RocksProvider};
 use percolate::{
     EntityQuery, Error, MemoryEngine, NewEdge, NewEntity, NewMoment, NewResource, Resource,
-    ResourceId, SearchQuery, TenantConfig, TenantId, Timestamp,
+    ResourceId, SearchQuery, TenantConfig, TenantId, TextQuery, Timestamp,
 };
 
 const KEY: [u8; 32] = [0x42; 32];
@@ -81,6 +81,10 @@ async fn fill(engine: &MemoryEngine<RocksProvider>, resources: usize) -> Vec<Res
         NewMoment::new(Timestamp::from_micros(10), Timestamp::from_micros(20), KIND_CANARY);
     moment.content = MOMENT_CANARY.into();
     tenant.create_moment(moment).await.unwrap();
+    // A text search indexes the pending records' content: after it the postings, with their
+    // terms or keyed tokens, are on disk for the search below to look at.
+    let hits = tenant.text_search(&TextQuery::new(CONTENT_CANARY, 1)).await.unwrap();
+    assert_eq!(hits.len(), 1);
     RocksProvider::wait_for_index(tenant.provider_tenant());
     RocksProvider::write_snapshot(tenant.provider_tenant()).unwrap();
     written
@@ -119,6 +123,12 @@ fn canaries_on_disk(dir: &Path) -> Vec<(String, PathBuf)> {
     .collect();
     // A name prefix as the plaintext name index would hold it.
     needles.push(("name prefix".into(), b"canaryn".to_vec()));
+    // Content terms as the plaintext text index holds them: lowercased and stemmed.
+    for canary in [CONTENT_CANARY, MOMENT_CANARY] {
+        for term in percolate::text::query_terms(canary) {
+            needles.push((format!("text term {term}"), term.into_bytes()));
+        }
+    }
     for seed in [0, 1, 7] {
         needles.push((
             format!("embedding {seed}"),
@@ -146,6 +156,10 @@ async fn no_plaintext_canary_is_in_any_file_of_an_encrypted_tenant() {
     for canary in [CONTENT_CANARY, METADATA_CANARY, RELATION_CANARY, MOMENT_CANARY] {
         assert!(found.iter().any(|(name, _)| name == canary), "plaintext control lacks {canary}");
     }
+    for canary in [CONTENT_CANARY, MOMENT_CANARY] {
+        let term = format!("text term {}", percolate::text::query_terms(canary)[0]);
+        assert!(found.iter().any(|(name, _)| *name == term), "plaintext control lacks {term}");
+    }
 
     let sealed = tempfile::tempdir().unwrap();
     let engine = engine(sealed.path(), raw_key()).unwrap();
@@ -170,6 +184,11 @@ async fn no_plaintext_canary_is_in_any_file_of_an_encrypted_tenant() {
     assert!(RocksProvider::is_encrypted(tenant.provider_tenant()));
     let hits = tenant.search_resources(&SearchQuery::new(canary_embedding(7), 1)).await.unwrap();
     assert!(hits[0].resource.content.starts_with(&format!("{CONTENT_CANARY} number 7 ")));
+    let text =
+        tenant.text_search(&TextQuery::new(CONTENT_CANARY.to_lowercase(), 500)).await.unwrap();
+    assert_eq!(text.len(), 400, "every resource found by its content term");
+    let moments = tenant.text_search(&TextQuery::new(MOMENT_CANARY, 5).moments()).await.unwrap();
+    assert_eq!(moments.len(), 1, "the moment found by its content term");
     let entities = tenant.search_entities(&EntityQuery::new("canaryna")).await.unwrap();
     assert_eq!(entities.len(), 1);
     assert_eq!(entities[0].name, NAME_CANARY);
@@ -321,7 +340,7 @@ async fn deleting_a_tenant_shreds_its_key_and_a_recreated_tenant_gets_a_new_one(
 }
 
 /// Column families of a tenant database, as `cf.rs` names them.
-const COLUMN_FAMILIES: [&str; 9] = [
+const COLUMN_FAMILIES: [&str; 10] = [
     "meta",
     "resources",
     "embeddings",
@@ -331,6 +350,7 @@ const COLUMN_FAMILIES: [&str; 9] = [
     "adjacency",
     "moments",
     "moment_time",
+    "text",
 ];
 
 /// Opens a closed tenant's database directly, below percolate, as an attacker with the disk

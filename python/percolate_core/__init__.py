@@ -33,9 +33,11 @@ from ._native import (
     NotFoundError,
     PercolateError,
     Reached,
+    RecallHit,
     Resource,
     ScoredResource,
     Tenant,
+    TextHit,
     Transaction,
     __version__,
 )
@@ -71,9 +73,11 @@ __all__ = [
     "PercolateError",
     "ProviderType",
     "Reached",
+    "RecallHit",
     "Resource",
     "ScoredResource",
     "Tenant",
+    "TextHit",
     "Transaction",
     "__version__",
 ]

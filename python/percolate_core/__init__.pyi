@@ -179,6 +179,32 @@ class ScoredResource:
     def distance(self) -> float:
         """Its distance to the query under the tenant's metric (smaller is nearer)."""
 
+class TextHit:
+    """A full-text hit."""
+
+    @property
+    def record(self) -> Union[Resource, Moment]:
+        """The resource (or, for a search of moments, the moment)."""
+    @property
+    def score(self) -> float:
+        """Its BM25 score (larger is better)."""
+
+class RecallHit:
+    """A recall hit: why it came back is in its ranks."""
+
+    @property
+    def resource(self) -> Resource:
+        """The resource, embedding included."""
+    @property
+    def score(self) -> float:
+        """Its reciprocal rank fusion score (larger is better)."""
+    @property
+    def text_rank(self) -> Optional[int]:
+        """Its rank (from 1) in the full-text list; ``None`` if the text did not find it."""
+    @property
+    def vector_rank(self) -> Optional[int]:
+        """Its rank (from 1) in the vector list; ``None`` if the vector did not find it."""
+
 class Reached:
     """An entity reached by a traversal."""
 
@@ -312,6 +338,34 @@ class Tenant:
     ) -> List[ScoredResource]:
         """The ``k`` nearest resources whose metadata matches ``filter``, nearest first.
         ``ef`` (rocksdb only) widens the HNSW search for better recall."""
+    def text_search(
+        self,
+        text: str,
+        k: int = 10,
+        *,
+        moments: bool = False,
+        filter: Optional[_Filter] = None,
+        since: Optional[datetime] = None,
+        until: Optional[datetime] = None,
+    ) -> List[TextHit]:
+        """The ``k`` resources (or moments) whose content best matches ``text`` by BM25,
+        best first; only those matching ``filter`` and created (moments: overlapping)
+        between ``since`` and ``until``."""
+    def recall(
+        self,
+        k: int = 10,
+        *,
+        text: Optional[str] = None,
+        vector: Optional[_Vector] = None,
+        filter: Optional[_Filter] = None,
+        since: Optional[datetime] = None,
+        until: Optional[datetime] = None,
+        candidates: int = 0,
+        text_weight: float = 1.0,
+        vector_weight: float = 1.0,
+    ) -> List[RecallHit]:
+        """The ``k`` resources that best fuse full text and vector neighbours by reciprocal
+        rank fusion; give ``text``, ``vector`` or both."""
     def create_entity(self, name: str, kind: str, *, properties: Optional[_Json] = None) -> Entity:
         """Creates an entity."""
     def get_entity(self, id: _Id) -> Entity:
@@ -495,6 +549,31 @@ class AsyncTenant:
         ef: Optional[int] = None,
     ) -> Awaitable[List[ScoredResource]]:
         """The ``k`` nearest resources whose metadata matches ``filter``."""
+    def text_search(
+        self,
+        text: str,
+        k: int = 10,
+        *,
+        moments: bool = False,
+        filter: Optional[_Filter] = None,
+        since: Optional[datetime] = None,
+        until: Optional[datetime] = None,
+    ) -> Awaitable[List[TextHit]]:
+        """The ``k`` best full-text matches of ``text``."""
+    def recall(
+        self,
+        k: int = 10,
+        *,
+        text: Optional[str] = None,
+        vector: Optional[_Vector] = None,
+        filter: Optional[_Filter] = None,
+        since: Optional[datetime] = None,
+        until: Optional[datetime] = None,
+        candidates: int = 0,
+        text_weight: float = 1.0,
+        vector_weight: float = 1.0,
+    ) -> Awaitable[List[RecallHit]]:
+        """The ``k`` resources that best fuse full text and vector neighbours."""
     def create_entity(
         self, name: str, kind: str, *, properties: Optional[_Json] = None
     ) -> Awaitable[Entity]:

@@ -10,8 +10,8 @@ use super::{Operation, Sizes};
 use crate::bench::dataset::{Dataset, XorShift};
 use crate::error::{Error, Result};
 use crate::model::{
-    EntityId, Filter, NewEdge, NewEntity, NewMoment, NewResource, ResourceId, SearchQuery,
-    TenantId, TimeRange, Timestamp, TraverseQuery,
+    EntityId, Filter, NewEdge, NewEntity, NewMoment, NewResource, RecallQuery, ResourceId,
+    SearchQuery, TenantId, TextQuery, TimeRange, Timestamp, TraverseQuery,
 };
 use crate::provider::Provider;
 use crate::{MemoryEngine, TenantConfig, TenantHandle};
@@ -152,6 +152,26 @@ pub fn row_resource(data: &Dataset, i: usize) -> NewResource {
     resource
 }
 
+/// How many text queries a workload samples.
+const TEXT_QUERIES: usize = 500;
+
+/// The text queries of a workload: the lemma words (the text before `:`) of sampled rows, or
+/// `resource N` where the dataset has no text for the row.
+fn text_queries(data: &Dataset) -> Vec<String> {
+    let rows = data.len();
+    if rows == 0 {
+        return Vec::new();
+    }
+    (0..TEXT_QUERIES)
+        .map(|q| {
+            let row = (q * 7919) % rows;
+            let text = data.texts.get(row).and_then(|t| t.split(':').next());
+            let lemma = text.filter(|t| !t.trim().is_empty()).map(str::to_owned);
+            lemma.unwrap_or_else(|| format!("resource {row}"))
+        })
+        .collect()
+}
+
 /// Where a load has got to.
 #[derive(Clone, Copy, Debug)]
 pub struct LoadProgress {
@@ -188,6 +208,8 @@ pub struct Workload<P: Provider> {
     /// Moments loaded.
     pub moments: usize,
     year_start: i64,
+    /// The text queries: sampled rows' lemma words.
+    text_queries: Vec<String>,
 }
 
 /// The input of one timed call, built outside the timed region.
@@ -205,6 +227,10 @@ pub enum Input {
     Traverse(TraverseQuery),
     /// Scan moments in a time range.
     Moments(TimeRange),
+    /// Search by full text.
+    Text(TextQuery),
+    /// Recall by fused signals.
+    Recall(RecallQuery),
 }
 
 /// Entities, then edges, written in batches of [`LOAD_BATCH`]; returns the entities' ids.
@@ -366,6 +392,7 @@ impl<P: Provider> Workload<P> {
             ),
             moments: sizes.moments,
             year_start,
+            text_queries: text_queries(dataset),
         };
         workload.reach = (
             workload.average_reach(&workload.dataset_starts).await?,
@@ -446,7 +473,21 @@ impl<P: Provider> Workload<P> {
                     Timestamp::from_micros(start + WEEK_MICROS),
                 ))
             }
+            Operation::TextSearch => Input::Text(TextQuery::new(self.text_query(i), K)),
+            Operation::Recall => Input::Recall(
+                RecallQuery::new(K)
+                    .with_text(self.text_query(i))
+                    .with_vector(self.query(i))
+                    .within(TimeRange::new(
+                        Timestamp::from_micros(self.year_start),
+                        Timestamp::from_micros(self.year_start + 2 * YEAR_MICROS),
+                    )),
+            ),
         }
+    }
+
+    fn text_query(&self, i: usize) -> String {
+        self.text_queries.get(i % self.text_queries.len().max(1)).cloned().unwrap_or_default()
     }
 
     /// [`BATCH`] resources whose embeddings are noisy copies of loaded rows: new, but from the
@@ -476,6 +517,8 @@ impl<P: Provider> Workload<P> {
             Input::Search(query) => self.tenant.search_resources(&query).await?.len(),
             Input::Traverse(query) => self.tenant.traverse(&query).await?.len(),
             Input::Moments(range) => self.tenant.moments_in_range(&range).await?.len(),
+            Input::Text(query) => self.tenant.text_search(&query).await?.len(),
+            Input::Recall(query) => self.tenant.recall(&query).await?.len(),
         })
     }
 

@@ -21,6 +21,7 @@ use crate::model::{
 use crate::provider::{Provider, Txn};
 
 mod batch;
+mod recall;
 mod tenant;
 mod txn;
 mod validate;

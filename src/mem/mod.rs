@@ -31,6 +31,7 @@
 mod search;
 mod store;
 mod tenant;
+mod text;
 mod txn;
 
 use std::collections::BTreeMap;
@@ -43,8 +44,8 @@ pub use self::txn::MemTxn;
 use crate::error::{Error, Result};
 use crate::model::{
     Direction, Edge, EdgeId, Entity, EntityId, EntityQuery, Moment, MomentId, Reached, Record,
-    RecordKind, Resource, ResourceId, ScoredResource, SearchQuery, TenantConfig, TenantId,
-    TimeRange, TraverseQuery,
+    RecordKind, Resource, ResourceId, ScoredResource, SearchQuery, TenantConfig, TenantId, TextHit,
+    TextQuery, TimeRange, TraverseQuery,
 };
 use crate::provider::{Capabilities, Provider, VectorIndexKind};
 
@@ -230,6 +231,10 @@ impl Provider for MemProvider {
         query: &SearchQuery,
     ) -> Result<Vec<ScoredResource>> {
         tenant.0.read(|state, config| Ok(search::search_resources(state, config.metric, query)))
+    }
+
+    async fn text_search(&self, tenant: &MemTenant, query: &TextQuery) -> Result<Vec<TextHit>> {
+        tenant.0.read(|state, _| Ok(text::text_search(state, query)))
     }
 
     async fn search_entities(

@@ -69,6 +69,7 @@ mod sql;
 mod store;
 mod tail;
 pub mod tenant;
+mod text;
 mod tls;
 mod txn;
 
@@ -87,7 +88,7 @@ use crate::error::{Error, Result};
 use crate::model::{
     Direction, Edge, EdgeId, Entity, EntityId, EntityQuery, Metric, Moment, MomentId, Reached,
     Record, RecordKind, Resource, ResourceId, ScoredResource, SearchQuery, TenantConfig, TenantId,
-    TimeRange, TraverseQuery,
+    TextHit, TextQuery, TimeRange, TraverseQuery,
 };
 use crate::provider::{Capabilities, Provider, VectorIndexKind};
 use conn::{PgConn, is_unique_violation};
@@ -198,7 +199,12 @@ impl PgProvider {
         }
         // Providers connecting at once race on `CREATE ... IF NOT EXISTS` and on `GRANT`
         // (PostgreSQL reports "tuple concurrently updated"); the loser retries.
-        let setup = format!("{}\n{}", sql::CREATE_REGISTRY, sql::grant_registry(&app_role));
+        let setup = format!(
+            "{}\n{}\n{}",
+            sql::CREATE_REGISTRY,
+            sql::CREATE_TEXT_CONFIG,
+            sql::grant_registry(&app_role)
+        );
         let mut attempt = 0;
         loop {
             match conn.batch(&setup).await {
@@ -379,12 +385,16 @@ impl Provider for PgProvider {
         if schema != expected.as_str() {
             return Err(Error::corrupt("tenant registry", format!("schema {schema} for {id}")));
         }
-        let tail = {
+        let (tail, text) = {
             let conn = self.app.get().await?;
-            let row = conn.query_opt(sql::SELECT_HAS_TAIL, &[&expected.as_str()]).await?;
-            let row = row.ok_or_else(|| Error::corrupt("vector tail", "no row"))?;
-            row.try_get::<_, bool>(0).map_err(|e| Error::corrupt("vector tail", e))?
+            let row = conn.query_opt(sql::SELECT_SCHEMA_FEATURES, &[&expected.as_str()]).await?;
+            let row = row.ok_or_else(|| Error::corrupt("tenant schema", "no row"))?;
+            let bad = |e| Error::corrupt("tenant schema", e);
+            (row.try_get::<_, bool>(0).map_err(bad)?, row.try_get::<_, bool>(1).map_err(bad)?)
         };
+        if !text {
+            self.admin.get().await?.batch(&sql::create_text_columns(&expected)).await?;
+        }
         let tenant = PgTenant(Arc::new(TenantInner {
             id: id.clone(),
             schema: expected,
@@ -661,6 +671,10 @@ impl Provider for PgProvider {
         query: &SearchQuery,
     ) -> Result<Vec<ScoredResource>> {
         self.search(tenant, query).await
+    }
+
+    async fn text_search(&self, tenant: &PgTenant, query: &TextQuery) -> Result<Vec<TextHit>> {
+        self.text_search_rows(tenant, query).await
     }
 
     async fn search_entities(&self, tenant: &PgTenant, query: &EntityQuery) -> Result<Vec<Entity>> {

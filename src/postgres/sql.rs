@@ -15,9 +15,11 @@ use crate::model::Metric;
 mod batch;
 mod search;
 mod tail;
+mod text;
 pub(crate) use batch::*;
 pub(crate) use search::*;
 pub(crate) use tail::*;
+pub(crate) use text::*;
 
 /// The tenant each transaction runs as; read by every row-level security policy.
 pub(crate) const SET_TENANT: &str = "SELECT set_config('app.current_tenant', $1, true)";
@@ -269,6 +271,7 @@ pub(crate) fn create_schema(schema: &SchemaName, app_role: &str) -> String {
         CREATE INDEX moments_end ON {s}.moments (end_at);
         "
     );
+    sql.push_str(&create_text_columns(s));
     let app = quote_identifier(app_role);
     sql.push_str(&format!("GRANT USAGE ON SCHEMA {s} TO {app};\n"));
     sql.push_str(&create_tenant_table(s, &app));
@@ -391,11 +394,18 @@ pub(crate) fn create_vector_index(
     ))
 }
 
-/// Whether the schema `$1` (bare) has the vector tail (see `sql::tail`); schemas made before
-/// it existed do not, and keep their index on `resources`.
-pub(crate) const SELECT_HAS_TAIL: &str = "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_class c
-    JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-    WHERE n.nspname = $1 AND c.relname = 'resource_vec_tail')";
+/// Whether the schema `$1` (bare) has the vector tail (see `sql::tail`), and whether it has
+/// full text (see `sql::text`). Schemas made before the tail existed keep their index on
+/// `resources`; those made before full text are given it when a provider opens them.
+pub(crate) const SELECT_SCHEMA_FEATURES: &str = "SELECT
+    EXISTS (SELECT 1 FROM pg_catalog.pg_class c
+        JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+        WHERE n.nspname = $1 AND c.relname = 'resource_vec_tail'),
+    EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a
+        JOIN pg_catalog.pg_class c ON c.oid = a.attrelid
+        JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+        WHERE n.nspname = $1 AND c.relname = 'moments' AND a.attname = 'text_terms'
+          AND NOT a.attisdropped)";
 
 /// Bounds how long the background index build waits for a lock before it tries again later:
 /// an open transaction that wrote resources holds a lock the build needs.
@@ -535,8 +545,9 @@ pub(crate) fn select_resource(schema: &SchemaName) -> String {
 pub(crate) fn update_resource(schema: &SchemaName) -> String {
     format!(
         "UPDATE {schema}.resources
-         SET uri = $2, content = $3, metadata = $4, embedding = $5, updated_at = $6
-         WHERE id = $1 RETURNING created_at"
+         SET uri = $2, content = $3, metadata = $4, embedding = $5, updated_at = $6, {}
+         WHERE id = $1 RETURNING created_at",
+        text_terms_after_update("$3")
     )
 }
 
@@ -707,8 +718,10 @@ pub(crate) fn select_moment(schema: &SchemaName) -> String {
 pub(crate) fn update_moment(schema: &SchemaName) -> String {
     format!(
         "UPDATE {schema}.moments
-         SET start_at = $2, end_at = $3, kind = $4, content = $5, entities = $6, metadata = $7
-         WHERE id = $1"
+         SET start_at = $2, end_at = $3, kind = $4, content = $5, entities = $6, metadata = $7,
+             {}
+         WHERE id = $1",
+        text_terms_after_update("$5")
     )
 }
 

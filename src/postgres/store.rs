@@ -18,7 +18,7 @@ use crate::model::{
     ResourceId, Timestamp, words,
 };
 
-fn corrupt(what: &'static str) -> impl FnOnce(tokio_postgres::Error) -> Error {
+pub(crate) fn corrupt(what: &'static str) -> impl FnOnce(tokio_postgres::Error) -> Error {
     move |e| Error::corrupt(what, e)
 }
 

@@ -30,6 +30,7 @@ mod asyncio;
 mod bench;
 mod engine;
 mod errors;
+mod recall;
 mod records;
 mod tenant;
 mod txn;
@@ -50,6 +51,7 @@ use crate::{MemoryEngine, TenantHandle};
 fn native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     errors::register(m)?;
     records::register(m)?;
+    recall::register(m)?;
     tenant::register(m)?;
     engine::register(m)?;
     txn::register(m)?;

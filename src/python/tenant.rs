@@ -21,6 +21,7 @@ use serde_json::Value;
 
 use super::asyncio::EngineRuntime;
 use super::errors::{PercolateError, invalid};
+use super::recall::{RecallHits, TextHits, window_arg};
 use super::records::{
     Hits, Json, Nothing, PyEdge, PyEntity, PyMoment, PyReached, PyResource, Records, id_arg,
     metadata_arg, new_edge, new_entity, new_moment, new_resource, optional_timestamp, py_to_json,
@@ -29,7 +30,8 @@ use super::{AnyTenant, ProcessLocal, Session, dispatch, vectors};
 use crate::error::{Error, Result};
 use crate::model::{
     Direction, EdgeId, EntityId, EntityQuery, Filter, MAX_DIMENSION, MAX_K, MomentId, NewResource,
-    RecordKind, ResourceId, ScoredResource, SearchQuery, TimeRange, TraverseQuery,
+    RecallQuery, RecallWeights, RecordKind, ResourceId, ScoredResource, SearchQuery, TextQuery,
+    TextTarget, TimeRange, TraverseQuery,
 };
 use crate::rocks::RocksProvider;
 
@@ -439,6 +441,77 @@ macro_rules! record_methods {
                 let tenant = self.core.handle()?;
                 $run(py, &self.core.session, async move {
                     Ok(Hits(search(tenant, query, ef).await?))
+                })
+            }
+
+            /// The ``k`` resources (or, with ``moments=True``, moments) whose content best
+            /// matches ``text`` by BM25, best first, as ``TextHit``s. Only records whose
+            /// metadata matches ``filter``, and resources created (moments overlapping) between
+            /// ``since`` and ``until`` (``datetime``s), count.
+            #[pyo3(signature = (text, k = 10, *, moments = false, filter = None, since = None, until = None))]
+            #[allow(clippy::too_many_arguments)]
+            fn text_search<'py>(
+                &self,
+                py: Python<'py>,
+                text: String,
+                k: usize,
+                moments: bool,
+                filter: Option<&Bound<'py, PyAny>>,
+                since: Option<&Bound<'py, PyAny>>,
+                until: Option<&Bound<'py, PyAny>>,
+            ) -> PyResult<Bound<'py, PyAny>> {
+                let query = TextQuery {
+                    text,
+                    target: if moments { TextTarget::Moments } else { TextTarget::Resources },
+                    k,
+                    filter: filter_arg(filter, "filter")?,
+                    window: window_arg(since, until)?,
+                };
+                let tenant = self.core.handle()?;
+                $run(py, &self.core.session, async move {
+                    let hits =
+                        dispatch!(tenant, AnyTenant, |handle| handle.text_search(&query).await)?;
+                    Ok(TextHits(hits))
+                })
+            }
+
+            /// The ``k`` resources that best fuse full text (``text``) and vector
+            /// (``vector``) nearest neighbours by reciprocal rank fusion, as ``RecallHit``s
+            /// that carry their fused score and their rank in each signal. Give one signal or
+            /// both; ``filter``, ``since`` and ``until`` restrict every signal's candidates;
+            /// each signal contributes ``candidates`` (0: ``max(4k, 50)``), weighted by
+            /// ``text_weight`` and ``vector_weight``.
+            #[pyo3(signature = (k = 10, *, text = None, vector = None, filter = None, since = None, until = None, candidates = 0, text_weight = 1.0, vector_weight = 1.0))]
+            #[allow(clippy::too_many_arguments)]
+            fn recall<'py>(
+                &self,
+                py: Python<'py>,
+                k: usize,
+                text: Option<String>,
+                vector: Option<&Bound<'py, PyAny>>,
+                filter: Option<&Bound<'py, PyAny>>,
+                since: Option<&Bound<'py, PyAny>>,
+                until: Option<&Bound<'py, PyAny>>,
+                candidates: usize,
+                text_weight: f64,
+                vector_weight: f64,
+            ) -> PyResult<Bound<'py, PyAny>> {
+                let query = RecallQuery {
+                    text,
+                    vector: match vector {
+                        Some(vector) if !vector.is_none() => Some(vectors::vector(vector)?),
+                        _ => None,
+                    },
+                    window: window_arg(since, until)?,
+                    filter: filter_arg(filter, "filter")?,
+                    k,
+                    candidates,
+                    weights: RecallWeights { text: text_weight, vector: vector_weight },
+                };
+                let tenant = self.core.handle()?;
+                $run(py, &self.core.session, async move {
+                    let hits = dispatch!(tenant, AnyTenant, |handle| handle.recall(&query).await)?;
+                    Ok(RecallHits(hits))
                 })
             }
 

@@ -19,8 +19,11 @@ pub(crate) const CF_MOMENTS: &str = "moments";
 /// Moments by start time.
 pub(crate) const CF_MOMENT_TIME: &str = "moment_time";
 
+/// The full-text inverted index: postings of resource and moment content terms.
+pub(crate) const CF_TEXT: &str = "text";
+
 /// Every column family, all opened together: a database missing one is not a percolate tenant.
-pub(crate) const ALL: [&str; 9] = [
+pub(crate) const ALL: [&str; 10] = [
     CF_META,
     CF_RESOURCES,
     CF_EMBEDDINGS,
@@ -30,6 +33,7 @@ pub(crate) const ALL: [&str; 9] = [
     CF_ADJACENCY,
     CF_MOMENTS,
     CF_MOMENT_TIME,
+    CF_TEXT,
 ];
 
 /// Every domain a tenant seals values in with a session key made at open: its column

@@ -11,6 +11,8 @@
 //! | `adjacency`    | entity (16), direction (1), relation length (u16), relation, other entity (16), edge id (16) | empty |
 //! | `moments`      | moment id (16)                                                   | moment            |
 //! | `moment_time`  | start (8), moment id (16)                                        | end (8)           |
+//! | `text`         | target (1), term (UTF-8, no NUL), `0x00`, record id (16)         | frequency (4), length (4) |
+//! | `text`         | `0x02`, target (1), entry id (16): records not yet indexed        | record ids (16 each) |
 //!
 //! Integers are big-endian; timestamps are `i64` with the sign bit flipped so byte order is
 //! numeric order. Ids are UUIDv7, so byte order is creation order. The adjacency key puts the
@@ -19,9 +21,17 @@
 //! length-prefixed: that keeps every word that starts with a query word under one key prefix,
 //! which is what prefix search needs; words never contain NUL (they are alphanumeric).
 //!
+//! A `text` key's target is 0 for a resource, 1 for a moment; its term is a full term (see
+//! `crate::text`), NUL-terminated so one term's postings share one prefix and no other term's.
+//! Keys starting with [`TEXT_PENDING`] (no target has that value) are pending entries: each
+//! lists records whose content is not indexed yet (see `rocks::text`); entry ids are UUIDv7,
+//! so entries sort oldest first.
+//!
 //! In an encrypted tenant (see `crypto`) the user text in keys is replaced by 16-byte keyed
 //! tokens, in the same layouts: the adjacency key's relation is the relation's token (length
-//! 16), and an entity-name key is a name-prefix token, `0x00`, entity id. Values are sealed.
+//! 16), an entity-name key is a name-prefix token, `0x00`, entity id, and a text key's term is
+//! the term's token (fixed length, so the prefix stays exact). Values are sealed, except the
+//! text postings' two counts (see `rocks::text`).
 
 use crate::model::{EdgeId, EntityId, Timestamp};
 
@@ -31,6 +41,10 @@ pub(crate) const META_FORMAT_VERSION: &[u8] = b"format_version";
 pub(crate) const META_CONFIG: &[u8] = b"config";
 /// `meta` key of the longest moment duration ever written (an upper bound).
 pub(crate) const META_MOMENT_SPAN: &[u8] = b"moment_span";
+/// `meta` key present once every record written before it has a text posting or a pending
+/// entry (see `rocks::text`): a tenant made before full text lacks it until its first open
+/// by a writer marks every record pending.
+pub(crate) const META_TEXT_INDEX: &[u8] = b"text_index";
 /// Prefix of the `meta` keys that register sealing sessions: then the session number (u32,
 /// big-endian, so they sort by number). The value holds the session's random id.
 pub(crate) const META_SESSION: &[u8] = b"session/";
@@ -150,6 +164,51 @@ pub(crate) fn parse_entity_name(key: &[u8]) -> Option<EntityId> {
     Some(EntityId::from_bytes(key[split + 1..].try_into().ok()?))
 }
 
+/// The prefix of every `text` key of `term` (as stored: the term, or its token) for `target`.
+pub(crate) fn text_term_prefix(target: u8, term: &[u8]) -> Vec<u8> {
+    let mut key = Vec::with_capacity(term.len() + 18);
+    key.push(target);
+    key.extend_from_slice(term);
+    key.push(0);
+    key
+}
+
+/// The `text` key of `term` (as stored) in record `id` of `target`.
+pub(crate) fn text_posting(target: u8, term: &[u8], id: &[u8; 16]) -> Vec<u8> {
+    let mut key = text_term_prefix(target, term);
+    key.extend_from_slice(id);
+    key
+}
+
+/// The first byte of every pending `text` key.
+pub(crate) const TEXT_PENDING: u8 = 2;
+
+/// The `text` key of pending entry `id` of `target`.
+pub(crate) fn text_pending(target: u8, id: &[u8; 16]) -> [u8; 18] {
+    let mut key = [0u8; 18];
+    key[0] = TEXT_PENDING;
+    key[1] = target;
+    key[2..].copy_from_slice(id);
+    key
+}
+
+/// The entry id of a pending `text` key of `target`; `None` if it is not one.
+pub(crate) fn parse_text_pending(target: u8, key: &[u8]) -> Option<[u8; 16]> {
+    match key {
+        [TEXT_PENDING, t, id @ ..] if *t == target => id.try_into().ok(),
+        _ => None,
+    }
+}
+
+/// The record id of a `text` key; `None` if it is not one.
+pub(crate) fn parse_text_posting(key: &[u8]) -> Option<[u8; 16]> {
+    let split = key.len().checked_sub(17)?;
+    if split == 0 || key[split] != 0 {
+        return None;
+    }
+    key[split + 1..].try_into().ok()
+}
+
 /// A timestamp as 8 bytes whose byte order is time order.
 pub(crate) fn time(t: Timestamp) -> [u8; 8] {
     ((t.as_micros() as u64) ^ (1 << 63)).to_be_bytes()
@@ -203,6 +262,27 @@ mod tests {
         assert!(key.starts_with(&adjacency_relation_prefix(a, Side::In, b"knows")));
         assert!(!key.starts_with(&adjacency_relation_prefix(a, Side::In, b"know")));
         assert!(parse_adjacency(&key[..key.len() - 1]).is_none());
+    }
+
+    #[test]
+    fn text_keys_round_trip_under_their_term_prefix() {
+        let id = [7u8; 16];
+        let key = text_posting(1, b"contract", &id);
+        assert_eq!(parse_text_posting(&key), Some(id));
+        assert!(key.starts_with(&text_term_prefix(1, b"contract")));
+        assert!(!key.starts_with(&text_term_prefix(1, b"contrac")));
+        assert!(!key.starts_with(&text_term_prefix(0, b"contract")));
+        assert!(parse_text_posting(&key[1..key.len() - 1]).is_none());
+    }
+
+    #[test]
+    fn pending_text_keys_round_trip_apart_from_postings() {
+        let id = [9u8; 16];
+        let key = text_pending(1, &id);
+        assert_eq!(parse_text_pending(1, &key), Some(id));
+        assert_eq!(parse_text_pending(0, &key), None);
+        assert_eq!(parse_text_pending(1, &key[..17]), None);
+        assert!(!key.starts_with(&[0]) && !key.starts_with(&[1]));
     }
 
     #[test]

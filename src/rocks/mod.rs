@@ -30,6 +30,7 @@ mod probe;
 mod query;
 mod store;
 mod tenants;
+mod text;
 mod txn;
 
 use std::path::{Path, PathBuf};
@@ -45,8 +46,8 @@ pub use txn::RocksTxn;
 use crate::error::{Error, Result};
 use crate::model::{
     Direction, Edge, EdgeId, Entity, EntityId, EntityQuery, Moment, MomentId, Reached, Record,
-    RecordKind, Resource, ResourceId, ScoredResource, SearchQuery, TenantConfig, TenantId,
-    TimeRange, TraverseQuery,
+    RecordKind, Resource, ResourceId, ScoredResource, SearchQuery, TenantConfig, TenantId, TextHit,
+    TextQuery, TimeRange, TraverseQuery,
 };
 use crate::provider::{Capabilities, Provider, VectorIndexKind};
 use store::View;
@@ -560,6 +561,11 @@ impl Provider for RocksProvider {
         query: &SearchQuery,
     ) -> Result<Vec<ScoredResource>> {
         cpu_bound(|| search(tenant, query, None))
+    }
+
+    async fn text_search(&self, tenant: &Self::Tenant, query: &TextQuery) -> Result<Vec<TextHit>> {
+        let query = query.clone();
+        blocking(tenant, move |t| text::text_search(t, &query)).await
     }
 
     async fn search_entities(

@@ -12,7 +12,9 @@
 //!   them unchanged*, so an entity deletion racing with it conflicts whichever commits first
 //!   (a read alone would not be seen by the deleting transaction's validation);
 //! - an entity's name words are in `entity_names` iff the entity is stored with that name;
-//! - a moment's `moment_time` entry matches its stored start and end.
+//! - a moment's `moment_time` entry matches its stored start and end;
+//! - a resource or moment is pending in the text index, or its postings are those of its
+//!   stored content (see `text`).
 
 use std::cell::RefCell;
 use std::sync::Arc;
@@ -29,6 +31,7 @@ use super::cf::{
 use super::codec;
 use super::keys::{self, Side};
 use super::tenants::{TenantDb, for_both};
+use super::text;
 use crate::error::{Error, Result};
 use crate::index::VectorChange;
 use crate::model::{
@@ -493,7 +496,7 @@ impl<'a> Ops<'a> {
                 }
             }
         }
-        Ok(())
+        text::added(self, text::RESOURCE, resources.iter().map(|r| r.id.as_bytes()))
     }
 
     pub(crate) fn update_resource(&self, resource: &Resource) -> Result<Resource> {
@@ -502,6 +505,7 @@ impl<'a> Ops<'a> {
             codec::decode_resource(resource.id, &self.existing(CF_RESOURCES, "resource", key)?)?;
         let stored = Resource { created_at: old.created_at, ..resource.clone() };
         self.put(CF_RESOURCES, key, &codec::encode_resource(&stored))?;
+        text::changed(self, text::RESOURCE, key, &old.content, &stored.content)?;
         match &stored.embedding {
             Some(embedding) => {
                 self.put(CF_EMBEDDINGS, key, &codec::encode_embedding(embedding))?;
@@ -516,7 +520,9 @@ impl<'a> Ops<'a> {
     }
 
     pub(crate) fn delete_resource(&self, id: ResourceId) -> Result<()> {
-        self.existing(CF_RESOURCES, "resource", id.as_bytes())?;
+        let old =
+            codec::decode_resource(id, &self.existing(CF_RESOURCES, "resource", id.as_bytes())?)?;
+        text::removed(self, text::RESOURCE, id.as_bytes(), &old.content)?;
         self.delete(CF_RESOURCES, id.as_bytes())?;
         self.delete(CF_EMBEDDINGS, id.as_bytes())?;
         self.changes.borrow_mut().push(VectorChange::Remove { id });
@@ -668,6 +674,7 @@ impl<'a> Ops<'a> {
 
     pub(crate) fn insert_moment(&self, moment: &Moment) -> Result<()> {
         self.absent(CF_MOMENTS, "moment", moment.id.as_bytes())?;
+        text::added(self, text::MOMENT, [moment.id.as_bytes()])?;
         self.put_moment(moment)
     }
 
@@ -681,6 +688,7 @@ impl<'a> Ops<'a> {
         let key = moment.id.as_bytes();
         let old = codec::decode_moment(moment.id, &self.existing(CF_MOMENTS, "moment", key)?)?;
         self.delete(CF_MOMENT_TIME, &keys::moment_time(old.start, key))?;
+        text::changed(self, text::MOMENT, key, &old.content, &moment.content)?;
         self.put_moment(moment)?;
         Ok(moment.clone())
     }
@@ -689,6 +697,7 @@ impl<'a> Ops<'a> {
         let key = id.as_bytes();
         let old = codec::decode_moment(id, &self.existing(CF_MOMENTS, "moment", key)?)?;
         self.delete(CF_MOMENT_TIME, &keys::moment_time(old.start, key))?;
+        text::removed(self, text::MOMENT, key, &old.content)?;
         self.delete(CF_MOMENTS, key)
     }
 }

@@ -86,6 +86,9 @@ pub struct TenantDb {
     crypto: Option<Arc<TenantCrypto>>,
     /// Memory for the stored embeddings of a batch, kept between batches (see [`Scratch`]).
     scratch: Mutex<Vec<u8>>,
+    /// Held by whoever folds pending records into the text index (see `rocks::text`): one
+    /// fold at a time, so two never redo each other's work and conflict.
+    pub(crate) text_fold: Mutex<()>,
 }
 
 impl TenantDb {
@@ -135,6 +138,17 @@ impl TenantDb {
                 std::borrow::Cow::Owned(crypto.token(b"relation", relation.as_bytes()).to_vec())
             }
             None => std::borrow::Cow::Borrowed(relation.as_bytes()),
+        }
+    }
+
+    /// What stands for a full-text term in `text` keys: the term itself, or its keyed token in
+    /// an encrypted tenant.
+    pub(crate) fn text_term_key<'t>(&self, term: &'t str) -> std::borrow::Cow<'t, [u8]> {
+        match &self.crypto {
+            Some(crypto) => {
+                std::borrow::Cow::Owned(crypto.token(b"text", term.as_bytes()).to_vec())
+            }
+            None => std::borrow::Cow::Borrowed(term.as_bytes()),
         }
     }
 
@@ -406,7 +420,8 @@ impl TenantDb {
 }
 
 impl TenantDb {
-    /// Flushes every memtable of the tenant to its files (all column families together, as
+    /// Indexes the pending records' text (see `rocks::text`), then flushes every memtable of
+    /// the tenant to its files (all column families together, as
     /// atomic flush requires) and waits for the flush, then writes the vector index snapshot
     /// if the graph changed since the last one: afterwards the tenant holds only the memtables
     /// optimistic transactions keep as history, and a process killed next reopens it without
@@ -417,6 +432,11 @@ impl TenantDb {
     /// [`Error::Backend`] if the flush or the snapshot write fails.
     pub(crate) fn flush(&self) -> Result<()> {
         let Ok(db) = self.db.writer("flush") else { return Ok(()) };
+        // A fold losing to concurrent writes leaves records pending, which searches read.
+        match super::text::fold(self) {
+            Ok(_) | Err(Error::Conflict(_)) => {}
+            Err(e) => return Err(e),
+        }
         let families = cf::ALL.iter().map(|name| self.cf(name)).collect::<Result<Vec<_>>>()?;
         let mut options = FlushOptions::default();
         options.set_wait(true);

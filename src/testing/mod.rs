@@ -54,17 +54,21 @@ use crate::{
 mod batches;
 mod graph;
 mod moments;
+mod recall;
 mod records;
 mod search;
 mod tenants;
+mod text;
 mod transactions;
 
 pub use batches::*;
 pub use graph::*;
 pub use moments::*;
+pub use recall::*;
 pub use records::*;
 pub use search::*;
 pub use tenants::*;
+pub use text::*;
 pub use transactions::*;
 
 /// How the suite gets an engine for a provider.
@@ -155,6 +159,15 @@ macro_rules! conformance_suite {
             batch_edges_are_visible_from_both_ends_and_traversable,
             batch_moments_are_found_by_time_range,
             empty_batches_succeed_and_write_nothing,
+            text_search_matches_brute_force_bm25,
+            text_search_sees_updates_and_deletes,
+            text_filter_is_applied_before_the_cut,
+            text_search_is_per_tenant_and_survives_reopen,
+            text_search_rejects_bad_queries,
+            recall_fuses_text_and_vector_by_reciprocal_rank,
+            recall_with_one_signal_keeps_its_order,
+            recall_window_and_filter_apply_to_every_signal,
+            recall_rejects_bad_queries,
         );
     };
     (@cases $harness:ty; $($case:ident),* $(,)?) => {

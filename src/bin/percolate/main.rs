@@ -9,6 +9,8 @@
 //! percolate put resource|entity|edge|moment --tenant T        < record.json | [records]
 //! percolate get|delete resource|entity|edge|moment --tenant T ID
 //! percolate search --tenant T --vector '[0.1, ...]' | --vector-file F [--k 10] [--filter JSON]
+//! percolate recall --tenant T [--text Q] [--vector V | --vector-file F] [--since TIME]
+//!                  [--until TIME] [--filter JSON] [--k 10]  (full text and vector, fused)
 //! percolate traverse --tenant T ENTITY_ID [--depth 3] [--direction out|in|both]
 //! percolate moments --tenant T [--from TIME] [--to TIME]
 //! percolate export --tenant T [--out FILE]          (stdout by default)
@@ -28,7 +30,7 @@
 //! to a store opened read-only, 10 the disk is full (free space and run it again: nothing was
 //! half written).
 //!
-//! Commands that only read (get, search, traverse, moments, export, tenant list) open the
+//! Commands that only read (get, search, recall, traverse, moments, export, tenant list) open the
 //! RocksDB store read-only, so they run beside an app that holds it; commands that write take
 //! the store's writer lock and fail with exit code 8 while another process holds it.
 //!
@@ -65,6 +67,7 @@ mod demo;
 mod output;
 #[cfg(feature = "rocksdb")]
 mod precision;
+mod recall;
 mod records;
 mod transfer;
 
@@ -189,6 +192,9 @@ enum Command {
         #[arg(long)]
         embeddings: bool,
     },
+    /// Resources by full text and a vector at once, fused by reciprocal rank, with each hit's
+    /// rank in each signal.
+    Recall(recall::RecallArgs),
     /// Entities reachable from one entity, breadth first, with their depth.
     Traverse {
         /// The tenant.
@@ -273,6 +279,7 @@ impl Command {
         match self {
             Command::Get { .. }
             | Command::Search { .. }
+            | Command::Recall(_)
             | Command::Traverse { .. }
             | Command::Moments { .. }
             | Command::Export { .. } => true,

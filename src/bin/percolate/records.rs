@@ -87,6 +87,7 @@ pub(crate) async fn run<P: Provider>(
                 ),
             }
         }
+        Command::Recall(args) => recall::run(engine, args, output).await,
         Command::Traverse { tenant, entity, depth, direction, relations } => {
             let start: EntityId = entity.parse()?;
             let direction: Direction = direction.parse()?;

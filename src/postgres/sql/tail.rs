@@ -81,13 +81,14 @@ pub(crate) fn update_resource_through_tail(schema: &SchemaName) -> String {
     format!(
         "WITH updated AS (
              UPDATE {schema}.resources
-             SET uri = $2, content = $3, metadata = $4, embedding = $5, updated_at = $6
+             SET uri = $2, content = $3, metadata = $4, embedding = $5, updated_at = $6, {}
              WHERE id = $1 RETURNING id, created_at, embedding),
          tailed AS (
              INSERT INTO {schema}.{TAIL} (id, embedding)
              SELECT id, embedding FROM updated WHERE embedding IS NOT NULL
              ON CONFLICT (id) DO UPDATE SET embedding = EXCLUDED.embedding)
-         SELECT created_at FROM updated"
+         SELECT created_at FROM updated",
+        super::text_terms_after_update("$3")
     )
 }
 

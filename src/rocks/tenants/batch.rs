@@ -3,6 +3,7 @@
 
 #[allow(unused_imports)]
 use super::*;
+use crate::rocks::text;
 
 impl TenantDb {
     /// Writes resources with engine-generated ids in one atomic batch, without a transaction:
@@ -27,6 +28,7 @@ impl TenantDb {
             values.iter().map(|value| value.embedding.as_ref().map_or(0, Range::len)).sum();
         let bytes = stored.bytes() + embedding_bytes + 64 * resources.len();
         let mut batch = rocksdb::WriteBatchWithTransaction::<true>::with_capacity_bytes(bytes + 64);
+        let text_cf = self.cf(cf::CF_TEXT)?;
         let mut changes = Vec::with_capacity(resources.len());
         for ((resource, record), value) in resources.iter().zip(stored.iter()).zip(values) {
             let key = resource.id.as_bytes();
@@ -35,6 +37,11 @@ impl TenantDb {
                 batch.put_cf(embeddings_cf, key, &embeddings[range]);
             }
             changes.extend(value.change);
+        }
+        for (key, value) in
+            text::pending_entries(text::RESOURCE, resources.iter().map(|r| r.id.as_bytes()))
+        {
+            batch.put_cf(text_cf, key, value);
         }
         drop(embeddings);
         let write = || db.write_opt(batch, &self.write_options).map_err(map_rocks_error);

@@ -105,7 +105,12 @@ pub(super) fn open_db(
     create: bool,
     sealed: bool,
 ) -> Result<OptimisticTransactionDB> {
-    let options = db_options(config, shared, create);
+    let mut options = db_options(config, shared, create);
+    // A tenant made before full text lacks only the `text` column family: it is added here,
+    // and `load` marks every record pending. A database missing any other is not a tenant.
+    if !create && missing_families(&options, dir) == [cf::CF_TEXT] {
+        options.create_missing_column_families(true);
+    }
     // RocksDB's `default` column family, which percolate leaves empty, is opened with the
     // same options: otherwise rust-rocksdb gives it RocksDB's defaults, whose 64 MiB memtable
     // sets how much free space RocksDB waits for before it resumes after a full disk.
@@ -114,6 +119,13 @@ pub(super) fn open_db(
     });
     OptimisticTransactionDB::open_cf_descriptors(&options, dir, descriptors)
         .map_err(map_rocks_error)
+}
+
+/// The column families of [`cf::ALL`] the database in `dir` lacks (all of them when it cannot
+/// be listed: the open then reports why).
+pub(super) fn missing_families(options: &Options, dir: &Path) -> Vec<&'static str> {
+    let present = rocksdb::DB::list_cf(options, dir).unwrap_or_default();
+    cf::ALL.into_iter().filter(|name| !present.iter().any(|p| p == name)).collect()
 }
 
 /// Registers this open's sealing session under the next session number, durably and before
@@ -191,9 +203,13 @@ pub(super) fn load(
         lower_indexer_priority: config.lower_indexer_priority,
         crypto: crypto.map(Arc::new),
         scratch: Mutex::new(Vec::new()),
+        text_fold: Mutex::new(()),
     };
     if let Some(dimension) = tenant_config.dimension {
         tenant.load_vectors(dimension)?;
+    }
+    if !tenant.db.is_reader() {
+        crate::rocks::text::backfill(&tenant)?;
     }
     Ok(tenant)
 }
@@ -295,6 +311,7 @@ impl TenantCache {
                 None => config,
             };
             batch.put_cf(meta, keys::META_CONFIG, config);
+            batch.put_cf(meta, keys::META_TEXT_INDEX, []);
             let mut sync = WriteOptions::default();
             sync.set_sync(true);
             db.writer("create a tenant")?.write_opt(batch, &sync).map_err(map_rocks_error)?;

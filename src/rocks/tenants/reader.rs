@@ -138,7 +138,12 @@ pub(super) fn open_secondary(
     // A secondary keeps every table file open: it cannot reopen one its writer has deleted.
     let mut options = db_options(config, memory, false);
     options.set_max_open_files(-1);
-    let descriptors = cf::ALL.iter().chain(&[rocksdb::DEFAULT_COLUMN_FAMILY_NAME]).map(|name| {
+    // A tenant made before full text has no `text` column family until its writer opens it;
+    // the reader opens the others (and cannot search text).
+    let missing = super::cache::missing_families(&options, dir);
+    let present =
+        cf::ALL.iter().filter(|name| !(missing == [cf::CF_TEXT] && **name == cf::CF_TEXT));
+    let descriptors = present.chain(&[rocksdb::DEFAULT_COLUMN_FAMILY_NAME]).map(|name| {
         let mut options = cf_options(config, memory, false, name, sealed);
         options.set_max_open_files(-1);
         ColumnFamilyDescriptor::new(*name, options)
