@@ -17,7 +17,8 @@
 //! (`PERCOLATE_QUALITY_TARGETS`, default 500); the neighbour is the first listed. All 50,000
 //! rows are loaded into a RocksDB tenant (content = the row's text, embedding = its vector),
 //! so the vector clue's own synset is in the corpus and usually takes the first vector hit.
-//! Run: `cargo bench --locked --features cli --bench recall_quality`.
+//! Run: `cargo bench --locked --features cli --bench recall_quality` (add
+//! `PERCOLATE_QUALITY_FIRST_WORD=1` for the harder text clue, below).
 
 mod common;
 
@@ -66,6 +67,9 @@ fn main() {
     }
     let targets: usize =
         std::env::var("PERCOLATE_QUALITY_TARGETS").ok().and_then(|v| v.parse().ok()).unwrap_or(500);
+    // With `PERCOLATE_QUALITY_FIRST_WORD` set, the text clue is only the lemma's first word
+    // (`dress` for `dress uniform`): more ambiguous, closer to what an agent half remembers.
+    let first_word = std::env::var_os("PERCOLATE_QUALITY_FIRST_WORD").is_some();
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     runtime.block_on(async {
         let dir = tempfile::tempdir().expect("temporary directory");
@@ -103,7 +107,12 @@ fn main() {
         for _ in 0..targets.min(candidates.len()) {
             let row = candidates[rng.below(candidates.len())];
             let target = ids[row as usize];
-            let lemma = data.texts[row as usize].split(':').next().unwrap_or_default().to_owned();
+            let lemma = data.texts[row as usize].split(':').next().unwrap_or_default();
+            let lemma = match first_word {
+                true => lemma.split([' ', ',', '_']).find(|w| !w.is_empty()).unwrap_or(lemma),
+                false => lemma,
+            }
+            .to_owned();
             let clue = data.row(neighbour[&row] as usize).to_vec();
 
             let hits = tenant.text_search(&TextQuery::new(lemma.clone(), K)).await.expect("text");
