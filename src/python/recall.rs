@@ -4,10 +4,9 @@
 //! the engine; this module only converts.
 
 use pyo3::prelude::*;
-use pyo3::types::PyList;
 
-use super::records::{PyMoment, PyResource, optional_timestamp};
-use crate::model::{RecallHit, Record, TextHit, TimeRange};
+use super::records::{PyResource, into_py_list, optional_timestamp, record_object};
+use crate::model::{RecallHit, TextHit, TimeRange};
 
 pub(super) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyTextHit>()?;
@@ -78,44 +77,19 @@ impl PyRecallHit {
 /// Text hits, built into `TextHit` objects once the GIL is held.
 pub(crate) struct TextHits(pub(crate) Vec<TextHit>);
 
-impl<'py> IntoPyObject<'py> for TextHits {
-    type Target = PyList;
-    type Output = Bound<'py, PyList>;
-    type Error = PyErr;
-
-    fn into_pyobject(self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
-        let list = PyList::empty(py);
-        for hit in self.0 {
-            let record = match hit.record {
-                Record::Resource(r) => Py::new(py, PyResource::from(r))?.into_any(),
-                Record::Moment(m) => Py::new(py, PyMoment::from(m))?.into_any(),
-                // Text search ranks resources and moments only.
-                Record::Entity(_) | Record::Edge(_) => continue,
-            };
-            list.append(PyTextHit { record, score: hit.score })?;
-        }
-        Ok(list)
-    }
-}
+into_py_list!(TextHits, |py, hit| {
+    let record = record_object(py, hit.record)?.unbind();
+    PyResult::Ok(Some(PyTextHit { record, score: hit.score }))
+});
 
 /// Recall hits, built into `RecallHit` objects once the GIL is held.
 pub(crate) struct RecallHits(pub(crate) Vec<RecallHit>);
 
-impl<'py> IntoPyObject<'py> for RecallHits {
-    type Target = PyList;
-    type Output = Bound<'py, PyList>;
-    type Error = PyErr;
-
-    fn into_pyobject(self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
-        let list = PyList::empty(py);
-        for hit in self.0 {
-            list.append(PyRecallHit {
-                resource: Py::new(py, PyResource::from(hit.resource))?,
-                score: hit.score,
-                text_rank: hit.ranks.text,
-                vector_rank: hit.ranks.vector,
-            })?;
-        }
-        Ok(list)
-    }
-}
+into_py_list!(RecallHits, |py, hit| {
+    PyResult::Ok(Some(PyRecallHit {
+        resource: Py::new(py, PyResource::from(hit.resource))?,
+        score: hit.score,
+        text_rank: hit.ranks.text,
+        vector_rank: hit.ranks.vector,
+    }))
+});

@@ -758,44 +758,51 @@ fn shorten(text: &str) -> &str {
 
 // ---- results that need the GIL to build ----------------------------------------------------
 
+/// Implements `IntoPyObject` for `$wrapper`, a tuple struct around a `Vec`: a Python list
+/// with one object per item, built by `$convert` (a `PyResult<Option<_>>`; `None` leaves the
+/// item out) once the GIL is held.
+macro_rules! into_py_list {
+    ($wrapper:ty, |$py:ident, $item:ident| $convert:expr) => {
+        impl<'py> pyo3::IntoPyObject<'py> for $wrapper {
+            type Target = pyo3::types::PyList;
+            type Output = pyo3::Bound<'py, pyo3::types::PyList>;
+            type Error = pyo3::PyErr;
+
+            fn into_pyobject(self, $py: pyo3::Python<'py>) -> pyo3::PyResult<Self::Output> {
+                let list = pyo3::types::PyList::empty($py);
+                for $item in self.0 {
+                    if let Some(object) = $convert? {
+                        list.append(object)?;
+                    }
+                }
+                Ok(list)
+            }
+        }
+    };
+}
+pub(crate) use into_py_list;
+
 /// Search hits, built into `ScoredResource` objects once the GIL is held.
 pub(crate) struct Hits(pub(crate) Vec<ScoredResource>);
 
-impl<'py> IntoPyObject<'py> for Hits {
-    type Target = PyList;
-    type Output = Bound<'py, PyList>;
-    type Error = PyErr;
-
-    fn into_pyobject(self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
-        let list = PyList::empty(py);
-        for hit in self.0 {
-            let resource = Py::new(py, PyResource::from(hit.resource))?;
-            list.append(PyScoredResource { resource, distance: hit.distance })?;
-        }
-        Ok(list)
-    }
-}
+into_py_list!(Hits, |py, hit| {
+    let resource = Py::new(py, PyResource::from(hit.resource))?;
+    PyResult::Ok(Some(PyScoredResource { resource, distance: hit.distance }))
+});
 
 /// Records of any kind (a scan page), each as its own class.
 pub(crate) struct Records(pub(crate) Vec<Record>);
 
-impl<'py> IntoPyObject<'py> for Records {
-    type Target = PyList;
-    type Output = Bound<'py, PyList>;
-    type Error = PyErr;
+into_py_list!(Records, |py, record| PyResult::Ok(Some(record_object(py, record)?)));
 
-    fn into_pyobject(self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
-        let list = PyList::empty(py);
-        for record in self.0 {
-            match record {
-                Record::Resource(r) => list.append(PyResource::from(r))?,
-                Record::Entity(e) => list.append(PyEntity::from(e))?,
-                Record::Edge(e) => list.append(PyEdge::from(e))?,
-                Record::Moment(m) => list.append(PyMoment::from(m))?,
-            }
-        }
-        Ok(list)
-    }
+/// A record as the object of its own class.
+pub(crate) fn record_object(py: Python<'_>, record: Record) -> PyResult<Bound<'_, PyAny>> {
+    Ok(match record {
+        Record::Resource(r) => Bound::new(py, PyResource::from(r))?.into_any(),
+        Record::Entity(e) => Bound::new(py, PyEntity::from(e))?.into_any(),
+        Record::Edge(e) => Bound::new(py, PyEdge::from(e))?.into_any(),
+        Record::Moment(m) => Bound::new(py, PyMoment::from(m))?.into_any(),
+    })
 }
 
 /// A JSON value (an export or import summary), as `json.loads` would give it.
