@@ -38,8 +38,8 @@
 //!     has at least one query term (as [`crate::text`] splits and stems it) and whose metadata
 //!     matches the filter, by BM25 ([`crate::text::rank`]), best first, ties broken by id; the
 //!     filter applies before the cut. A record is searchable by its current content once the
-//!     call that wrote it returns; after an update its old terms no longer match it, after a
-//!     delete nothing does.
+//!     call that wrote it returns: an updated record matches only the terms of its stored
+//!     content, and a deleted one matches nothing.
 //! 11. Auto-commit operations (the non-transaction methods) are each one atomic transaction,
 //!     and each read returns one committed state: a resource's record and embedding come from
 //!     the same write.

@@ -207,11 +207,7 @@ fn fold_locked(tenant: &TenantDb) -> Result<usize> {
             let cf = ops.tenant.cf(CF_TEXT)?;
             for (target, entry) in &listed {
                 for id in &entry.ids {
-                    let existing = ops.view().get_for_update(record_family(*target), id)?;
-                    if existing.is_none() {
-                        continue;
-                    }
-                    if let Some(content) = content(&ops.view(), *target, id)? {
+                    if let Some(content) = content_for_update(ops, *target, id)? {
                         index(ops, *target, id, &content)?;
                     }
                 }
@@ -223,16 +219,18 @@ fn fold_locked(tenant: &TenantDb) -> Result<usize> {
     }
 }
 
-/// The column family of the records of `target`.
-fn record_family(target: u8) -> &'static str {
-    if target == MOMENT { CF_MOMENTS } else { CF_RESOURCES }
-}
-
-/// The stored content of record `id` of `target`; `None` if it does not exist.
-fn content(view: &View<'_>, target: u8, id: &[u8; 16]) -> Result<Option<String>> {
-    let kind = if target == MOMENT { TextTarget::Moments } else { TextTarget::Resources };
-    let record = load(view, kind, std::iter::once(*id))?;
-    Ok(record.into_iter().flatten().next().and_then(|record| text_of(&record).map(str::to_owned)))
+/// The stored content of record `id` of `target`, read for update in `ops`' transaction (one
+/// read, so a write of the record racing the fold fails one of the two); `None` if it does not
+/// exist.
+fn content_for_update(ops: &Ops<'_>, target: u8, id: &[u8; 16]) -> Result<Option<String>> {
+    let family = if target == MOMENT { CF_MOMENTS } else { CF_RESOURCES };
+    let Some(raw) = ops.view().get_for_update(family, id)? else { return Ok(None) };
+    let bytes = ops.tenant.open_value(family, id, raw)?;
+    Ok(Some(if target == MOMENT {
+        codec::decode_moment(MomentId::from_bytes(*id), &bytes)?.content
+    } else {
+        codec::decode_resource(ResourceId::from_bytes(*id), &bytes)?.content
+    }))
 }
 
 /// The indexed text of a resource or moment.
